@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test venv test-components lint unit bench clean
+
+$(BIN)/certfleet: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/certfleet
+
+test-components:
+	scripts/install-test-components
+
+demo: venv test-components
+	$(BIN)/python tools/demo.py
+
+lint: venv
+	$(BIN)/ruff check src tests tools bench
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test: venv test-components lint
+	$(BIN)/pytest -q
+
+bench: venv test-components
+	$(BIN)/python bench/issue_bench.py
+
+clean:
+	rm -rf $(VENV) .cache demo-state

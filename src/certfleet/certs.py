@@ -1,0 +1,140 @@
+"""Parse and verify what the CA issued before anything is stored. Touches nothing.
+
+Checks (RFC 8555 §7.4.2 leaves them to the client): the chain is PEM certificates only,
+the leaf's public key is the CSR key, its names are exactly the names requested, and each
+certificate is signed by the next one the CA sent.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from .errors import CertificateError
+from .keytypes import PublicKey
+
+MAX_CHAIN = 10
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\r\n]+-----END \1-----\r?\n?"
+)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified certificate and its chain, in the PEM files nginx wants."""
+
+    cert_pem: bytes
+    chain_pem: bytes
+    names: tuple[str, ...]
+    serial: int
+    not_before: datetime
+    not_after: datetime
+    issuer: str
+    aki: bytes | None
+
+    @property
+    def fullchain_pem(self) -> bytes:
+        return self.cert_pem + self.chain_pem
+
+
+def split_pem_chain(data: bytes, where: str) -> list[x509.Certificate]:
+    """Split ``application/pem-certificate-chain`` into certificates, leaf first."""
+    text = data.replace(b"\r\n", b"\n").strip() + b"\n"
+    blocks = list(_PEM_BLOCK.finditer(text))
+    rest = _PEM_BLOCK.sub(b"", text).strip()
+    if rest or not blocks:
+        raise CertificateError(f"{where}: not a PEM certificate chain")
+    if len(blocks) > MAX_CHAIN:
+        raise CertificateError(f"{where}: chain of {len(blocks)} certificates is too long")
+    certs = []
+    for block in blocks:
+        if block.group(1) != b"CERTIFICATE":
+            raise CertificateError(f"{where}: chain holds a {block.group(1).decode()} block")
+        try:
+            certs.append(x509.load_pem_x509_certificate(block.group(0)))
+        except ValueError as exc:
+            raise CertificateError(f"{where}: unreadable certificate: {exc}") from None
+    return certs
+
+
+def cert_names(cert: x509.Certificate) -> tuple[str, ...]:
+    """The DNS names and IP addresses in the subjectAltName, lowercased."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    dns = [n.lower() for n in san.get_values_for_type(x509.DNSName)]
+    ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return tuple(dns + ips)
+
+
+def _normal(name: str) -> str:
+    try:
+        return str(ipaddress.ip_address(name))
+    except ValueError:
+        return name.lower()
+
+
+def _same_key(a: PublicKey, b: object) -> bool:
+    fmt = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    try:
+        return bool(a.public_bytes(der, fmt) == b.public_bytes(der, fmt))  # type: ignore[attr-defined]
+    except AttributeError:
+        return False
+
+
+def _aki(cert: x509.Certificate) -> bytes | None:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return None
+    return ext.value.key_identifier
+
+
+def verify_issued(
+    pem: bytes, public_key: PublicKey, names: Sequence[str], where: str
+) -> Bundle:
+    """Check the chain the CA returned against the request; return the ``Bundle`` to store."""
+    certs = split_pem_chain(pem, where)
+    leaf = certs[0]
+    if not _same_key(public_key, leaf.public_key()):
+        raise CertificateError(f"{where}: certificate public key does not match the CSR key")
+    got = sorted(set(cert_names(leaf)))
+    want = sorted({_normal(n) for n in names})
+    if got != want:
+        raise CertificateError(f"{where}: certificate names {got} differ from requested {want}")
+    for child, parent in itertools.pairwise(certs):
+        try:
+            child.verify_directly_issued_by(parent)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise CertificateError(
+                f"{where}: chain does not verify: {child.subject.rfc4514_string()} is not "
+                f"signed by {parent.subject.rfc4514_string()} ({exc or 'bad signature'})"
+            ) from None
+    if len(certs) == 1:
+        raise CertificateError(f"{where}: the CA sent no issuer certificate")
+    pem_of = [c.public_bytes(serialization.Encoding.PEM) for c in certs]
+    return Bundle(
+        cert_pem=pem_of[0],
+        chain_pem=b"".join(pem_of[1:]),
+        names=tuple(_normal(n) for n in names),
+        serial=leaf.serial_number,
+        not_before=leaf.not_valid_before_utc,
+        not_after=leaf.not_valid_after_utc,
+        issuer=leaf.issuer.rfc4514_string(),
+        aki=_aki(leaf),
+    )
+
+
+def load_leaf(pem: bytes, where: str) -> x509.Certificate:
+    """The first certificate of a stored PEM file."""
+    return split_pem_chain(pem, where)[0]

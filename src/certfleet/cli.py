@@ -1,0 +1,198 @@
+"""Command line: arguments, output lines and exit codes (acme-client's: 0 changed, 1 failed,
+2 nothing to do). Touches stdout/stderr; everything else goes through ``issue`` and ``store``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .acme_client import AcmeClient
+from .errors import CertfleetError, ConfigError, safe_text
+from .issue import REVOCATION_REASONS, Session, issue, open_account, revoke
+from .keytypes import KeyType
+from .names import normalize_name
+from .protocol.renewal import due_reason, renewal_time
+from .solvers import Solver
+from .solvers.http_server import HttpServerSolver, parse_listen
+from .solvers.webroot import WebrootSolver
+from .store import Store, StoredCert
+
+EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING = 0, 1, 2
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+log = logging.getLogger("certfleet")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", type=Path,
+                        default=Path(os.environ.get("CERTFLEET_STATE_DIR", "/var/lib/certfleet")),
+                        help="state directory (env CERTFLEET_STATE_DIR; /var/lib/certfleet)")
+    common.add_argument("--directory", default=os.environ.get("CERTFLEET_DIRECTORY", LETSENCRYPT),
+                        help="ACME directory URL (env CERTFLEET_DIRECTORY; Let's Encrypt)")
+    common.add_argument("--ca-bundle", type=Path, default=os.environ.get("CERTFLEET_CA_BUNDLE"),
+                        help="PEM file of CAs trusted for the ACME server's TLS certificate")
+    common.add_argument("--insecure-http", action="store_true",
+                        help="allow a plain-http ACME directory (test servers only)")
+    common.add_argument("-v", "--verbose", action="count", default=0,
+                        help="say what is done (-vv: every request)")
+
+    parser = argparse.ArgumentParser(prog="certfleet", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"certfleet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("issue", parents=[common], help="issue or renew one certificate")
+    p.add_argument("names", nargs="+", metavar="NAME", help="the name, then alternative names")
+    p.add_argument("--key-type", default="ec256", help="domain key: ec256 ec384 rsa2048 "
+                   "rsa3072 rsa4096 (default ec256)")
+    p.add_argument("--account-key-type", default="ec256", help="account key type, used when "
+                   "the account key is created (default ec256)")
+    p.add_argument("--contact", action="append", default=[], metavar="EMAIL",
+                   help="account contact address (repeatable)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--webroot", type=Path, metavar="DIR",
+                     help="write http-01 token files into DIR (served by your web server)")
+    how.add_argument("--http-listen", metavar="HOST:PORT",
+                     help="answer http-01 with certfleet's own responder on HOST:PORT")
+    p.add_argument("--reuse-key", action="store_true", help="keep the current domain key")
+    p.add_argument("--force", action="store_true", help="renew even if not due")
+
+    p = sub.add_parser("revoke", parents=[common], help="revoke the current certificate")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--reason", default="unspecified", choices=sorted(REVOCATION_REASONS))
+
+    p = sub.add_parser("status", parents=[common], help="list stored certificates")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="certfleet: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+    if verbosity < 3:
+        logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def _client(args: argparse.Namespace) -> AcmeClient:
+    return AcmeClient(args.directory, ca_bundle=args.ca_bundle, allow_http=args.insecure_http)
+
+
+def _date(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _revoked(store: Store, stored: StoredCert) -> bool:
+    return bool(store.read_state(stored.name).get("revoked_serial") == f"{stored.meta.serial:x}")
+
+
+def _solver(args: argparse.Namespace) -> Solver:
+    if args.webroot:
+        return WebrootSolver(args.webroot)
+    if args.http_listen:
+        return HttpServerSolver(*parse_listen(args.http_listen))
+    raise ConfigError("choose how to answer http-01: --webroot DIR or --http-listen HOST:PORT")
+
+
+async def _issue(args: argparse.Namespace, store: Store) -> int:
+    names = [normalize_name(n) for n in args.names]
+    if len(set(names)) != len(names):
+        raise ConfigError("a name is given twice")
+    key_type, account_type = KeyType.parse(args.key_type), KeyType.parse(args.account_key_type)
+    solver = _solver(args)
+    current = store.current(names[0])
+    reason = due_reason(
+        wanted_names=tuple(names), wanted_key_type=key_type.value,
+        current_names=current.meta.names if current else None,
+        current_key_type=current.meta.key_type if current else None,
+        not_before=current.meta.not_before_dt if current else None,
+        not_after=current.meta.not_after_dt if current else None,
+        revoked=_revoked(store, current) if current else False,
+        now=datetime.now(UTC), forced=args.force,
+    )
+    if reason is None and current is not None:
+        when = renewal_time(current.meta.not_before_dt, current.meta.not_after_dt)
+        print(f"{names[0]}: not due until {_date(when)}")
+        return EXIT_NOTHING
+    log.info("%s: issuing (%s)", names[0], reason)
+    with store.lock(names[0]):
+        async with _client(args) as client, solver:
+            session = await open_account(client, store, account_type, args.contact)
+            stored = await issue(session, store, names, key_type, solver, args.reuse_key)
+        log.info("%s: %d requests to the CA", names[0], client.total_requests)
+    verb = "issued" if current is None else "renewed"
+    print(f"{names[0]}: {verb} (expires {_date(stored.meta.not_after_dt)}), "
+          f"version {stored.meta.version}")
+    return EXIT_CHANGED
+
+
+async def _revoke(args: argparse.Namespace, store: Store) -> int:
+    name = normalize_name(args.name)
+    stored = store.current(name)
+    if stored is None:
+        raise ConfigError(f"{name}: no certificate stored")
+    with store.lock(name):
+        async with _client(args) as client:
+            session: Session = await open_account(client, store, KeyType.EC256, [])
+            await revoke(session, store.read_file(stored, "cert.pem"), args.reason)
+        state = store.read_state(name)
+        state["revoked_serial"] = f"{stored.meta.serial:x}"
+        state["revoked_at"] = datetime.now(UTC).isoformat()
+        store.write_state(name, state)
+    print(f"{name}: revoked (serial {stored.meta.serial:x}, reason {args.reason})")
+    return EXIT_CHANGED
+
+
+def _status(args: argparse.Namespace, store: Store) -> int:
+    rows: list[dict[str, Any]] = []
+    for stored in store.all_current():
+        meta = stored.meta
+        rows.append({
+            "name": meta.names[0], "names": list(meta.names), "version": meta.version,
+            "serial": f"{meta.serial:x}", "key_type": meta.key_type,
+            "not_after": meta.not_after,
+            "renew_at": renewal_time(meta.not_before_dt, meta.not_after_dt).isoformat(),
+            "revoked": _revoked(store, stored), "path": str(stored.path),
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no certificates stored")
+    for row in rows:
+        flag = "  REVOKED" if row["revoked"] else ""
+        print(f"{row['name']}: {' '.join(row['names'])}; expires {row['not_after'][:10]}, "
+              f"renew from {row['renew_at'][:10]}; version {row['version']}, "
+              f"{row['key_type']}{flag}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    label = " ".join(getattr(args, "names", []) or [getattr(args, "name", "") or "certfleet"])
+    label = safe_text(label.split()[0] if label else "certfleet")
+    try:
+        if args.ca_bundle is not None and not args.ca_bundle.is_file():
+            raise ConfigError(f"--ca-bundle {args.ca_bundle}: no such file")
+        store = Store(args.state_dir)
+        if args.command == "status":
+            return _status(args, store)
+        runner = _issue if args.command == "issue" else _revoke
+        return asyncio.run(runner(args, store))
+    except CertfleetError as exc:
+        print(f"{label}: failed: {exc}", file=sys.stdout)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted", file=sys.stderr)
+        return EXIT_FAILED
+

@@ -1,0 +1,313 @@
+"""Drive one certificate from names to a verified, stored version (RFC 8555 §7.3 to §7.4.2, §7.6).
+
+Wires the roles and touches nothing itself: ``acme_client`` talks to the CA, ``account``
+signs, ``keys`` makes the key and CSR, a solver answers challenges, ``certs`` verifies,
+``store`` writes. Reads top to bottom in protocol order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from . import keys, keytypes
+from .account import AccountKey
+from .acme_client import PEM_CHAIN, AcmeClient, Response, Signer
+from .certs import Bundle, verify_issued
+from .errors import AcmeProblem, ChallengeError, ProtocolError, safe_text
+from .keytypes import KeyType
+from .protocol.b64 import b64url
+from .protocol.challenges import key_authorization
+from .protocol.messages import (
+    Authorization,
+    AuthorizationStatus,
+    Identifier,
+    MalformedMessage,
+    Order,
+    OrderStatus,
+    token_is_safe,
+)
+from .protocol.timing import clamp, poll_intervals
+from .solvers import Solver
+from .store import Store, StoredCert, VersionMeta
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+REVOCATION_REASONS = {  # RFC 5280 §5.3.1 CRLReason values ACME CAs accept
+    "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
+    "cessationOfOperation": 5,
+}
+
+
+@dataclass
+class Session:
+    """An account at one CA: the client, the key holder and the account URL (``kid``)."""
+
+    client: AcmeClient
+    key: AccountKey
+    kid: str
+    sleep: Sleep = field(default=asyncio.sleep)
+    validation_timeout: float = 300.0
+
+    def signer(self) -> Signer:
+        key, kid = self.key, self.kid
+        return lambda url, nonce, payload: key.sign(url, nonce, payload, kid=kid)
+
+
+def _parse(parse: Callable[[Any], T], response: Response) -> T:
+    try:
+        return parse(response.json())
+    except MalformedMessage as exc:
+        raise ProtocolError(f"{safe_text(response.url)}: {exc}") from None
+
+
+# -- RFC 8555 §7.3: the account ---------------------------------------------------------------
+
+async def open_account(
+    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
+    sleep: Sleep = asyncio.sleep,
+) -> Session:
+    """Load or create the account key and find or register its account at the CA."""
+    directory_url = client.directory_url
+    key, created = AccountKey.load_or_create(store.account_key_path(directory_url), key_type)
+    if created:
+        log.info("created %s account key", key_type.value)
+    record = store.load_account(directory_url)
+    if record and record.get("thumbprint") == key.thumbprint and record.get("url"):
+        return Session(client, key, str(record["url"]), sleep)
+    directory = await client.directory()
+
+    def jwk_signer(url: str, nonce: str, payload: Mapping[str, Any] | None) -> Any:
+        return key.sign(url, nonce, payload)
+
+    try:  # §7.3.1: find an existing account for this key before creating one
+        response = await client.post(directory.new_account, {"onlyReturnExisting": True},
+                                     jwk_signer)
+    except AcmeProblem as exc:
+        if exc.short_type != "accountDoesNotExist":
+            raise
+        payload: dict[str, Any] = {"termsOfServiceAgreed": True}
+        if contact:
+            payload["contact"] = [f"mailto:{c}" for c in contact]
+        if directory.terms_of_service:
+            log.info("agreeing to the terms of service at %s", directory.terms_of_service)
+        response = await client.post(directory.new_account, payload, jwk_signer)
+    if not response.location:
+        raise ProtocolError(f"{safe_text(directory.new_account)}: no account URL in answer")
+    store.save_account(directory_url, {
+        "url": response.location, "thumbprint": key.thumbprint, "directory": directory_url,
+        "contact": list(contact), "key_type": key.key_type.value,
+    })
+    return Session(client, key, response.location, sleep)
+
+
+# -- polling (RFC 8555 §7.5.1, §7.4) -------------------------------------------------------
+
+async def _poll(
+    session: Session, url: str, parse: Callable[[Any], T], done: Callable[[T], bool],
+    what: str, deadline: float,
+) -> T:
+    intervals = poll_intervals()
+    while True:
+        response = await session.client.post_as_get(url, session.signer())
+        obj = _parse(parse, response)
+        if done(obj):
+            return obj
+        asked = response.retry_after(session.client.now())
+        delay = clamp(asked) if asked is not None else next(intervals)
+        if time.monotonic() + delay > deadline:
+            raise ChallengeError(f"{what}: still not done after the deadline "
+                                 f"(CA asks to wait {delay:.0f}s more)")
+        await session.sleep(delay)
+
+
+# -- RFC 8555 §7.5: authorizations and challenges ----------------------------------------------
+
+async def _authorize(
+    session: Session, authz_urls: Sequence[str], solver: Solver, deadline: float
+) -> None:
+    signer = session.signer()
+    responses = await asyncio.gather(
+        *(session.client.post_as_get(url, signer) for url in authz_urls)
+    )
+    pending: list[tuple[str, Authorization]] = []
+    for url, response in zip(authz_urls, responses, strict=True):
+        authz = _parse(Authorization.from_json, response)
+        if authz.status is AuthorizationStatus.VALID:
+            log.info("%s: authorization already valid", authz.name)
+        elif authz.status is AuthorizationStatus.PENDING:
+            pending.append((url, authz))
+        else:
+            raise ChallengeError(f"{authz.name}: authorization is {authz.status.value}")
+    if not pending:
+        return
+    presented: list[tuple[str, str, str]] = []
+    try:
+        answers = []
+        for url, authz in pending:
+            challenge = authz.challenge(solver.challenge_type)
+            if challenge is None:
+                offered = ", ".join(sorted(c.type for c in authz.challenges)) or "none"
+                raise ChallengeError(f"{authz.name}: CA offers no {solver.challenge_type} "
+                                     f"challenge (offers: {safe_text(offered)})")
+            if not token_is_safe(challenge.token):
+                raise ChallengeError(f"{authz.name}: CA sent an unsafe challenge token "
+                                     f"{safe_text(challenge.token, 60)!r}; refusing it")
+            key_auth = key_authorization(challenge.token, session.key.thumbprint)
+            await solver.present(authz.name, challenge.token, key_auth)
+            presented.append((authz.name, challenge.token, key_auth))
+            answers.append((url, authz, challenge.url))
+        # §7.5.1: tell the CA every response is ready, then wait for all of them at once.
+        await asyncio.gather(*(session.client.post(c_url, {}, signer) for _, _, c_url in answers))
+        await asyncio.gather(*(_await_authz(session, url, authz, deadline)
+                               for url, authz, _ in answers))
+    finally:
+        for name, token, key_auth in presented:
+            try:
+                await solver.cleanup(name, token, key_auth)
+            except Exception as exc:  # cleanup of one must not stop the rest
+                log.warning("%s: challenge cleanup failed: %s", name, exc)
+
+
+async def _await_authz(session: Session, url: str, authz: Authorization, deadline: float) -> None:
+    final = await _poll(
+        session, url, Authorization.from_json,
+        lambda a: a.status is not AuthorizationStatus.PENDING, f"{authz.name}: validation",
+        deadline,
+    )
+    if final.status is AuthorizationStatus.VALID:
+        log.info("%s: validated", authz.name)
+        return
+    problem = final.failure()
+    reason = (f"{problem.short_type}: {problem.detail}" if problem
+              else f"authorization {final.status.value}")
+    raise ChallengeError(f"{authz.name}: validation failed: {safe_text(reason)}")
+
+
+# -- RFC 8555 §7.4: order, finalize, download ---------------------------------------------------
+
+def _order_failed(order: Order, what: str) -> ChallengeError:
+    if order.error:
+        return ChallengeError(f"{what}: order failed: {safe_text(order.error.short_type)}: "
+                              f"{safe_text(order.error.detail)}")
+    return ChallengeError(f"{what}: order is {order.status.value}")
+
+
+async def _finalize(
+    session: Session, order: Order, order_url: str, csr: bytes, deadline: float, what: str,
+) -> Order:
+    """POST the CSR (§7.4); if the CA is not ready yet, wait for the order and try once more."""
+    payload = {"csr": b64url(csr)}
+    try:
+        response = await session.client.post(order.finalize, payload, session.signer())
+    except AcmeProblem as exc:
+        if exc.short_type != "orderNotReady":
+            raise
+        order = await _poll(session, order_url, Order.from_json,
+                            lambda o: o.status is not OrderStatus.PENDING, what, deadline)
+        if order.status is not OrderStatus.READY:
+            raise _order_failed(order, what) from None
+        response = await session.client.post(order.finalize, payload, session.signer())
+    return _parse(Order.from_json, response)
+
+
+async def obtain(
+    session: Session, names: Sequence[str], domain_key: keytypes.PrivateKey, solver: Solver,
+) -> tuple[Bundle, str]:
+    """Order, authorize, finalize and download a certificate for ``names``; verify it."""
+    client, signer = session.client, session.signer()
+    what = names[0]
+    deadline = time.monotonic() + session.validation_timeout
+    directory = await client.directory()
+    identifiers = [Identifier("dns", n).to_json() for n in names]
+    response = await client.post(directory.new_order, {"identifiers": identifiers}, signer)
+    order = _parse(Order.from_json, response)
+    order_url = response.location
+    if not order_url:
+        raise ProtocolError(f"{safe_text(directory.new_order)}: no order URL in answer")
+    log.info("%s: order %s is %s", what, order_url, order.status.value)
+    if order.status is OrderStatus.PENDING:
+        await _authorize(session, order.authorizations, solver, deadline)
+        # Every authorization is valid, so the order is ready (§7.1.6): finalize at once
+        # instead of spending a request to watch it change.
+        order = replace(order, status=OrderStatus.READY)
+    if order.status is OrderStatus.READY:
+        order = await _finalize(session, order, order_url, keys.make_csr(domain_key, names),
+                                deadline, what)
+    if order.status is OrderStatus.PROCESSING:
+        order = await _poll(session, order_url, Order.from_json,
+                            lambda o: o.status is not OrderStatus.PROCESSING, what, deadline)
+    if order.status is not OrderStatus.VALID or not order.certificate:
+        raise _order_failed(order, what)
+    response = await client.post_as_get(order.certificate, signer, accept=PEM_CHAIN)
+    if response.content_type != PEM_CHAIN:
+        raise ProtocolError(f"{safe_text(order.certificate)}: expected {PEM_CHAIN}, got "
+                            f"{safe_text(response.content_type or 'nothing')}")
+    bundle = verify_issued(response.body, domain_key.public_key(), names,
+                           f"{what}: {safe_text(order.certificate)}")
+    return bundle, order_url
+
+
+async def issue(
+    session: Session, store: Store, names: Sequence[str], key_type: KeyType, solver: Solver,
+    reuse_key: bool = False,
+) -> StoredCert:
+    """Obtain a certificate for ``names`` and activate it as the next stored version."""
+    name = names[0]
+    store.preflight(name)
+    key_pem = _domain_key_pem(store, name, key_type, reuse_key)
+    domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
+    bundle, order_url = await obtain(session, names, domain_key, solver)
+    meta = VersionMeta(
+        version=store.next_version(name), names=tuple(bundle.names), key_type=key_type.value,
+        serial=bundle.serial, not_before=bundle.not_before.isoformat(),
+        not_after=bundle.not_after.isoformat(), issuer=bundle.issuer,
+        aki=bundle.aki.hex() if bundle.aki else "", issued_at=datetime.now(UTC).isoformat(),
+        directory=session.client.directory_url, order_url=order_url,
+    )
+    files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
+             "fullchain.pem": bundle.fullchain_pem, "privkey.pem": key_pem}
+    return store.activate(name, files, meta)
+
+
+def _domain_key_pem(store: Store, name: str, key_type: KeyType, reuse_key: bool) -> bytes:
+    """The key for the next version: the current one if reused, else a new one.
+
+    A new key is saved as pending before the CA sees its CSR, so that an interrupted run
+    resumes with the same key and a crash never leaves a certificate without its key.
+    """
+    current = store.current(name)
+    if reuse_key and current is not None and current.meta.key_type == key_type.value:
+        return store.read_file(current, "privkey.pem")
+    pending = store.load_pending_key(name)
+    if pending is not None:
+        key = keytypes.load_pem(pending, f"{name}: pending key")
+        if keytypes.key_type_of(key) is key_type:
+            return pending
+    key_pem = keytypes.to_pem(keys.new_domain_key(key_type))
+    store.save_pending_key(name, key_pem)
+    return key_pem
+
+
+# -- RFC 8555 §7.6: revocation -----------------------------------------------------------------
+
+async def revoke(session: Session, cert_pem: bytes, reason: str = "unspecified") -> None:
+    """Revoke a certificate with the account key."""
+    if reason not in REVOCATION_REASONS:
+        raise ProtocolError(f"unknown revocation reason {reason!r}; choose one of "
+                            + ", ".join(REVOCATION_REASONS))
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    directory = await session.client.directory()
+    payload = {"certificate": b64url(cert.public_bytes(serialization.Encoding.DER)),
+               "reason": REVOCATION_REASONS[reason]}
+    await session.client.post(directory.revoke_cert, payload, session.signer())

@@ -1,0 +1,74 @@
+"""Domain names as certfleet accepts them: normalized A-labels, validated before any use.
+
+Touches nothing. A name from input becomes an ACME identifier and a directory name, so it is
+checked here once, strictly: LDH labels, lengths (RFC 1035), IDNA 2008 (RFC 5891) for
+U-labels, a wildcard only as the whole leftmost label.
+"""
+
+from __future__ import annotations
+
+import re
+
+import idna
+
+from .errors import ConfigError
+
+MAX_NAME = 253
+MAX_LABEL = 63
+_LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _to_alabel(label: str, raw: str) -> str:
+    if label.isascii():
+        lowered = label.lower()
+        if lowered.startswith("xn--"):
+            try:
+                idna.decode(lowered)  # a bad punycode label is refused, not passed on
+            except idna.IDNAError as exc:
+                raise ConfigError(f"{raw!r}: bad punycode label {label!r}: {exc}") from None
+        return lowered
+    try:
+        return idna.encode(label, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ConfigError(f"{raw!r}: label {label!r} is not a valid IDN: {exc}") from None
+
+
+def normalize_name(raw: str) -> str:
+    """Return the lowercase A-label form of ``raw`` or raise ``ConfigError`` saying why not."""
+    shown = raw if len(raw) <= 80 else raw[:80] + "..."
+    name = raw.strip()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        raise ConfigError(f"{shown!r}: empty name")
+    if any(ch in name for ch in "\x00/\\ \t\r\n"):
+        raise ConfigError(f"{shown!r}: not a domain name")
+    labels = name.split(".")
+    wildcard = labels[0] == "*"
+    if wildcard:
+        labels = labels[1:]
+    if len(labels) < 2:
+        raise ConfigError(f"{shown!r}: a name needs at least two labels")
+    out = []
+    for label in labels:
+        if not label:
+            raise ConfigError(f"{shown!r}: empty label")
+        if "*" in label:
+            raise ConfigError(f"{shown!r}: a wildcard is allowed only as the whole first label")
+        alabel = _to_alabel(label, shown)
+        if len(alabel) > MAX_LABEL:
+            raise ConfigError(f"{shown!r}: label longer than {MAX_LABEL} characters")
+        if not _LDH.fullmatch(alabel):
+            raise ConfigError(f"{shown!r}: label {alabel!r} is not letters, digits and hyphens")
+        out.append(alabel)
+    if out[-1].isdigit():
+        raise ConfigError(f"{shown!r}: the last label is all digits")
+    result = ".".join((["*"] if wildcard else []) + out)
+    if len(result) > MAX_NAME:
+        raise ConfigError(f"{shown!r}: name longer than {MAX_NAME} characters")
+    return result
+
+
+def storage_name(name: str) -> str:
+    """The directory name for a certificate whose first name is ``name`` (already normalized)."""
+    return "_wildcard." + name[2:] if name.startswith("*.") else name

@@ -1,0 +1,54 @@
+"""When to ask the CA again: Retry-After (RFC 9110 §10.2.3, RFC 8555 §8.2) and poll intervals.
+
+Touches nothing: the current time is always passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+# A polling interval shorter than this hammers the CA; longer than this stalls a run.
+MIN_POLL = 0.1
+MAX_POLL = 60.0
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header, or None if absent or unparseable.
+
+    Accepts delay-seconds and HTTP-date. A date in the past gives 0.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        return float(int(text[:12]))  # 12 digits is ~30,000 years: the caller clamps anyway
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - now).total_seconds()
+    return max(0.0, delta) if math.isfinite(delta) else None
+
+
+def clamp(seconds: float, low: float = MIN_POLL, high: float = MAX_POLL) -> float:
+    """Keep a CA-suggested delay within a sane range."""
+    return min(max(seconds, low), high)
+
+
+def poll_intervals(first: float = 0.25, factor: float = 1.6, cap: float = 5.0) -> Iterator[float]:
+    """Short, growing intervals for polling when the CA gives no Retry-After.
+
+    Most validations finish within a second on a healthy CA; growing the interval keeps a
+    slow one from being hammered. Callers bound the total with a deadline.
+    """
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * factor, cap)
