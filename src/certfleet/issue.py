@@ -115,20 +115,28 @@ async def open_account(
 
 async def _poll(
     session: Session, url: str, parse: Callable[[Any], T], done: Callable[[T], bool],
-    what: str, deadline: float,
+    what: str, deadline: float, after: Response | None = None,
 ) -> T:
+    """POST-as-GET ``url`` until ``done``; wait as the CA asks (Retry-After), else briefly.
+
+    ``after`` is the answer that started the wait (a challenge or finalize response): its
+    Retry-After, or the first short interval, is waited before the first poll, because
+    asking at once only ever finds the object unchanged.
+    """
     intervals = poll_intervals()
+    response = after
     while True:
+        if response is not None:
+            asked = response.retry_after(session.client.now())
+            delay = clamp(asked) if asked is not None else next(intervals)
+            if time.monotonic() + delay > deadline:
+                raise ChallengeError(f"{what}: still not done after the deadline "
+                                     f"(CA asks to wait {delay:.0f}s more)")
+            await session.sleep(delay)
         response = await session.client.post_as_get(url, session.signer())
         obj = _parse(parse, response)
         if done(obj):
             return obj
-        asked = response.retry_after(session.client.now())
-        delay = clamp(asked) if asked is not None else next(intervals)
-        if time.monotonic() + delay > deadline:
-            raise ChallengeError(f"{what}: still not done after the deadline "
-                                 f"(CA asks to wait {delay:.0f}s more)")
-        await session.sleep(delay)
 
 
 # -- RFC 8555 §7.5: authorizations and challenges ----------------------------------------------
@@ -168,9 +176,12 @@ async def _authorize(
             presented.append((authz.name, challenge.token, key_auth))
             answers.append((url, authz, challenge.url))
         # §7.5.1: tell the CA every response is ready, then wait for all of them at once.
-        await asyncio.gather(*(session.client.post(c_url, {}, signer) for _, _, c_url in answers))
-        await asyncio.gather(*(_await_authz(session, url, authz, deadline)
-                               for url, authz, _ in answers))
+        started = await asyncio.gather(
+            *(session.client.post(c_url, {}, signer) for _, _, c_url in answers)
+        )
+        await asyncio.gather(*(_await_authz(session, url, authz, deadline, response)
+                               for (url, authz, _), response in zip(answers, started,
+                                                                   strict=True)))
     finally:
         for name, token, key_auth in presented:
             try:
@@ -179,11 +190,13 @@ async def _authorize(
                 log.warning("%s: challenge cleanup failed: %s", name, exc)
 
 
-async def _await_authz(session: Session, url: str, authz: Authorization, deadline: float) -> None:
+async def _await_authz(
+    session: Session, url: str, authz: Authorization, deadline: float, started: Response
+) -> None:
     final = await _poll(
         session, url, Authorization.from_json,
         lambda a: a.status is not AuthorizationStatus.PENDING, f"{authz.name}: validation",
-        deadline,
+        deadline, after=started,
     )
     if final.status is AuthorizationStatus.VALID:
         log.info("%s: validated", authz.name)
@@ -205,7 +218,7 @@ def _order_failed(order: Order, what: str) -> ChallengeError:
 
 async def _finalize(
     session: Session, order: Order, order_url: str, csr: bytes, deadline: float, what: str,
-) -> Order:
+) -> tuple[Order, Response]:
     """POST the CSR (§7.4); if the CA is not ready yet, wait for the order and try once more."""
     payload = {"csr": b64url(csr)}
     try:
@@ -218,7 +231,7 @@ async def _finalize(
         if order.status is not OrderStatus.READY:
             raise _order_failed(order, what) from None
         response = await session.client.post(order.finalize, payload, session.signer())
-    return _parse(Order.from_json, response)
+    return _parse(Order.from_json, response), response
 
 
 async def obtain(
@@ -241,12 +254,15 @@ async def obtain(
         # Every authorization is valid, so the order is ready (§7.1.6): finalize at once
         # instead of spending a request to watch it change.
         order = replace(order, status=OrderStatus.READY)
+    finalized: Response | None = None
     if order.status is OrderStatus.READY:
-        order = await _finalize(session, order, order_url, keys.make_csr(domain_key, names),
-                                deadline, what)
+        order, finalized = await _finalize(
+            session, order, order_url, keys.make_csr(domain_key, names), deadline, what
+        )
     if order.status is OrderStatus.PROCESSING:
         order = await _poll(session, order_url, Order.from_json,
-                            lambda o: o.status is not OrderStatus.PROCESSING, what, deadline)
+                            lambda o: o.status is not OrderStatus.PROCESSING, what, deadline,
+                            after=finalized)
     if order.status is not OrderStatus.VALID or not order.certificate:
         raise _order_failed(order, what)
     response = await client.post_as_get(order.certificate, signer, accept=PEM_CHAIN)
