@@ -19,13 +19,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
-from pebble_lab import PebbleLab  # noqa: E402
+from pebble_lab import PebbleLab
 
-from certfleet.acme_client import AcmeClient  # noqa: E402
-from certfleet.issue import issue, open_account  # noqa: E402
-from certfleet.keytypes import KeyType  # noqa: E402
-from certfleet.solvers.http_server import HttpServerSolver  # noqa: E402
-from certfleet.store import Store  # noqa: E402
+from certfleet.acme_client import AcmeClient
+from certfleet.issue import issue, open_account
+from certfleet.keytypes import KeyType
+from certfleet.solvers.http_server import HttpServerSolver
+from certfleet.store import Store
 
 CERTFLEET = str(Path(sys.executable).parent / "certfleet")
 

@@ -27,6 +27,8 @@ from .keytypes import KeyType
 from .protocol.b64 import b64url
 from .protocol.challenges import key_authorization
 from .protocol.messages import (
+    AccountResource,
+    AccountStatus,
     Authorization,
     AuthorizationStatus,
     Identifier,
@@ -82,9 +84,8 @@ async def open_account(
     key, created = AccountKey.load_or_create(store.account_key_path(directory_url), key_type)
     if created:
         log.info("created %s account key", key_type.value)
-    record = store.load_account(directory_url)
-    if record and record.get("thumbprint") == key.thumbprint and record.get("url"):
-        return Session(client, key, str(record["url"]), sleep)
+    # The account is looked up at the CA once per process even when its URL is on disk: a
+    # CA that lost or deactivated it must be noticed before an order, not in the middle.
     directory = await client.directory()
 
     def jwk_signer(url: str, nonce: str, payload: Mapping[str, Any] | None) -> Any:
@@ -104,6 +105,12 @@ async def open_account(
         response = await client.post(directory.new_account, payload, jwk_signer)
     if not response.location:
         raise ProtocolError(f"{safe_text(directory.new_account)}: no account URL in answer")
+    account = _parse(AccountResource.from_json, response)
+    if account.status is not AccountStatus.VALID:
+        raise ProtocolError(f"{safe_text(response.location)}: account is {account.status.value}")
+    record = store.load_account(directory_url) or {}
+    if record.get("url") == response.location and record.get("thumbprint") == key.thumbprint:
+        return Session(client, key, response.location, sleep)
     store.save_account(directory_url, {
         "url": response.location, "thumbprint": key.thumbprint, "directory": directory_url,
         "contact": list(contact), "key_type": key.key_type.value,

@@ -24,6 +24,7 @@ class FakeCA:
         self.token = token
         self.overrides: dict[str, Handler] = {}
         self.requests: list[str] = []
+        self.send_nonces = True
         self._nonces = itertools.count(1)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -41,8 +42,9 @@ class FakeCA:
     def json(self, obj: Any, status: int = 200, **headers: str) -> web.Response:
         body = json.dumps(obj)
         ctype = "application/problem+json" if status >= 400 else "application/json"
-        return web.Response(status=status, text=body, content_type=ctype,
-                            headers={"Replay-Nonce": f"nonce{next(self._nonces)}", **headers})
+        if self.send_nonces:
+            headers = {"Replay-Nonce": f"nonce{next(self._nonces)}", **headers}
+        return web.Response(status=status, text=body, content_type=ctype, headers=headers)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(f"{request.method} {request.path}")
@@ -56,7 +58,8 @@ class FakeCA:
                 "newNonce": f"{b}/nonce", "newAccount": f"{b}/account",
                 "newOrder": f"{b}/order", "revokeCert": f"{b}/revoke",
                 "keyChange": f"{b}/key-change"}),
-            "/nonce": lambda: web.Response(headers={"Replay-Nonce": f"n{next(self._nonces)}"}),
+            "/nonce": lambda: web.Response(
+                headers={"Replay-Nonce": f"n{next(self._nonces)}"} if self.send_nonces else {}),
             "/account": lambda: self.json({"status": "valid"}, 201, Location=f"{b}/acct/1"),
             "/order": lambda: self.json({
                 "status": "pending", "identifiers": [{"type": "dns", "value": "x.example"}],

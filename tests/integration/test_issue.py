@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 from pathlib import Path
@@ -31,7 +32,7 @@ def _check_files(state: Path, name: str, names: list[str]) -> x509.Certificate:
     assert leaf.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert sorted(san.get_values_for_type(x509.DNSName)) == sorted(names)
-    for child, parent in zip(chain, chain[1:], strict=False):
+    for child, parent in itertools.pairwise(chain):
         child.verify_directly_issued_by(parent)
     real = (base / "current").resolve()
     assert stat.S_IMODE(os.stat(real / "privkey.pem").st_mode) == 0o600
@@ -151,7 +152,7 @@ def test_status_json(certfleet: Certfleet) -> None:
     import json
 
     assert certfleet.issue("status.example.com", "alt.status.example.com")[0] == 0
-    rc, out = certfleet.run("status", "--json")
+    _rc, out = certfleet.run("status", "--json")
     rows = json.loads(out)
     assert rows[0]["names"] == ["status.example.com", "alt.status.example.com"]
     assert rows[0]["renew_at"] < rows[0]["not_after"]
