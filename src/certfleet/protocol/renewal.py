@@ -11,25 +11,30 @@ from datetime import datetime, timedelta
 SHORT_LIFETIME = timedelta(days=10)
 
 
-def renewal_time(not_before: datetime, not_after: datetime) -> datetime:
-    """When a certificate becomes due: a third of its lifetime left, half if it lives < 10 days."""
+def renewal_time(
+    not_before: datetime, not_after: datetime, fraction: float = 1 / 3
+) -> datetime:
+    """When a certificate becomes due: ``fraction`` (a third) of its lifetime left, and at
+    least half for lifetimes under ten days, where a day of outage is a large share."""
     lifetime = not_after - not_before
     if lifetime <= timedelta(0):
         return not_before
-    remaining = lifetime / 2 if lifetime < SHORT_LIFETIME else lifetime / 3
-    return not_after - remaining
+    share = max(fraction, 0.5) if lifetime < SHORT_LIFETIME else fraction
+    return not_after - lifetime * share
 
 
-def is_due(not_before: datetime, not_after: datetime, now: datetime) -> bool:
+def is_due(
+    not_before: datetime, not_after: datetime, now: datetime, fraction: float = 1 / 3
+) -> bool:
     """True when the fallback rule says the certificate should be renewed now."""
-    return now >= renewal_time(not_before, not_after)
+    return now >= renewal_time(not_before, not_after, fraction)
 
 
 def due_reason(
     *, wanted_names: tuple[str, ...], wanted_key_type: str,
     current_names: tuple[str, ...] | None, current_key_type: str | None,
     not_before: datetime | None, not_after: datetime | None, revoked: bool,
-    now: datetime, forced: bool = False,
+    now: datetime, forced: bool = False, fraction: float = 1 / 3,
 ) -> str | None:
     """Why a certificate must be (re)issued now, or None if the current one is good.
 
@@ -47,6 +52,6 @@ def due_reason(
         return "key type changed"
     if now >= not_after:
         return "expired"
-    if is_due(not_before, not_after, now):
+    if is_due(not_before, not_after, now, fraction):
         return "expiring"
     return None

@@ -1,0 +1,118 @@
+"""What the operator asked for, as plain values: certificates, targets, hosts, the whole job.
+
+Touches nothing. ``config.py`` builds these from ``certfleet.toml`` and the domains file;
+``fleet.py`` and ``deploy/`` consume them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .keytypes import KeyType
+
+PEM_NAMES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a certificate's files go: ``[user@]host:/dir`` over SSH, or ``/dir`` locally."""
+
+    path: str                 # absolute, normalized, no '..'
+    host: str | None = None   # None for a local target; as written (an ssh_config alias, a
+                              # name, an IPv4 address, or an IPv6 address without brackets)
+    user: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.host is None
+
+    @property
+    def key(self) -> str:
+        """A stable identifier, used for deploy state and in messages."""
+        if self.host is None:
+            return self.path
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        user = f"{self.user}@" if self.user else ""
+        return f"{user}{host}:{self.path}"
+
+    @property
+    def host_key(self) -> str:
+        """The host part, for per-host settings and 'reload once per host' ('' is local)."""
+        return self.host or ""
+
+
+@dataclass(frozen=True)
+class TlsProbe:
+    """After reload, a TLS handshake must present the serial just deployed."""
+
+    port: int = 443
+    address: str | None = None  # default: the target's host (local targets: 127.0.0.1)
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    """Per-host deploy settings (``[hosts."NAME"]`` in certfleet.toml, or ``[hosts.default]``)."""
+
+    user: str | None = None
+    port: int | None = None
+    identity: Path | None = None
+    reload: tuple[str, ...] = ()          # argv, never a shell string
+    files: Mapping[str, str] = field(default_factory=dict)  # "fullchain.pem" -> "site.crt"
+    owner: str | None = None
+    group: str | None = None
+    mode: int = 0o644                     # cert, chain, fullchain
+    key_mode: int = 0o600                 # privkey
+    probe: TlsProbe | None = None
+
+    def file_name(self, pem: str, cert_name: str) -> str:
+        """The file name written at this host for ``pem`` of certificate ``cert_name``."""
+        return self.files.get(pem, pem).replace("{name}", cert_name)
+
+
+@dataclass(frozen=True)
+class CertSpec:
+    """One certificate the operator wants: its names, key, challenge and targets."""
+
+    names: tuple[str, ...]               # normalized; names[0] names the certificate
+    targets: tuple[Target, ...] = ()
+    key_type: KeyType = KeyType.EC256
+    challenge: str = "http-01"
+    reuse_key: bool = False
+    source: str = ""                     # "domains.txt:12", for messages
+
+    @property
+    def name(self) -> str:
+        return self.names[0]
+
+
+@dataclass(frozen=True)
+class Challenges:
+    """How http-01 is answered on the Work host."""
+
+    webroot: Path | None = None
+    http_listen: str | None = None        # "HOST:PORT"
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one ``certfleet run`` needs, validated."""
+
+    directory: str
+    state_dir: Path
+    certs: tuple[CertSpec, ...]
+    ca_bundle: Path | None = None
+    allow_http: bool = False
+    contact: tuple[str, ...] = ()
+    account_key_type: KeyType = KeyType.EC256
+    challenges: Challenges = field(default_factory=Challenges)
+    concurrency: int = 4
+    renew_fraction: float = 1 / 3
+    hosts: Mapping[str, HostSettings] = field(default_factory=dict)
+    ssh_config: tuple[Path, ...] = ()
+    known_hosts: Path | None = None
+
+    def host(self, target: Target) -> HostSettings:
+        """Settings for ``target``'s host: its own section, else ``default``, else built-in."""
+        return self.hosts.get(target.host_key) or self.hosts.get("default") or HostSettings()
