@@ -9,7 +9,8 @@ Touches nothing. Every failure certfleet reports is a ``CertfleetError``::
     ├── TransportError      the CA could not be reached, TLS failed, body too large (names the URL)
     ├── ChallengeError      a challenge could not be presented or answered
     ├── CertificateError    what the CA issued does not match what was asked for
-    └── StoreError          the state directory cannot be read or written safely
+    ├── StoreError          the state directory cannot be read or written safely
+    └── DeployError         a target could not be given its files, reloaded or verified
 
 Messages read ``<where>: <what failed>: <cause>``.
 """
@@ -28,15 +29,18 @@ def safe_text(text: str, limit: int = MAX_SHOWN) -> str:
     and the result is cut to ``limit`` characters.
     """
     out: list[str] = []
+    size = 0
     for ch in text:
         if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
+            piece = _ESCAPES[ch]
         elif ch.isprintable():
-            out.append(ch)
+            piece = ch
         else:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        if len(out) > limit:
-            return "".join(out[:limit]) + "..."
+            piece = f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+        if size + len(piece) > limit:
+            return "".join(out) + "..."
+        out.append(piece)
+        size += len(piece)
     return "".join(out)
 
 
@@ -102,3 +106,7 @@ class CertificateError(CertfleetError):
 
 class StoreError(CertfleetError):
     """The state directory cannot be used safely."""
+
+
+class DeployError(CertfleetError):
+    """A deploy target failed: upload, verification, rename, reload or TLS probe."""

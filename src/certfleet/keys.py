@@ -36,11 +36,9 @@ def make_csr(key: PrivateKey, names: Sequence[str]) -> bytes:
     Every name goes in subjectAltName; the first also in the CN when it fits, because some
     software still reads it.
     """
-    builder = x509.CertificateSigningRequestBuilder()
-    if len(names[0]) <= MAX_CN:
-        builder = builder.subject_name(
-            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-        )
+    subject = ([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]
+               if len(names[0]) <= MAX_CN else [])
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(subject))
     builder = builder.add_extension(
         x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
     )

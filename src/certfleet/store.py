@@ -235,8 +235,10 @@ class Store:
             fsutil.fsync_dir(tmp)
             os.rename(tmp, final)
             fsutil.fsync_dir(versions)
-        except OSError as exc:
+        except (OSError, KeyError) as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, KeyError):
+                raise StoreError(f"{final}: incomplete version: no {exc}") from None
             reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
             raise StoreError(f"{final}: cannot write new version: {reason}") from exc
         fsutil.replace_symlink(base / "current", f"versions/{meta.version}")
@@ -262,9 +264,11 @@ class Store:
         """Keep the last ``keep`` versions (the seed's ``-b`` backups); sweep crash leftovers."""
         versions = self.cert_dir(name) / "versions"
         current = self.current(name)
-        for entry in versions.iterdir():
-            if fsutil.TMP_MARK in entry.name:
-                shutil.rmtree(entry, ignore_errors=True)
+        stale = time.time() - 600  # another process may be writing a fresh one right now
+        for entry in [*versions.iterdir(), *versions.parent.iterdir()]:
+            if fsutil.TMP_MARK in entry.name and (entry.parent == versions
+                                                  or entry.lstat().st_mtime < stale):
+                _remove(entry)
         numbers = self.versions(name)
         for number in numbers[:-keep] if keep > 0 else []:
             if current is None or number != current.meta.version:
@@ -288,6 +292,15 @@ class Store:
         if not isinstance(data, dict):
             raise StoreError(f"{path}: damaged: not a JSON object")
         return data
+
+
+def _remove(path: Path) -> None:
+    """Remove a crash leftover, file or directory, never following a link."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _dump(data: dict[str, Any]) -> bytes:

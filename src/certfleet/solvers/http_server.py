@@ -26,7 +26,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[V6]:PORT`` to a (host, port) pair."""
     host, sep, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536 or not host:
         raise ConfigError(f"--http-listen {text!r}: expected HOST:PORT")
     return host, int(port)
 

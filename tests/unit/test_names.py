@@ -1,0 +1,94 @@
+"""certfleet.names: domain names normalized to A-labels and validated."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from certfleet.errors import ConfigError
+from certfleet.names import normalize_name, storage_name
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("example.com", "example.com"),
+        ("WWW.Example.COM", "www.example.com"),
+        ("www.example.com.", "www.example.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("BÜCHER.example", "xn--bcher-kva.example"),
+        ("XN--BCHER-KVA.Example.", "xn--bcher-kva.example"),
+        ("*.example.com", "*.example.com"),
+        ("*.Bücher.example", "*.xn--bcher-kva.example"),
+        ("a-b.0.example", "a-b.0.example"),
+        ("192.0.2.example", "192.0.2.example"),
+    ],
+)
+def test_normalizes(raw: str, expected: str) -> None:
+    assert normalize_name(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "", ".", "*", "*.", "localhost", "*.com", "com.",
+        "a.*.example.com", "*a.example.com", "**.example.com", "*.*.example.com",
+        "xn--zz.example", "xn--.example", "xn--a.example",
+        "a..example.com", "..", ".example.com", "example.com..",
+        "a/b.example", "../etc/passwd", "a\\b.example", "a\x00b.example",
+        "a b.example", "a\tb.example", "a\nb.example", "exa mple.com",
+        "-a.example", "a-.example", "a_b.example", "a+b.example", "é@.example",
+        "example.123",
+        "a" * 64 + ".example",
+        "\ud800.example",
+    ],
+)
+def test_refuses(raw: str) -> None:
+    with pytest.raises(ConfigError):
+        normalize_name(raw)
+
+
+def test_longest_label_accepted() -> None:
+    name = "a" * 63 + ".example"
+    assert normalize_name(name) == name
+
+
+def test_name_length_limit() -> None:
+    ok = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    assert len(ok) == 253
+    assert normalize_name(ok) == ok
+    with pytest.raises(ConfigError, match="longer than 253"):
+        normalize_name(ok + "d")
+
+
+def test_idn_label_too_long_after_encoding() -> None:
+    # 60 characters of U-label become more than 63 once punycode-encoded.
+    with pytest.raises(ConfigError):
+        normalize_name("ü" * 60 + ".example")
+
+
+def test_error_names_the_input() -> None:
+    with pytest.raises(ConfigError, match=r"a_b\.example"):
+        normalize_name("a_b.example")
+
+
+def test_storage_name() -> None:
+    assert storage_name("*.example.com") == "_wildcard.example.com"
+    assert storage_name("www.example.com") == "www.example.com"
+
+
+names_ish = st.lists(
+    st.text(alphabet="abzAZ09-_*üßÜ.。 xn", max_size=8), min_size=1, max_size=5,
+).map(".".join)
+
+
+@given(st.one_of(st.text(max_size=40), names_ish))
+def test_normalize_is_idempotent_or_refuses(raw: str) -> None:
+    try:
+        name = normalize_name(raw)
+    except ConfigError:
+        return
+    assert name.isascii()
+    assert name == name.lower()
+    assert normalize_name(name) == name

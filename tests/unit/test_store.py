@@ -1,0 +1,275 @@
+"""certfleet.store.Store on a real state directory: versions, links, modes, pruning, locks."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from certfleet.errors import StoreError
+from certfleet.store import PEM_FILES, Store, VersionMeta, ca_id
+
+NAME = "www.example.com"
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def meta(version: int, name: str = NAME) -> VersionMeta:
+    return VersionMeta(
+        version=version, names=(name, "example.com"), key_type="ec256", serial=0xABC0 + version,
+        not_before="2025-01-01T00:00:00+00:00", not_after="2025-04-01T00:00:00+00:00",
+        issuer="CN=Test CA", aki="00ff", issued_at="2025-01-01T00:00:05+00:00",
+        directory="https://ca/dir", order_url=f"https://ca/order/{version}",
+    )
+
+
+def files(version: int) -> dict[str, bytes]:
+    return {pem: f"{pem} v{version}\n".encode() for pem in PEM_FILES}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "state")
+
+
+def activate(store: Store, version: int, name: str = NAME) -> None:
+    store.activate(name, files(version), meta(version, name))
+
+
+# -- layout ---------------------------------------------------------------------------------
+
+def test_new_store_layout(tmp_path: Path) -> None:
+    Store(tmp_path / "state")
+    for sub in ("accounts", "certs", "challenges"):
+        assert mode_of(tmp_path / "state" / sub) == 0o700
+
+
+def test_store_refuses_group_writable_root(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    root.mkdir()
+    root.chmod(0o775)
+    with pytest.raises(StoreError, match="writable by group or others"):
+        Store(root)
+
+
+def test_wildcard_storage_dir(store: Store) -> None:
+    assert store.cert_dir("*.example.com") == store.root / "certs" / "_wildcard.example.com"
+
+
+# -- activation -----------------------------------------------------------------------------
+
+def test_activate_first_version(store: Store) -> None:
+    stored = store.activate(NAME, files(1), meta(1))
+    base = store.root / "certs" / NAME
+    assert stored.path == base
+    assert os.readlink(base / "current") == "versions/1"
+    for pem in PEM_FILES:
+        assert os.readlink(base / pem) == f"current/{pem}"
+        assert (base / pem).read_bytes() == f"{pem} v1\n".encode()
+        assert (base / "versions" / "1" / pem).read_bytes() == f"{pem} v1\n".encode()
+    assert mode_of(base / "versions" / "1" / "privkey.pem") == 0o600
+    for pem in ("cert.pem", "chain.pem", "fullchain.pem", "meta.json"):
+        assert mode_of(base / "versions" / "1" / pem) == 0o644
+    assert mode_of(base / "versions" / "1") == 0o700
+
+
+def test_current_reads_meta_back(store: Store) -> None:
+    assert store.current(NAME) is None
+    activate(store, 1)
+    current = store.current(NAME)
+    assert current is not None
+    assert current.meta == meta(1)
+    assert store.read_file(current, "cert.pem") == b"cert.pem v1\n"
+    assert [c.name for c in store.all_current()] == [NAME]
+
+
+def test_second_activation_keeps_first(store: Store) -> None:
+    activate(store, 1)
+    assert store.next_version(NAME) == 2
+    activate(store, 2)
+    base = store.root / "certs" / NAME
+    assert os.readlink(base / "current") == "versions/2"
+    assert (base / "fullchain.pem").read_bytes() == b"fullchain.pem v2\n"
+    assert store.versions(NAME) == [1, 2]
+    assert (base / "versions" / "1" / "cert.pem").read_bytes() == b"cert.pem v1\n"
+    current = store.current(NAME)
+    assert current is not None
+    assert current.meta.version == 2
+
+
+def test_activation_leaves_no_temporaries(store: Store) -> None:
+    activate(store, 1)
+    activate(store, 2)
+    base = store.root / "certs" / NAME
+    leftovers = [p for p in base.rglob("*") if ".tmp-" in p.name]
+    assert leftovers == []
+
+
+def test_activate_incomplete_files_changes_nothing(store: Store) -> None:
+    activate(store, 1)
+    partial = files(2)
+    del partial["chain.pem"]
+    with pytest.raises((KeyError, ValueError, StoreError)):
+        store.activate(NAME, partial, meta(2))
+    base = store.root / "certs" / NAME
+    assert os.readlink(base / "current") == "versions/1"
+    assert store.versions(NAME) == [1]
+
+
+def test_prune_keeps_last_five(store: Store) -> None:
+    for version in range(1, 8):
+        activate(store, version)
+    assert store.versions(NAME) == [3, 4, 5, 6, 7]
+
+
+def test_prune_never_removes_current(store: Store) -> None:
+    activate(store, 1)
+    versions = store.cert_dir(NAME) / "versions"
+    for version in range(2, 9):
+        (versions / str(version)).mkdir()
+    store.prune(NAME)
+    assert store.versions(NAME) == [1, 4, 5, 6, 7, 8]
+    assert (versions / "1" / "privkey.pem").exists()
+
+
+def test_crash_leftovers_are_swept(store: Store) -> None:
+    versions = store.cert_dir(NAME) / "versions"
+    leftover = versions / ".1.tmp-0123456789ab"
+    leftover.mkdir()
+    (leftover / "privkey.pem").write_bytes(b"half")
+    activate(store, 1)
+    assert sorted(os.listdir(versions)) == ["1"]
+
+
+def test_activate_clears_pending_key(store: Store) -> None:
+    store.save_pending_key(NAME, b"pending key")
+    activate(store, 1)
+    assert store.load_pending_key(NAME) is None
+
+
+# -- pending key and state --------------------------------------------------------------------
+
+def test_pending_key_save_load_clear(store: Store) -> None:
+    assert store.load_pending_key(NAME) is None
+    store.save_pending_key(NAME, b"-----BEGIN PRIVATE KEY-----\n")
+    path = store.root / "certs" / NAME / "pending" / "privkey.pem"
+    assert mode_of(path) == 0o600
+    assert mode_of(path.parent) == 0o700
+    assert store.load_pending_key(NAME) == b"-----BEGIN PRIVATE KEY-----\n"
+    store.clear_pending(NAME)
+    assert store.load_pending_key(NAME) is None
+    assert not path.parent.exists()
+
+
+def test_state_read_write(store: Store) -> None:
+    assert store.read_state(NAME) == {}
+    state = {"failures": 2, "retry_after": "2025-01-02T00:00:00+00:00", "targets": {"a": "ok"}}
+    store.write_state(NAME, state)
+    assert store.read_state(NAME) == state
+    assert mode_of(store.root / "certs" / NAME / "state.json") == 0o600
+    store.write_state(NAME, {"failures": 0})
+    assert store.read_state(NAME) == {"failures": 0}
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]"])
+def test_damaged_state_is_an_error(store: Store, content: bytes) -> None:
+    (store.cert_dir(NAME) / "state.json").write_bytes(content)
+    with pytest.raises(StoreError, match="damaged"):
+        store.read_state(NAME)
+
+
+def test_account_record(store: Store) -> None:
+    url = "https://acme.example/directory"
+    assert store.load_account(url) is None
+    store.save_account(url, {"url": "https://acme.example/acct/1"})
+    assert store.load_account(url) == {"url": "https://acme.example/acct/1"}
+    assert store.account_key_path(url).parent == store.root / "accounts" / ca_id(url)
+
+
+def test_ca_id() -> None:
+    assert ca_id("https://acme-v02.api.letsencrypt.org/directory").startswith(
+        "acme-v02.api.letsencrypt.org-")
+    assert ca_id("https://localhost:14000/dir").startswith("localhost_14000-")
+    assert ca_id("https://ca/a") != ca_id("https://ca/b")
+
+
+def test_version_meta_round_trip() -> None:
+    data = meta(3).to_json()
+    assert data["serial"] == "abc3"
+    assert data["names"] == [NAME, "example.com"]
+    assert VersionMeta.from_json(data, "x") == meta(3)
+
+
+def test_version_meta_damaged() -> None:
+    data = meta(3).to_json()
+    del data["not_after"]
+    with pytest.raises(StoreError, match="damaged metadata"):
+        VersionMeta.from_json(data, "meta.json")
+
+
+# -- locks ----------------------------------------------------------------------------------
+
+HOLDER = """
+import sys
+from pathlib import Path
+from certfleet.store import Store
+store = Store(Path(sys.argv[1]))
+with store.lock(sys.argv[2]):
+    print("locked", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold_lock(root: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(root), NAME],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_lock_excludes_another_process_then_is_released(store: Store) -> None:
+    proc = hold_lock(store.root)
+    try:
+        with pytest.raises(StoreError, match="still locked"), store.lock(NAME, timeout=0.3):
+            pass
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    with store.lock(NAME, timeout=5):
+        pass
+
+
+def test_lock_dropped_when_holder_dies(store: Store) -> None:
+    proc = hold_lock(store.root)
+    proc.kill()
+    proc.wait(timeout=30)
+    with store.lock(NAME, timeout=5):
+        pass
+
+
+def test_lock_is_per_certificate(store: Store) -> None:
+    proc = hold_lock(store.root)
+    try:
+        with store.lock("other.example.com", timeout=0.3):
+            pass
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def test_lock_released_after_block(store: Store) -> None:
+    with store.lock(NAME, timeout=1):
+        pass
+    with store.lock(NAME, timeout=0.3):
+        pass
