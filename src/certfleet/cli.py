@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import __version__
+from . import __version__, cli_fleet
 from .errors import CertfleetError, ConfigError, safe_text
 from .names import normalize_name
 from .protocol.renewal import due_reason, renewal_time
@@ -38,11 +37,10 @@ log = logging.getLogger("certfleet")
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", type=Path,
-                        default=Path(os.environ.get("CERTFLEET_STATE_DIR", "/var/lib/certfleet")),
                         help="state directory (env CERTFLEET_STATE_DIR; /var/lib/certfleet)")
-    common.add_argument("--directory", default=os.environ.get("CERTFLEET_DIRECTORY", LETSENCRYPT),
+    common.add_argument("--directory",
                         help="ACME directory URL (env CERTFLEET_DIRECTORY; Let's Encrypt)")
-    common.add_argument("--ca-bundle", type=Path, default=os.environ.get("CERTFLEET_CA_BUNDLE"),
+    common.add_argument("--ca-bundle", type=Path,
                         help="PEM file of CAs trusted for the ACME server's TLS certificate")
     common.add_argument("--insecure-http", action="store_true",
                         help="allow a plain-http ACME directory (test servers only)")
@@ -73,8 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
 
-    p = sub.add_parser("status", parents=[common], help="list stored certificates")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    cli_fleet.add_arguments(sub, common)
     return parser
 
 
@@ -166,28 +163,14 @@ async def _revoke(args: argparse.Namespace, store: Store) -> int:
     return EXIT_CHANGED
 
 
-def _status(args: argparse.Namespace, store: Store) -> int:
-    rows: list[dict[str, Any]] = []
-    for stored in store.all_current():
-        meta = stored.meta
-        rows.append({
-            "name": meta.names[0], "names": list(meta.names), "version": meta.version,
-            "serial": f"{meta.serial:x}", "key_type": meta.key_type,
-            "not_after": meta.not_after,
-            "renew_at": renewal_time(meta.not_before_dt, meta.not_after_dt).isoformat(),
-            "revoked": _revoked(store, stored), "path": str(stored.path),
-        })
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no certificates stored")
-    for row in rows:
-        flag = "  REVOKED" if row["revoked"] else ""
-        print(f"{row['name']}: {' '.join(row['names'])}; expires {row['not_after'][:10]}, "
-              f"renew from {row['renew_at'][:10]}; version {row['version']}, "
-              f"{row['key_type']}{flag}")
-    return 0
+def _env_defaults(args: argparse.Namespace) -> None:
+    """For issue and revoke: the environment fills what the command line left out."""
+    if args.state_dir is None:
+        args.state_dir = Path(os.environ.get("CERTFLEET_STATE_DIR", "/var/lib/certfleet"))
+    if args.directory is None:
+        args.directory = os.environ.get("CERTFLEET_DIRECTORY", LETSENCRYPT)
+    if args.ca_bundle is None and os.environ.get("CERTFLEET_CA_BUNDLE"):
+        args.ca_bundle = Path(os.environ["CERTFLEET_CA_BUNDLE"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,13 +181,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.ca_bundle is not None and not args.ca_bundle.is_file():
             raise ConfigError(f"--ca-bundle {args.ca_bundle}: no such file")
+        fleet_command = {"run": cli_fleet.run, "deploy": cli_fleet.deploy,
+                         "status": cli_fleet.status}.get(args.command)
+        if fleet_command is not None:
+            return fleet_command(args)
+        _env_defaults(args)
         store = Store(args.state_dir)
-        if args.command == "status":
-            return _status(args, store)
         runner = _issue if args.command == "issue" else _revoke
         return asyncio.run(runner(args, store))
     except CertfleetError as exc:
-        print(f"{label}: failed: {exc}", file=sys.stdout)
+        if args.command in ("run", "deploy", "status"):
+            print(f"certfleet: {exc}", file=sys.stdout)
+        else:
+            print(f"{label}: failed: {exc}", file=sys.stdout)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)

@@ -137,25 +137,37 @@ class Store:
         fsutil.secure_dir(path / "versions")
         return path
 
-    @contextlib.contextmanager
-    def lock(self, name: str, timeout: float = 600.0) -> Iterator[None]:
-        """Hold the certificate's lock; the kernel drops it if the holder dies."""
+    def try_lock(self, name: str) -> int | None:
+        """Take the certificate's lock if free: a descriptor to ``unlock``, else None.
+
+        A lock is an flock on ``certs/<name>/lock``: the kernel drops it when its holder
+        dies, so a killed run never leaves a stale lock behind.
+        """
         path = self.cert_dir(name) / "lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreError(f"{path}: still locked by another run after "
-                                         f"{timeout:.0f}s") from None
-                    time.sleep(0.1)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    @staticmethod
+    def unlock(fd: int) -> None:
+        os.close(fd)
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float = 600.0) -> Iterator[None]:
+        """Hold the certificate's lock, waiting up to ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while (fd := self.try_lock(name)) is None:
+            if time.monotonic() > deadline:
+                raise StoreError(f"{name}: still locked by another run after {timeout:.0f}s")
+            time.sleep(0.1)
+        try:
             yield
         finally:
-            os.close(fd)
+            self.unlock(fd)
 
     def current(self, name: str) -> StoredCert | None:
         """The active version, or None if the certificate was never issued."""

@@ -1,0 +1,81 @@
+"""Deploy: give each target the current version's files, reload each host once, verify.
+
+Touches remote hosts (``ssh.py``) and local target directories (``local.py``); this module
+holds what both share. A target gets its files the same way everywhere: each file is
+written to a temporary name in the target directory with its final mode (and owner),
+read back and compared (size and SHA-256), and only when every file of the target is in
+place under its temporary name are they renamed over the old ones, so a reader never sees
+a half-written file and a failure leaves the previous files in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol
+
+from ..errors import DeployError
+
+TMP_PREFIX = ".certfleet-tmp-"
+_ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
+
+
+@dataclass(frozen=True)
+class DeployFile:
+    """One file to place at a target: its name there, content and mode."""
+
+    name: str
+    data: bytes
+    mode: int
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def temp_name(name: str) -> str:
+    return f"{TMP_PREFIX}{secrets.token_hex(6)}-{name}"
+
+
+def check_owner(owner: str | None, group: str | None, where: str) -> None:
+    """Owner and group end up in a remote ``chown`` argument: names or numbers only."""
+    for value in (owner, group):
+        if value is not None and not _ACCOUNT.fullmatch(value):
+            raise DeployError(f"{where}: invalid owner or group {value!r}")
+
+
+def verify_copy(expected: DeployFile, got: bytes, where: str) -> None:
+    """The read-back of a written file must match what was sent, byte for byte."""
+    if len(got) != len(expected.data) or hashlib.sha256(got).hexdigest() != expected.sha256:
+        raise DeployError(f"{where}: verification failed for {expected.name}: wrote "
+                          f"{len(expected.data)} bytes, read back {len(got)} bytes "
+                          "with a different hash")
+
+
+class Transport(Protocol):
+    """A connection to one host (or the local machine) that can install files and reload."""
+
+    label: str
+
+    async def __aenter__(self) -> Transport: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def install(
+        self, directory: str, files: Sequence[DeployFile], owner: str | None,
+        group: str | None,
+    ) -> None:
+        """Place ``files`` in ``directory`` atomically per file, all verified first."""
+
+    async def run(self, argv: Sequence[str]) -> None:
+        """Run a reload command; ``DeployError`` if it fails."""
+
+    def peer_address(self) -> str | None:
+        """The address actually connected to, for the TLS probe."""

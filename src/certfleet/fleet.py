@@ -1,0 +1,257 @@
+"""The batch job behind ``certfleet run`` and ``certfleet deploy``.
+
+Wires the roles and touches nothing itself: plan every certificate, issue the due ones
+concurrently (one account, a bounded number in flight, each under its own lock so that
+overlapping runs never order the same certificate twice), then deploy to every target that
+lacks the current version, one connection and one reload per host, and report one outcome
+per certificate. A failure of one certificate never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import plan as planning
+from .acme_client import AcmeClient
+from .deploy import DeployFile
+from .deploy.batch import DeployJob, DeployResult, TransportFactory, default_transport, deploy_all
+from .errors import CertfleetError, ConfigError, StoreError
+from .issue import Session, issue, open_account
+from .plan import CertPlan
+from .solvers import Solver
+from .solvers.http_server import HttpServerSolver, parse_listen
+from .solvers.webroot import WebrootSolver
+from .spec import PEM_NAMES, CertSpec, HostSettings, JobConfig
+from .store import Store, StoredCert
+
+log = logging.getLogger(__name__)
+LOCK_WAIT = 900.0
+
+
+@dataclass
+class Outcome:
+    """What happened to one certificate in this run."""
+
+    name: str
+    result: str = "not due"          # issued | renewed | not due | failed
+    error: str | None = None
+    stored: StoredCert | None = None
+    renew_at: datetime | None = None
+    deployed: list[DeployResult] = field(default_factory=list)
+    targets: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or any(not d.ok for d in self.deployed)
+
+    @property
+    def changed(self) -> bool:
+        return self.result in ("issued", "renewed") or any(d.ok for d in self.deployed)
+
+    def line(self) -> str:
+        if self.error is not None:
+            text = f"{self.name}: failed: {self.error}"
+        elif self.result in ("issued", "renewed") and self.stored is not None:
+            text = f"{self.name}: {self.result} (expires {self.stored.meta.not_after[:10]})"
+        elif self.renew_at is not None:
+            text = f"{self.name}: not due until {self.renew_at:%Y-%m-%d}"
+        else:
+            text = f"{self.name}: {self.result}"
+        if self.deployed:
+            ok = sum(d.ok for d in self.deployed)
+            text += f", deployed to {ok}/{len(self.deployed)} targets"
+            for bad in (d for d in self.deployed if not d.ok):
+                text += f"; {bad.target.key}: {bad.error}"
+        return text
+
+
+def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
+    """The certificates a run covers: all, or those named on the command line."""
+    if not names:
+        return list(job.certs)
+    by_name = {n: spec for spec in job.certs for n in spec.names}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ConfigError(f"not in the domains file: {', '.join(unknown)}")
+    chosen = {by_name[n].name: by_name[n] for n in names}
+    return list(chosen.values())
+
+
+def make_plans(store: Store, specs: Sequence[CertSpec], job: JobConfig, *,
+               force: bool = False) -> list[CertPlan]:
+    now = datetime.now(UTC)
+    plans = []
+    for spec in specs:
+        current = store.current(spec.name)
+        plans.append(planning.plan_cert(spec, current.meta if current else None,
+                                        store.read_state(spec.name), now, force=force,
+                                        fraction=job.renew_fraction))
+    return plans
+
+
+def make_solver(job: JobConfig) -> Solver:
+    if job.challenges.http_listen:
+        return HttpServerSolver(*parse_listen(job.challenges.http_listen))
+    if job.challenges.webroot:
+        return WebrootSolver(job.challenges.webroot)
+    raise ConfigError("no way to answer http-01: set [challenge] webroot or http_listen "
+                      "in certfleet.toml, or pass --webroot / --http-listen")
+
+
+@contextlib.asynccontextmanager
+async def cert_lock(store: Store, name: str, wait: float = LOCK_WAIT) -> AsyncIterator[None]:
+    """The certificate's lock, waited for without blocking the other certificates."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while (fd := store.try_lock(name)) is None:
+        if loop.time() > deadline:
+            raise StoreError(f"{name}: still locked by another run after {wait:.0f}s")
+        await asyncio.sleep(0.2)
+    try:
+        yield
+    finally:
+        store.unlock(fd)
+
+
+async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertPlan,
+                     solver: Solver, force: bool, outcome: Outcome) -> None:
+    spec = plan.spec
+    async with cert_lock(store, spec.name):
+        # Another run may have renewed it while this one waited for the lock.
+        fresh = make_plans(store, [spec], job, force=force)[0] if not force else plan
+        if fresh.due is None:
+            outcome.renew_at = fresh.renew_at
+            return
+        if spec.challenge != solver.challenge_type:
+            raise ConfigError(f"{spec.source}: challenge {spec.challenge} is not available")
+        had_one = store.current(spec.name) is not None
+        log.info("%s: issuing (%s)", spec.name, fresh.due)
+        outcome.stored = await issue(session, store, spec.names, spec.key_type, solver,
+                                     spec.reuse_key)
+        outcome.result = "renewed" if had_one else "issued"
+
+
+async def issue_due(store: Store, job: JobConfig, plans: Sequence[CertPlan],
+                    outcomes: dict[str, Outcome], force: bool) -> None:
+    due = [p for p in plans if p.due]
+    if not due:
+        return
+    gate = asyncio.Semaphore(job.concurrency)
+    client = AcmeClient(job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
+                        connections=max(4, job.concurrency))
+    async with client, make_solver(job) as solver:
+        try:
+            session = await open_account(client, store, job.account_key_type, job.contact)
+        except CertfleetError as exc:
+            for plan in due:
+                outcomes[plan.name].error = f"account: {exc}"
+            return
+
+        async def one(plan: CertPlan) -> None:
+            async with gate:
+                try:
+                    await _issue_one(session, store, job, plan, solver, force,
+                                     outcomes[plan.name])
+                except CertfleetError as exc:
+                    outcomes[plan.name].error = str(exc)
+
+        await asyncio.gather(*(one(p) for p in due))
+        log.info("%d requests to the CA", client.total_requests)
+
+
+def _files(store: Store, stored: StoredCert, settings: HostSettings,
+           name: str) -> tuple[DeployFile, ...]:
+    return tuple(
+        DeployFile(settings.file_name(pem, name), store.read_file(stored, pem),
+                   settings.key_mode if pem == "privkey.pem" else settings.mode)
+        for pem in PEM_NAMES
+    )
+
+
+def deploy_jobs(store: Store, job: JobConfig, plans: Sequence[CertPlan],
+                outcomes: dict[str, Outcome], everything: bool) -> list[DeployJob]:
+    jobs = []
+    for plan in plans:
+        outcome = outcomes[plan.name]
+        stored = store.current(plan.name)
+        if stored is None or outcome.error is not None:
+            continue
+        state = store.read_state(plan.name)
+        targets = plan.spec.targets if everything else planning.stale_targets(
+            plan.spec, stored.meta, state)
+        for target in targets:
+            settings = job.host(target)
+            files = _files(store, stored, settings, plan.name)
+            jobs.append(DeployJob(plan.name, target, files, stored.meta.serial, settings))
+    return jobs
+
+
+def record_deploys(store: Store, results: Sequence[DeployResult],
+                   outcomes: dict[str, Outcome]) -> None:
+    now = datetime.now(UTC).isoformat()
+    for result in results:
+        outcomes[result.cert].deployed.append(result)
+        state = store.read_state(result.cert)
+        stored = store.current(result.cert)
+        record: dict[str, Any] = {"at": now}
+        if result.ok and stored is not None:
+            record.update(serial=f"{stored.meta.serial:x}", version=stored.meta.version)
+        else:
+            record["error"] = result.error
+        state.setdefault("deploy", {})[result.target.key] = record
+        store.write_state(result.cert, state)
+
+
+def record_results(store: Store, outcomes: dict[str, Outcome]) -> None:
+    now = datetime.now(UTC).isoformat()
+    for outcome in outcomes.values():
+        if outcome.result == "not due" and outcome.error is None:
+            continue
+        state = store.read_state(outcome.name)
+        state["last"] = {"at": now, "result": "failed" if outcome.error else outcome.result,
+                         "error": outcome.error}
+        store.write_state(outcome.name, state)
+
+
+async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
+              deploy_only: bool = False, transport: TransportFactory | None = None,
+              ) -> list[Outcome]:
+    """The whole job; returns one outcome per selected certificate, in file order."""
+    store = Store(job.state_dir)
+    specs = select(job, names)
+    plans = make_plans(store, specs, job, force=force and not deploy_only)
+    outcomes = {p.name: Outcome(p.name, renew_at=p.renew_at, targets=len(p.spec.targets))
+                for p in plans}
+    if not deploy_only:
+        await issue_due(store, job, plans, outcomes, force)
+    jobs = deploy_jobs(store, job, plans, outcomes, everything=deploy_only)
+    if jobs:
+        factory = transport or default_transport(job.ssh_config, job.known_hosts)
+        record_deploys(store, await deploy_all(jobs, factory), outcomes)
+    record_results(store, outcomes)
+    return [outcomes[p.name] for p in plans]
+
+
+def summary(outcomes: Sequence[Outcome]) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        key = "failed" if outcome.error else outcome.result
+        counts[key] = counts.get(key, 0) + 1
+    parts = [f"{n} {k}" for k, n in sorted(counts.items())]
+    deployed = [d for o in outcomes for d in o.deployed]
+    if deployed:
+        parts.append(f"deployed {sum(d.ok for d in deployed)}/{len(deployed)} targets")
+    return f"{len(outcomes)} certificates: " + ", ".join(parts)
+
+
+def exit_code(outcomes: Sequence[Outcome]) -> int:
+    """acme-client's: 1 if anything failed, 0 if anything changed, 2 if nothing to do."""
+    if any(o.failed for o in outcomes):
+        return 1
+    return 0 if any(o.changed for o in outcomes) else 2
