@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -377,10 +377,15 @@ class WebHost:
 
     HOST_KEY_NAME = "ssh_host_ed25519_key"
 
-    def __init__(self, workdir: Path, address: str, *, name: str) -> None:
+    def __init__(
+        self, workdir: Path, address: str, *, name: str, sites: Sequence[str] = ()
+    ) -> None:
         self.workdir = Path(workdir).resolve()
         self.address = address
         self.name = name
+        # Each site gets its own TLS server block reading deploy_dir/<site>/{fullchain,
+        # privkey}.pem, selected by SNI; the default server reads deploy_dir itself.
+        self.sites = tuple(sites)
 
         self.host_key_path: Path = self.workdir / self.HOST_KEY_NAME
         self.sshd_config_path: Path = self.workdir / "sshd_config"
@@ -488,10 +493,12 @@ class WebHost:
         self.nginx_prefix.mkdir(exist_ok=True)
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.nginx_prefix / "temp" / sub).mkdir(parents=True, exist_ok=True)
-        if not (self.fullchain_path.exists() and self.privkey_path.exists()):
-            _, cert_pem, key_pem = self_signed("placeholder", ["placeholder.invalid"])
-            self.fullchain_path.write_bytes(cert_pem)
-            _write_private(self.privkey_path, key_pem)
+        for folder in (self.deploy_dir, *(self.site_dir(site) for site in self.sites)):
+            folder.mkdir(exist_ok=True)
+            if not ((folder / "fullchain.pem").exists() and (folder / "privkey.pem").exists()):
+                _, cert_pem, key_pem = self_signed("placeholder", ["placeholder.invalid"])
+                (folder / "fullchain.pem").write_bytes(cert_pem)
+                _write_private(folder / "privkey.pem", key_pem)
         if not self.host_key_path.exists():
             self._generate_host_key()
         if not self.authorized_keys.exists():
@@ -643,6 +650,26 @@ class WebHost:
 
     # -- nginx -------------------------------------------------------------------------
 
+    def site_dir(self, site: str) -> Path:
+        """Where the certificate for ``site`` is deployed on this host."""
+        return self.deploy_dir / site
+
+    def _site_blocks(self) -> str:
+        blocks = []
+        for site in self.sites:
+            folder = self.site_dir(site)
+            blocks.append(f"""
+    server {{{{
+        listen {self.address}:{self.tls_port} ssl;
+        server_name {site};
+        ssl_certificate {_quote(folder / "fullchain.pem")};
+        ssl_certificate_key {_quote(folder / "privkey.pem")};
+        location / {{{{
+            return 200 "{self.name} {site}\\n";
+        }}}}
+    }}}}""".replace("{{", "{").replace("}}", "}"))
+        return "".join(blocks)
+
     def _write_nginx_conf(self) -> None:
         temp = self.nginx_prefix / "temp"
         conf = f"""\
@@ -678,7 +705,7 @@ http {{
         location / {{
             return 200 "{self.name}\\n";
         }}
-    }}
+    }}{self._site_blocks()}
 }}
 """
         self.nginx_conf.write_text(conf)

@@ -191,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(runner(args, store))
     except CertfleetError as exc:
         if args.command in ("run", "deploy", "status"):
-            print(f"certfleet: {exc}", file=sys.stdout)
+            # ConfigErrors carries one "file:line: reason" per line already.
+            print(str(exc) if "\n" in str(exc) else f"certfleet: {exc}", file=sys.stdout)
         else:
             print(f"{label}: failed: {exc}", file=sys.stdout)
         return EXIT_FAILED

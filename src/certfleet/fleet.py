@@ -23,6 +23,7 @@ from .deploy import DeployFile
 from .deploy.batch import DeployJob, DeployResult, TransportFactory, default_transport, deploy_all
 from .errors import CertfleetError, ConfigError, StoreError
 from .issue import Session, issue, open_account
+from .names import storage_name
 from .plan import CertPlan
 from .solvers import Solver
 from .solvers.http_server import HttpServerSolver, parse_listen
@@ -187,7 +188,7 @@ def deploy_jobs(store: Store, job: JobConfig, plans: Sequence[CertPlan],
             plan.spec, stored.meta, state)
         for target in targets:
             settings = job.host(target)
-            files = _files(store, stored, settings, plan.name)
+            files = _files(store, stored, settings, storage_name(plan.name))
             jobs.append(DeployJob(plan.name, target, files, stored.meta.serial, settings))
     return jobs
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .keytypes import KeyType
+from .names import storage_name
 
 PEM_NAMES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
@@ -116,3 +117,28 @@ class JobConfig:
     def host(self, target: Target) -> HostSettings:
         """Settings for ``target``'s host: its own section, else ``default``, else built-in."""
         return self.hosts.get(target.host_key) or self.hosts.get("default") or HostSettings()
+
+    def file_clashes(self) -> list[tuple[str, str]]:
+        """(source, reason) for every file two certificates would write at the same place.
+
+        The seed's domains file sends two certificates to one directory; with the same
+        file names the second would overwrite the first, so that needs ``files`` with
+        ``{name}`` for the host, or a directory per certificate.
+        """
+        owner: dict[tuple[str, str, str], CertSpec] = {}
+        clashes = []
+        for spec in self.certs:
+            for target in spec.targets:
+                settings = self.host(target)
+                for pem in PEM_NAMES:
+                    file = settings.file_name(pem, storage_name(spec.name))
+                    place = (target.host_key, target.path, file)
+                    first = owner.setdefault(place, spec)
+                    if first is not spec:
+                        clashes.append((spec.source, (
+                            f"{target.key}/{file} is also written for {first.name} "
+                            f"({first.source}); use a directory per certificate, or "
+                            f"files = {{ \"{pem}\" = \"{{name}}.{pem}\", ... }} for host "
+                            f"{target.host_key or 'default'}")))
+                        break
+        return clashes

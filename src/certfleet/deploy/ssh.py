@@ -9,6 +9,7 @@ The account key never leaves the Work host: only a certificate's own four files 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shlex
 from collections.abc import Sequence
@@ -82,10 +83,11 @@ class SshTransport:
 
     async def _fingerprint(self) -> str:
         """The offered host key's fingerprint, fetched without trusting or storing it."""
-        options = {k: v for k, v in self._options().items()
-                   if k in ("config", "port", "connect_timeout")}
+        options = {k: v for k, v in self._options().items() if k in ("config", "port")}
         try:
-            key = await asyncssh.get_server_host_key(self.host, **options)  # type: ignore[arg-type]
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(self.host, **options),  # type: ignore[arg-type]
+                CONNECT_TIMEOUT)
         except (OSError, asyncssh.Error) as exc:
             return f"fingerprint unavailable: {_describe(exc)}"
         return key.get_fingerprint("sha256") if key else "no host key offered"

@@ -1,0 +1,508 @@
+"""The domains file grammar: one certificate per line, its names, then where it is deployed;
+and the checks of what a deploy target is sent (``[hosts]`` settings in certfleet.toml).
+
+Touches nothing: bytes in, ``CertSpec`` values or one ``ConfigErrors`` out. ``config.py``
+reads the file and calls :func:`parse_domains`. The seed's format is accepted as is::
+
+    # comment to the end of the line
+    NAME [ALTNAME ...] [| TARGET [TARGET ...]]
+
+    TARGET = /absolute/dir                    a local directory
+           | [user@]host:/absolute/dir        over SSH; host: a DNS name or ssh_config alias,
+                                              an IPv4 address, or [an IPv6 address]
+
+A target becomes an ``scp``/``ssh`` argument and a remote path, so it is checked strictly:
+nothing may start with ``-`` (no ``-oProxyCommand=``), no shell metacharacters, no ``..``.
+Every fault is collected, each as ``file:line: what: why``; the first ``MAX_REPORTED`` are
+kept and the rest only counted, so a hostile 16 MiB file cannot fill memory with messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import ipaddress
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import ConfigError, safe_text
+from .keytypes import KeyType
+from .names import MAX_NAME, normalize_name
+from .spec import PEM_NAMES, CertSpec, Target, TlsProbe
+
+MAX_FILE = 16 * 1024 * 1024
+MAX_LINE = 4096            # bytes, without the line ending
+MAX_NAMES = 100            # per certificate (Let's Encrypt's limit)
+MAX_TARGETS = 100          # per line
+MAX_PATH = 1024
+MAX_USER = 32
+MAX_HOST = 253
+MAX_REPORTED = 100
+CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
+SHELL_META = ";|&$`'\"<>(){}*?!\\[]"      # the brief's set plus the glob brackets
+BOM = b"\xef\xbb\xbf"
+
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_DOTTED_DIGITS = re.compile(r"[0-9.]+")
+_PORT_PREFIX = re.compile(r"[0-9]+:")
+# The common case, checked in one match: lowercase ASCII LDH labels, the last not all digits.
+# Anything else (IDN, xn--, faults) goes through names.normalize_name for its verdict.
+_PLAIN_NAME = re.compile(r"(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+                         r"(?![0-9]+(?:[ \t]|$))[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_PLAIN_NAMES = re.compile(
+    r"[ \t]*" + _PLAIN_NAME.pattern + r"(?:[ \t]+" + _PLAIN_NAME.pattern + r")*[ \t]*")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")       # all but tab and newline
+_BAD_PATH_CHAR = re.compile(r"[~\s\x00-\x1f\x7f" + re.escape(SHELL_META) + "]")
+
+
+@dataclass(frozen=True)
+class CertDefaults:
+    """How certificates are issued unless their own ``[certs."NAME"]`` section says otherwise."""
+
+    key_type: KeyType = KeyType.EC256
+    challenge: str = "http-01"
+    reuse_key: bool = False
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in the configuration, each ``file:line: reason``.
+
+    ``problems`` holds the first ``MAX_REPORTED``; ``more`` counts the others. ``str()`` is
+    one problem per line, then ``... and N more``.
+    """
+
+    def __init__(self, problems: Sequence[str], more: int = 0) -> None:
+        self.problems = list(problems[:MAX_REPORTED])
+        self.more = more + max(0, len(problems) - MAX_REPORTED)
+        tail = [f"... and {self.more} more"] if self.more else []
+        super().__init__("\n".join(self.problems + tail))
+
+
+class Problems:
+    """A collector: add every fault found, raise them all together at the end."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.more = 0
+
+    def add(self, where: str, reason: str) -> None:
+        if len(self.shown) < MAX_REPORTED:
+            self.shown.append(f"{where}: {reason}")
+        else:
+            self.more += 1
+
+    def raise_if_any(self) -> None:
+        if self.shown:
+            raise ConfigErrors(self.shown, self.more)
+
+
+def _first_meta(text: str) -> str | None:
+    return next((ch for ch in text if ch in SHELL_META), None)
+
+
+def check_user(user: str, what: str = "user") -> str:
+    """A login name as ssh and scp take it (also used for ``owner`` and ``group``)."""
+    if not user:
+        raise ConfigError(f"empty {what}")
+    if user.startswith("-"):
+        raise ConfigError(f"{what} must not start with '-'")
+    if (meta := _first_meta(user)) is not None:
+        raise ConfigError(f"shell metacharacter {meta!r} in {what}")
+    if len(user) > MAX_USER:
+        raise ConfigError(f"{what} longer than {MAX_USER} characters")
+    if not _USER.fullmatch(user):
+        raise ConfigError(f"{what} must be letters, digits, '_', '.' and '-', "
+                          "starting with a letter or '_'")
+    return user
+
+
+def check_host(host: str) -> str:
+    """A DNS name, ssh_config alias or IPv4 address (IPv6 is checked by the caller)."""
+    if not host:
+        raise ConfigError("empty host")
+    if host.startswith("-"):
+        raise ConfigError("host must not start with '-'")
+    if (meta := _first_meta(host)) is not None:
+        raise ConfigError(f"shell metacharacter {meta!r} in host")
+    if len(host) > MAX_HOST:
+        raise ConfigError(f"host longer than {MAX_HOST} characters")
+    if _DOTTED_DIGITS.fullmatch(host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ConfigError("not a valid IPv4 address") from None
+    elif not _HOST.fullmatch(host):
+        raise ConfigError("host must be a name (letters, digits, '-', '.', '_'), "
+                          "an IPv4 address or [an IPv6 address]")
+    return host
+
+
+def _check_ipv6(inner: str) -> str:
+    try:
+        ipaddress.IPv6Address(inner)
+    except ValueError:
+        raise ConfigError(f"[{inner}] is not an IPv6 address") from None
+    if "%" in inner:
+        raise ConfigError("IPv6 zone identifiers are not supported")
+    return inner
+
+
+def check_path(path: str) -> str:
+    """An absolute directory, normalized: no ``..``, ``~``, spaces, controls or metacharacters."""
+    if not path:
+        raise ConfigError("empty path")
+    if not path.startswith("/"):
+        raise ConfigError("path must be absolute (start with '/')")
+    if len(path) > MAX_PATH:
+        raise ConfigError(f"path longer than {MAX_PATH} characters")
+    if (bad := _BAD_PATH_CHAR.search(path)) is not None:
+        ch = bad.group()
+        if ch == "~":
+            raise ConfigError("'~' is not expanded here; write the full path")
+        if ch in SHELL_META:
+            raise ConfigError(f"shell metacharacter {ch!r} in path")
+        raise ConfigError("space or control character in path")
+    if not path.isascii() and not path.isprintable():
+        raise ConfigError("invisible character in path")
+    parts = [part for part in path.split("/") if part]
+    for part in parts:
+        if part in (".", ".."):
+            raise ConfigError(f"{part!r} component in path")
+        if part.startswith("-"):
+            raise ConfigError("a path component must not start with '-'")
+    return "/" + "/".join(parts)
+
+
+def parse_target(token: str) -> Target:
+    """``/dir`` or ``[user@]host:/dir`` to a ``Target``; ``ConfigError`` saying why not."""
+    if token.startswith("-"):
+        raise ConfigError("a target must not start with '-'")
+    if token.startswith("/"):
+        return Target(path=check_path(token))
+    at, colon = token.find("@"), token.find(":")
+    user, rest = None, token
+    if at >= 0 and (colon < 0 or at < colon):
+        user, rest = check_user(token[:at]), token[at + 1:]
+    if rest.startswith("["):
+        inner, bracket, after = rest[1:].partition("]")
+        if not bracket or not after.startswith(":"):
+            raise ConfigError("expected [IPv6]:/dir")
+        return Target(path=check_path(after[1:]), host=_check_ipv6(inner), user=user)
+    host, sep, path = rest.partition(":")
+    if not sep:
+        raise ConfigError("not a target: expected /dir or [user@]host:/dir")
+    if not path.startswith("/") and ":" in path:
+        try:
+            ipaddress.IPv6Address(host + ":" + path.rpartition(":")[0])
+        except ValueError:
+            pass
+        else:
+            raise ConfigError("an IPv6 address must be in brackets: [ADDRESS]:/dir")
+        if _PORT_PREFIX.match(path):
+            raise ConfigError(f"no port here; set port in [hosts.\"{safe_text(host)}\"]")
+    return Target(path=check_path(path), host=check_host(host), user=user)
+
+
+def fast_name(raw: str) -> str:
+    """``names.normalize_name``, with a fast path for plain ASCII names (same result)."""
+    if raw.isascii():
+        name = raw.lower().removesuffix(".")
+        if len(name) <= MAX_NAME and "xn--" not in name and _PLAIN_NAME.fullmatch(name):
+            return name
+    return normalize_name(raw)
+
+
+def _line_text(raw: bytes) -> tuple[str | None, str]:
+    """Decode and screen one line: (text, "") or (None, why not)."""
+    if len(raw) > MAX_LINE:
+        return None, f"line longer than {MAX_LINE} bytes"
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+    if not line.replace("\t", " ").isprintable():
+        col, ch = next((i, c) for i, c in enumerate(line) if c != "\t" and not c.isprintable())
+        if ord(ch) < 0x20 or ord(ch) == 0x7F:
+            return None, f"control character {safe_text(ch)} at column {col + 1}"
+        return None, f"invisible character U+{ord(ch):04X} at column {col + 1}"
+    return line, ""
+
+
+class _Parser:
+    """One pass over a domains file; remembers names across lines and parsed targets."""
+
+    def __init__(self, source: str, default: CertDefaults,
+                 certs: Mapping[str, CertDefaults], problems: Problems) -> None:
+        self.source, self.default, self.certs, self.problems = source, default, certs, problems
+        self.names: dict[str, tuple[int, bool]] = {}      # name -> (line, is first name)
+        self.targets: dict[str, Target | str] = {}         # token -> Target or why not
+        self.canonical: dict[Target, Target] = {}          # one object per distinct target
+        self.good_targets: dict[str, Target] = {}          # token -> Target, parsed well
+        self.specs: list[CertSpec] = []
+
+    def run(self, data: bytes) -> None:
+        if len(data) > MAX_FILE:
+            self.problems.add(self.source, "file larger than 16 MiB")
+            return
+        data = data.removeprefix(BOM)
+        self._scan(self._clean_lines(data) or self._lines(data))
+
+    def _scan(self, lines: Iterable[str | None]) -> None:
+        """Every line: the common one (plain lowercase ASCII names seen nowhere else, targets
+        parsed before) in a few C-level steps; any other, comments aside, by ``_line``.
+        Both give the same result for a good line; ``_line`` also says what is wrong."""
+        seen, good, certs, default = self.names, self.good_targets.get, self.certs, self.default
+        plain, source, specs = _PLAIN_NAMES.fullmatch, self.source, self.specs
+        for lineno, text in enumerate(lines, 1):
+            if not text:
+                continue
+            line = text[:text.index("#")] if "#" in text else text
+            left, bar, right = line.partition("|")
+            names = left.split()
+            targets = list(map(good, right.split()))
+            if not names:
+                if bar:
+                    self._line(line.strip(" \t"), lineno)
+                continue
+            settings = certs.get(names[0], default)
+            if (plain(left) and "xn--" not in left and len(names) <= MAX_NAMES
+                    and len(targets) <= MAX_TARGETS and max(map(len, names)) <= MAX_NAME
+                    and seen.keys().isdisjoint(names) and len(set(names)) == len(names)
+                    and all(targets) and len(set(map(id, targets))) == len(targets)
+                    and ("*" not in left or settings.challenge == "dns-01")):
+                seen[names[0]] = (lineno, True)
+                for name in names[1:]:
+                    seen[name] = (lineno, False)
+                specs.append(CertSpec(
+                    names=tuple(names), targets=tuple(targets),  # type: ignore[arg-type]
+                    key_type=settings.key_type, challenge=settings.challenge,
+                    reuse_key=settings.reuse_key, source=f"{source}:{lineno}"))
+            else:
+                self._line(line.strip(" \t"), lineno)
+
+    @staticmethod
+    def _clean_lines(data: bytes) -> list[str] | None:
+        """The lines of an all-ASCII file with nothing to complain of, else None (the
+        common case, checked in a few passes over the whole text instead of per line)."""
+        if not data.isascii():
+            return None
+        text = data.decode("ascii").replace("\r\n", "\n")
+        if _CONTROL.search(text):
+            return None
+        lines = text.split("\n")
+        return lines if max(map(len, lines)) <= MAX_LINE else None
+
+    def _lines(self, data: bytes) -> Iterator[str | None]:
+        """Each line decoded and screened; None (after reporting why) for a bad one."""
+        for lineno, raw in enumerate(data.split(b"\n"), 1):
+            line, why = _line_text(raw.removesuffix(b"\r"))
+            if line is None:
+                self.problems.add(f"{self.source}:{lineno}", why)
+            yield line
+
+    def _line(self, content: str, lineno: int) -> None:
+        left, _, right = content.partition("|")
+        raw_names, raw_targets = left.split(), right.split()
+        where = f"{self.source}:{lineno}"
+        if not raw_names:
+            self.problems.add(where, "no name before '|'")
+            return
+        if len(raw_names) > MAX_NAMES:
+            self.problems.add(where, f"more than {MAX_NAMES} names for one certificate")
+            return
+        if len(raw_targets) > MAX_TARGETS:
+            self.problems.add(where, f"more than {MAX_TARGETS} targets on one line")
+            return
+        names, ok = self._names(raw_names, lineno, where)
+        settings = self.certs.get(names[0], self.default) if names else self.default
+        for name in names:
+            if name[0] == "*" and settings.challenge != "dns-01":
+                ok = False
+                self.problems.add(where, f"{name}: a wildcard needs challenge dns-01 (set "
+                                  f"challenge = \"dns-01\" in [certs.\"{names[0]}\"] or "
+                                  "[defaults])")
+        targets, targets_ok = self._targets(raw_targets, where)
+        if ok and targets_ok:
+            self.specs.append(CertSpec(
+                names=tuple(names), targets=targets, key_type=settings.key_type,
+                challenge=settings.challenge, reuse_key=settings.reuse_key, source=where))
+
+    def _names(self, raw_names: list[str], lineno: int, where: str) -> tuple[list[str], bool]:
+        names: list[str] = []
+        seen_names, ok = self.names, True
+        for index, raw in enumerate(raw_names):
+            try:
+                name = fast_name(raw)
+            except ConfigError as exc:
+                self.problems.add(where, str(exc))
+                ok = False
+                continue
+            except (UnicodeError, ValueError):
+                self.problems.add(where, f"'{safe_text(raw, 80)}': not a valid domain name")
+                ok = False
+                continue
+            seen = seen_names.get(name)
+            if seen is None:
+                seen_names[name] = (lineno, index == 0)
+                names.append(name)
+                continue
+            ok = False
+            if seen[0] == lineno:
+                self.problems.add(where, f"{name}: named twice on this line")
+            else:
+                self.problems.add(where, f"{name} already on line {seen[0]}")
+        return names, ok
+
+    def _targets(self, raw_targets: list[str], where: str) -> tuple[tuple[Target, ...], bool]:
+        known = self.targets
+        targets: dict[int, Target] = {}
+        for token in raw_targets:
+            target = known.get(token)
+            if target is None:
+                try:
+                    parsed = parse_target(token)
+                    target = self.canonical.setdefault(parsed, parsed)
+                    self.good_targets[token] = target
+                except ConfigError as exc:
+                    target = str(exc)
+                known[token] = target
+            if isinstance(target, str):
+                self.problems.add(where, f"{safe_text(token)}: {target}")
+            elif id(target) in targets:
+                self.problems.add(where, f"{safe_text(token)}: target given twice on this line")
+            else:
+                targets[id(target)] = target
+        return tuple(targets.values()), len(targets) == len(raw_targets)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Building 100,000 specs makes no reference cycles, but the young-generation collections
+    their allocations set off would take as long as the parse itself: pause them meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def scan_domains(text: bytes, source: str, *, default: CertDefaults,
+                 certs: Mapping[str, CertDefaults], problems: Problems,
+                 ) -> tuple[list[CertSpec], dict[str, tuple[int, bool]]]:
+    """Parse into ``problems`` without raising: the good certificates, and every name seen
+    as ``name -> (line, is the certificate's first name)`` (for checking ``[certs]``)."""
+    parser = _Parser(source, default, certs, problems)
+    with _gc_paused():
+        parser.run(text)
+    return parser.specs, parser.names
+
+
+def parse_domains(text: bytes, source: str, *, default: CertDefaults,
+                  certs: Mapping[str, CertDefaults] | None = None) -> list[CertSpec]:
+    """The certificates of a domains file, or ``ConfigErrors`` listing every fault.
+
+    ``source`` names the file in messages and ``CertSpec.source``; ``certs`` holds the
+    per-certificate settings keyed by first name (normalized), ``default`` the rest.
+    """
+    problems = Problems()
+    specs, _ = scan_domains(text, source, default=default, certs=certs or {},
+                            problems=problems)
+    problems.raise_if_any()
+    return specs
+
+
+# --- what a target host is sent: checks for its [hosts."NAME"] settings in certfleet.toml ---
+
+def is_address_or_host(text: str) -> bool:
+    """An IP address (IPv6 with or without brackets) or a host name as in a target."""
+    try:
+        ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
+        return True
+    except ValueError:
+        pass
+    try:
+        check_host(text)
+    except ConfigError:
+        return False
+    return True
+
+
+def check_reload(value: object) -> tuple[str, ...]:
+    """The reload command: an argv list, never a string a shell would split."""
+    if isinstance(value, str):
+        raise ConfigError("reload must be a list (argv), not a shell string")
+    if not isinstance(value, list | tuple) or not all(
+            isinstance(arg, str) and arg.isprintable() for arg in value):
+        raise ConfigError("reload must be a list of printable strings")
+    if value and not value[0]:
+        raise ConfigError("reload: the program name is empty")
+    return tuple(value)
+
+
+def check_mode(key: str, value: object, *, raw: str) -> int:
+    """A file mode: an octal string, or an integer written as ``0o644`` (``raw``)."""
+    if isinstance(value, str):
+        digits = value.removeprefix("0o")
+        if not digits or len(digits) > 4 or any(ch not in "01234567" for ch in digits):
+            raise ConfigError(f"{key} {safe_text(value)!r} is not an octal mode like \"0644\"")
+        mode = int(digits, 8)
+    elif isinstance(value, int) and raw.lower().startswith("0o"):
+        mode = value
+    else:
+        raise ConfigError(f"{key} {safe_text(str(value))} is not octal: write \"0644\" or 0o644")
+    if mode > 0o777:
+        raise ConfigError(f"{key} 0o{mode:o}: only permission bits (up to 0o777)")
+    if mode & 0o002 or (key == "key_mode" and mode & 0o007):
+        raise ConfigError(f"{key} 0o{mode:o} gives others too much access")
+    return mode
+
+
+def _file_name(pem: str, name: object) -> str:
+    if not isinstance(name, str):
+        raise ConfigError(f"files: {pem} must map to a file name")
+    plain = name.replace("{name}", "")
+    why = ("contains '/'" if "/" in name else "is not a file name" if name in ("", ".", "..")
+           else "starts with '-'" if name.startswith("-")
+           else "has an unknown placeholder (only {name})" if "{" in plain or "}" in plain
+           else "has a shell metacharacter" if _first_meta(plain) is not None
+           else "has a space or control character" if not name.isprintable() or " " in name
+           else "is too long" if len(name) > 200 else "")
+    if why:
+        raise ConfigError(f"files: {pem} = {safe_text(name)!r} {why}")
+    return name
+
+
+def check_files(value: Mapping[str, object]) -> dict[str, str]:
+    """``files``: which of ``PEM_NAMES`` is written under which plain file name."""
+    files = {}
+    for pem, name in value.items():
+        if pem not in PEM_NAMES:
+            raise ConfigError(f"files: unknown file {safe_text(pem)!r}; the keys are "
+                              + ", ".join(PEM_NAMES))
+        files[pem] = _file_name(pem, name)
+    written: dict[str, str] = {}
+    for pem in PEM_NAMES:
+        name = files.get(pem, pem)
+        if name in written:
+            raise ConfigError(f"files: {written[name]} and {pem} would both be written "
+                              f"to {safe_text(name)!r}")
+        written[name] = pem
+    return files
+
+
+def check_probe(value: Mapping[str, object]) -> TlsProbe:
+    """``probe = { port = 443, address = "127.0.0.1" }``."""
+    if unknown := sorted(set(value) - {"port", "address"}):
+        raise ConfigError(f"probe: unknown option {safe_text(unknown[0])!r}; use port, address")
+    port, address = value.get("port", 443), value.get("address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ConfigError("probe: port must be an integer between 1 and 65535")
+    if address is None:
+        return TlsProbe(port=port)
+    if not isinstance(address, str) or not is_address_or_host(address):
+        raise ConfigError("probe: address must be an IP address or a host name")
+    return TlsProbe(port=port, address=address.removeprefix("[").removesuffix("]"))

@@ -1,0 +1,151 @@
+"""The seed's topology for deployment: `certfleet run` deploys to two web servers, each a real
+OpenSSH sshd and a real nginx serving TLS from the deployed files, reloaded over SSH."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from .fleet_helpers import orders_seen, run_cli, write_config
+
+pytestmark = pytest.mark.integration
+
+SITES = ("www.example.com", "www.example.net", "shop.example.org")
+
+
+@dataclass
+class Topology:
+    lab: Any
+    web: dict[str, Any]
+    config: Path
+    state: Path
+    known_hosts: Path
+
+
+def _require_web_lab() -> Any:
+    import web_lab
+
+    try:
+        web_lab.find_binaries()
+    except web_lab.WebLabUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
+        pytest.skip(str(exc))
+    return web_lab
+
+
+@pytest.fixture
+def topology(pebble_lab_factory: Any, tmp_path: Path) -> Iterator[Topology]:
+    web_lab = _require_web_lab()
+    lab = pebble_lab_factory(env={"PEBBLE_AUTHZREUSE": "0"})
+    hosts = {
+        "web1a": web_lab.WebHost(tmp_path / "web1a", "127.0.0.2", name="web1a", sites=SITES),
+        "web1b": web_lab.WebHost(tmp_path / "web1b", "127.0.0.3", name="web1b", sites=SITES),
+    }
+    identity, public = web_lab.client_key(tmp_path)
+    try:
+        for host in hosts.values():
+            host.start()
+            host.authorize(public)
+        known_hosts = tmp_path / "known_hosts"
+        web_lab.write_known_hosts(known_hosts, hosts.values())
+        ssh_config = tmp_path / "ssh_config"
+        web_lab.write_ssh_config(ssh_config, hosts, identity, known_hosts)
+        lines = []
+        for site in SITES:
+            alt = f" {site.removeprefix('www.')}" if site.startswith("www.") else ""
+            targets = " ".join(f"{alias}:{host.site_dir(site)}" for alias, host in hosts.items())
+            lines.append(f"{site}{alt}|{targets}")
+        domains = tmp_path / "domains.txt"
+        domains.write_text("# the seed's format, extended with alternative names\n"
+                           + "\n".join(lines) + "\n")
+        sections: dict[str, dict[str, Any]] = {
+            "ssh": {"config": [str(ssh_config)], "known_hosts": str(known_hosts)},
+        }
+        for alias, host in hosts.items():
+            sections[f'hosts."{alias}"'] = {
+                "reload": host.reload_argv(),
+                "probe": {"port": host.tls_port, "address": host.address},
+            }
+        config = write_config(tmp_path / "certfleet.toml", lab, tmp_path / "state", domains,
+                              sections=sections)
+        yield Topology(lab, hosts, config, tmp_path / "state", known_hosts)
+    finally:
+        for host in hosts.values():
+            host.stop()
+
+
+def _stored_serial(state: Path, site: str) -> int:
+    pem = (state / "certs" / site / "cert.pem").read_bytes()
+    return x509.load_pem_x509_certificate(pem).serial_number
+
+
+def test_run_deploys_to_both_web_servers(topology: Topology) -> None:
+    rc, out = run_cli("run", "--config", str(topology.config))
+    assert rc == 0, out
+    for i, site in enumerate(SITES):
+        line = out.splitlines()[i]
+        assert line.startswith(f"{site}: issued (expires 20"), out
+        assert line.endswith("deployed to 2/2 targets"), out
+        serial = _stored_serial(topology.state, site)
+        for host in topology.web.values():
+            assert host.wait_for_serial(site, serial), (host.name, site)
+            assert (host.site_dir(site) / "privkey.pem").stat().st_mode & 0o777 == 0o600
+    assert out.splitlines()[-1] == "3 certificates: 3 issued, deployed 6/6 targets"
+    rc, out = run_cli("run", "--config", str(topology.config))
+    assert rc == 2, out
+
+
+def test_server_down_then_back(topology: Topology) -> None:
+    web1b = topology.web["web1b"]
+    web1b.stop_sshd()
+    rc, out = run_cli("run", "--config", str(topology.config))
+    assert rc == 1
+    for site in SITES:
+        assert f"deployed to 1/2 targets; web1b:{web1b.site_dir(site)}: web1b: cannot " \
+               "connect: " in out, out
+        assert topology.web["web1a"].wait_for_serial(site, _stored_serial(topology.state, site))
+    orders = orders_seen(topology.lab)
+    assert orders == len(SITES)
+    web1b.start_sshd()
+    rc, out = run_cli("run", "--config", str(topology.config))
+    assert rc == 0, out
+    assert orders_seen(topology.lab) == orders  # nothing issued again
+    for i, site in enumerate(SITES):
+        assert out.splitlines()[i].startswith(f"{site}: not due until ")
+        assert out.splitlines()[i].endswith("deployed to 1/1 targets")
+        assert web1b.wait_for_serial(site, _stored_serial(topology.state, site))
+
+
+def test_changed_host_key_is_refused(topology: Topology) -> None:
+    web1a = topology.web["web1a"]
+    web1a.rotate_host_key()
+    rc, out = run_cli("run", "--config", str(topology.config), "www.example.com")
+    assert rc == 1
+    line = out.splitlines()[0]
+    assert "deployed to 1/2 targets" in line
+    assert "web1a: host key not trusted (SHA256:" in line
+    placeholder = web1a.served_certificate("www.example.com")
+    assert placeholder.serial_number != _stored_serial(topology.state, "www.example.com")
+    assert topology.web["web1b"].wait_for_serial(
+        "www.example.com", _stored_serial(topology.state, "www.example.com"))
+    assert web1a.known_hosts_line() not in topology.known_hosts.read_text()  # never learned
+
+
+def test_failing_reload_is_reported_per_target(topology: Topology) -> None:
+    text = topology.config.read_text()
+    head, sep, tail = text.partition('[hosts."web1b"]\nreload = ')
+    topology.config.write_text(head + sep + '["/bin/false"]' + tail[tail.index("\n"):])
+    rc, out = run_cli("run", "--config", str(topology.config), "www.example.net")
+    assert rc == 1
+    assert "deployed to 1/2 targets; web1b:" in out
+    assert "files in place, reload failed: web1b: /bin/false exited 1" in out
+    rc, out = run_cli("status", "--config", str(topology.config))
+    assert "web1b:" in out
+    assert "failed" in out

@@ -1,0 +1,176 @@
+"""`certfleet run` over a domains file against a real Pebble, deploying to local targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from .conftest import webroot_server
+from .fleet_helpers import orders_seen, run_cli, write_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def lab(pebble_lab_factory: Any) -> Any:
+    return pebble_lab_factory(env={"PEBBLE_AUTHZREUSE": "0"})
+
+
+def _setup(tmp_path: Path, lab: Any, domains_text: str, **kw: Any) -> Path:
+    domains = tmp_path / "domains.txt"
+    domains.write_text(domains_text)
+    return write_config(tmp_path / "certfleet.toml", lab, tmp_path / "state", domains, **kw)
+
+
+def _serial(path: Path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+
+
+def test_run_full_cycle(lab: Any, tmp_path: Path) -> None:
+    dirs = {n: tmp_path / n for n in ("com1", "com2", "net1")}
+    for d in dirs.values():
+        d.mkdir()
+    config = _setup(tmp_path, lab, f"""\
+www.example.com example.com|{dirs['com1']} {dirs['com2']}
+www.example.net|{dirs['net1']}
+solo.example.org
+""")
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("www.example.com: issued (expires 20")
+    assert lines[0].endswith("deployed to 2/2 targets")
+    assert lines[1].startswith("www.example.net: issued (expires 20")
+    assert lines[1].endswith("deployed to 1/1 targets")
+    assert lines[2].startswith("solo.example.org: issued (expires 20")
+    assert "deployed" not in lines[2]
+    assert lines[3] == "3 certificates: 3 issued, deployed 3/3 targets"
+    state = tmp_path / "state"
+    for d in ("com1", "com2"):
+        assert _serial(dirs[d] / "cert.pem") == _serial(
+            state / "certs" / "www.example.com" / "cert.pem")
+        assert stat.S_IMODE(os.stat(dirs[d] / "privkey.pem").st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(dirs[d] / "fullchain.pem").st_mode) == 0o644
+        assert not [p for p in os.listdir(dirs[d]) if p.startswith(".certfleet-tmp")]
+    orders = orders_seen(lab)
+    assert orders == 3
+
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 2, out
+    assert out.splitlines()[0].startswith("www.example.com: not due until 20")
+    assert orders_seen(lab) == orders
+
+    rc, out = run_cli("status", "--config", str(config), "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    com = rows["www.example.com"]
+    assert com["names"] == ["www.example.com", "example.com"]
+    assert set(com["targets"]) == {str(dirs["com1"]), str(dirs["com2"])}
+    assert all(t["version"] == 1 for t in com["targets"].values())
+    assert com["last"]["result"] == "issued"
+
+    rc, out = run_cli("run", "--config", str(config), "--force", "www.example.net")
+    assert rc == 0, out
+    assert out.splitlines() == [out.splitlines()[0], "1 certificates: 1 renewed, "
+                                "deployed 1/1 targets"]
+    assert orders_seen(lab) == orders + 1
+
+
+def test_failed_target_is_retried_without_reissuing(lab: Any, tmp_path: Path) -> None:
+    good, missing = tmp_path / "good", tmp_path / "missing"
+    good.mkdir()
+    config = _setup(tmp_path, lab, f"site.example.com|{good} {missing}\n")
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 1
+    assert out.splitlines()[0].startswith("site.example.com: issued (expires ")
+    assert f"deployed to 1/2 targets; {missing}: {missing}: target directory missing" in out
+    orders = orders_seen(lab)
+    before = (good / "cert.pem").stat().st_mtime_ns
+    missing.mkdir()
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert out.splitlines()[0].startswith("site.example.com: not due until ")
+    assert out.splitlines()[0].endswith("deployed to 1/1 targets")
+    assert orders_seen(lab) == orders
+    assert (good / "cert.pem").stat().st_mtime_ns == before  # not re-uploaded
+    assert (missing / "fullchain.pem").exists()
+
+
+def test_one_failure_does_not_stop_the_others(lab: Any, tmp_path: Path) -> None:
+    lab.add_a("broken.example.com", "127.0.0.2")
+    config = _setup(tmp_path, lab, "ok1.example.com\nbroken.example.com\nok2.example.com\n")
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("ok1.example.com: issued")
+    assert lines[1].startswith("broken.example.com: failed: broken.example.com: validation "
+                               "failed: connection")
+    assert lines[2].startswith("ok2.example.com: issued")
+    assert lines[3] == "3 certificates: 1 failed, 2 issued"
+
+
+def test_dry_run_and_name_filter(lab: Any, tmp_path: Path) -> None:
+    config = _setup(tmp_path, lab, "a.example.com\nb.example.com\n")
+    rc, out = run_cli("run", "--config", str(config), "--dry-run")
+    assert rc == 0
+    assert out.splitlines() == ["a.example.com: issue (new)", "b.example.com: issue (new)"]
+    assert orders_seen(lab) == 0
+    rc, out = run_cli("run", "--config", str(config), "b.example.com")
+    assert rc == 0, out
+    assert out.startswith("b.example.com: issued")
+    assert "a.example.com" not in out
+    rc, out = run_cli("run", "--config", str(config), "c.example.com")
+    assert rc == 1
+    assert "not in the domains file: c.example.com" in out
+
+
+def test_deploy_on_demand(lab: Any, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    target.mkdir()
+    config = _setup(tmp_path, lab, f"push.example.com|{target}\n")
+    assert run_cli("run", "--config", str(config))[0] == 0
+    (target / "cert.pem").unlink()
+    rc, out = run_cli("deploy", "--config", str(config))
+    assert rc == 0, out
+    assert out.splitlines()[0].endswith("deployed to 1/1 targets")
+    assert (target / "cert.pem").exists()
+
+
+def test_bad_domains_file_runs_nothing(lab: Any, tmp_path: Path) -> None:
+    config = _setup(tmp_path, lab, "good.example.com\nbad..example.com\n"
+                    "x.example.com|relative/dir\n")
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 1
+    domains = tmp_path / "domains.txt"
+    assert f"{domains}:2: " in out
+    assert f"{domains}:3: " in out
+    assert orders_seen(lab) == 0
+    assert not (tmp_path / "state").exists()
+
+
+def test_two_runs_at_once_order_each_certificate_once(lab: Any, tmp_path: Path) -> None:
+    names = [f"race{i}.example.com" for i in range(6)]
+    webroot = tmp_path / "webroot"
+    webroot.mkdir()
+    config = _setup(tmp_path, lab, "\n".join(names) + "\n", concurrency=2,
+                    sections={"challenge": {"webroot": str(webroot)}})
+    cmd = [sys.executable, "-m", "certfleet", "run", "--config", str(config)]
+    with webroot_server(webroot, lab.http_port):
+        first = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        second = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        out1, _ = first.communicate(timeout=120)
+        out2, _ = second.communicate(timeout=120)
+    assert orders_seen(lab) == len(names), (out1, out2)
+    assert {first.returncode, second.returncode} <= {0, 2}, (out1, out2)
+    both = out1 + out2
+    for name in names:
+        assert (tmp_path / "state" / "certs" / name / "current").exists()
+        assert both.count(f"{name}: issued") == 1, both
+        assert both.count(f"{name}: not due until") == 1, both
