@@ -15,21 +15,23 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import plan as planning
-from .acme_client import AcmeClient
-from .deploy import DeployFile
-from .deploy.batch import DeployJob, DeployResult, TransportFactory, default_transport, deploy_all
 from .errors import CertfleetError, ConfigError, StoreError
-from .issue import Session, issue, open_account
 from .names import storage_name
 from .plan import CertPlan
-from .solvers import Solver
-from .solvers.http_server import HttpServerSolver, parse_listen
-from .solvers.webroot import WebrootSolver
 from .spec import PEM_NAMES, CertSpec, HostSettings, JobConfig
 from .store import Store, StoredCert
+
+if TYPE_CHECKING:
+    from .deploy import DeployFile
+    from .deploy.batch import DeployJob, DeployResult, TransportFactory
+    from .issue import Session
+    from .solvers import Solver
+
+# The CA client, crypto, SSH and solver modules are imported where they are first needed:
+# a run where nothing is due (the common cron case) never pays for importing them.
 
 log = logging.getLogger(__name__)
 LOCK_WAIT = 900.0
@@ -87,16 +89,15 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
 def make_plans(store: Store, specs: Sequence[CertSpec], job: JobConfig, *,
                force: bool = False) -> list[CertPlan]:
     now = datetime.now(UTC)
-    plans = []
-    for spec in specs:
-        current = store.current(spec.name)
-        plans.append(planning.plan_cert(spec, current.meta if current else None,
-                                        store.read_state(spec.name), now, force=force,
-                                        fraction=job.renew_fraction))
-    return plans
+    known = store.snapshot([spec.name for spec in specs])
+    return [planning.plan_cert(spec, *known[spec.name], now, force=force,
+                               fraction=job.renew_fraction) for spec in specs]
 
 
 def make_solver(job: JobConfig) -> Solver:
+    from .solvers.http_server import HttpServerSolver, parse_listen
+    from .solvers.webroot import WebrootSolver
+
     if job.challenges.http_listen:
         return HttpServerSolver(*parse_listen(job.challenges.http_listen))
     if job.challenges.webroot:
@@ -122,6 +123,8 @@ async def cert_lock(store: Store, name: str, wait: float = LOCK_WAIT) -> AsyncIt
 
 async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertPlan,
                      solver: Solver, force: bool, outcome: Outcome) -> None:
+    from .issue import issue
+
     spec = plan.spec
     async with cert_lock(store, spec.name):
         # Another run may have renewed it while this one waited for the lock.
@@ -143,6 +146,9 @@ async def issue_due(store: Store, job: JobConfig, plans: Sequence[CertPlan],
     due = [p for p in plans if p.due]
     if not due:
         return
+    from .acme_client import AcmeClient
+    from .issue import open_account
+
     gate = asyncio.Semaphore(job.concurrency)
     client = AcmeClient(job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
                         connections=max(4, job.concurrency))
@@ -168,6 +174,8 @@ async def issue_due(store: Store, job: JobConfig, plans: Sequence[CertPlan],
 
 def _files(store: Store, stored: StoredCert, settings: HostSettings,
            name: str) -> tuple[DeployFile, ...]:
+    from .deploy import DeployFile
+
     return tuple(
         DeployFile(settings.file_name(pem, name), store.read_file(stored, pem),
                    settings.key_mode if pem == "privkey.pem" else settings.mode)
@@ -177,16 +185,19 @@ def _files(store: Store, stored: StoredCert, settings: HostSettings,
 
 def deploy_jobs(store: Store, job: JobConfig, plans: Sequence[CertPlan],
                 outcomes: dict[str, Outcome], everything: bool) -> list[DeployJob]:
+    """What to deploy: every target (``deploy``), else those without the current version."""
     jobs = []
     for plan in plans:
         outcome = outcomes[plan.name]
-        stored = store.current(plan.name)
-        if stored is None or outcome.error is not None:
+        if not plan.spec.targets or outcome.error is not None:
             continue
-        state = store.read_state(plan.name)
-        targets = plan.spec.targets if everything else planning.stale_targets(
-            plan.spec, stored.meta, state)
-        for target in targets:
+        stored = outcome.stored or store.current(plan.name)
+        if stored is None:
+            continue
+        fresh = outcome.stored is not None or everything
+        for target in plan.spec.targets if fresh else plan.stale_targets:
+            from .deploy.batch import DeployJob
+
             settings = job.host(target)
             files = _files(store, stored, settings, storage_name(plan.name))
             jobs.append(DeployJob(plan.name, target, files, stored.meta.serial, settings))
@@ -233,6 +244,8 @@ async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
         await issue_due(store, job, plans, outcomes, force)
     jobs = deploy_jobs(store, job, plans, outcomes, everything=deploy_only)
     if jobs:
+        from .deploy.batch import default_transport, deploy_all
+
         factory = transport or default_transport(job.ssh_config, job.known_hosts)
         record_deploys(store, await deploy_all(jobs, factory), outcomes)
     record_results(store, outcomes)

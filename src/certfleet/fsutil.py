@@ -89,9 +89,15 @@ def secure_dir(path: Path, mode: int = 0o700) -> Path:
 
 
 def read_small(path: Path, limit: int = 1 << 20) -> bytes:
-    """Read a file of at most ``limit`` bytes without following a final symlink."""
+    """Read a file of at most ``limit`` bytes without following a final symlink.
+
+    ``FileNotFoundError`` passes through (callers often expect absence); other failures
+    become ``StoreError``.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     with os.fdopen(fd, "rb") as handle:

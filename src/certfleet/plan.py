@@ -52,17 +52,17 @@ def plan_cert(
     force: bool = False, fraction: float = 1 / 3,
 ) -> CertPlan:
     """Decide for one certificate from its spec, its active version and its state record."""
-    revoked = meta is not None and state.get("revoked_serial") == f"{meta.serial:x}"
+    if meta is None:
+        return CertPlan(spec, "forced" if force else "new", None, ())
+    not_before, not_after = meta.not_before_dt, meta.not_after_dt
+    renew_at = renewal_time(not_before, not_after, fraction)
     reason = due_reason(
         wanted_names=spec.names, wanted_key_type=spec.key_type.value,
-        current_names=meta.names if meta else None,
-        current_key_type=meta.key_type if meta else None,
-        not_before=meta.not_before_dt if meta else None,
-        not_after=meta.not_after_dt if meta else None,
-        revoked=revoked, now=now, forced=force, fraction=fraction,
+        current_names=meta.names, current_key_type=meta.key_type,
+        not_before=not_before, not_after=not_after,
+        revoked=state.get("revoked_serial") == f"{meta.serial:x}",
+        now=now, forced=force, renew_at=renew_at,
     )
-    renew_at = (renewal_time(meta.not_before_dt, meta.not_after_dt, fraction)
-                if meta else None)
     return CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state))
 
 

@@ -273,3 +273,50 @@ def test_lock_released_after_block(store: Store) -> None:
         pass
     with store.lock(NAME, timeout=0.3):
         pass
+
+
+def _age(store: Store, name: str = NAME, seconds: int = 60) -> None:
+    """Make a certificate directory look last changed ``seconds`` ago."""
+    folder = store.root / "certs" / name
+    info = folder.stat()
+    os.utime(folder, ns=(info.st_atime_ns, info.st_mtime_ns - seconds * 10**9))
+
+
+def test_snapshot_matches_the_files(store: Store) -> None:
+    activate(store, 1)
+    store.write_state(NAME, {"revoked_serial": "1"})
+    (meta1, state), = store.snapshot([NAME]).values()
+    assert meta1 == store.current(NAME).meta  # type: ignore[union-attr]
+    assert state == {"revoked_serial": "1"}
+    assert store.snapshot(["never.example"]) == {"never.example": (None, {})}
+
+
+def test_snapshot_uses_the_index_only_while_the_directory_is_unchanged(store: Store) -> None:
+    activate(store, 1)
+    _age(store)
+    assert store.snapshot([NAME])[NAME][0].version == 1  # type: ignore[union-attr]
+    index = store.root / "index.json"
+    assert '"version": 1' in index.read_text()
+    # A cached entry is trusted: prove it by planting a marker in the index.
+    index.write_text(index.read_text().replace('"issuer": "CN=Test CA"', '"issuer": "CN=cached"'))
+    assert store.snapshot([NAME])[NAME][0].issuer == "CN=cached"  # type: ignore[union-attr]
+    activate(store, 2)  # renames inside the directory: its mtime moves, the entry is stale
+    assert store.snapshot([NAME])[NAME][0].version == 2  # type: ignore[union-attr]
+    _age(store)
+    store.snapshot([NAME])
+    store.write_state(NAME, {"deploy": {"x": {"serial": "2"}}})
+    assert store.snapshot([NAME])[NAME][1] == {"deploy": {"x": {"serial": "2"}}}
+
+
+def test_snapshot_does_not_trust_a_fresh_entry(store: Store) -> None:
+    activate(store, 1)
+    store.snapshot([NAME])  # the directory changed just now: not cached as valid
+    index = store.root / "index.json"
+    index.write_text(index.read_text().replace('"issuer": "CN=Test CA"', '"issuer": "CN=cached"'))
+    assert store.snapshot([NAME])[NAME][0].issuer == "CN=Test CA"  # type: ignore[union-attr]
+
+
+def test_damaged_index_is_ignored(store: Store) -> None:
+    activate(store, 1)
+    (store.root / "index.json").write_text("{not json")
+    assert store.snapshot([NAME])[NAME][0].version == 1  # type: ignore[union-attr]

@@ -35,10 +35,12 @@ def due_reason(
     current_names: tuple[str, ...] | None, current_key_type: str | None,
     not_before: datetime | None, not_after: datetime | None, revoked: bool,
     now: datetime, forced: bool = False, fraction: float = 1 / 3,
+    renew_at: datetime | None = None,
 ) -> str | None:
     """Why a certificate must be (re)issued now, or None if the current one is good.
 
-    ``current_*`` are None when nothing was issued yet.
+    ``current_*`` are None when nothing was issued yet. ``renew_at``, when the caller has
+    it (a renewal window's chosen time), replaces the lifetime rule.
     """
     if forced:
         return "forced"
@@ -52,6 +54,7 @@ def due_reason(
         return "key type changed"
     if now >= not_after:
         return "expired"
-    if is_due(not_before, not_after, now, fraction):
+    due_at = renew_at if renew_at is not None else renewal_time(not_before, not_after, fraction)
+    if now >= due_at:
         return "expiring"
     return None
