@@ -54,7 +54,10 @@ class LocalTransport:
         self, directory: str, files: Sequence[DeployFile], owner: str | None,
         group: str | None,
     ) -> None:
-        await asyncio.to_thread(self._install, Path(directory), files, owner, group)
+        try:
+            await asyncio.to_thread(self._install, Path(directory), files, owner, group)
+        except OSError as exc:  # e.g. a directory this user may not even look into
+            raise DeployError(f"{directory}: {exc.strerror or exc}") from exc
 
     def _install(
         self, directory: Path, files: Sequence[DeployFile], owner: str | None, group: str | None
