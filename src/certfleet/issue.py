@@ -182,6 +182,7 @@ async def _authorize(
             await solver.present(authz.name, challenge.token, key_auth)
             presented.append((authz.name, challenge.token, key_auth))
             answers.append((url, authz, challenge.url))
+        await solver.ready()
         # §7.5.1: tell the CA every response is ready, then wait for all of them at once.
         started = await asyncio.gather(
             *(session.client.post(c_url, {}, signer) for _, _, c_url in answers)

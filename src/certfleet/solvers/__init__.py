@@ -28,6 +28,15 @@ class Solver:
         """Make the response for ``token`` visible to the CA."""
         raise NotImplementedError
 
+    async def ready(self) -> None:
+        """Called once after every response of an order is presented, before the CA is told.
+
+        A solver whose responses take time to become visible (DNS propagation to every
+        authoritative server) waits here, bounded, and raises ``ChallengeError`` if they
+        do not appear; the default has nothing to wait for.
+        """
+        return None
+
     async def cleanup(self, name: str, token: str, key_auth: str) -> None:
         """Remove what ``present`` made; must not fail if ``present`` did not finish."""
         raise NotImplementedError
