@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, cli_fleet
+from . import __version__, cli_challenge, cli_fleet
 from .errors import CertfleetError, ConfigError, safe_text
 from .names import normalize_name
 from .protocol.renewal import due_reason, renewal_time
@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
 
     cli_fleet.add_arguments(sub, common)
+    cli_challenge.add_arguments(sub, common)
     return parser
 
 
@@ -175,14 +176,17 @@ def _env_defaults(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    # serve logs every validation request: that is its output.
+    _setup_logging(max(args.verbose, 1) if args.command == "serve" else args.verbose)
     label = " ".join(getattr(args, "names", []) or [getattr(args, "name", "") or "certfleet"])
     label = safe_text(label.split()[0] if label else "certfleet")
     try:
         if args.ca_bundle is not None and not args.ca_bundle.is_file():
             raise ConfigError(f"--ca-bundle {args.ca_bundle}: no such file")
         fleet_command = {"run": cli_fleet.run, "deploy": cli_fleet.deploy,
-                         "status": cli_fleet.status}.get(args.command)
+                         "status": cli_fleet.status, "serve": cli_challenge.serve,
+                         "check": cli_challenge.check, "nginx-config": cli_challenge.nginx,
+                         "account": cli_challenge.account}.get(args.command)
         if fleet_command is not None:
             return fleet_command(args)
         _env_defaults(args)
@@ -190,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = _issue if args.command == "issue" else _revoke
         return asyncio.run(runner(args, store))
     except CertfleetError as exc:
-        if args.command in ("run", "deploy", "status"):
+        if fleet_command is not None:
             # ConfigErrors carries one "file:line: reason" per line already.
             print(str(exc) if "\n" in str(exc) else f"certfleet: {exc}", file=sys.stdout)
         else:

@@ -23,8 +23,8 @@ _ENV = {"state_dir": "CERTFLEET_STATE_DIR", "directory": "CERTFLEET_DIRECTORY",
         "ca_bundle": "CERTFLEET_CA_BUNDLE"}
 
 
-def add_arguments(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register run, deploy and status on the main parser's subcommands."""
+def job_parser() -> argparse.ArgumentParser:
+    """Options of every command that reads certfleet.toml and the domains file."""
     job = argparse.ArgumentParser(add_help=False)
     job.add_argument("--config", type=Path, help="certfleet.toml (env CERTFLEET_CONFIG; "
                      f"default {DEFAULT_CONFIG} if present)")
@@ -32,7 +32,12 @@ def add_arguments(sub: Any, common: argparse.ArgumentParser) -> None:
     job.add_argument("--webroot", type=Path, metavar="DIR", help="http-01 token directory")
     job.add_argument("--http-listen", metavar="HOST:PORT", help="built-in http-01 responder")
     job.add_argument("--concurrency", type=int, help="certificates in flight at once")
+    return job
 
+
+def add_arguments(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register run, deploy and status on the main parser's subcommands."""
+    job = job_parser()
     p = sub.add_parser("run", parents=[common, job],
                        help="renew what is due in the domains file and deploy it")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
@@ -47,7 +52,7 @@ def add_arguments(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _config_path(args: argparse.Namespace) -> Path | None:
+def config_path(args: argparse.Namespace) -> Path | None:
     if args.config:
         return Path(args.config)
     if os.environ.get("CERTFLEET_CONFIG"):
@@ -55,7 +60,7 @@ def _config_path(args: argparse.Namespace) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
 
-def load(args: argparse.Namespace) -> JobConfig:
+def load(args: argparse.Namespace, need_domains: bool = True) -> JobConfig:
     from .config import load_job
 
     overrides: dict[str, Any] = {}
@@ -68,8 +73,8 @@ def load(args: argparse.Namespace) -> JobConfig:
                 else value
     if args.insecure_http:
         overrides["allow_http"] = True
-    config = _config_path(args)
-    if config is None and args.domains is None:
+    config = config_path(args)
+    if config is None and args.domains is None and need_domains:
         raise ConfigError(f"no configuration: pass --config FILE or --domains FILE "
                           f"(or create {DEFAULT_CONFIG})")
     return load_job(config, domains_path=args.domains, overrides=overrides)
@@ -110,7 +115,7 @@ def status(args: argparse.Namespace) -> int:
     from .protocol.renewal import renewal_time
 
     job: JobConfig | None = None
-    if _config_path(args) is not None or args.domains is not None:
+    if config_path(args) is not None or args.domains is not None:
         job = load(args)
     state_dir = job.state_dir if job else Path(
         args.state_dir or os.environ.get("CERTFLEET_STATE_DIR", "/var/lib/certfleet"))

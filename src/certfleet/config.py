@@ -39,7 +39,7 @@ from .domains_file import (
 from .errors import ConfigError, safe_text
 from .keytypes import KeyType
 from .names import normalize_name
-from .spec import CertSpec, Challenges, HostSettings, JobConfig
+from .spec import HTTP_MODES, CertSpec, Challenges, HostSettings, JobConfig, LoadBalancers
 
 __all__ = ["CertDefaults", "ConfigErrors", "load_job", "parse_domains"]
 
@@ -229,6 +229,21 @@ def _listen(value: str) -> str:
     return value
 
 
+def _http_mode(value: str) -> str:
+    if value not in HTTP_MODES:
+        raise ValueError(f"mode {safe_text(value)!r}: use one of {', '.join(HTTP_MODES)}")
+    return value
+
+
+def _lb_addresses(value: list[Any]) -> tuple[str, ...]:
+    found = []
+    for item in value:
+        if not isinstance(item, str) or not item or any(c in item for c in " \t/\\'\"@"):
+            raise ValueError(f"addresses: {safe_text(repr(item))} is not HOST or HOST:PORT")
+        found.append(item)
+    return tuple(found)
+
+
 def _contact(value: str | list[Any] | tuple[Any, ...]) -> tuple[str, ...]:
     out = []
     for item in [value] if isinstance(value, str) else value:
@@ -368,6 +383,15 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     how = top.table("challenge")
     put(how, "webroot", how.path_of("webroot"))
     put(how, "http_listen", how.check("http_listen", str, "a string", _listen))
+    put(how, "mode", how.check("mode", str, "a string", _http_mode))
+    put(how, "serve_listen", how.check("serve_listen", str, "a string", _listen))
+    put(how, "tls_alpn_listen", how.check("tls_alpn_listen", str, "a string", _listen))
+    lbs = top.table("lb")
+    lb = LoadBalancers(
+        addresses=lbs.check("addresses", list, "a list of addresses", _lb_addresses) or (),
+        port=lbs.check("port", int, "a port number", _int_range("port", 1, 65535)) or 80,
+        preflight=lbs.get("preflight", bool, "true or false") is not False,
+    )
     default = _cert_settings(top.table("defaults"), CertDefaults())
     ssh = top.table("ssh")
     put(ssh, "config", ssh.check("config", (list, str), "a list of paths",
@@ -375,7 +399,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     put(ssh, "known_hosts", ssh.path_of("known_hosts"))
     job["hosts"] = _hosts(top.table("hosts"))
     certs = _certs(top.table("certs"), default)
-    for table in (ssh, ca, how, top):
+    for table in (ssh, ca, how, lbs, top):
         table.finish()
     _apply_overrides(overrides or {}, job, where, problems)
     _cross_check(job, where, problems)
@@ -384,8 +408,10 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     specs = _domains(job.pop("domains", None), where, default, certs, problems)
     problems.raise_if_any()
     job.setdefault("ssh_config", _default_ssh_config())
-    challenges = Challenges(job.pop("webroot", None), job.pop("http_listen", None))
-    result = JobConfig(certs=tuple(specs), challenges=challenges, **job)
+    challenges = Challenges(job.pop("webroot", None), job.pop("http_listen", None),
+                            job.pop("mode", None), job.pop("serve_listen", None),
+                            job.pop("tls_alpn_listen", None))
+    result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, **job)
     for source, reason in result.file_clashes():
         problems.add(source, reason)
     problems.raise_if_any()
@@ -421,11 +447,16 @@ def _apply_overrides(overrides: Mapping[str, Any], job: dict[str, Any], where: d
             other = {"webroot": "http_listen", "http_listen": "webroot"}.get(key)
             if other and overrides.get(other) is None:
                 job.pop(other, None)
+                job.pop("mode", None)  # the command line's choice replaces the file's
 
 
 def _cross_check(job: dict[str, Any], where: dict[str, str], problems: Problems) -> None:
-    if "webroot" in job and "http_listen" in job:
+    mode = job.get("mode")
+    if mode is None and "webroot" in job and "http_listen" in job:
         problems.add(where["http_listen"], "give webroot or http_listen, not both")
+    for needed, key in (("webroot", "webroot"), ("listen", "http_listen")):
+        if mode == needed and key not in job:
+            problems.add(where["mode"], f"mode = \"{needed}\" needs {key}")
     if urlsplit(job["directory"]).scheme == "http" and not job.get("allow_http"):
         problems.add(where.get("directory", CMDLINE), "a plain http:// directory needs "
                      "allow_http = true (for test servers only)")

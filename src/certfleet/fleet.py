@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import plan as planning
-from .errors import CertfleetError, ConfigError, StoreError
+from .errors import CertfleetError, ChallengeError, ConfigError, StoreError
 from .names import storage_name
 from .plan import CertPlan
 from .spec import PEM_NAMES, CertSpec, HostSettings, JobConfig
@@ -94,16 +94,26 @@ def make_plans(store: Store, specs: Sequence[CertSpec], job: JobConfig, *,
                                fraction=job.renew_fraction) for spec in specs]
 
 
-def make_solver(job: JobConfig) -> Solver:
+def make_solver(job: JobConfig, challenge: str, store: Store) -> Solver:
+    """The solver for one challenge type, as configured; ``ConfigError`` if it is not."""
     from .solvers.http_server import HttpServerSolver, parse_listen
+    from .solvers.token_dir import StatelessSolver, TokenDirSolver
     from .solvers.webroot import WebrootSolver
 
-    if job.challenges.http_listen:
-        return HttpServerSolver(*parse_listen(job.challenges.http_listen))
-    if job.challenges.webroot:
-        return WebrootSolver(job.challenges.webroot)
-    raise ConfigError("no way to answer http-01: set [challenge] webroot or http_listen "
-                      "in certfleet.toml, or pass --webroot / --http-listen")
+    how = job.challenges
+    if challenge == "http-01":
+        mode = how.http_mode
+        if mode == "listen" and how.http_listen:
+            return HttpServerSolver(*parse_listen(how.http_listen))
+        if mode == "webroot" and how.webroot:
+            return WebrootSolver(how.webroot)
+        if mode == "serve":
+            return TokenDirSolver(store.challenge_dir())
+        if mode == "stateless":
+            return StatelessSolver()
+        raise ConfigError("no way to answer http-01: set [challenge] mode, webroot or "
+                          "http_listen in certfleet.toml, or pass --webroot / --http-listen")
+    raise ConfigError(f"challenge {challenge} is not configured")
 
 
 @contextlib.asynccontextmanager
@@ -121,8 +131,22 @@ async def cert_lock(store: Store, name: str, wait: float = LOCK_WAIT) -> AsyncIt
         store.unlock(fd)
 
 
+async def _preflight(job: JobConfig, spec: CertSpec, solver: Solver, thumbprint: str) -> None:
+    """Fail the certificate, before any order, if a load balancer cannot serve its tokens."""
+    from . import preflight
+
+    names = [n for n in spec.names if not n.startswith("*.")]
+    if spec.challenge != "http-01" or not job.lb.addresses or not job.lb.preflight or not names:
+        return
+    results = await preflight.probe(names, solver, thumbprint, job.lb.endpoints(), job.lb.port)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise ChallengeError("preflight (CA not asked): "
+                             + "; ".join(f"{r.lb} for {r.name}: {r.error}" for r in failed))
+
+
 async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertPlan,
-                     solver: Solver, force: bool, outcome: Outcome) -> None:
+                     solvers: Mapping[str, Solver], force: bool, outcome: Outcome) -> None:
     from .issue import issue
 
     spec = plan.spec
@@ -132,8 +156,10 @@ async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertP
         if fresh.due is None:
             outcome.renew_at = fresh.renew_at
             return
-        if spec.challenge != solver.challenge_type:
-            raise ConfigError(f"{spec.source}: challenge {spec.challenge} is not available")
+        solver = solvers.get(spec.challenge)
+        if solver is None:
+            raise ConfigError(f"{spec.source}: challenge {spec.challenge} is not configured")
+        await _preflight(job, spec, solver, session.key.thumbprint)
         had_one = store.current(spec.name) is not None
         log.info("%s: issuing (%s)", spec.name, fresh.due)
         outcome.stored = await issue(session, store, spec.names, spec.key_type, solver,
@@ -152,7 +178,18 @@ async def issue_due(store: Store, job: JobConfig, plans: Sequence[CertPlan],
     gate = asyncio.Semaphore(job.concurrency)
     client = AcmeClient(job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
                         connections=max(4, job.concurrency))
-    async with client, make_solver(job) as solver:
+    async with client, contextlib.AsyncExitStack() as stack:
+        solvers: dict[str, Solver] = {}
+        for challenge in sorted({p.spec.challenge for p in due}):
+            try:  # a challenge type that cannot be set up fails only its own certificates
+                solvers[challenge] = await stack.enter_async_context(
+                    make_solver(job, challenge, store))
+            except CertfleetError as exc:
+                for plan in (p for p in due if p.spec.challenge == challenge):
+                    outcomes[plan.name].error = str(exc)
+        due = [p for p in due if outcomes[p.name].error is None]
+        if not due:
+            return
         try:
             session = await open_account(client, store, job.account_key_type, job.contact)
         except CertfleetError as exc:
@@ -163,7 +200,7 @@ async def issue_due(store: Store, job: JobConfig, plans: Sequence[CertPlan],
         async def one(plan: CertPlan) -> None:
             async with gate:
                 try:
-                    await _issue_one(session, store, job, plan, solver, force,
+                    await _issue_one(session, store, job, plan, solvers, force,
                                      outcomes[plan.name])
                 except CertfleetError as exc:
                     outcomes[plan.name].error = str(exc)

@@ -88,12 +88,51 @@ class CertSpec:
         return self.names[0]
 
 
+HTTP_MODES = ("webroot", "listen", "serve", "stateless")
+
+
 @dataclass(frozen=True)
 class Challenges:
-    """How http-01 is answered on the Work host."""
+    """How challenges are answered.
+
+    http-01 ``mode``: ``webroot`` (token files for a web server), ``listen`` (certfleet's
+    responder inside the run), ``serve`` (token files in the state directory for a separate
+    ``certfleet serve``), ``stateless`` (the load balancers answer ``token.thumbprint``).
+    """
 
     webroot: Path | None = None
     http_listen: str | None = None        # "HOST:PORT"
+    mode: str | None = None               # one of HTTP_MODES; None: not configured
+    serve_listen: str | None = None       # where `certfleet serve` listens
+    tls_alpn_listen: str | None = None    # "HOST:PORT" for the tls-alpn-01 responder
+
+    @property
+    def http_mode(self) -> str | None:
+        if self.mode:
+            return self.mode
+        if self.webroot:
+            return "webroot"
+        return "listen" if self.http_listen else None
+
+
+@dataclass(frozen=True)
+class LoadBalancers:
+    """The load balancers in front of the sites, for ``check`` and the run's preflight."""
+
+    addresses: tuple[str, ...] = ()       # "HOST" or "HOST:PORT" ("[v6]:PORT")
+    port: int = 80
+    preflight: bool = True
+
+    def endpoints(self) -> list[tuple[str, str, int]]:
+        """(label, host, port) for each configured load balancer."""
+        found = []
+        for address in self.addresses:
+            host, sep, port = address.rpartition(":")
+            if sep and port.isdigit() and (not host.count(":") or host.endswith("]")):
+                found.append((address, host.strip("[]"), int(port)))
+            else:
+                found.append((address, address.strip("[]"), self.port))
+        return found
 
 
 @dataclass(frozen=True)
@@ -108,6 +147,7 @@ class JobConfig:
     contact: tuple[str, ...] = ()
     account_key_type: KeyType = KeyType.EC256
     challenges: Challenges = field(default_factory=Challenges)
+    lb: LoadBalancers = field(default_factory=LoadBalancers)
     concurrency: int = 4
     renew_fraction: float = 1 / 3
     hosts: Mapping[str, HostSettings] = field(default_factory=dict)

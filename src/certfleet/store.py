@@ -130,6 +130,10 @@ class Store:
         path = self.account_dir(directory_url) / "account.json"
         fsutil.write_atomic(path, _dump(record), mode=0o600)
 
+    def challenge_dir(self) -> Path:
+        """Where http-01 tokens wait for ``certfleet serve``."""
+        return fsutil.secure_dir(self.root / "challenges")
+
     # -- certificates -------------------------------------------------------------------------
 
     def cert_dir(self, name: str) -> Path:

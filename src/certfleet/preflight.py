@@ -1,0 +1,104 @@
+"""Preflight: prove the http-01 path works through every load balancer before asking the CA.
+
+Touches outgoing HTTP connections to the load balancers (configured, or the name's own
+addresses from DNS) and, through the solver, whatever it presents with. A probe token is
+presented like a real one, fetched as ``http://NAME/.well-known/acme-challenge/<probe>``
+from each load balancer with the right Host header, and removed again; a load balancer that
+answers wrongly is named before the CA can count a failed validation (Let's Encrypt allows
+five per name per hour).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiohttp
+
+from .errors import safe_text
+from .protocol.b64 import b64url
+from .protocol.challenges import HTTP_01_PREFIX, key_authorization
+from .solvers import Solver
+
+TIMEOUT = 10.0
+MAX_BODY = 4096
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    name: str
+    lb: str               # the load balancer as configured (or the resolved address)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def line(self) -> str:
+        return f"{self.name} via {self.lb}: " + ("ok" if self.ok else f"FAILED: {self.error}")
+
+
+async def resolve(name: str, port: int) -> list[tuple[str, str, int]]:
+    """The name's own addresses, as load balancer endpoints, when none are configured."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return []
+    addresses = sorted({str(info[4][0]) for info in infos})
+    return [(f"[{a}]:{port}" if ":" in a else f"{a}:{port}", a, port) for a in addresses]
+
+
+async def _fetch(session: aiohttp.ClientSession, name: str, host: str, port: int,
+                 token: str, expected: str) -> str | None:
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}{HTTP_01_PREFIX}{token}"
+    try:
+        async with session.get(url, headers={"Host": name}, allow_redirects=False) as resp:
+            body = await resp.content.read(MAX_BODY)
+            if resp.status != 200:
+                return f"HTTP {resp.status} for the probe token"
+            if body.decode("ascii", "replace").strip() != expected:
+                return "answered, but not with the probe's key authorization " \
+                       f"(got {safe_text(body.decode('ascii', 'replace'), 60)!r})"
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"cannot fetch the probe: {safe_text(reason or type(exc).__name__)}"
+    return None
+
+
+async def probe(
+    names: Sequence[str], solver: Solver, thumbprint: str,
+    endpoints: Sequence[tuple[str, str, int]], default_port: int = 80,
+) -> list[ProbeResult]:
+    """Present one probe token per name and fetch it through every endpoint.
+
+    With no endpoints configured, each name is fetched at its own DNS addresses.
+    """
+    # One token per name: a solver may hold one name per token (as serve's files do).
+    tokens = {name: b64url(secrets.token_bytes(32)) for name in names}
+    results: list[ProbeResult] = []
+    presented: list[str] = []
+    timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+    try:
+        for name in names:
+            await solver.present(name, tokens[name], key_authorization(tokens[name], thumbprint))
+            presented.append(name)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for name in names:
+                targets = list(endpoints) or await resolve(name, default_port)
+                if not targets:
+                    results.append(ProbeResult(name, "DNS", "the name has no address"))
+                expected = key_authorization(tokens[name], thumbprint)
+                errors = await asyncio.gather(*(
+                    _fetch(session, name, host, port, tokens[name], expected)
+                    for _, host, port in targets))
+                results += [ProbeResult(name, label, error)
+                            for (label, _, _), error in zip(targets, errors, strict=True)]
+    finally:
+        for name in presented:
+            await solver.cleanup(name, tokens[name], key_authorization(tokens[name], thumbprint))
+    return results
