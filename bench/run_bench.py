@@ -18,9 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
+from labconfig import write_config
 from pebble_lab import PebbleLab
-
-from tests.integration.fleet_helpers import write_config
 
 CERTFLEET = str(Path(sys.executable).parent / "certfleet")
 
