@@ -113,6 +113,12 @@ def make_solver(job: JobConfig, challenge: str, store: Store) -> Solver:
             return StatelessSolver()
         raise ConfigError("no way to answer http-01: set [challenge] mode, webroot or "
                           "http_listen in certfleet.toml, or pass --webroot / --http-listen")
+    if challenge == "tls-alpn-01":
+        from .solvers.tls_alpn import TlsAlpnSolver
+
+        if not how.tls_alpn_listen:
+            raise ConfigError("tls-alpn-01 needs [challenge] tls_alpn_listen = \"HOST:443\"")
+        return TlsAlpnSolver(*parse_listen(how.tls_alpn_listen))
     raise ConfigError(f"challenge {challenge} is not configured")
 
 

@@ -174,3 +174,15 @@ def test_two_runs_at_once_order_each_certificate_once(lab: Any, tmp_path: Path) 
         assert (tmp_path / "state" / "certs" / name / "current").exists()
         assert both.count(f"{name}: issued") == 1, both
         assert both.count(f"{name}: not due until") == 1, both
+
+
+def test_run_with_tls_alpn01(lab: Any, tmp_path: Path) -> None:
+    # The [challenge] section replaces the default one: no http-01 responder exists, so
+    # only tls-alpn-01 can validate these names.
+    config = _setup(tmp_path, lab, "alpn.example.com www.alpn.example.com\n", sections={
+        "challenge": {"tls_alpn_listen": f"127.0.0.1:{lab.tls_port}"},
+        "defaults": {"challenge": "tls-alpn-01"}})
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert out.startswith("alpn.example.com: issued (expires ")
+    assert "http_listen" not in config.read_text()
