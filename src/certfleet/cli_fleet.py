@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .protocol import ari
 from .spec import JobConfig
 from .store import Store
 
@@ -131,11 +132,19 @@ def status(args: argparse.Namespace) -> int:
                                else list(configured[name].names)}
         if stored:
             meta = stored.meta
+            window = state.get("ari") or {}
+            chosen = ari.chosen_time(window, meta.serial)
+            renew_at = chosen or renewal_time(meta.not_before_dt, meta.not_after_dt, fraction)
             row.update(version=meta.version, serial=f"{meta.serial:x}", key_type=meta.key_type,
-                       not_after=meta.not_after,
-                       renew_at=renewal_time(meta.not_before_dt, meta.not_after_dt,
-                                             fraction).isoformat(),
-                       revoked=state.get("revoked_serial") == f"{meta.serial:x}")
+                       not_after=meta.not_after, renew_at=renew_at.isoformat(),
+                       revoked=state.get("revoked_serial") == f"{meta.serial:x}",
+                       renewal={
+                           "source": "ARI" if chosen else "lifetime",
+                           "window": [window["start"], window["end"]] if chosen else None,
+                           "chosen": window.get("chosen") if chosen else None,
+                           "explanation": window.get("explanation") if chosen else None,
+                           "ari_error": window.get("error"),
+                       })
         row["last"] = state.get("last")
         deploys = dict(state.get("deploy", {}))
         for target in configured[name].targets if name in configured else ():
@@ -155,9 +164,14 @@ def _print_status(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         if "not_after" in row:
             flag = ", REVOKED" if row["revoked"] else ""
+            renewal = row["renewal"]
+            source = ("ARI window " + " to ".join(w[:16] for w in renewal["window"])
+                      if renewal["window"] else "lifetime rule")
             print(f"{row['name']}: {' '.join(row['names'])}; expires {row['not_after'][:10]}, "
-                  f"renew from {row['renew_at'][:10]}; version {row['version']}, "
+                  f"renew at {row['renew_at'][:16]} ({source}); version {row['version']}, "
                   f"{row['key_type']}{flag}")
+            if renewal["explanation"]:
+                print(f"  the CA explains: {renewal['explanation']}")
         else:
             print(f"{row['name']}: {' '.join(row['names'])}; not issued yet")
         last = row.get("last")

@@ -229,6 +229,12 @@ def _listen(value: str) -> str:
     return value
 
 
+def _profile(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", value):
+        raise ValueError(f"profile {safe_text(value)!r}: letters, digits, '.', '_', '-' only")
+    return value
+
+
 def _http_mode(value: str) -> str:
     if value not in HTTP_MODES:
         raise ValueError(f"mode {safe_text(value)!r}: use one of {', '.join(HTTP_MODES)}")
@@ -290,10 +296,12 @@ def _cert_settings(table: _Table, base: CertDefaults) -> CertDefaults:
     key_type = table.check("key_type", str, "a string", KeyType.parse)
     challenge = table.check("challenge", str, "a string", _challenge)
     reuse_key = table.get("reuse_key", bool, "true or false")
+    profile = table.check("profile", str, "a string", _profile)
     table.finish()
     return CertDefaults(key_type=base.key_type if key_type is None else key_type,
                         challenge=base.challenge if challenge is None else challenge,
-                        reuse_key=base.reuse_key if reuse_key is None else reuse_key)
+                        reuse_key=base.reuse_key if reuse_key is None else reuse_key,
+                        profile=base.profile if profile is None else profile)
 
 
 def _certs(table: _Table, default: CertDefaults) -> dict[str, tuple[CertDefaults, str]]:

@@ -64,6 +64,7 @@ class CertDefaults:
     key_type: KeyType = KeyType.EC256
     challenge: str = "http-01"
     reuse_key: bool = False
+    profile: str | None = None
 
 
 class ConfigErrors(ConfigError):
@@ -278,7 +279,8 @@ class _Parser:
                 specs.append(CertSpec(
                     names=tuple(names), targets=tuple(targets),  # type: ignore[arg-type]
                     key_type=settings.key_type, challenge=settings.challenge,
-                    reuse_key=settings.reuse_key, source=f"{source}:{lineno}"))
+                    reuse_key=settings.reuse_key, profile=settings.profile,
+                    source=f"{source}:{lineno}"))
             else:
                 self._line(line.strip(" \t"), lineno)
 
@@ -327,7 +329,8 @@ class _Parser:
         if ok and targets_ok:
             self.specs.append(CertSpec(
                 names=tuple(names), targets=targets, key_type=settings.key_type,
-                challenge=settings.challenge, reuse_key=settings.reuse_key, source=where))
+                challenge=settings.challenge, reuse_key=settings.reuse_key,
+                profile=settings.profile, source=where))
 
     def _names(self, raw_names: list[str], lineno: int, where: str) -> tuple[list[str], bool]:
         names: list[str] = []

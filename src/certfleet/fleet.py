@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,10 +21,12 @@ from . import plan as planning
 from .errors import CertfleetError, ChallengeError, ConfigError, StoreError
 from .names import storage_name
 from .plan import CertPlan
+from .protocol import ari
 from .spec import PEM_NAMES, CertSpec, HostSettings, JobConfig
-from .store import Store, StoredCert
+from .store import Store, StoredCert, VersionMeta
 
 if TYPE_CHECKING:
+    from .acme_client import AcmeClient
     from .deploy import DeployFile
     from .deploy.batch import DeployJob, DeployResult, TransportFactory
     from .issue import Session
@@ -86,10 +88,37 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
     return list(chosen.values())
 
 
-def make_plans(store: Store, specs: Sequence[CertSpec], job: JobConfig, *,
-               force: bool = False) -> list[CertPlan]:
+Known = dict[str, tuple["VersionMeta | None", dict[str, Any]]]
+
+
+async def refresh_windows(ca: Callable[[], Awaitable[AcmeClient]], store: Store,
+                          specs: Sequence[CertSpec]) -> Known:
+    """Ask the CA for renewal windows (RFC 9773) whose Retry-After has passed, if any.
+
+    A certificate without an authority key identifier has no ARI certificate ID and keeps
+    the lifetime rule.
+    """
     now = datetime.now(UTC)
     known = store.snapshot([spec.name for spec in specs])
+    stale = [(name, meta) for name, (meta, state) in known.items()
+             if meta is not None and meta.aki
+             and ari.fetch_due(state.get("ari"), meta.serial, now)]
+    if not stale:
+        return known
+    from . import renewal_info
+
+    try:
+        await renewal_info.refresh(await ca(), store, stale)
+    except CertfleetError as exc:  # the lifetime rule stays in charge; planning goes on
+        log.warning("renewal information: %s", exc)
+    return {**known, **store.snapshot([name for name, _ in stale])}
+
+
+def make_plans(store: Store, specs: Sequence[CertSpec], job: JobConfig, *,
+               force: bool = False, known: Known | None = None) -> list[CertPlan]:
+    now = datetime.now(UTC)
+    if known is None:
+        known = store.snapshot([spec.name for spec in specs])
     return [planning.plan_cert(spec, *known[spec.name], now, force=force,
                                fraction=job.renew_fraction) for spec in specs]
 
@@ -166,25 +195,26 @@ async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertP
         if solver is None:
             raise ConfigError(f"{spec.source}: challenge {spec.challenge} is not configured")
         await _preflight(job, spec, solver, session.key.thumbprint)
-        had_one = store.current(spec.name) is not None
+        current = store.current(spec.name)
+        replaces = None
+        if current is not None and current.meta.aki:
+            replaces = ari.cert_id(bytes.fromhex(current.meta.aki), current.meta.serial)
         log.info("%s: issuing (%s)", spec.name, fresh.due)
         outcome.stored = await issue(session, store, spec.names, spec.key_type, solver,
-                                     spec.reuse_key)
-        outcome.result = "renewed" if had_one else "issued"
+                                     spec.reuse_key, profile=spec.profile, replaces=replaces)
+        outcome.result = "renewed" if current is not None else "issued"
 
 
-async def issue_due(store: Store, job: JobConfig, plans: Sequence[CertPlan],
-                    outcomes: dict[str, Outcome], force: bool) -> None:
+async def issue_due(client: AcmeClient, store: Store, job: JobConfig,
+                    plans: Sequence[CertPlan], outcomes: dict[str, Outcome],
+                    force: bool) -> None:
     due = [p for p in plans if p.due]
     if not due:
         return
-    from .acme_client import AcmeClient
     from .issue import open_account
 
     gate = asyncio.Semaphore(job.concurrency)
-    client = AcmeClient(job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
-                        connections=max(4, job.concurrency))
-    async with client, contextlib.AsyncExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
         solvers: dict[str, Solver] = {}
         for challenge in sorted({p.spec.challenge for p in due}):
             try:  # a challenge type that cannot be set up fails only its own certificates
@@ -280,11 +310,27 @@ async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
     """The whole job; returns one outcome per selected certificate, in file order."""
     store = Store(job.state_dir)
     specs = select(job, names)
-    plans = make_plans(store, specs, job, force=force and not deploy_only)
-    outcomes = {p.name: Outcome(p.name, renew_at=p.renew_at, targets=len(p.spec.targets))
-                for p in plans}
-    if not deploy_only:
-        await issue_due(store, job, plans, outcomes, force)
+    async with contextlib.AsyncExitStack() as stack:
+        client: AcmeClient | None = None
+
+        async def ca() -> AcmeClient:
+            # Made only when the CA must be asked: a run with nothing due never imports
+            # the network stack.
+            nonlocal client
+            if client is None:
+                from .acme_client import AcmeClient
+
+                client = await stack.enter_async_context(AcmeClient(
+                    job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
+                    connections=max(4, job.concurrency)))
+            return client
+
+        known = None if deploy_only else await refresh_windows(ca, store, specs)
+        plans = make_plans(store, specs, job, force=force and not deploy_only, known=known)
+        outcomes = {p.name: Outcome(p.name, renew_at=p.renew_at, targets=len(p.spec.targets))
+                    for p in plans}
+        if not deploy_only and any(p.due for p in plans):
+            await issue_due(await ca(), store, job, plans, outcomes, force)
     jobs = deploy_jobs(store, job, plans, outcomes, everything=deploy_only)
     if jobs:
         from .deploy.batch import default_transport, deploy_all

@@ -8,6 +8,7 @@ signs, ``keys`` makes the key and CSR, a solver answers challenges, ``certs`` ve
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from . import keys, keytypes
 from .account import AccountKey
 from .acme_client import PEM_CHAIN, AcmeClient, Response, Signer
 from .certs import Bundle, verify_issued
-from .errors import AcmeProblem, ChallengeError, ProtocolError, safe_text
+from .errors import AcmeProblem, ChallengeError, ConfigError, ProtocolError, safe_text
 from .keytypes import KeyType
 from .protocol.b64 import b64url
 from .protocol.challenges import key_authorization
@@ -242,16 +243,57 @@ async def _finalize(
     return _parse(Order.from_json, response), response
 
 
+async def _new_order(
+    session: Session, names: Sequence[str], profile: str | None, replaces: str | None,
+) -> Response:
+    """§7.4 newOrder, with the profile asked for and ``replaces`` (RFC 9773 §5) if renewing.
+
+    A CA that will not take ``replaces`` (already replaced, or not understood) gets the
+    order once more without it: the renewal matters more than the rate-limit exemption.
+    """
+    directory = await session.client.directory()
+    what = names[0]
+    if profile is not None and profile not in directory.profiles:
+        offered = ", ".join(sorted(directory.profiles)) or "none"
+        raise ConfigError(f"{what}: the CA has no certificate profile {profile!r} "
+                          f"(it offers: {safe_text(offered)})")
+    payload: dict[str, Any] = {"identifiers": [_identifier(n).to_json() for n in names]}
+    if profile is not None:
+        payload["profile"] = profile
+    if replaces is not None and directory.renewal_info is not None:
+        log.info("%s: ordering as the replacement of %s", what, replaces)
+        try:
+            return await session.client.post(directory.new_order,
+                                             {**payload, "replaces": replaces},
+                                             session.signer())
+        except AcmeProblem as exc:
+            refused = exc.short_type == "alreadyReplaced" or (
+                exc.short_type == "malformed" and "replace" in exc.detail.lower())
+            if not refused:
+                raise
+            log.info("%s: the CA refused replaces=%s (%s); ordering without it", what,
+                     replaces, exc.short_type)
+    return await session.client.post(directory.new_order, payload, session.signer())
+
+
+def _identifier(name: str) -> Identifier:
+    """RFC 8738: an IP address is an ``ip`` identifier; everything else ``dns``."""
+    try:
+        return Identifier("ip", str(ipaddress.ip_address(name)))
+    except ValueError:
+        return Identifier("dns", name)
+
+
 async def obtain(
     session: Session, names: Sequence[str], domain_key: keytypes.PrivateKey, solver: Solver,
+    *, profile: str | None = None, replaces: str | None = None,
 ) -> tuple[Bundle, str]:
     """Order, authorize, finalize and download a certificate for ``names``; verify it."""
     client, signer = session.client, session.signer()
     what = names[0]
     deadline = time.monotonic() + session.validation_timeout
     directory = await client.directory()
-    identifiers = [Identifier("dns", n).to_json() for n in names]
-    response = await client.post(directory.new_order, {"identifiers": identifiers}, signer)
+    response = await _new_order(session, names, profile, replaces)
     order = _parse(Order.from_json, response)
     order_url = response.location
     if not order_url:
@@ -284,14 +326,15 @@ async def obtain(
 
 async def issue(
     session: Session, store: Store, names: Sequence[str], key_type: KeyType, solver: Solver,
-    reuse_key: bool = False,
+    reuse_key: bool = False, *, profile: str | None = None, replaces: str | None = None,
 ) -> StoredCert:
     """Obtain a certificate for ``names`` and activate it as the next stored version."""
     name = names[0]
     store.preflight(name)
     key_pem = _domain_key_pem(store, name, key_type, reuse_key)
     domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
-    bundle, order_url = await obtain(session, names, domain_key, solver)
+    bundle, order_url = await obtain(session, names, domain_key, solver, profile=profile,
+                                     replaces=replaces)
     meta = VersionMeta(
         version=store.next_version(name), names=tuple(bundle.names), key_type=key_type.value,
         serial=bundle.serial, not_before=bundle.not_before.isoformat(),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .protocol import ari
 from .protocol.renewal import due_reason, renewal_time
 from .spec import CertSpec, Target
 from .store import VersionMeta
@@ -23,6 +24,7 @@ class CertPlan:
     due: str | None                  # reason to issue now, None if not due
     renew_at: datetime | None        # when it becomes due (None: never issued)
     stale_targets: tuple[Target, ...]  # targets that do not have the current version
+    renew_source: str = "lifetime"   # "ARI" when the CA's renewal window set renew_at
 
     @property
     def name(self) -> str:
@@ -55,7 +57,9 @@ def plan_cert(
     if meta is None:
         return CertPlan(spec, "forced" if force else "new", None, ())
     not_before, not_after = meta.not_before_dt, meta.not_after_dt
-    renew_at = renewal_time(not_before, not_after, fraction)
+    # RFC 9773: a time chosen inside the CA's window wins; the lifetime rule is the fallback.
+    chosen = ari.chosen_time(state.get("ari"), meta.serial)
+    renew_at = chosen or renewal_time(not_before, not_after, fraction)
     reason = due_reason(
         wanted_names=spec.names, wanted_key_type=spec.key_type.value,
         current_names=meta.names, current_key_type=meta.key_type,
@@ -63,7 +67,8 @@ def plan_cert(
         revoked=state.get("revoked_serial") == f"{meta.serial:x}",
         now=now, forced=force, renew_at=renew_at,
     )
-    return CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state))
+    return CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state),
+                    "ARI" if chosen else "lifetime")
 
 
 def describe(plans: Sequence[CertPlan]) -> list[str]:

@@ -81,6 +81,7 @@ class CertSpec:
     key_type: KeyType = KeyType.EC256
     challenge: str = "http-01"
     reuse_key: bool = False
+    profile: str | None = None           # the CA's certificate profile (directory meta.profiles)
     source: str = ""                     # "domains.txt:12", for messages
 
     @property

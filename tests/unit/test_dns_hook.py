@@ -1,0 +1,202 @@
+"""certfleet.solvers.dns_hook: the argv a hook gets (never a shell), exit status and output
+in errors, the timeout, and ready() (fixed delay, or the propagation check on FakeDns).
+Hooks here are small Python scripts run as child processes; nothing touches the network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from certfleet.errors import ChallengeError, ConfigError
+from certfleet.protocol.challenges import dns01_txt_value
+from certfleet.solvers.dns_hook import MAX_OUTPUT, HookSolver, hook_argv
+
+from .test_dns_common import FakeDns, fake_dns  # noqa: F401 - fixture
+
+RECORDER = """
+import json, os, sys
+with open(os.environ["HOOK_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+sys.stdout.write(os.environ.get("HOOK_SAY", ""))
+sys.exit(int(os.environ.get("HOOK_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> tuple[list[str], Path]:
+    script = tmp_path / "hook.py"
+    script.write_text(RECORDER)
+    return [sys.executable, str(script)], tmp_path / "calls.jsonl"
+
+
+def calls(log: Path) -> list[list[str]]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_hook_argv() -> None:
+    value = dns01_txt_value("tok.thumb")
+    assert hook_argv(["/usr/local/bin/dns-hook", "--provider", "x"], "present",
+                     "*.example.com", "tok.thumb") == [
+        "/usr/local/bin/dns-hook", "--provider", "x", "present", "*.example.com",
+        "_acme-challenge.example.com", value]
+    assert hook_argv(["h"], "cleanup", "www.example.com", "tok.thumb") == [
+        "h", "cleanup", "www.example.com", "_acme-challenge.www.example.com", value]
+
+
+def test_present_and_cleanup_run_the_hook_without_a_shell(
+        recorder: tuple[list[str], Path], tmp_path: Path) -> None:
+    command, log = recorder
+    # Shell syntax in the command and a glob in the name reach the hook as plain text.
+    hostile = ["$(touch pwned)", "; touch pwned2", "`id`"]
+    solver = HookSolver([*command, *hostile], env={"HOOK_LOG": str(log)})
+
+    async def scenario() -> None:
+        await solver.present("*.example.com", "t1", "t1.thumb")
+        await solver.present("example.com", "t2", "t2.thumb")
+        await solver.ready()
+        await solver.cleanup("*.example.com", "t1", "t1.thumb")
+        await solver.cleanup("example.com", "t2", "t2.thumb")
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        asyncio.run(scenario())
+    finally:
+        os.chdir(cwd)
+    record = "_acme-challenge.example.com"
+    v1, v2 = dns01_txt_value("t1.thumb"), dns01_txt_value("t2.thumb")
+    assert calls(log) == [
+        [*hostile, "present", "*.example.com", record, v1],
+        [*hostile, "present", "example.com", record, v2],
+        [*hostile, "cleanup", "*.example.com", record, v1],
+        [*hostile, "cleanup", "example.com", record, v2],
+    ]
+    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "pwned2").exists()
+
+
+def test_failure_shows_status_and_output_tail(recorder: tuple[list[str], Path]) -> None:
+    command, log = recorder
+    solver = HookSolver(command, env={"HOOK_LOG": str(log), "HOOK_EXIT": "3",
+                                      "HOOK_SAY": "zone not found\x1b[31m\nbye\n"})
+    with pytest.raises(ChallengeError) as info:
+        asyncio.run(solver.present("example.com", "t", "t.x"))
+    assert str(info.value) == (
+        f"example.com: DNS hook {command[0]} present failed: exit status 3 "
+        "(output: zone not found\\x1b[31m\\nbye)")
+
+
+def test_large_output_is_bounded(tmp_path: Path) -> None:
+    script = tmp_path / "noisy.py"
+    script.write_text("import sys\nsys.stdout.write('x' * 3_000_000 + '\\nTHE END')\n"
+                      "sys.exit(1)\n")
+    solver = HookSolver([sys.executable, str(script)])
+    with pytest.raises(ChallengeError) as info:
+        asyncio.run(solver.present("example.com", "t", "t.x"))
+    message = str(info.value)
+    assert message.endswith("THE END)")
+    assert "exit status 1" in message
+    assert len(message) < 700
+    assert MAX_OUTPUT < 3_000_000
+
+
+def test_killed_by_signal(tmp_path: Path) -> None:
+    script = tmp_path / "die.py"
+    script.write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    with pytest.raises(ChallengeError, match=r"present failed: killed by signal SIGTERM "
+                       r"\(no output\)$"):
+        asyncio.run(HookSolver([sys.executable, str(script)]).present("example.com", "t", "t.x"))
+
+
+def test_timeout_kills_the_hook_and_its_children(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen(['sleep', '60'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(child.pid))\n"
+        "print('working...', flush=True)\n"
+        "time.sleep(60)\n")
+    solver = HookSolver([sys.executable, str(script)], timeout=1.5)
+    started = time.monotonic()
+    with pytest.raises(ChallengeError) as info:
+        asyncio.run(solver.present("example.com", "t", "t.x"))
+    assert time.monotonic() - started < 10
+    assert str(info.value) == (f"example.com: DNS hook {sys.executable} present: still running "
+                               "after 1.5 s; killed (output: working...)")
+    child = int(pidfile.read_text())
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        # a zombie until its parent (the killed hook) is reaped by init
+        if Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the hook's child survived the timeout")
+
+
+def test_missing_program() -> None:
+    solver = HookSolver(["/nonexistent/dns-hook"])
+    with pytest.raises(ChallengeError, match="^example.com: DNS hook /nonexistent/dns-hook "
+                       "present: cannot run it: No such file or directory$"):
+        asyncio.run(solver.present("example.com", "t", "t.x"))
+
+
+def test_empty_command() -> None:
+    with pytest.raises(ConfigError):
+        HookSolver([])
+
+
+def test_ready_waits_the_fixed_delay(recorder: tuple[list[str], Path]) -> None:
+    command, log = recorder
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    solver = HookSolver(command, env={"HOOK_LOG": str(log)}, delay=30, sleep=sleep)
+    asyncio.run(solver.ready())  # nothing presented: nothing to wait for
+    assert slept == []
+
+    async def scenario() -> None:
+        await solver.present("example.com", "t", "t.x")
+        await solver.ready()
+
+    asyncio.run(scenario())
+    assert slept == [30]
+
+
+def test_ready_checks_the_nameservers(recorder: tuple[list[str], Path],
+                                      fake_dns: FakeDns) -> None:
+    command, log = recorder
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    server = ("192.0.2.1", 53)
+    solver = HookSolver(command, env={"HOOK_LOG": str(log)}, nameservers=[server],
+                        propagation_timeout=6, poll_interval=2, sleep=sleep,
+                        clock=lambda: now[0])
+    value = dns01_txt_value("t.x")
+    with pytest.raises(ChallengeError, match=(
+            "example.com: TXT _acme-challenge.example.com did not appear at 192.0.2.1:53 "
+            f'within 6 s: missing 1 of 1 values \\("{value}"\\)')):
+        asyncio.run(_present_ready(solver))  # the recorder adds nothing to DNS
+    fake_dns.records[("_acme-challenge.example.com.", "TXT")] = [value]
+    asyncio.run(_present_ready(solver))
+    assert ("_acme-challenge.example.com.", "TXT", server) in fake_dns.queries
+
+
+async def _present_ready(solver: HookSolver) -> None:
+    await solver.present("example.com", "t", "t.x")
+    await solver.ready()
