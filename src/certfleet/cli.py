@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__, cli_challenge, cli_fleet
 from .errors import CertfleetError, ConfigError, safe_text
-from .names import normalize_name
+from .names import normalize_identifier
 from .protocol.renewal import due_reason, renewal_time
 from .store import Store, StoredCert
 
@@ -113,7 +113,7 @@ async def _issue(args: argparse.Namespace, store: Store) -> int:
     from .issue import issue, open_account
     from .keytypes import KeyType
 
-    names = [normalize_name(n) for n in args.names]
+    names = [normalize_identifier(n) for n in args.names]
     if len(set(names)) != len(names):
         raise ConfigError("a name is given twice")
     key_type, account_type = KeyType.parse(args.key_type), KeyType.parse(args.account_key_type)
@@ -148,7 +148,7 @@ async def _revoke(args: argparse.Namespace, store: Store) -> int:
     from .issue import open_account, revoke
     from .keytypes import KeyType
 
-    name = normalize_name(args.name)
+    name = normalize_identifier(args.name)
     stored = store.current(name)
     if stored is None:
         raise ConfigError(f"{name}: no certificate stored")

@@ -38,7 +38,7 @@ from .domains_file import (
 )
 from .errors import ConfigError, safe_text
 from .keytypes import KeyType
-from .names import normalize_name
+from .names import normalize_identifier
 from .spec import HTTP_MODES, CertSpec, Challenges, HostSettings, JobConfig, LoadBalancers
 
 __all__ = ["CertDefaults", "ConfigErrors", "load_job", "parse_domains"]
@@ -311,7 +311,7 @@ def _certs(table: _Table, default: CertDefaults) -> dict[str, tuple[CertDefaults
         if table.get(key, dict, f'a table [certs."{safe_text(key)}"]') is None:
             continue
         settings = _cert_settings(table.table(key), default)
-        name = _checked(table.problems, table.where(key), normalize_name, key)
+        name = _checked(table.problems, table.where(key), normalize_identifier, key)
         if name in out:
             table.problems.add(table.where(key), f"[certs.\"{name}\"] given twice")
         elif name is not None:

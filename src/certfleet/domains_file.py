@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from .errors import ConfigError, safe_text
 from .keytypes import KeyType
-from .names import MAX_NAME, normalize_name
+from .names import MAX_NAME, normalize_identifier
 from .spec import PEM_NAMES, CertSpec, Target, TlsProbe
 
 MAX_FILE = 16 * 1024 * 1024
@@ -212,7 +212,7 @@ def fast_name(raw: str) -> str:
         name = raw.lower().removesuffix(".")
         if len(name) <= MAX_NAME and "xn--" not in name and _PLAIN_NAME.fullmatch(name):
             return name
-    return normalize_name(raw)
+    return normalize_identifier(raw)
 
 
 def _line_text(raw: bytes) -> tuple[str | None, str]:

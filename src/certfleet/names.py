@@ -7,6 +7,7 @@ U-labels, a wildcard only as the whole leftmost label.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import idna
@@ -67,6 +68,31 @@ def normalize_name(raw: str) -> str:
     if len(result) > MAX_NAME:
         raise ConfigError(f"{shown!r}: name longer than {MAX_NAME} characters")
     return result
+
+
+def normalize_identifier(raw: str) -> str:
+    """A domain name (as ``normalize_name``) or an IP address (RFC 8738) in canonical form.
+
+    IPv6 may be written in brackets; zone IDs are refused (they mean nothing to a CA).
+    """
+    text = raw.strip()
+    candidate = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if candidate and all(c in "0123456789abcdefABCDEF.:" for c in candidate) \
+            and (":" in candidate or candidate.replace(".", "").isdigit()):
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            if ":" in candidate:
+                raise ConfigError(f"{raw!r}: not an IP address") from None
+    return normalize_name(raw)
+
+
+def is_ip(identifier: str) -> bool:
+    try:
+        ipaddress.ip_address(identifier)
+    except ValueError:
+        return False
+    return True
 
 
 def storage_name(name: str) -> str:

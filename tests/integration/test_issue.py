@@ -180,3 +180,14 @@ def test_nonce_rejection_storm(pebble_lab_factory: object, tmp_path: Path) -> No
     for i in range(20):
         rc, out = cf.issue(f"nonce{i}.example.com")
         assert rc == 0, out
+
+
+def test_ip_address_certificate(certfleet: Certfleet) -> None:
+    """RFC 8738: an IP identifier, validated over http-01 (Host is the address)."""
+    rc, out = certfleet.issue("127.0.0.1")
+    assert rc == 0, out
+    leaf = x509.load_pem_x509_certificate(
+        (certfleet.state / "certs" / "127.0.0.1" / "cert.pem").read_bytes())
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert san.get_values_for_type(x509.DNSName) == []

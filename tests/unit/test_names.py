@@ -92,3 +92,24 @@ def test_normalize_is_idempotent_or_refuses(raw: str) -> None:
     assert name.isascii()
     assert name == name.lower()
     assert normalize_name(name) == name
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("192.0.2.7", "192.0.2.7"),
+    ("2001:DB8::1", "2001:db8::1"),
+    ("[2001:db8:0:0::1]", "2001:db8::1"),
+    ("www.example.com", "www.example.com"),
+])
+def test_normalize_identifier_accepts_ip_addresses(raw: str, expected: str) -> None:
+    from certfleet.names import is_ip, normalize_identifier
+
+    assert normalize_identifier(raw) == expected
+    assert is_ip(expected) == (":" in expected or expected[0].isdigit())
+
+
+@pytest.mark.parametrize("raw", ["1.2.3.4.5", "fe80::1%eth0", "[::1", "999.1.1.1", "1::2::3"])
+def test_normalize_identifier_refuses_broken_addresses(raw: str) -> None:
+    from certfleet.names import normalize_identifier
+
+    with pytest.raises(ConfigError):
+        normalize_identifier(raw)

@@ -12,8 +12,10 @@ import asyncio
 import errno
 import ipaddress
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import dns.asyncquery
 import dns.asyncresolver
@@ -30,6 +32,7 @@ from ..protocol.challenges import dns01_record_name
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Server = tuple[str, int]
 """An IP address and port of a DNS server."""
 Sleep = Callable[[float], Awaitable[None]]
@@ -194,6 +197,37 @@ async def zone_servers(zone: dns.name.Name, server: Server, port: int,
         raise ChallengeError(f"zone {show(zone)}: no address for its nameservers "
                              + ", ".join(show(n) for n in ns_names))
     return tuple(found)
+
+
+class PerTask(Generic[T]):
+    """What the current task (one order) presented and its ``ready()`` has not checked yet.
+
+    One solver serves concurrent orders (one task each): an order's ``ready()`` must wait
+    for its own records, neither skip them because another order took them nor fail on
+    another order's.
+    """
+
+    def __init__(self) -> None:
+        self._by_task: weakref.WeakKeyDictionary[asyncio.Task[Any], list[T]] = (
+            weakref.WeakKeyDictionary())
+
+    @staticmethod
+    def _task() -> asyncio.Task[Any]:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("a solver must be called from an asyncio task")
+        return task
+
+    def add(self, item: T) -> None:
+        self._by_task.setdefault(self._task(), []).append(item)
+
+    def take(self) -> list[T]:
+        return self._by_task.pop(self._task(), [])
+
+    def discard(self, item: T) -> None:
+        items = self._by_task.get(self._task(), [])
+        if item in items:
+            items.remove(item)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from ..errors import ChallengeError, ConfigError, safe_text
 from ..protocol.challenges import DNS_01, dns01_record_name, dns01_txt_value
 from . import Solver
-from .dns_common import Clock, Server, Sleep, TxtCheck, to_name, wait_for_txt
+from .dns_common import Clock, PerTask, Server, Sleep, TxtCheck, to_name, wait_for_txt
 
 log = logging.getLogger(__name__)
 
@@ -93,14 +93,14 @@ class HookSolver(Solver):
         self.query_timeout = query_timeout
         self.env = dict(env) if env is not None else None
         self._sleep, self._clock = sleep, clock
-        self._unchecked: list[tuple[str, str]] = []  # (name, value) presented, not yet seen
+        self._unchecked: PerTask[tuple[str, str]] = PerTask()  # (name, value) of this order
 
     async def present(self, name: str, token: str, key_auth: str) -> None:
         await self._run("present", name, key_auth)
-        self._unchecked.append((name, dns01_txt_value(key_auth)))
+        self._unchecked.add((name, dns01_txt_value(key_auth)))
 
     async def ready(self) -> None:
-        pending, self._unchecked = self._unchecked, []
+        pending = self._unchecked.take()
         if not pending:
             return
         if self.nameservers is None:
@@ -119,9 +119,7 @@ class HookSolver(Solver):
                            sleep=self._sleep, clock=self._clock)
 
     async def cleanup(self, name: str, token: str, key_auth: str) -> None:
-        value = dns01_txt_value(key_auth)
-        if (name, value) in self._unchecked:
-            self._unchecked.remove((name, value))
+        self._unchecked.discard((name, dns01_txt_value(key_auth)))
         await self._run("cleanup", name, key_auth)
 
     async def _run(self, action: str, name: str, key_auth: str) -> None:

@@ -42,6 +42,7 @@ from ..protocol.challenges import DNS_01, dns01_txt_value
 from . import Solver
 from .dns_common import (
     Clock,
+    PerTask,
     Server,
     Sleep,
     TxtCheck,
@@ -143,7 +144,7 @@ class RFC2136Solver(Solver):
         self.query_timeout = query_timeout
         self._sleep, self._clock = sleep, clock
         self._added: dict[tuple[str, str], _Added] = {}
-        self._unchecked: list[_Added] = []
+        self._unchecked: PerTask[_Added] = PerTask()
 
     def __repr__(self) -> str:  # the key object's own repr shows its secret
         return (f"RFC2136Solver(server={server_text(self.server)!r}, "
@@ -161,7 +162,7 @@ class RFC2136Solver(Solver):
         added = _Added(name, record, zone, value)
         await self._update(added, lambda u: u.add(record, self.ttl, _txt(value)))
         self._added[(name, token)] = added
-        self._unchecked.append(added)
+        self._unchecked.add(added)
         log.info("%s: added TXT %s in zone %s at %s", name, show(record), show(zone),
                  server_text(self.server))
 
@@ -191,8 +192,8 @@ class RFC2136Solver(Solver):
     # -- ready -----------------------------------------------------------------------------
 
     async def ready(self) -> None:
-        """Wait until every value presented since the last call is at every server."""
-        pending, self._unchecked = self._unchecked, []
+        """Wait until every value this order presented is at every server."""
+        pending = self._unchecked.take()
         if not pending:
             return
         by_record: dict[dns.name.Name, list[_Added]] = {}
@@ -203,8 +204,11 @@ class RFC2136Solver(Solver):
         for record, items in by_record.items():
             zone = items[0].zone
             if zone not in servers_of:
-                servers_of[zone] = self.nameservers or await zone_servers(
-                    zone, self.server, self.ns_port, self.query_timeout)
+                try:
+                    servers_of[zone] = self.nameservers or await zone_servers(
+                        zone, self.server, self.ns_port, self.query_timeout)
+                except ChallengeError as exc:
+                    raise ChallengeError(f"{items[0].label}: {exc}") from None
             checks.append(TxtCheck(items[0].label, record, frozenset(a.value for a in items),
                                    servers_of[zone]))
         await wait_for_txt(checks, timeout=self.propagation_timeout,
@@ -218,8 +222,7 @@ class RFC2136Solver(Solver):
         added = self._added.pop((name, token), None)
         if added is None:
             return
-        if added in self._unchecked:
-            self._unchecked.remove(added)
+        self._unchecked.discard(added)
         await self._update(added, lambda u: u.delete(added.record, _txt(added.value)))
         log.info("%s: deleted TXT %s in zone %s", name, show(added.record), show(added.zone))
 
