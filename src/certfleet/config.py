@@ -297,11 +297,13 @@ def _cert_settings(table: _Table, base: CertDefaults) -> CertDefaults:
     challenge = table.check("challenge", str, "a string", _challenge)
     reuse_key = table.get("reuse_key", bool, "true or false")
     profile = table.check("profile", str, "a string", _profile)
+    chain = table.check("preferred_chain", str, "a string", lambda v: safe_text(v, 200))
     table.finish()
     return CertDefaults(key_type=base.key_type if key_type is None else key_type,
                         challenge=base.challenge if challenge is None else challenge,
                         reuse_key=base.reuse_key if reuse_key is None else reuse_key,
-                        profile=base.profile if profile is None else profile)
+                        profile=base.profile if profile is None else profile,
+                        preferred_chain=base.preferred_chain if chain is None else chain)
 
 
 def _certs(table: _Table, default: CertDefaults) -> dict[str, tuple[CertDefaults, str]]:

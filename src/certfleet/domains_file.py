@@ -65,6 +65,7 @@ class CertDefaults:
     challenge: str = "http-01"
     reuse_key: bool = False
     profile: str | None = None
+    preferred_chain: str | None = None
 
 
 class ConfigErrors(ConfigError):
@@ -280,7 +281,7 @@ class _Parser:
                     names=tuple(names), targets=tuple(targets),  # type: ignore[arg-type]
                     key_type=settings.key_type, challenge=settings.challenge,
                     reuse_key=settings.reuse_key, profile=settings.profile,
-                    source=f"{source}:{lineno}"))
+                    preferred_chain=settings.preferred_chain, source=f"{source}:{lineno}"))
             else:
                 self._line(line.strip(" \t"), lineno)
 
@@ -330,7 +331,8 @@ class _Parser:
             self.specs.append(CertSpec(
                 names=tuple(names), targets=targets, key_type=settings.key_type,
                 challenge=settings.challenge, reuse_key=settings.reuse_key,
-                profile=settings.profile, source=where))
+                profile=settings.profile, preferred_chain=settings.preferred_chain,
+                source=where))
 
     def _names(self, raw_names: list[str], lineno: int, where: str) -> tuple[list[str], bool]:
         names: list[str] = []

@@ -201,7 +201,8 @@ async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertP
             replaces = ari.cert_id(bytes.fromhex(current.meta.aki), current.meta.serial)
         log.info("%s: issuing (%s)", spec.name, fresh.due)
         outcome.stored = await issue(session, store, spec.names, spec.key_type, solver,
-                                     spec.reuse_key, profile=spec.profile, replaces=replaces)
+                                     spec.reuse_key, profile=spec.profile, replaces=replaces,
+                                     preferred_chain=spec.preferred_chain)
         outcome.result = "renewed" if current is not None else "issued"
 
 

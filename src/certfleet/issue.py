@@ -18,12 +18,20 @@ from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 
 from . import keys, keytypes
 from .account import AccountKey
 from .acme_client import PEM_CHAIN, AcmeClient, Response, Signer
-from .certs import Bundle, verify_issued
-from .errors import AcmeProblem, ChallengeError, ConfigError, ProtocolError, safe_text
+from .certs import Bundle, split_pem_chain, verify_issued
+from .errors import (
+    AcmeProblem,
+    CertfleetError,
+    ChallengeError,
+    ConfigError,
+    ProtocolError,
+    safe_text,
+)
 from .keytypes import KeyType
 from .protocol.b64 import b64url
 from .protocol.challenges import key_authorization
@@ -45,6 +53,8 @@ from .store import Store, StoredCert, VersionMeta
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+
+MAX_ALTERNATES = 10  # a hostile CA may link thousands; each costs a request
 
 REVOCATION_REASONS = {  # RFC 5280 §5.3.1 CRLReason values ACME CAs accept
     "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
@@ -287,9 +297,10 @@ def _identifier(name: str) -> Identifier:
 async def obtain(
     session: Session, names: Sequence[str], domain_key: keytypes.PrivateKey, solver: Solver,
     *, profile: str | None = None, replaces: str | None = None,
+    preferred_chain: str | None = None,
 ) -> tuple[Bundle, str]:
     """Order, authorize, finalize and download a certificate for ``names``; verify it."""
-    client, signer = session.client, session.signer()
+    client = session.client
     what = names[0]
     deadline = time.monotonic() + session.validation_timeout
     directory = await client.directory()
@@ -315,18 +326,49 @@ async def obtain(
                             after=finalized)
     if order.status is not OrderStatus.VALID or not order.certificate:
         raise _order_failed(order, what)
-    response = await client.post_as_get(order.certificate, signer, accept=PEM_CHAIN)
-    if response.content_type != PEM_CHAIN:
-        raise ProtocolError(f"{safe_text(order.certificate)}: expected {PEM_CHAIN}, got "
-                            f"{safe_text(response.content_type or 'nothing')}")
-    bundle = verify_issued(response.body, domain_key.public_key(), names,
+    pem = await _download(session, order.certificate, preferred_chain, what)
+    bundle = verify_issued(pem, domain_key.public_key(), names,
                            f"{what}: {safe_text(order.certificate)}")
     return bundle, order_url
+
+
+async def _download(session: Session, url: str, preferred: str | None, what: str) -> bytes:
+    """§7.4.2: the certificate chain; with a preference, the first chain (the default, then
+    the alternates the CA links to) whose top issuer's common name is ``preferred``."""
+    response = await _fetch_chain(session, url)
+    if preferred is None or _top_issuer(response.body) == preferred:
+        return response.body
+    for alternate in response.link("alternate")[:MAX_ALTERNATES]:
+        candidate = await _fetch_chain(session, alternate)
+        if _top_issuer(candidate.body) == preferred:
+            log.info("%s: using the alternate chain to %s", what, safe_text(preferred))
+            return candidate.body
+    log.info("%s: no chain to %s; keeping the default chain", what, safe_text(preferred))
+    return response.body
+
+
+async def _fetch_chain(session: Session, url: str) -> Response:
+    response = await session.client.post_as_get(url, session.signer(), accept=PEM_CHAIN)
+    if response.content_type != PEM_CHAIN:
+        raise ProtocolError(f"{safe_text(url)}: expected {PEM_CHAIN}, got "
+                            f"{safe_text(response.content_type or 'nothing')}")
+    return response
+
+
+def _top_issuer(pem: bytes) -> str | None:
+    """The common name of the issuer of the last certificate of a chain (its root)."""
+    try:
+        last = split_pem_chain(pem, "chain")[-1]
+    except CertfleetError:
+        return None
+    names = last.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
 
 
 async def issue(
     session: Session, store: Store, names: Sequence[str], key_type: KeyType, solver: Solver,
     reuse_key: bool = False, *, profile: str | None = None, replaces: str | None = None,
+    preferred_chain: str | None = None,
 ) -> StoredCert:
     """Obtain a certificate for ``names`` and activate it as the next stored version."""
     name = names[0]
@@ -334,7 +376,7 @@ async def issue(
     key_pem = _domain_key_pem(store, name, key_type, reuse_key)
     domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
     bundle, order_url = await obtain(session, names, domain_key, solver, profile=profile,
-                                     replaces=replaces)
+                                     replaces=replaces, preferred_chain=preferred_chain)
     meta = VersionMeta(
         version=store.next_version(name), names=tuple(bundle.names), key_type=key_type.value,
         serial=bundle.serial, not_before=bundle.not_before.isoformat(),

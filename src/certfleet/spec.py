@@ -82,6 +82,7 @@ class CertSpec:
     challenge: str = "http-01"
     reuse_key: bool = False
     profile: str | None = None           # the CA's certificate profile (directory meta.profiles)
+    preferred_chain: str | None = None   # common name of the root the chain should lead to
     source: str = ""                     # "domains.txt:12", for messages
 
     @property

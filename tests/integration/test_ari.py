@@ -137,3 +137,27 @@ def test_profiles(lab: Any, tmp_path: Path) -> None:
     # A 6-day certificate is renewed at half its life, not on every run.
     rc, out = run_cli("run", "--config", str(config), "short.example.com")
     assert rc == 2, out
+
+
+def _root_cn(pem: bytes) -> str:
+    cert = x509.load_pem_x509_certificate(pem)
+    return str(cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)[0].value)
+
+
+def _chain_top_issuer(tmp_path: Path, name: str) -> str:
+    chain = x509.load_pem_x509_certificates(
+        (tmp_path / "state" / "certs" / name / "fullchain.pem").read_bytes())
+    return str(chain[-1].issuer.get_attributes_for_oid(
+        x509.oid.NameOID.COMMON_NAME)[0].value)
+
+
+def test_preferred_chain(pebble_lab_factory: Any, tmp_path: Path) -> None:
+    lab = pebble_lab_factory(env={"PEBBLE_ALTERNATE_ROOTS": "2", "PEBBLE_AUTHZREUSE": "0"})
+    roots = [_root_cn(lab.roots_pem(i)) for i in range(3)]
+    config = _setup(tmp_path, lab, "chain-alt.example.com\nchain-default.example.com\n",
+                    **{'certs."chain-alt.example.com"': {"preferred_chain": roots[2]},
+                       'certs."chain-default.example.com"': {"preferred_chain": "No Such CA"}})
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert _chain_top_issuer(tmp_path, "chain-alt.example.com") == roots[2]
+    assert _chain_top_issuer(tmp_path, "chain-default.example.com") == roots[0]
