@@ -52,7 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("issue", parents=[common], help="issue or renew one certificate")
-    p.add_argument("names", nargs="+", metavar="NAME", help="the name, then alternative names")
+    p.add_argument("names", nargs="*", metavar="NAME", help="the name, then alternative names")
+    p.add_argument("--csr", type=Path, metavar="FILE",
+                   help="use this CSR (PEM or DER): names come from it, no key is written")
+    p.add_argument("--profile", help="the CA's certificate profile (e.g. shortlived)")
+    p.add_argument("--preferred-chain", metavar="ROOT_CN",
+                   help="prefer the alternate chain to this root, if the CA offers one")
     p.add_argument("--key-type", default="ec256", help="domain key: ec256 ec384 rsa2048 "
                    "rsa3072 rsa4096 (default ec256)")
     p.add_argument("--account-key-type", default="ec256", help="account key type, used when "
@@ -110,17 +115,33 @@ def _solver(args: argparse.Namespace) -> Solver:
 
 
 async def _issue(args: argparse.Namespace, store: Store) -> int:
-    from .issue import issue, open_account
+    from .issue import issue, issue_csr, open_account
     from .keytypes import KeyType
+    from .protocol.ari import cert_id
 
-    names = [normalize_identifier(n) for n in args.names]
+    csr = None
+    if args.csr is not None:
+        from .keys import load_csr
+
+        if args.names:
+            raise ConfigError("--csr: the names come from the CSR; give no NAME")
+        try:
+            csr = load_csr(args.csr.read_bytes(), str(args.csr))
+        except OSError as exc:
+            raise ConfigError(f"{args.csr}: cannot read: {exc.strerror}") from None
+        names = list(csr[1])
+    else:
+        if not args.names:
+            raise ConfigError("issue: give at least one NAME, or --csr FILE")
+        names = [normalize_identifier(n) for n in args.names]
     if len(set(names)) != len(names):
         raise ConfigError("a name is given twice")
     key_type, account_type = KeyType.parse(args.key_type), KeyType.parse(args.account_key_type)
+    wanted_type = "csr" if csr else key_type.value
     solver = _solver(args)
     current = store.current(names[0])
     reason = due_reason(
-        wanted_names=tuple(names), wanted_key_type=key_type.value,
+        wanted_names=tuple(names), wanted_key_type=wanted_type,
         current_names=current.meta.names if current else None,
         current_key_type=current.meta.key_type if current else None,
         not_before=current.meta.not_before_dt if current else None,
@@ -136,7 +157,17 @@ async def _issue(args: argparse.Namespace, store: Store) -> int:
     with store.lock(names[0]):
         async with _client(args) as client, solver:
             session = await open_account(client, store, account_type, args.contact)
-            stored = await issue(session, store, names, key_type, solver, args.reuse_key)
+            if csr is not None:
+                stored = await issue_csr(session, store, csr[0], names, csr[2], solver,
+                                         profile=args.profile,
+                                         preferred_chain=args.preferred_chain)
+            else:
+                replaces = None
+                if current is not None and current.meta.aki:
+                    replaces = cert_id(bytes.fromhex(current.meta.aki), current.meta.serial)
+                stored = await issue(session, store, names, key_type, solver, args.reuse_key,
+                                     profile=args.profile, replaces=replaces,
+                                     preferred_chain=args.preferred_chain)
         log.info("%s: %d requests to the CA", names[0], client.total_requests)
     verb = "issued" if current is None else "renewed"
     print(f"{names[0]}: {verb} (expires {_date(stored.meta.not_after_dt)}), "

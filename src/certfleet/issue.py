@@ -295,9 +295,10 @@ def _identifier(name: str) -> Identifier:
 
 
 async def obtain(
-    session: Session, names: Sequence[str], domain_key: keytypes.PrivateKey, solver: Solver,
-    *, profile: str | None = None, replaces: str | None = None,
+    session: Session, names: Sequence[str], domain_key: keytypes.PrivateKey | None,
+    solver: Solver, *, profile: str | None = None, replaces: str | None = None,
     preferred_chain: str | None = None,
+    csr: tuple[bytes, keytypes.PublicKey] | None = None,
 ) -> tuple[Bundle, str]:
     """Order, authorize, finalize and download a certificate for ``names``; verify it."""
     client = session.client
@@ -317,9 +318,8 @@ async def obtain(
         order = replace(order, status=OrderStatus.READY)
     finalized: Response | None = None
     if order.status is OrderStatus.READY:
-        order, finalized = await _finalize(
-            session, order, order_url, keys.make_csr(domain_key, names), deadline, what
-        )
+        der = csr[0] if csr else keys.make_csr(_need(domain_key), names)
+        order, finalized = await _finalize(session, order, order_url, der, deadline, what)
     if order.status is OrderStatus.PROCESSING:
         order = await _poll(session, order_url, Order.from_json,
                             lambda o: o.status is not OrderStatus.PROCESSING, what, deadline,
@@ -327,9 +327,15 @@ async def obtain(
     if order.status is not OrderStatus.VALID or not order.certificate:
         raise _order_failed(order, what)
     pem = await _download(session, order.certificate, preferred_chain, what)
-    bundle = verify_issued(pem, domain_key.public_key(), names,
-                           f"{what}: {safe_text(order.certificate)}")
+    public_key = csr[1] if csr else _need(domain_key).public_key()
+    bundle = verify_issued(pem, public_key, names, f"{what}: {safe_text(order.certificate)}")
     return bundle, order_url
+
+
+def _need(key: keytypes.PrivateKey | None) -> keytypes.PrivateKey:
+    if key is None:
+        raise ValueError("obtain() needs a domain key or a CSR")
+    return key
 
 
 async def _download(session: Session, url: str, preferred: str | None, what: str) -> bytes:
@@ -377,16 +383,38 @@ async def issue(
     domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
     bundle, order_url = await obtain(session, names, domain_key, solver, profile=profile,
                                      replaces=replaces, preferred_chain=preferred_chain)
-    meta = VersionMeta(
-        version=store.next_version(name), names=tuple(bundle.names), key_type=key_type.value,
+    meta = _meta(store, session, name, bundle, order_url, key_type.value)
+    files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
+             "fullchain.pem": bundle.fullchain_pem, "privkey.pem": key_pem}
+    return store.activate(name, files, meta)
+
+
+async def issue_csr(
+    session: Session, store: Store, csr_der: bytes, names: Sequence[str],
+    public_key: keytypes.PublicKey, solver: Solver, *, profile: str | None = None,
+    preferred_chain: str | None = None,
+) -> StoredCert:
+    """Obtain a certificate for the operator's own CSR: no private key is made or written."""
+    name = names[0]
+    store.preflight(name)
+    bundle, order_url = await obtain(session, names, None, solver, profile=profile,
+                                     preferred_chain=preferred_chain,
+                                     csr=(csr_der, public_key))
+    meta = _meta(store, session, name, bundle, order_url, "csr")
+    files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
+             "fullchain.pem": bundle.fullchain_pem}
+    return store.activate(name, files, meta)
+
+
+def _meta(store: Store, session: Session, name: str, bundle: Bundle, order_url: str,
+          key_type: str) -> VersionMeta:
+    return VersionMeta(
+        version=store.next_version(name), names=tuple(bundle.names), key_type=key_type,
         serial=bundle.serial, not_before=bundle.not_before.isoformat(),
         not_after=bundle.not_after.isoformat(), issuer=bundle.issuer,
         aki=bundle.aki.hex() if bundle.aki else "", issued_at=datetime.now(UTC).isoformat(),
         directory=session.client.directory_url, order_url=order_url,
     )
-    files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
-             "fullchain.pem": bundle.fullchain_pem, "privkey.pem": key_pem}
-    return store.activate(name, files, meta)
 
 
 def _domain_key_pem(store: Store, name: str, key_type: KeyType, reuse_key: bool) -> bytes:

@@ -10,10 +10,13 @@ from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from . import keytypes
-from .keytypes import KeyType, PrivateKey
+from .errors import ConfigError
+from .keytypes import KeyType, PrivateKey, PublicKey
+from .names import normalize_identifier
 
 MAX_CN = 64  # RFC 5280 ub-common-name
 
@@ -44,3 +47,32 @@ def make_csr(key: PrivateKey, names: Sequence[str]) -> bytes:
     )
     csr = builder.sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.DER)
+
+
+def load_csr(data: bytes, where: str) -> tuple[bytes, tuple[str, ...], PublicKey]:
+    """A CSR the operator brings (PEM or DER): its DER, its names, its public key.
+
+    The names are the subjectAltName's DNS names and IP addresses (the CN only when there is
+    no SAN), normalized; the signature must verify and the key be of a type certfleet uses.
+    """
+    try:
+        csr = (x509.load_pem_x509_csr(data) if data.lstrip().startswith(b"-----")
+               else x509.load_der_x509_csr(data))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not a certificate signing request: {exc}") from None
+    if not csr.is_signature_valid:
+        raise ConfigError(f"{where}: the CSR's signature does not verify")
+    public_key = csr.public_key()
+    if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ConfigError(f"{where}: only RSA and ECDSA keys are supported")
+    keytypes.key_type_of(public_key)
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        raw = [*san.get_values_for_type(x509.DNSName),
+               *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
+    except x509.ExtensionNotFound:
+        raw = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if not raw:
+        raise ConfigError(f"{where}: the CSR names no domain")
+    names = tuple(dict.fromkeys(normalize_identifier(n) for n in raw))
+    return csr.public_bytes(serialization.Encoding.DER), names, public_key

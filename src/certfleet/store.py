@@ -293,6 +293,8 @@ class Store:
         try:
             tmp.mkdir(mode=0o700)
             for pem in PEM_FILES:
+                if pem == "privkey.pem" and pem not in files:
+                    continue  # a certificate from the operator's own CSR: no key here
                 mode = 0o600 if pem == "privkey.pem" else 0o644
                 fsutil.write_new(tmp / pem, files[pem], mode)
             fsutil.write_new(tmp / "meta.json", _dump(meta.to_json()), 0o644)
@@ -309,7 +311,10 @@ class Store:
         for pem in PEM_FILES:
             link = base / pem
             existing = os.readlink(link) if link.is_symlink() else None
-            if existing != f"current/{pem}":
+            if pem not in files:
+                with contextlib.suppress(FileNotFoundError):
+                    link.unlink()  # would dangle
+            elif existing != f"current/{pem}":
                 fsutil.replace_symlink(link, f"current/{pem}")
         self.clear_pending(name)
         self.prune(name)

@@ -191,3 +191,36 @@ def test_ip_address_certificate(certfleet: Certfleet) -> None:
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert san.get_values_for_type(x509.DNSName) == []
+
+
+def test_bring_your_own_csr(certfleet: Certfleet, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([]))
+           .add_extension(x509.SubjectAlternativeName(
+               [x509.DNSName("csr.example.com"), x509.DNSName("WWW.csr.example.com")]),
+               critical=False)
+           .sign(key, hashes.SHA256()))
+    path = tmp_path / "request.csr"
+    path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    rc, out = certfleet.issue("--csr", str(path))
+    assert rc == 0, out
+    assert out.startswith("csr.example.com: issued (expires ")
+    base = certfleet.state / "certs" / "csr.example.com"
+    leaf = x509.load_pem_x509_certificate((base / "cert.pem").read_bytes())
+    assert leaf.public_key().public_numbers() == key.public_key().public_numbers()
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = sorted(n.lower() for n in san.get_values_for_type(x509.DNSName))
+    assert names == ["csr.example.com", "www.csr.example.com"]
+    assert not (base / "privkey.pem").exists()
+    assert not (base / "privkey.pem").is_symlink()
+    assert not list(base.rglob("privkey.pem"))
+    assert not (base / "pending").exists()
+    assert certfleet.issue("--csr", str(path))[0] == 2
+    path.write_bytes(b"-----BEGIN CERTIFICATE REQUEST-----\nnonsense\n"
+                     b"-----END CERTIFICATE REQUEST-----\n")
+    rc, out = certfleet.issue("--csr", str(path))
+    assert rc == 1
+    assert f"{path}: not a certificate signing request" in out
