@@ -15,6 +15,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -292,8 +293,19 @@ def _hosts(table: _Table) -> dict[str, HostSettings]:
     return {key: HostSettings(**{**default, **fields}) for key, fields in own.items()}
 
 
+def _key_types(value: str | list[Any]) -> tuple[KeyType, ...]:
+    raw = [value] if isinstance(value, str) else value
+    if not raw or not all(isinstance(v, str) for v in raw):
+        raise ValueError("key_type must be a key type or a non-empty list of them")
+    types = tuple(KeyType.parse(v) for v in raw)
+    if len(set(types)) != len(types):
+        raise ValueError("key_type lists a key type twice")
+    return types
+
+
 def _cert_settings(table: _Table, base: CertDefaults) -> CertDefaults:
-    key_type = table.check("key_type", str, "a string", KeyType.parse)
+    types = table.check("key_type", (str, list), "a key type or a list of them", _key_types)
+    key_type = types[0] if types else None
     challenge = table.check("challenge", str, "a string", _challenge)
     reuse_key = table.get("reuse_key", bool, "true or false")
     profile = table.check("profile", str, "a string", _profile)
@@ -303,7 +315,8 @@ def _cert_settings(table: _Table, base: CertDefaults) -> CertDefaults:
                         challenge=base.challenge if challenge is None else challenge,
                         reuse_key=base.reuse_key if reuse_key is None else reuse_key,
                         profile=base.profile if profile is None else profile,
-                        preferred_chain=base.preferred_chain if chain is None else chain)
+                        preferred_chain=base.preferred_chain if chain is None else chain,
+                        more_key_types=base.more_key_types if types is None else types[1:])
 
 
 def _certs(table: _Table, default: CertDefaults) -> dict[str, tuple[CertDefaults, str]]:
@@ -421,6 +434,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     challenges = Challenges(job.pop("webroot", None), job.pop("http_listen", None),
                             job.pop("mode", None), job.pop("serve_listen", None),
                             job.pop("tls_alpn_listen", None))
+    specs = _with_variants(specs, default, certs)
     result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, **job)
     for source, reason in result.file_clashes():
         problems.add(source, reason)
@@ -497,6 +511,18 @@ def _domains(path: Path | None, where: dict[str, str], default: CertDefaults,
             problems.add(at, f"[certs.\"{name}\"]: {name} is an alternative name (line "
                          f"{names[name][0]}); sections are keyed by a certificate's first name")
     return specs
+
+
+def _with_variants(specs: list[CertSpec], default: CertDefaults,
+                   certs: Mapping[str, tuple[CertDefaults, str]]) -> list[CertSpec]:
+    """A certificate with several key types becomes one spec per type, issued and deployed
+    together (``fleet`` renews them as a group)."""
+    out: list[CertSpec] = []
+    for spec in specs:
+        out.append(spec)
+        settings = certs[spec.name][0] if spec.name in certs else default
+        out += [replace(spec, key_type=kt, variant=kt.value) for kt in settings.more_key_types]
+    return out
 
 
 def _default_ssh_config() -> tuple[Path, ...]:

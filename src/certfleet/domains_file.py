@@ -66,6 +66,7 @@ class CertDefaults:
     reuse_key: bool = False
     profile: str | None = None
     preferred_chain: str | None = None
+    more_key_types: tuple[KeyType, ...] = ()  # the same names also with these keys
 
 
 class ConfigErrors(ConfigError):

@@ -77,15 +77,18 @@ class Outcome:
 
 
 def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
-    """The certificates a run covers: all, or those named on the command line."""
+    """The certificates a run covers: all, or those named on the command line (a name
+    selects every key type of its certificate)."""
     if not names:
         return list(job.certs)
-    by_name = {n: spec for spec in job.certs for n in spec.names}
-    unknown = [n for n in names if n not in by_name]
+    wanted = set(names)
+    chosen = [spec for spec in job.certs
+              if spec.name in wanted or wanted.intersection(spec.names)]
+    found = {n for spec in chosen for n in (*spec.names, spec.name)}
+    unknown = [n for n in names if n not in found]
     if unknown:
         raise ConfigError(f"not in the domains file: {', '.join(unknown)}")
-    chosen = {by_name[n].name: by_name[n] for n in names}
-    return list(chosen.values())
+    return chosen
 
 
 Known = dict[str, tuple["VersionMeta | None", dict[str, Any]]]
@@ -119,8 +122,9 @@ def make_plans(store: Store, specs: Sequence[CertSpec], job: JobConfig, *,
     now = datetime.now(UTC)
     if known is None:
         known = store.snapshot([spec.name for spec in specs])
-    return [planning.plan_cert(spec, *known[spec.name], now, force=force,
-                               fraction=job.renew_fraction) for spec in specs]
+    plans = [planning.plan_cert(spec, *known[spec.name], now, force=force,
+                                fraction=job.renew_fraction) for spec in specs]
+    return planning.together(plans)
 
 
 def make_solver(job: JobConfig, challenge: str, store: Store) -> Solver:
@@ -186,8 +190,12 @@ async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertP
 
     spec = plan.spec
     async with cert_lock(store, spec.name):
-        # Another run may have renewed it while this one waited for the lock.
-        fresh = make_plans(store, [spec], job, force=force)[0] if not force else plan
+        # Another run may have renewed it while this one waited for the lock: then the
+        # active serial is no longer the one planned with, and the plan is made again.
+        current = store.current(spec.name)
+        fresh = plan
+        if (current.meta.serial if current else None) != plan.serial:
+            fresh = make_plans(store, [spec], job, force=force)[0]
         if fresh.due is None:
             outcome.renew_at = fresh.renew_at
             return
@@ -195,14 +203,13 @@ async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertP
         if solver is None:
             raise ConfigError(f"{spec.source}: challenge {spec.challenge} is not configured")
         await _preflight(job, spec, solver, session.key.thumbprint)
-        current = store.current(spec.name)
         replaces = None
         if current is not None and current.meta.aki:
             replaces = ari.cert_id(bytes.fromhex(current.meta.aki), current.meta.serial)
         log.info("%s: issuing (%s)", spec.name, fresh.due)
         outcome.stored = await issue(session, store, spec.names, spec.key_type, solver,
                                      spec.reuse_key, profile=spec.profile, replaces=replaces,
-                                     preferred_chain=spec.preferred_chain)
+                                     preferred_chain=spec.preferred_chain, store_as=spec.name)
         outcome.result = "renewed" if current is not None else "issued"
 
 

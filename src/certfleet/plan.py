@@ -6,7 +6,7 @@ Touches nothing: the stored state comes in as values and the current time is pas
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +25,7 @@ class CertPlan:
     renew_at: datetime | None        # when it becomes due (None: never issued)
     stale_targets: tuple[Target, ...]  # targets that do not have the current version
     renew_source: str = "lifetime"   # "ARI" when the CA's renewal window set renew_at
+    serial: int | None = None        # the active version's serial when planned
 
     @property
     def name(self) -> str:
@@ -55,7 +56,7 @@ def plan_cert(
 ) -> CertPlan:
     """Decide for one certificate from its spec, its active version and its state record."""
     if meta is None:
-        return CertPlan(spec, "forced" if force else "new", None, ())
+        return CertPlan(spec, "forced" if force else "new", None, (), serial=None)
     not_before, not_after = meta.not_before_dt, meta.not_after_dt
     # RFC 9773: a time chosen inside the CA's window wins; the lifetime rule is the fallback.
     chosen = ari.chosen_time(state.get("ari"), meta.serial)
@@ -68,7 +69,7 @@ def plan_cert(
         now=now, forced=force, renew_at=renew_at,
     )
     return CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state),
-                    "ARI" if chosen else "lifetime")
+                    "ARI" if chosen else "lifetime", meta.serial)
 
 
 def describe(plans: Sequence[CertPlan]) -> list[str]:
@@ -87,3 +88,14 @@ def describe(plans: Sequence[CertPlan]) -> list[str]:
             what += f"; then deploy to {len(plan.spec.targets)} target(s)"
         lines.append(f"{plan.name}: {what}")
     return lines
+
+
+def together(plans: Sequence[CertPlan]) -> list[CertPlan]:
+    """The key types of one certificate are renewed as a group: if one is due, all are."""
+    due_first: dict[str, str] = {}
+    for plan in plans:
+        if plan.due and plan.spec.names[0] not in due_first:
+            due_first[plan.spec.names[0]] = plan.name
+    return [plan if plan.due or plan.spec.names[0] not in due_first
+            else replace(plan, due=f"renewed with {due_first[plan.spec.names[0]]}")
+            for plan in plans]

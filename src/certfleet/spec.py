@@ -68,8 +68,17 @@ class HostSettings:
     probe: TlsProbe | None = None
 
     def file_name(self, pem: str, cert_name: str) -> str:
-        """The file name written at this host for ``pem`` of certificate ``cert_name``."""
-        return self.files.get(pem, pem).replace("{name}", cert_name)
+        """The file name written at this host for ``pem`` of certificate ``cert_name``.
+
+        A further key type (``NAME+rsa2048``) without ``{name}`` in the mapping gets its
+        type before the extension (``fullchain.rsa2048.pem``), beside the first type's files.
+        """
+        template = self.files.get(pem, pem)
+        if "{name}" in template or "+" not in cert_name:
+            return template.replace("{name}", cert_name)
+        stem, dot, ext = template.rpartition(".")
+        variant = cert_name.rpartition("+")[2]
+        return f"{stem}.{variant}.{ext}" if dot else f"{template}.{variant}"
 
 
 @dataclass(frozen=True)
@@ -84,10 +93,14 @@ class CertSpec:
     profile: str | None = None           # the CA's certificate profile (directory meta.profiles)
     preferred_chain: str | None = None   # common name of the root the chain should lead to
     source: str = ""                     # "domains.txt:12", for messages
+    variant: str | None = None           # a second key type of the same certificate
 
     @property
     def name(self) -> str:
-        return self.names[0]
+        """The certificate's identity in the store and in messages: its first name, and
+        for a further key type of the same names ``NAME+KEYTYPE`` ('+' is never in a name).
+        """
+        return f"{self.names[0]}+{self.variant}" if self.variant else self.names[0]
 
 
 HTTP_MODES = ("webroot", "listen", "serve", "stateless")

@@ -186,3 +186,42 @@ def test_run_with_tls_alpn01(lab: Any, tmp_path: Path) -> None:
     assert rc == 0, out
     assert out.startswith("alpn.example.com: issued (expires ")
     assert "http_listen" not in config.read_text()
+
+
+def test_one_certificate_with_two_key_types(lab: Any, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    target = tmp_path / "site"
+    target.mkdir()
+    config = _setup(tmp_path, lab, f"dual.example.com www.dual.example.com|{target}\n",
+                    sections={'certs."dual.example.com"': {"key_type": ["ec256", "rsa2048"]}})
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("dual.example.com: issued (expires ")
+    assert lines[1].startswith("dual.example.com+rsa2048: issued (expires ")
+    assert sorted(os.listdir(target)) == [
+        "cert.pem", "cert.rsa2048.pem", "chain.pem", "chain.rsa2048.pem", "fullchain.pem",
+        "fullchain.rsa2048.pem", "privkey.pem", "privkey.rsa2048.pem"]
+    for suffix, kind in (("", ec.EllipticCurvePrivateKey), (".rsa2048", rsa.RSAPrivateKey)):
+        key = serialization.load_pem_private_key(
+            (target / f"privkey{suffix}.pem").read_bytes(), None)
+        assert isinstance(key, kind)
+        cert = x509.load_pem_x509_certificate((target / f"cert{suffix}.pem").read_bytes())
+        assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    # One key type becomes due (its version is gone): both are renewed together.
+    (tmp_path / "state" / "certs" / "dual.example.com+rsa2048" / "current").unlink()
+    rc, out = run_cli("run", "--config", str(config), "--dry-run")
+    assert out.splitlines()[0].startswith(
+        "dual.example.com: issue (renewed with dual.example.com+rsa2048)")
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert out.splitlines()[0].startswith("dual.example.com: renewed")
+    assert out.splitlines()[1].startswith("dual.example.com+rsa2048: issued")
+    # The other way round: the first key type due, the second follows it.
+    (tmp_path / "state" / "certs" / "dual.example.com" / "current").unlink()
+    rc, out = run_cli("run", "--config", str(config), "--concurrency", "1")
+    assert rc == 0, out
+    assert out.splitlines()[0].startswith("dual.example.com: issued")
+    assert out.splitlines()[1].startswith("dual.example.com+rsa2048: renewed")
