@@ -45,8 +45,17 @@ from .spec import HTTP_MODES, CertSpec, Challenges, HostSettings, JobConfig, Loa
 __all__ = ["CertDefaults", "ConfigErrors", "load_job", "parse_domains"]
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
-PRESETS = {"letsencrypt": LETSENCRYPT,
-           "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory"}
+# Public ACME CAs by the directory URLs they document. ZeroSSL and Google need EAB.
+PRESETS = {
+    "letsencrypt": LETSENCRYPT,
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+    "google": "https://dv.acme-v02.api.pki.goog/directory",
+    "google-staging": "https://dv.acme-v02.test-api.pki.goog/directory",
+    "zerossl": "https://acme.zerossl.com/v2/DV90",
+    "sslcom-rsa": "https://acme.ssl.com/sslcom-dv-rsa",
+    "sslcom-ecc": "https://acme.ssl.com/sslcom-dv-ecc",
+    "actalis": "https://acme-api.actalis.com/acme/directory",
+}
 DEFAULT_STATE_DIR = Path("/var/lib/certfleet")
 CMDLINE = "command line"
 T = TypeVar("T")
@@ -222,6 +231,12 @@ def _directory(value: str) -> str:
     return url
 
 
+def _fallback(value: list[Any]) -> tuple[str, ...]:
+    if not all(isinstance(v, str) for v in value):
+        raise ValueError("fallback must list directory URLs or preset names")
+    return tuple(_directory(v) for v in value)
+
+
 def _listen(value: str) -> str:
     host, _, port = value.rpartition(":")
     port_ok = port.isascii() and port.isdigit() and 0 < int(port) < 65536
@@ -310,13 +325,17 @@ def _cert_settings(table: _Table, base: CertDefaults) -> CertDefaults:
     reuse_key = table.get("reuse_key", bool, "true or false")
     profile = table.check("profile", str, "a string", _profile)
     chain = table.check("preferred_chain", str, "a string", lambda v: safe_text(v, 200))
+    ca = table.check("ca", str, "a directory URL or preset name", _directory)
+    fallback = table.check("fallback", list, "a list of directory URLs or presets", _fallback)
     table.finish()
     return CertDefaults(key_type=base.key_type if key_type is None else key_type,
                         challenge=base.challenge if challenge is None else challenge,
                         reuse_key=base.reuse_key if reuse_key is None else reuse_key,
                         profile=base.profile if profile is None else profile,
                         preferred_chain=base.preferred_chain if chain is None else chain,
-                        more_key_types=base.more_key_types if types is None else types[1:])
+                        more_key_types=base.more_key_types if types is None else types[1:],
+                        ca=base.ca if ca is None else ca,
+                        fallback=base.fallback if fallback is None else fallback)
 
 
 def _certs(table: _Table, default: CertDefaults) -> dict[str, tuple[CertDefaults, str]]:
@@ -403,6 +422,8 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     put(ca, "allow_http", ca.get("allow_http", bool, "true or false"))
     put(ca, "contact", ca.check("contact", (list, str), "a list of addresses", _contact))
     put(ca, "account_key_type", ca.check("account_key_type", str, "a string", KeyType.parse))
+    put(ca, "fallback", ca.check("fallback", list, "a list of directory URLs or presets",
+                                 _fallback))
     how = top.table("challenge")
     put(how, "webroot", how.path_of("webroot"))
     put(how, "http_listen", how.check("http_listen", str, "a string", _listen))

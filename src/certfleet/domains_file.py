@@ -67,6 +67,8 @@ class CertDefaults:
     profile: str | None = None
     preferred_chain: str | None = None
     more_key_types: tuple[KeyType, ...] = ()  # the same names also with these keys
+    ca: str | None = None                     # this certificate's CA, if not [ca]'s
+    fallback: tuple[str, ...] | None = None   # CAs to try next; None: [ca] fallback
 
 
 class ConfigErrors(ConfigError):
@@ -282,7 +284,8 @@ class _Parser:
                     names=tuple(names), targets=tuple(targets),  # type: ignore[arg-type]
                     key_type=settings.key_type, challenge=settings.challenge,
                     reuse_key=settings.reuse_key, profile=settings.profile,
-                    preferred_chain=settings.preferred_chain, source=f"{source}:{lineno}"))
+                    preferred_chain=settings.preferred_chain, ca=settings.ca,
+                    fallback=settings.fallback, source=f"{source}:{lineno}"))
             else:
                 self._line(line.strip(" \t"), lineno)
 
@@ -333,7 +336,7 @@ class _Parser:
                 names=tuple(names), targets=targets, key_type=settings.key_type,
                 challenge=settings.challenge, reuse_key=settings.reuse_key,
                 profile=settings.profile, preferred_chain=settings.preferred_chain,
-                source=where))
+                ca=settings.ca, fallback=settings.fallback, source=where))
 
     def _names(self, raw_names: list[str], lineno: int, where: str) -> tuple[list[str], bool]:
         names: list[str] = []

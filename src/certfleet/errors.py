@@ -110,3 +110,20 @@ class StoreError(CertfleetError):
 
 class DeployError(CertfleetError):
     """A deploy target failed: upload, verification, rename, reload or TLS probe."""
+
+
+# Problems that say something about the domain (its DNS, its server), not about the CA: on
+# these a fallback CA would fail the same way, and would only spend its rate limits.
+DOMAIN_PROBLEMS = frozenset({"dns", "connection", "tls", "incorrectResponse"})
+
+
+def is_ca_fault(exc: CertfleetError) -> bool:
+    """Whether another CA might succeed where this failure happened.
+
+    The CA unreachable or erring, rate limits, its policy (rejectedIdentifier, caa), its
+    account rules, or a certificate that does not match: yes. A failed validation, bad
+    local configuration or a broken state directory: no, those follow the domain anywhere.
+    """
+    if isinstance(exc, AcmeProblem):
+        return exc.short_type not in DOMAIN_PROBLEMS
+    return isinstance(exc, TransportError | ProtocolError | CertificateError)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import plan as planning
-from .errors import CertfleetError, ChallengeError, ConfigError, StoreError
+from .errors import CertfleetError, ChallengeError, ConfigError, StoreError, is_ca_fault
 from .names import storage_name
 from .plan import CertPlan
 from .protocol import ari
@@ -94,27 +94,27 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
 Known = dict[str, tuple["VersionMeta | None", dict[str, Any]]]
 
 
-async def refresh_windows(ca: Callable[[], Awaitable[AcmeClient]], store: Store,
+async def refresh_windows(sessions: Sessions, store: Store,
                           specs: Sequence[CertSpec]) -> Known:
-    """Ask the CA for renewal windows (RFC 9773) whose Retry-After has passed, if any.
-
-    A certificate without an authority key identifier has no ARI certificate ID and keeps
-    the lifetime rule.
-    """
+    """Ask each certificate's CA for renewal windows (RFC 9773) whose Retry-After has
+    passed. A certificate without an authority key identifier has no ARI certificate ID and
+    keeps the lifetime rule."""
     now = datetime.now(UTC)
     known = store.snapshot([spec.name for spec in specs])
-    stale = [(name, meta) for name, (meta, state) in known.items()
-             if meta is not None and meta.aki
-             and ari.fetch_due(state.get("ari"), meta.serial, now)]
+    stale: dict[str, list[tuple[str, VersionMeta]]] = {}
+    for name, (meta, state) in known.items():
+        if meta is not None and meta.aki and ari.fetch_due(state.get("ari"), meta.serial, now):
+            stale.setdefault(meta.directory, []).append((name, meta))
     if not stale:
         return known
     from . import renewal_info
 
-    try:
-        await renewal_info.refresh(await ca(), store, stale)
-    except CertfleetError as exc:  # the lifetime rule stays in charge; planning goes on
-        log.warning("renewal information: %s", exc)
-    return {**known, **store.snapshot([name for name, _ in stale])}
+    for url, certs in stale.items():
+        try:
+            await renewal_info.refresh(await sessions.client(url), store, certs)
+        except CertfleetError as exc:  # the lifetime rule stays in charge; planning goes on
+            log.warning("renewal information from %s: %s", url, exc)
+    return {**known, **store.snapshot([name for certs in stale.values() for name, _ in certs])}
 
 
 def make_plans(store: Store, specs: Sequence[CertSpec], job: JobConfig, *,
@@ -184,10 +184,8 @@ async def _preflight(job: JobConfig, spec: CertSpec, solver: Solver, thumbprint:
                              + "; ".join(f"{r.lb} for {r.name}: {r.error}" for r in failed))
 
 
-async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertPlan,
+async def _issue_one(sessions: Sessions, store: Store, job: JobConfig, plan: CertPlan,
                      solvers: Mapping[str, Solver], force: bool, outcome: Outcome) -> None:
-    from .issue import issue
-
     spec = plan.spec
     async with cert_lock(store, spec.name):
         # Another run may have renewed it while this one waited for the lock: then the
@@ -202,55 +200,100 @@ async def _issue_one(session: Session, store: Store, job: JobConfig, plan: CertP
         solver = solvers.get(spec.challenge)
         if solver is None:
             raise ConfigError(f"{spec.source}: challenge {spec.challenge} is not configured")
-        await _preflight(job, spec, solver, session.key.thumbprint)
-        replaces = None
-        if current is not None and current.meta.aki:
-            replaces = ari.cert_id(bytes.fromhex(current.meta.aki), current.meta.serial)
         log.info("%s: issuing (%s)", spec.name, fresh.due)
-        outcome.stored = await issue(session, store, spec.names, spec.key_type, solver,
-                                     spec.reuse_key, profile=spec.profile, replaces=replaces,
-                                     preferred_chain=spec.preferred_chain, store_as=spec.name)
+        outcome.stored = await _issue_at_cas(sessions, store, job, spec, solver, current)
         outcome.result = "renewed" if current is not None else "issued"
 
 
-async def issue_due(client: AcmeClient, store: Store, job: JobConfig,
+async def _issue_at_cas(sessions: Sessions, store: Store, job: JobConfig, spec: CertSpec,
+                        solver: Solver, current: StoredCert | None) -> StoredCert:
+    """Issue at the certificate's CA; when that fails for reasons of the CA, at the next."""
+    from .issue import issue
+
+    cas = job.cas(spec)
+    failures: list[str] = []
+    for i, url in enumerate(cas):
+        try:
+            session = await sessions.session(url)
+            if i == 0:  # the load balancers do not depend on the CA: probe once
+                await _preflight(job, spec, solver, session.key.thumbprint)
+            replaces = None
+            if current is not None and current.meta.aki and current.meta.directory == url:
+                replaces = ari.cert_id(bytes.fromhex(current.meta.aki), current.meta.serial)
+            return await issue(session, store, spec.names, spec.key_type, solver,
+                               spec.reuse_key, profile=spec.profile, replaces=replaces,
+                               preferred_chain=spec.preferred_chain, store_as=spec.name)
+        except CertfleetError as exc:
+            if not is_ca_fault(exc) or i == len(cas) - 1:
+                if failures:
+                    raise CertfleetError("; ".join([*failures, f"{url}: {exc}"])) from exc
+                raise
+            failures.append(f"{url}: {exc}")
+            log.warning("%s: %s failed (%s); trying %s", spec.name, url, exc, cas[i + 1])
+    raise AssertionError("unreachable")
+
+
+class Sessions:
+    """One client and one account per CA, made when first needed and closed with the run."""
+
+    def __init__(self, job: JobConfig, store: Store, stack: contextlib.AsyncExitStack) -> None:
+        self.job, self.store, self.stack = job, store, stack
+        self._clients: dict[str, AcmeClient] = {}
+        self._sessions: dict[str, Session] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def client(self, url: str) -> AcmeClient:
+        if url not in self._clients:
+            from .acme_client import AcmeClient
+
+            job = self.job
+            self._clients[url] = await self.stack.enter_async_context(AcmeClient(
+                url, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
+                connections=max(4, job.concurrency)))
+        return self._clients[url]
+
+    async def session(self, url: str) -> Session:
+        """The account at ``url``, looked up or registered once even when many wait."""
+        from .issue import open_account
+
+        async with self._locks.setdefault(url, asyncio.Lock()):
+            if url not in self._sessions:
+                self._sessions[url] = await open_account(
+                    await self.client(url), self.store, self.job.account_key_type,
+                    self.job.contact)
+        return self._sessions[url]
+
+    @property
+    def requests(self) -> int:
+        return sum(client.total_requests for client in self._clients.values())
+
+
+async def issue_due(sessions: Sessions, store: Store, job: JobConfig,
                     plans: Sequence[CertPlan], outcomes: dict[str, Outcome],
                     force: bool) -> None:
     due = [p for p in plans if p.due]
     if not due:
         return
-    from .issue import open_account
-
     gate = asyncio.Semaphore(job.concurrency)
-    async with contextlib.AsyncExitStack() as stack:
-        solvers: dict[str, Solver] = {}
-        for challenge in sorted({p.spec.challenge for p in due}):
-            try:  # a challenge type that cannot be set up fails only its own certificates
-                solvers[challenge] = await stack.enter_async_context(
-                    make_solver(job, challenge, store))
-            except CertfleetError as exc:
-                for plan in (p for p in due if p.spec.challenge == challenge):
-                    outcomes[plan.name].error = str(exc)
-        due = [p for p in due if outcomes[p.name].error is None]
-        if not due:
-            return
-        try:
-            session = await open_account(client, store, job.account_key_type, job.contact)
+    solvers: dict[str, Solver] = {}
+    for challenge in sorted({p.spec.challenge for p in due}):
+        try:  # a challenge type that cannot be set up fails only its own certificates
+            solvers[challenge] = await sessions.stack.enter_async_context(
+                make_solver(job, challenge, store))
         except CertfleetError as exc:
-            for plan in due:
-                outcomes[plan.name].error = f"account: {exc}"
-            return
+            for plan in (p for p in due if p.spec.challenge == challenge):
+                outcomes[plan.name].error = str(exc)
 
-        async def one(plan: CertPlan) -> None:
-            async with gate:
-                try:
-                    await _issue_one(session, store, job, plan, solvers, force,
-                                     outcomes[plan.name])
-                except CertfleetError as exc:
-                    outcomes[plan.name].error = str(exc)
+    async def one(plan: CertPlan) -> None:
+        async with gate:
+            try:
+                await _issue_one(sessions, store, job, plan, solvers, force,
+                                 outcomes[plan.name])
+            except CertfleetError as exc:
+                outcomes[plan.name].error = str(exc)
 
-        await asyncio.gather(*(one(p) for p in due))
-        log.info("%d requests to the CA", client.total_requests)
+    await asyncio.gather(*(one(p) for p in due if outcomes[p.name].error is None))
+    log.info("%d requests to the CA", sessions.requests)
 
 
 def _files(store: Store, stored: StoredCert, settings: HostSettings,
@@ -319,26 +362,15 @@ async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
     store = Store(job.state_dir)
     specs = select(job, names)
     async with contextlib.AsyncExitStack() as stack:
-        client: AcmeClient | None = None
-
-        async def ca() -> AcmeClient:
-            # Made only when the CA must be asked: a run with nothing due never imports
-            # the network stack.
-            nonlocal client
-            if client is None:
-                from .acme_client import AcmeClient
-
-                client = await stack.enter_async_context(AcmeClient(
-                    job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
-                    connections=max(4, job.concurrency)))
-            return client
-
-        known = None if deploy_only else await refresh_windows(ca, store, specs)
+        # Clients are made only when a CA must be asked: a run with nothing due never even
+        # imports the network stack.
+        sessions = Sessions(job, store, stack)
+        known = None if deploy_only else await refresh_windows(sessions, store, specs)
         plans = make_plans(store, specs, job, force=force and not deploy_only, known=known)
         outcomes = {p.name: Outcome(p.name, renew_at=p.renew_at, targets=len(p.spec.targets))
                     for p in plans}
         if not deploy_only and any(p.due for p in plans):
-            await issue_due(await ca(), store, job, plans, outcomes, force)
+            await issue_due(sessions, store, job, plans, outcomes, force)
     jobs = deploy_jobs(store, job, plans, outcomes, everything=deploy_only)
     if jobs:
         from .deploy.batch import default_transport, deploy_all

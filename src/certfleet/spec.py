@@ -94,6 +94,8 @@ class CertSpec:
     preferred_chain: str | None = None   # common name of the root the chain should lead to
     source: str = ""                     # "domains.txt:12", for messages
     variant: str | None = None           # a second key type of the same certificate
+    ca: str | None = None                # directory URL, when not the job's
+    fallback: tuple[str, ...] | None = None  # CAs to try when this one fails; None: the job's
 
     @property
     def name(self) -> str:
@@ -165,9 +167,16 @@ class JobConfig:
     lb: LoadBalancers = field(default_factory=LoadBalancers)
     concurrency: int = 4
     renew_fraction: float = 1 / 3
+    fallback: tuple[str, ...] = ()        # CAs tried, in order, when issuance fails at the CA
     hosts: Mapping[str, HostSettings] = field(default_factory=dict)
     ssh_config: tuple[Path, ...] = ()
     known_hosts: Path | None = None
+
+    def cas(self, spec: CertSpec) -> tuple[str, ...]:
+        """The CAs to try for ``spec``, in order: its own (or the job's), then fallbacks."""
+        chain = (spec.ca or self.directory,
+                 *(spec.fallback if spec.fallback is not None else self.fallback))
+        return tuple(dict.fromkeys(chain))
 
     def host(self, target: Target) -> HostSettings:
         """Settings for ``target``'s host: its own section, else ``default``, else built-in."""

@@ -530,7 +530,7 @@ def test_bad_overrides_are_reported(tmp_path: Path) -> None:
     assert problems == [
         "command line: concurrency must be an integer from 1 to 64, not 0",
         "command line: directory 'ftp://x' is not an https:// URL or one of letsencrypt, "
-        "letsencrypt-staging",
+        "letsencrypt-staging, google, google-staging, zerossl, sslcom-rsa, sslcom-ecc, actalis",
         "command line: http_listen 'nowhere': expected HOST:PORT",
         "command line: webroot: unexpected int value",
     ]
