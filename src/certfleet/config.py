@@ -40,7 +40,15 @@ from .domains_file import (
 from .errors import ConfigError, safe_text
 from .keytypes import KeyType
 from .names import normalize_identifier
-from .spec import HTTP_MODES, CertSpec, Challenges, HostSettings, JobConfig, LoadBalancers
+from .spec import (
+    HTTP_MODES,
+    CertSpec,
+    Challenges,
+    DnsSettings,
+    HostSettings,
+    JobConfig,
+    LoadBalancers,
+)
 
 __all__ = ["CertDefaults", "ConfigErrors", "load_job", "parse_domains"]
 
@@ -229,6 +237,66 @@ def _directory(value: str) -> str:
         raise ConfigError(f"directory {safe_text(value)!r} is not an https:// URL or one of "
                           + ", ".join(PRESETS))
     return url
+
+
+def _dns(table: _Table, top: _Table) -> DnsSettings | None:
+    """``[dns]``. The TSIG secret comes from ``tsig_secret_file`` (0600), the environment
+    (CERTFLEET_TSIG_SECRET) or, discouraged, inline; it is never shown in a message."""
+    if not table.data:
+        table.finish()
+        return None
+    method = table.check("method", str, "a string", _dns_method) or "rfc2136"
+    secret_file = table.path_of("tsig_secret_file")
+    secret = table.get("tsig_secret", str, "a string") or os.environ.get("CERTFLEET_TSIG_SECRET")
+    if secret_file is not None:
+        try:
+            secret = secret_file.read_text().strip()
+        except OSError as exc:
+            table.problems.add(table.where("tsig_secret_file"),
+                               f"cannot read {safe_text(str(secret_file))}: {exc.strerror}")
+    hook = table.check("hook", list, "an argv list", _argv) or ()
+    settings = DnsSettings(
+        method=method, server=table.check("server", str, "IP[:PORT]", _dns_server),
+        tsig_key_name=table.get("tsig_key_name", str, "a string"),
+        tsig_algorithm=table.get("tsig_algorithm", str, "a string") or "hmac-sha256",
+        tsig_secret=secret,
+        nameservers=tuple(table.check("nameservers", list, "a list of IP[:PORT]",
+                                      lambda v: [_dns_server(x) for x in v]) or ()),
+        ns_port=table.check("ns_port", int, "a port", _int_range("ns_port", 1, 65535)) or 53,
+        propagation_timeout=float(table.get("propagation_timeout", (int, float), "seconds")
+                                  or 120),
+        hook=tuple(hook),
+        hook_timeout=float(table.get("hook_timeout", (int, float), "seconds") or 60),
+        hook_delay=float(table.get("hook_delay", (int, float), "seconds") or 0),
+    )
+    table.finish()
+    if method == "rfc2136" and not (settings.server and settings.tsig_key_name and secret):
+        table.problems.add(table.where(), "[dns] rfc2136 needs server, tsig_key_name and a "
+                           "TSIG secret (tsig_secret_file or CERTFLEET_TSIG_SECRET)")
+    if method == "hook" and not hook:
+        table.problems.add(table.where(), "[dns] method = \"hook\" needs hook = [argv]")
+    return settings
+
+
+def _dns_method(value: str) -> str:
+    if value not in ("rfc2136", "hook"):
+        raise ValueError(f"method {safe_text(value)!r}: use rfc2136 or hook")
+    return value
+
+
+def _dns_server(value: Any) -> str:
+    from .solvers.dns_common import parse_server
+
+    if not isinstance(value, str):
+        raise ValueError(f"{safe_text(repr(value))} is not IP[:PORT]")
+    parse_server(value)
+    return value
+
+
+def _argv(value: list[Any]) -> list[str]:
+    if not value or not all(isinstance(v, str) and v for v in value):
+        raise ValueError("hook must be a non-empty list of strings (argv, no shell)")
+    return [str(v) for v in value]
 
 
 def _fallback(value: list[Any]) -> tuple[str, ...]:
@@ -443,6 +511,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     put(ssh, "known_hosts", ssh.path_of("known_hosts"))
     job["hosts"] = _hosts(top.table("hosts"))
     certs = _certs(top.table("certs"), default)
+    dns = _dns(top.table("dns"), top)
     for table in (ssh, ca, how, lbs, top):
         table.finish()
     _apply_overrides(overrides or {}, job, where, problems)
@@ -456,7 +525,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
                             job.pop("mode", None), job.pop("serve_listen", None),
                             job.pop("tls_alpn_listen", None))
     specs = _with_variants(specs, default, certs)
-    result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, **job)
+    result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, dns=dns, **job)
     for source, reason in result.file_clashes():
         problems.add(source, reason)
     problems.raise_if_any()

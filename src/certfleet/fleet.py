@@ -146,6 +146,8 @@ def make_solver(job: JobConfig, challenge: str, store: Store) -> Solver:
             return StatelessSolver()
         raise ConfigError("no way to answer http-01: set [challenge] mode, webroot or "
                           "http_listen in certfleet.toml, or pass --webroot / --http-listen")
+    if challenge == "dns-01":
+        return _dns_solver(job)
     if challenge == "tls-alpn-01":
         from .solvers.tls_alpn import TlsAlpnSolver
 
@@ -153,6 +155,27 @@ def make_solver(job: JobConfig, challenge: str, store: Store) -> Solver:
             raise ConfigError("tls-alpn-01 needs [challenge] tls_alpn_listen = \"HOST:443\"")
         return TlsAlpnSolver(*parse_listen(how.tls_alpn_listen))
     raise ConfigError(f"challenge {challenge} is not configured")
+
+
+def _dns_solver(job: JobConfig) -> Solver:
+    from .solvers.dns_common import parse_server
+
+    dns = job.dns
+    if dns is None:
+        raise ConfigError("dns-01 needs a [dns] section (rfc2136 or hook) in certfleet.toml")
+    nameservers = [parse_server(n, dns.ns_port) for n in dns.nameservers] or None
+    if dns.method == "hook":
+        from .solvers.dns_hook import HookSolver
+
+        return HookSolver(dns.hook, timeout=dns.hook_timeout, nameservers=nameservers,
+                          delay=dns.hook_delay, propagation_timeout=dns.propagation_timeout)
+    from .solvers.dns_rfc2136 import RFC2136Solver
+
+    if not (dns.server and dns.tsig_key_name and dns.tsig_secret):
+        raise ConfigError("[dns] rfc2136 needs server, tsig_key_name and a TSIG secret")
+    return RFC2136Solver(parse_server(dns.server), dns.tsig_key_name, dns.tsig_secret,
+                         dns.tsig_algorithm, nameservers=nameservers, ns_port=dns.ns_port,
+                         propagation_timeout=dns.propagation_timeout)
 
 
 @contextlib.asynccontextmanager

@@ -133,6 +133,23 @@ class Challenges:
 
 
 @dataclass(frozen=True)
+class DnsSettings:
+    """dns-01: RFC 2136 updates signed with TSIG, or a hook program (``[dns]``)."""
+
+    method: str = "rfc2136"                 # "rfc2136" | "hook"
+    server: str | None = None               # "IP[:PORT]" taking the updates
+    tsig_key_name: str | None = None
+    tsig_algorithm: str = "hmac-sha256"
+    tsig_secret: str | None = field(default=None, repr=False)  # never printed
+    nameservers: tuple[str, ...] = ()       # replaces the NS lookup of the propagation check
+    ns_port: int = 53
+    propagation_timeout: float = 120.0
+    hook: tuple[str, ...] = ()              # argv for method = "hook"
+    hook_timeout: float = 60.0
+    hook_delay: float = 0.0
+
+
+@dataclass(frozen=True)
 class LoadBalancers:
     """The load balancers in front of the sites, for ``check`` and the run's preflight."""
 
@@ -165,6 +182,7 @@ class JobConfig:
     account_key_type: KeyType = KeyType.EC256
     challenges: Challenges = field(default_factory=Challenges)
     lb: LoadBalancers = field(default_factory=LoadBalancers)
+    dns: DnsSettings | None = None
     concurrency: int = 4
     renew_fraction: float = 1 / 3
     fallback: tuple[str, ...] = ()        # CAs tried, in order, when issuance fails at the CA

@@ -5,9 +5,10 @@ test_dns_* modules."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from typing import ClassVar
 
 import dns.asyncquery
+import dns.asyncresolver
 import dns.exception
 import dns.flags
 import dns.message
@@ -15,6 +16,7 @@ import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.resolver
 import dns.rrset
 import dns.update
 import pytest
@@ -114,7 +116,7 @@ class FakeDns:
             key = (rrset.name.to_text(), "TXT")
             values = self.records.setdefault(key, [])
             for rdata in rrset:
-                value = b"".join(rdata.strings).decode()  # type: ignore[attr-defined]
+                value = b"".join(rdata.strings).decode()
                 if rrset.rdclass == dns.rdataclass.IN and value not in values:
                     values.append(value)
                 elif rrset.deleting == dns.rdataclass.NONE and value in values:
@@ -125,8 +127,8 @@ class FakeDns:
         return sorted(self.records.get((name if name.endswith(".") else name + ".", "TXT"), []))
 
 
-@pytest.fixture
-def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDns]:
+def install_fake(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    """Route the solvers' queries and updates to a new FakeDns; no resolver, no sockets."""
     fake = FakeDns()
     monkeypatch.setattr(dns_common, "query", fake.query)
     monkeypatch.setattr(dns.asyncquery, "tcp", fake.tcp)
@@ -134,8 +136,13 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDns]:
     def no_resolver(*args: object, **kwargs: object) -> None:
         raise AssertionError("the system resolver must not be used here")
 
-    monkeypatch.setattr(dns_common.dns.asyncresolver, "Resolver", no_resolver)
-    yield fake
+    monkeypatch.setattr(dns.asyncresolver, "Resolver", no_resolver)
+    return fake
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    return install_fake(monkeypatch)
 
 
 # -- names and servers --------------------------------------------------------------------
@@ -174,7 +181,8 @@ def test_parse_server(text: str, expected: Server) -> None:
 
 
 @pytest.mark.parametrize("text", ["ns1.example.com", "ns1.example.com:53", "192.0.2.1:0",
-                                  "192.0.2.1:65536", "192.0.2.1:dns", "[::1]x", "", "1.2.3.4:\u00b2"])
+                                  "192.0.2.1:65536", "192.0.2.1:dns", "[::1]x", "",
+                                  "1.2.3.4:\u00b2"])
 def test_parse_server_refuses(text: str) -> None:
     with pytest.raises(ConfigError, match="DNS server"):
         parse_server(text)
@@ -197,7 +205,7 @@ def test_follow_cname(fake_dns: FakeDns) -> None:
 
 
 def test_cname_loop_is_refused(fake_dns: FakeDns) -> None:
-    with pytest.raises(ChallengeError, match="CNAME loop: _acme-challenge.loop.example.org -> "
+    with pytest.raises(ChallengeError, match=r"CNAME loop: _acme-challenge.loop.example.org -> "
                        "_acme-challenge.loop2.example.org -> _acme-challenge.loop.example.org"):
         asyncio.run(follow_cname(record_name("loop.example.org"), PRIMARY, 1))
 
@@ -227,7 +235,7 @@ def test_find_zone_outside_the_servers_zones(fake_dns: FakeDns) -> None:
 
 def test_find_zone_server_silent(fake_dns: FakeDns) -> None:
     fake_dns.silent.add(PRIMARY)
-    with pytest.raises(ChallengeError, match="no answer from 192.0.2.53:53: timed out"):
+    with pytest.raises(ChallengeError, match=r"no answer from 192\.0\.2\.53:53: timed out"):
         asyncio.run(find_zone(to_name("_acme-challenge.example.com"), PRIMARY, 1))
 
 
@@ -238,7 +246,8 @@ def test_zone_servers_every_address_at_the_given_port(fake_dns: FakeDns) -> None
 
 def test_zone_servers_none(fake_dns: FakeDns) -> None:
     del fake_dns.records[("example.org.", "NS")]
-    with pytest.raises(ChallengeError, match="zone example.org: no NS records at 192.0.2.53:53"):
+    with pytest.raises(ChallengeError,
+                       match=r"zone example\.org: no NS records at 192\.0\.2\.53:53"):
         asyncio.run(zone_servers(to_name("example.org"), PRIMARY, 53, 1))
 
 
@@ -301,3 +310,51 @@ def test_wait_times_out_on_a_silent_server(fake_dns: FakeDns) -> None:
                        r"no answer \(timed out\)"):
         asyncio.run(wait_for_txt([_check({"a"}, (PRIMARY, dead))], timeout=4, interval=1,
                                  query_timeout=1, sleep=clock.sleep, clock=clock))
+
+
+class FakeResolver:
+    """Stands in for dns.asyncresolver.Resolver: one CNAME outside the server's zones."""
+
+    answers: ClassVar[dict[tuple[str, str], list[str]]] = {
+        ("_acme-challenge.shop.example.test.", "CNAME"): ["x.delegate.example.net."],
+    }
+    asked: ClassVar[list[tuple[str, str]]] = []
+
+    def __init__(self) -> None:
+        self.lifetime = 0.0
+
+    async def resolve(self, name: dns.name.Name, rdtype: str,
+                      raise_on_no_answer: bool = True) -> object:
+        self.asked.append((name.to_text(), rdtype))
+        if name.to_text().endswith(".broken.test."):
+            raise dns.resolver.NoNameservers
+        values = self.answers.get((name.to_text(), rdtype))
+        if values is None:
+            raise dns.resolver.NXDOMAIN
+
+        class Answer:
+            rrset = dns.rrset.from_text_list(name, 60, "IN", rdtype, values)
+
+        return Answer()
+
+
+def test_cname_outside_the_servers_zones_comes_from_the_resolver(
+        fake_dns: FakeDns, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Delegated validation where the customer's zone is hosted elsewhere: the server
+    refuses the CNAME owner's name, so the system's resolver is asked for it."""
+    monkeypatch.setattr(dns.asyncresolver, "Resolver", FakeResolver)
+    FakeResolver.asked.clear()
+    start = record_name("shop.example.test")
+    assert asyncio.run(follow_cname(start, PRIMARY, 1)) == to_name("x.delegate.example.net")
+    # The target is in the server's zone: asked there, not at the resolver.
+    assert FakeResolver.asked == [("_acme-challenge.shop.example.test.", "CNAME")]
+    assert asyncio.run(follow_cname(record_name("none.example.test"), PRIMARY, 1)) == \
+        record_name("none.example.test")
+
+
+def test_resolver_failure_is_a_challenge_error(fake_dns: FakeDns,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dns.asyncresolver, "Resolver", FakeResolver)
+    with pytest.raises(ChallengeError, match=r"^_acme-challenge\.x\.broken\.test CNAME: "
+                       r"192\.0\.2\.53:53 is not authoritative and the resolver failed: "):
+        asyncio.run(follow_cname(record_name("x.broken.test"), PRIMARY, 1))

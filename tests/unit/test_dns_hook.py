@@ -17,7 +17,12 @@ from certfleet.errors import ChallengeError, ConfigError
 from certfleet.protocol.challenges import dns01_txt_value
 from certfleet.solvers.dns_hook import MAX_OUTPUT, HookSolver, hook_argv
 
-from .test_dns_common import FakeDns, fake_dns  # noqa: F401 - fixture
+from .test_dns_common import FakeDns, install_fake
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    return install_fake(monkeypatch)
 
 RECORDER = """
 import json, os, sys
@@ -50,7 +55,8 @@ def test_hook_argv() -> None:
 
 
 def test_present_and_cleanup_run_the_hook_without_a_shell(
-        recorder: tuple[list[str], Path], tmp_path: Path) -> None:
+        recorder: tuple[list[str], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     command, log = recorder
     # Shell syntax in the command and a glob in the name reach the hook as plain text.
     hostile = ["$(touch pwned)", "; touch pwned2", "`id`"]
@@ -63,12 +69,8 @@ def test_present_and_cleanup_run_the_hook_without_a_shell(
         await solver.cleanup("*.example.com", "t1", "t1.thumb")
         await solver.cleanup("example.com", "t2", "t2.thumb")
 
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        asyncio.run(scenario())
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(tmp_path)  # where a shell would have created the files
+    asyncio.run(scenario())
     record = "_acme-challenge.example.com"
     v1, v2 = dns01_txt_value("t1.thumb"), dns01_txt_value("t2.thumb")
     assert calls(log) == [
@@ -146,7 +148,7 @@ def test_timeout_kills_the_hook_and_its_children(tmp_path: Path) -> None:
 
 def test_missing_program() -> None:
     solver = HookSolver(["/nonexistent/dns-hook"])
-    with pytest.raises(ChallengeError, match="^example.com: DNS hook /nonexistent/dns-hook "
+    with pytest.raises(ChallengeError, match=r"^example.com: DNS hook /nonexistent/dns-hook "
                        "present: cannot run it: No such file or directory$"):
         asyncio.run(solver.present("example.com", "t", "t.x"))
 

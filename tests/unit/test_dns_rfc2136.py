@@ -20,7 +20,12 @@ from certfleet.errors import ChallengeError, ConfigError
 from certfleet.protocol.challenges import dns01_txt_value
 from certfleet.solvers.dns_rfc2136 import RFC2136Solver, make_key
 
-from .test_dns_common import PRIMARY, FakeDns, fake_dns  # noqa: F401 - fixture
+from .test_dns_common import PRIMARY, FakeDns, install_fake
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    return install_fake(monkeypatch)
 
 SECRET = base64.b64encode(b"not-so-secret-test-key-32-bytes!").decode()
 SECRET_FORMS = (SECRET, SECRET.rstrip("="), base64.b64decode(SECRET).decode(),
@@ -45,10 +50,21 @@ def solver(**kwargs: object) -> RFC2136Solver:
     return RFC2136Solver(PRIMARY, "acme-key", SECRET, **options)  # type: ignore[arg-type]
 
 
-def run_one(s: RFC2136Solver, name: str, token: str = "tok") -> str:
+def run_one(s: RFC2136Solver, name: str, token: str = "tok", *, ready: bool = False) -> str:
+    """present (and ready, in the same task, as one order does); the TXT value."""
     key_auth = f"{token}.thumb"
-    asyncio.run(s.present(name, token, key_auth))
+
+    async def go() -> None:
+        await s.present(name, token, key_auth)
+        if ready:
+            await s.ready()
+
+    asyncio.run(go())
     return dns01_txt_value(key_auth)
+
+
+def value_of(token: str = "tok") -> str:
+    return dns01_txt_value(f"{token}.thumb")
 
 
 def test_wildcard_and_base_name_add_two_values(fake_dns: FakeDns) -> None:
@@ -88,7 +104,6 @@ def test_others_values_survive_cleanup(fake_dns: FakeDns) -> None:
 
 
 def test_updates_are_signed_with_the_key(fake_dns: FakeDns) -> None:
-    s = solver(key_algorithm="hmac-sha512")
     s = RFC2136Solver(PRIMARY, "acme-key", SECRET, "HMAC-SHA512")
     run_one(s, "example.com")
     (update,) = fake_dns.updates
@@ -102,49 +117,77 @@ def test_updates_are_signed_with_the_key(fake_dns: FakeDns) -> None:
 
 def test_cname_is_followed_to_the_delegated_zone(fake_dns: FakeDns) -> None:
     s = solver()
-    value = run_one(s, "www.example.org")
+    value = run_one(s, "www.example.org", ready=True)
     (update,) = fake_dns.updates
     assert update.zone[0].name == dns.name.from_text("delegate.example.net")
     assert fake_dns.txt("x.delegate.example.net") == [value]
     assert fake_dns.txt("_acme-challenge.www.example.org") == []
-    asyncio.run(s.ready())
     # The check asked the delegated zone's own nameserver for the CNAME target.
     assert ("x.delegate.example.net.", "TXT", ("192.0.2.4", 53)) in fake_dns.queries
 
 
 def test_ready_asks_every_ns_address_at_ns_port(fake_dns: FakeDns) -> None:
     s = solver(ns_port=5353)
-    run_one(s, "example.com")
-    asyncio.run(s.ready())
+    run_one(s, "example.com", ready=True)
     asked = {q[2] for q in fake_dns.queries if q[1] == "TXT"}
     assert asked == {("192.0.2.1", 5353), ("192.0.2.2", 5353), ("2001:db8::2", 5353)}
 
 
 def test_ready_nameservers_override(fake_dns: FakeDns) -> None:
     s = solver(nameservers=[("127.0.0.1", 8053)])
-    run_one(s, "example.com")
-    asyncio.run(s.ready())
+    run_one(s, "example.com", ready=True)
     assert not [q for q in fake_dns.queries if q[1] == "NS"]
     assert {q[2] for q in fake_dns.queries if q[1] == "TXT"} == {("127.0.0.1", 8053)}
 
 
 def test_ready_timeout_names_record_server_and_missing_value(fake_dns: FakeDns) -> None:
     s = solver(propagation_timeout=4)
-    value = run_one(s, "*.example.com")
+    value = value_of()
     fake_dns.hidden[("192.0.2.2", 53)] = {value}
     with pytest.raises(ChallengeError) as info:
-        asyncio.run(s.ready())
+        run_one(s, "*.example.com", ready=True)
     assert str(info.value) == (f"*.example.com: TXT _acme-challenge.example.com did not appear "
                                f'at 192.0.2.2:53 within 4 s: missing 1 of 1 values ("{value}")')
 
 
 def test_ready_twice_checks_only_new_records(fake_dns: FakeDns) -> None:
     s = solver()
-    run_one(s, "example.com")
-    asyncio.run(s.ready())
-    fake_dns.queries.clear()
-    asyncio.run(s.ready())
+
+    async def go() -> None:
+        await s.present("example.com", "tok", "tok.thumb")
+        await s.ready()
+        fake_dns.queries.clear()
+        await s.ready()
+
+    asyncio.run(go())
     assert fake_dns.queries == []
+
+
+def test_concurrent_orders_each_wait_for_their_own(fake_dns: FakeDns) -> None:
+    """One solver, two orders in two tasks: each ready() checks its own records only."""
+    s = solver(propagation_timeout=4)
+    fake_dns.hidden[("192.0.2.1", 53)] = {value_of("slow")}
+    order_b_presented = asyncio.Event()
+
+    async def order(name: str, token: str) -> None:
+        await s.present(name, token, f"{token}.thumb")
+        if token == "slow":
+            await order_b_presented.wait()  # B's record exists before A's ready() runs
+        else:
+            order_b_presented.set()
+        await s.ready()
+
+    async def both() -> list[BaseException | None]:
+        return await asyncio.gather(order("a.example.com", "slow"),
+                                    order("b.example.com", "fast"), return_exceptions=True)
+
+    result_a, result_b = asyncio.run(both())
+    # A's ready() checked A's record (B's did not take it away) and failed on it alone;
+    # B's ready() did not wait for A's record, or it would have failed too.
+    assert isinstance(result_a, ChallengeError)
+    assert str(result_a).startswith("a.example.com: TXT _acme-challenge.a.example.com did not "
+                                    "appear at 192.0.2.1:53")
+    assert result_b is None
 
 
 def test_cleanup_without_present_does_nothing(fake_dns: FakeDns) -> None:
@@ -155,12 +198,17 @@ def test_cleanup_without_present_does_nothing(fake_dns: FakeDns) -> None:
 def test_failed_present_leaves_nothing_to_clean(fake_dns: FakeDns) -> None:
     fake_dns.update_rcode = dns.rcode.REFUSED
     s = solver()
-    with pytest.raises(ChallengeError):
-        run_one(s, "example.com")
-    fake_dns.update_rcode = dns.rcode.NOERROR
-    asyncio.run(s.cleanup("example.com", "tok", "tok.thumb"))
-    asyncio.run(s.ready())
+
+    async def go() -> None:
+        with pytest.raises(ChallengeError):
+            await s.present("example.com", "tok", "tok.thumb")
+        fake_dns.update_rcode = dns.rcode.NOERROR
+        await s.ready()
+        await s.cleanup("example.com", "tok", "tok.thumb")
+
+    asyncio.run(go())
     assert len(fake_dns.updates) == 1
+    assert not [q for q in fake_dns.queries if q[1] == "TXT"]
 
 
 REFUSED = "example.com: DNS update refused by 192.0.2.53:53 for zone example.com: "
@@ -228,10 +276,9 @@ def test_secret_never_in_repr_messages_or_logs(fake_dns: FakeDns,
     s = solver(propagation_timeout=2)
     texts.append(repr(s))
     texts.append(str(s))
-    value = run_one(s, "example.com")
-    fake_dns.hidden[("192.0.2.1", 53)] = {value}
+    fake_dns.hidden[("192.0.2.1", 53)] = {value_of()}
     with pytest.raises(ChallengeError) as info:
-        asyncio.run(s.ready())
+        run_one(s, "example.com", ready=True)
     texts.append(str(info.value))
     asyncio.run(s.cleanup("example.com", "tok", "tok.thumb"))
     for error in (dns.tsig.PeerBadKey(), dns.tsig.PeerBadSignature(), OSError("boom")):

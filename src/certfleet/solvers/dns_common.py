@@ -133,9 +133,9 @@ async def lookup(name: dns.name.Name, rdtype: str, server: Server,
     except (OSError, dns.exception.DNSException) as exc:
         raise ChallengeError(f"{show(name)} {rdtype}: no answer from {server_text(server)}: "
                              f"{describe(exc)}") from None
-    resolver = dns.asyncresolver.Resolver()
-    resolver.lifetime = timeout
     try:
+        resolver = dns.asyncresolver.Resolver()  # reads /etc/resolv.conf
+        resolver.lifetime = timeout
         answer = await resolver.resolve(name, rdtype, raise_on_no_answer=False)
     except dns.resolver.NXDOMAIN:
         return []
