@@ -18,10 +18,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import plan as planning
-from .errors import CertfleetError, ChallengeError, ConfigError, StoreError, is_ca_fault
+from .errors import (
+    AcmeProblem,
+    CertfleetError,
+    ChallengeError,
+    ConfigError,
+    StoreError,
+    is_ca_fault,
+)
 from .names import storage_name
 from .plan import CertPlan
-from .protocol import ari
+from .protocol import ari, backoff
 from .spec import PEM_NAMES, CertSpec, HostSettings, JobConfig
 from .store import Store, StoredCert, VersionMeta
 
@@ -50,6 +57,9 @@ class Outcome:
     renew_at: datetime | None = None
     deployed: list[DeployResult] = field(default_factory=list)
     targets: int = 0
+    attempted: bool = False          # the CA was (or would have been) asked this run
+    waiting: bool = False            # left alone: an earlier failure's backoff runs
+    retry_after: float | None = None  # the CA's Retry-After on the failure, if any
 
     @property
     def failed(self) -> bool:
@@ -224,6 +234,7 @@ async def _issue_one(sessions: Sessions, store: Store, job: JobConfig, plan: Cer
         if solver is None:
             raise ConfigError(f"{spec.source}: challenge {spec.challenge} is not configured")
         log.info("%s: issuing (%s)", spec.name, fresh.due)
+        outcome.attempted = True
         outcome.stored = await _issue_at_cas(sessions, store, job, spec, solver, current)
         outcome.result = "renewed" if current is not None else "issued"
 
@@ -314,6 +325,9 @@ async def issue_due(sessions: Sessions, store: Store, job: JobConfig,
                                  outcomes[plan.name])
             except CertfleetError as exc:
                 outcomes[plan.name].error = str(exc)
+                cause = exc if isinstance(exc, AcmeProblem) else exc.__cause__
+                if isinstance(cause, AcmeProblem):
+                    outcomes[plan.name].retry_after = cause.retry_after
 
     await asyncio.gather(*(one(p) for p in due if outcomes[p.name].error is None))
     log.info("%d requests to the CA", sessions.requests)
@@ -336,8 +350,8 @@ def deploy_jobs(store: Store, job: JobConfig, plans: Sequence[CertPlan],
     jobs = []
     for plan in plans:
         outcome = outcomes[plan.name]
-        if not plan.spec.targets or outcome.error is not None:
-            continue
+        if not plan.spec.targets:
+            continue  # a failed renewal still lets a target that lacks it get the current one
         stored = outcome.stored or store.current(plan.name)
         if stored is None:
             continue
@@ -368,13 +382,21 @@ def record_deploys(store: Store, results: Sequence[DeployResult],
 
 
 def record_results(store: Store, outcomes: dict[str, Outcome]) -> None:
-    now = datetime.now(UTC).isoformat()
+    """The last result of each certificate that did something, and its backoff: a failed
+    attempt makes the next one wait; a success clears the wait."""
+    now = datetime.now(UTC)
     for outcome in outcomes.values():
-        if outcome.result == "not due" and outcome.error is None:
+        if outcome.waiting or (outcome.error is None and outcome.result == "not due"):
             continue
         state = store.read_state(outcome.name)
-        state["last"] = {"at": now, "result": "failed" if outcome.error else outcome.result,
+        state["last"] = {"at": now.isoformat(),
+                         "result": "failed" if outcome.error else outcome.result,
                          "error": outcome.error}
+        if outcome.error is not None and outcome.attempted:
+            state["backoff"] = backoff.after_failure(state.get("backoff"), now, outcome.error,
+                                                     outcome.retry_after)
+        else:
+            state.pop("backoff", None)
         store.write_state(outcome.name, state)
 
 
@@ -390,7 +412,8 @@ async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
         sessions = Sessions(job, store, stack)
         known = None if deploy_only else await refresh_windows(sessions, store, specs)
         plans = make_plans(store, specs, job, force=force and not deploy_only, known=known)
-        outcomes = {p.name: Outcome(p.name, renew_at=p.renew_at, targets=len(p.spec.targets))
+        outcomes = {p.name: Outcome(p.name, renew_at=p.renew_at, targets=len(p.spec.targets),
+                                    error=p.backoff, waiting=p.backoff is not None)
                     for p in plans}
         if not deploy_only and any(p.due for p in plans):
             await issue_due(sessions, store, job, plans, outcomes, force)

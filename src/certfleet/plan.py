@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from .protocol import ari
+from .protocol import ari, backoff
 from .protocol.renewal import due_reason, renewal_time
 from .spec import CertSpec, Target
 from .store import VersionMeta
@@ -26,6 +26,7 @@ class CertPlan:
     stale_targets: tuple[Target, ...]  # targets that do not have the current version
     renew_source: str = "lifetime"   # "ARI" when the CA's renewal window set renew_at
     serial: int | None = None        # the active version's serial when planned
+    backoff: str | None = None       # "next attempt after ...: last error", when waiting
 
     @property
     def name(self) -> str:
@@ -55,6 +56,12 @@ def plan_cert(
     force: bool = False, fraction: float = 1 / 3,
 ) -> CertPlan:
     """Decide for one certificate from its spec, its active version and its state record."""
+    waiting = None if force else backoff.waiting_until(state.get("backoff"), now)
+    if waiting is not None:
+        last = state.get("backoff", {}).get("error", "")
+        note = f"next attempt after {waiting:%Y-%m-%d %H:%M} UTC; last failure: {last}"
+        return CertPlan(spec, None, waiting, stale_targets(spec, meta, state),
+                        serial=meta.serial if meta else None, backoff=note)
     if meta is None:
         return CertPlan(spec, "forced" if force else "new", None, (), serial=None)
     not_before, not_after = meta.not_before_dt, meta.not_after_dt
