@@ -144,7 +144,8 @@ class Rollover:
             fd = os.open(staged, flags, 0o600)
         except FileExistsError:
             raise StoreError(f"{staged}: a key rollover is already in progress or was "
-                             "interrupted; run `certfleet account show` to resolve it") from None
+                             "interrupted; `certfleet account register` resolves an "
+                             "interrupted one") from None
         except OSError as exc:
             raise StoreError(f"{staged}: cannot create: {exc.strerror or exc}") from exc
         try:

@@ -20,11 +20,12 @@ from typing import Any
 from . import account as account_file
 from .acme_client import AcmeClient
 from .errors import ConfigError, ProtocolError, TransportError, safe_text
-from .issue import Eab, Session, Sleep, find_or_register
 from .keytypes import KeyType
 from .protocol import jws
 from .protocol.b64 import b64url_decode
 from .protocol.messages import AccountResource, AccountStatus, MalformedMessage
+from .registration import Eab, find_or_register
+from .session import Session, Sleep
 from .store import Store
 
 log = logging.getLogger(__name__)

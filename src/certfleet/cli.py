@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("revoke", parents=[common], help="revoke the current certificate")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
+    p.add_argument("--with-cert-key", action="store_true",
+                   help="sign with the certificate's own private key (RFC 8555 §7.6): "
+                        "needs no account, e.g. after it was lost or deactivated")
 
     cli_fleet.add_arguments(sub, common)
     cli_challenge.add_arguments(sub, common)
@@ -115,6 +118,7 @@ def _solver(args: argparse.Namespace) -> Solver:
 
 
 async def _issue(args: argparse.Namespace, store: Store) -> int:
+    from .account_ops import eab_settings
     from .issue import issue, issue_csr, open_account
     from .keytypes import KeyType
     from .protocol.ari import cert_id
@@ -156,7 +160,8 @@ async def _issue(args: argparse.Namespace, store: Store) -> int:
     log.info("%s: issuing (%s)", names[0], reason)
     with store.lock(names[0]):
         async with _client(args) as client, solver:
-            session = await open_account(client, store, account_type, args.contact)
+            session = await open_account(client, store, account_type, args.contact,
+                                         eab=eab_settings())
             if csr is not None:
                 stored = await issue_csr(session, store, csr[0], names, csr[2], solver,
                                          profile=args.profile,
@@ -184,9 +189,14 @@ async def _revoke(args: argparse.Namespace, store: Store) -> int:
     if stored is None:
         raise ConfigError(f"{name}: no certificate stored")
     with store.lock(name):
+        cert_pem = store.read_file(stored, "cert.pem")
         async with _client(args) as client:
-            session = await open_account(client, store, KeyType.EC256, [])
-            await revoke(session, store.read_file(stored, "cert.pem"), args.reason)
+            if args.with_cert_key:  # --csr versions have no privkey.pem: read_file says so
+                await revoke(client, cert_pem, args.reason,
+                             cert_key_pem=store.read_file(stored, "privkey.pem"))
+            else:
+                session = await open_account(client, store, KeyType.EC256, [])
+                await revoke(session, cert_pem, args.reason)
         state = store.read_state(name)
         state["revoked_serial"] = f"{stored.meta.serial:x}"
         state["revoked_at"] = datetime.now(UTC).isoformat()

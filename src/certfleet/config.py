@@ -40,6 +40,7 @@ from .domains_file import (
 from .errors import ConfigError, safe_text
 from .keytypes import KeyType
 from .names import normalize_identifier
+from .protocol.b64 import b64url_decode
 from .spec import (
     HTTP_MODES,
     CertSpec,
@@ -299,6 +300,20 @@ def _argv(value: list[Any]) -> list[str]:
     return [str(v) for v in value]
 
 
+def _eab_hmac_key(value: str) -> str:
+    try:
+        b64url_decode(value.strip().rstrip("="))
+    except ValueError:
+        raise ConfigError("eab_hmac_key is not base64url; the value is not shown") from None
+    return value
+
+
+def _eab_alg(value: str) -> str:
+    if value.upper() not in ("HS256", "HS384", "HS512"):
+        raise ConfigError(f"eab_alg {safe_text(value)!r}: use HS256, HS384 or HS512")
+    return value.upper()
+
+
 def _fallback(value: list[Any]) -> tuple[str, ...]:
     if not all(isinstance(v, str) for v in value):
         raise ValueError("fallback must list directory URLs or preset names")
@@ -459,6 +474,23 @@ def _load_toml(path: Path, problems: Problems) -> tuple[dict[str, Any], _TomlLin
     return {}, _TomlLines()
 
 
+def _ca_section(ca: _Table, put: Callable[..., None], job: dict[str, Any],
+                problems: Problems) -> None:
+    """``[ca]``: the directory, its trust, the account and its external binding."""
+    put(ca, "directory", ca.check("directory", str, "a string", _directory))
+    put(ca, "ca_bundle", ca.path_of("ca_bundle"))
+    put(ca, "allow_http", ca.get("allow_http", bool, "true or false"))
+    put(ca, "contact", ca.check("contact", (list, str), "a list of addresses", _contact))
+    put(ca, "account_key_type", ca.check("account_key_type", str, "a string", KeyType.parse))
+    put(ca, "fallback", ca.check("fallback", list, "a list of directory URLs or presets",
+                                 _fallback))
+    put(ca, "eab_kid", ca.get("eab_kid", str, "a string"))
+    put(ca, "eab_hmac_key", ca.check("eab_hmac_key", str, "a string", _eab_hmac_key))
+    put(ca, "eab_alg", ca.check("eab_alg", str, "a string", _eab_alg))
+    if ("eab_kid" in job) != ("eab_hmac_key" in job):
+        problems.add(ca.where(), "[ca] eab_kid and eab_hmac_key go together")
+
+
 def load_job(config_path: Path | None, *, domains_path: Path | None = None,
              overrides: Mapping[str, Any] | None = None) -> JobConfig:
     """The whole job from ``certfleet.toml``, the domains file and command-line values.
@@ -485,13 +517,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
                                       _int_range("concurrency", 1, 64)))
     put(top, "renew_fraction", top.check("renew_fraction", (int, float), "a number", _fraction))
     ca = top.table("ca")
-    put(ca, "directory", ca.check("directory", str, "a string", _directory))
-    put(ca, "ca_bundle", ca.path_of("ca_bundle"))
-    put(ca, "allow_http", ca.get("allow_http", bool, "true or false"))
-    put(ca, "contact", ca.check("contact", (list, str), "a list of addresses", _contact))
-    put(ca, "account_key_type", ca.check("account_key_type", str, "a string", KeyType.parse))
-    put(ca, "fallback", ca.check("fallback", list, "a list of directory URLs or presets",
-                                 _fallback))
+    _ca_section(ca, put, job, problems)
     how = top.table("challenge")
     put(how, "webroot", how.path_of("webroot"))
     put(how, "http_listen", how.check("http_listen", str, "a string", _listen))

@@ -288,13 +288,16 @@ class Sessions:
 
     async def session(self, url: str) -> Session:
         """The account at ``url``, looked up or registered once even when many wait."""
+        from .account_ops import eab_settings
         from .issue import open_account
 
         async with self._locks.setdefault(url, asyncio.Lock()):
             if url not in self._sessions:
+                # External account binding belongs to the primary CA's account.
+                eab = eab_settings(self.job) if url == self.job.directory else None
                 self._sessions[url] = await open_account(
                     await self.client(url), self.store, self.job.account_key_type,
-                    self.job.contact)
+                    self.job.contact, eab=eab)
         return self._sessions[url]
 
     @property

@@ -11,19 +11,15 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from . import keys, keytypes
-from .account import AccountKey, Rollover
-from .acme_client import PEM_CHAIN, AcmeClient, Response, Signer
+from .acme_client import PEM_CHAIN, Response
 from .certs import Bundle, split_pem_chain, verify_issued
 from .errors import (
     AcmeProblem,
@@ -34,245 +30,34 @@ from .errors import (
     safe_text,
 )
 from .keytypes import KeyType
-from .protocol import jws
 from .protocol.b64 import b64url
 from .protocol.challenges import key_authorization
 from .protocol.messages import (
-    AccountResource,
-    AccountStatus,
     Authorization,
     AuthorizationStatus,
-    Directory,
     Identifier,
-    MalformedMessage,
     Order,
     OrderStatus,
     token_is_safe,
 )
 from .protocol.timing import clamp, poll_intervals
+from .registration import Eab, find_or_register, open_account
+from .revocation import REVOCATION_REASONS, revoke
+from .session import Session, parse_response
 from .solvers import Solver
 from .store import Store, StoredCert, VersionMeta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Sleep = Callable[[float], Awaitable[None]]
 
 MAX_ALTERNATES = 10  # a hostile CA may link thousands; each costs a request
 
-REVOCATION_REASONS = {  # RFC 5280 §5.3.1 CRLReason values ACME CAs accept
-    "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
-    "cessationOfOperation": 5,
-}
 
 
-@dataclass
-class Session:
-    """An account at one CA: the client, the key holder and the account URL (``kid``)."""
-
-    client: AcmeClient
-    key: AccountKey
-    kid: str
-    sleep: Sleep = field(default=asyncio.sleep)
-    validation_timeout: float = 300.0
-
-    def signer(self) -> Signer:
-        key, kid = self.key, self.kid
-        return lambda url, nonce, payload: key.sign(url, nonce, payload, kid=kid)
-
-
-def _parse(parse: Callable[[Any], T], response: Response) -> T:
-    try:
-        return parse(response.json())
-    except MalformedMessage as exc:
-        raise ProtocolError(f"{safe_text(response.url)}: {exc}") from None
-
-
-# -- RFC 8555 §7.3: the account ---------------------------------------------------------------
-
-Eab = tuple[str, bytes, str]  # external account binding: (key identifier, MAC key, HS256/384/512)
-REGISTER_NEW_KEY = "certfleet account register --new-key"
-
-
-async def open_account(
-    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
-    sleep: Sleep = asyncio.sleep, *, eab: Eab | None = None,
-) -> Session:
-    """Load or create the account key and find or register its account at the CA.
-
-    ``eab`` binds a new account to an account the CA's operator gave out (§7.3.4); it is
-    needed only to register, and only if the CA asks for it.
-    """
-    session, _ = await find_or_register(client, store, key_type, contact, sleep, eab=eab)
-    return session
-
-
-async def find_or_register(
-    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
-    sleep: Sleep = asyncio.sleep, *, eab: Eab | None = None, register: bool = True,
-) -> tuple[Session, bool]:
-    """``open_account``, also saying whether the account was registered just now.
-
-    With ``register=False`` an account that does not exist yet is a ``ConfigError`` (for
-    commands that manage an existing account).
-    """
-    directory_url = client.directory_url
-    path = store.account_key_path(directory_url)
-    # The account is looked up at the CA once per process even when its URL is on disk: a
-    # CA that lost or deactivated it must be noticed before an order, not in the middle.
-    directory = await client.directory()
-    await _resume_rollover(client, directory.new_account, path)
-    key = AccountKey.load(path)
-    record = store.load_account(directory_url) or {}
-    if key is not None and record.get("thumbprint") == key.thumbprint \
-            and record.get("status") == AccountStatus.DEACTIVATED.value:
-        raise _deactivated(directory_url, record.get("url"), key)  # no request: fail fast
-    found: Response | None = None
-    if key is not None:  # §7.3.1: find an existing account for this key before creating one
-        try:
-            found = await _lookup(client, directory.new_account, key)
-        except _Deactivated:
-            _note_deactivated(store, directory_url, record, key)
-            raise _deactivated(directory_url, record.get("url"), key) from None
-    if found is None:
-        if not register:
-            where = f"the key {path}" if key is not None else f"a key (none at {path})"
-            raise ConfigError(f"{safe_text(directory_url)}: no account for {where}; register "
-                              "one with `certfleet account register`")
-        if directory.external_account_required and eab is None:
-            # Before a key is made or a request is sent that could only be refused.
-            raise ConfigError(
-                f"{safe_text(directory_url)}: this CA registers accounts only with an "
-                "external account binding (RFC 8555 §7.3.4): set [ca] eab_kid and "
-                "eab_hmac_key (or CERTFLEET_EAB_KID and CERTFLEET_EAB_HMAC_KEY) to the "
-                "values the CA gave you")
-        if key is None:
-            key, _ = AccountKey.load_or_create(path, key_type)
-            log.info("created %s account key %s", key_type.value, path)
-        found = await _new_account(client, directory, key, contact, eab)
-        registered = True
-    else:
-        registered = False
-    assert key is not None  # the account was found by its key, or the key was made above
-    if not found.location:
-        raise ProtocolError(f"{safe_text(directory.new_account)}: no account URL in answer")
-    account = _parse(AccountResource.from_json, found)
-    if account.status is AccountStatus.DEACTIVATED:
-        _note_deactivated(store, directory_url, record, key)
-        raise _deactivated(directory_url, found.location, key)
-    if account.status is not AccountStatus.VALID:
-        raise ProtocolError(f"{safe_text(found.location)}: account is {account.status.value}")
-    if account.contact:  # the CA's view; some CAs no longer show contacts at all
-        known_contact = [c.removeprefix("mailto:") for c in account.contact]
-    else:
-        known_contact = list(contact) if registered else record.get("contact", [])
-    fresh: dict[str, Any] = {
-        "url": found.location, "thumbprint": key.thumbprint, "directory": directory_url,
-        "contact": known_contact, "key_type": key.key_type.value,
-        "status": AccountStatus.VALID.value,
-    }
-    if registered and eab is not None:
-        fresh["eab_kid"] = eab[0]
-    if registered or any(record.get(k) != v for k, v in fresh.items()):
-        kept = {} if registered else record  # a new account starts a new record
-        store.save_account(directory_url, {**kept, **fresh})
-    return Session(client, key, found.location, sleep), registered
-
-
-def external_account_binding(eab: Eab, jwk: Mapping[str, Any], url: str) -> dict[str, Any]:
-    """§7.3.4: a JWS over the new account's JWK, MAC'd with the CA-issued key.
-
-    Its protected header has ``alg``, ``kid`` (the CA's key identifier) and ``url`` (the
-    newAccount URL, as in the outer JWS), and no ``nonce``.
-    """
-    kid, mac_key, alg = eab
-    header = {"alg": alg, "kid": kid, "url": url}
-    try:
-        return jws.mac_jws(alg, mac_key, header, jws.encode_payload(jwk))
-    except ValueError:
-        raise ConfigError(f"eab_alg {safe_text(alg)!r}: use HS256, HS384 or HS512") from None
-
-
-async def _new_account(
-    client: AcmeClient, directory: Directory, key: AccountKey, contact: Sequence[str],
-    eab: Eab | None,
-) -> Response:
-    """§7.3: register an account for ``key``, bound to ``eab`` if given (§7.3.4)."""
-    payload: dict[str, Any] = {"termsOfServiceAgreed": True}
-    if contact:
-        payload["contact"] = [c if c.startswith("mailto:") else f"mailto:{c}" for c in contact]
-    if directory.terms_of_service:
-        log.info("agreeing to the terms of service at %s", directory.terms_of_service)
-    if eab is not None:
-        log.info("binding the new account to external account %s", safe_text(eab[0]))
-        payload["externalAccountBinding"] = external_account_binding(
-            eab, key.jwk, directory.new_account)
-    try:
-        return await client.post(directory.new_account, payload, _jwk_signer(key))
-    except AcmeProblem as exc:
-        if exc.short_type == "externalAccountRequired" or (
-                eab is not None and exc.short_type in ("unauthorized", "badPublicKey")):
-            # The CA's words, but as what they are: a fault in our configuration.
-            raise ConfigError(f"{exc} (check [ca] eab_kid, eab_hmac_key and eab_alg, or "
-                              "CERTFLEET_EAB_KID, CERTFLEET_EAB_HMAC_KEY)") from None
-        raise
-
-
-class _Deactivated(Exception):
-    """The CA says the key's account is deactivated (§7.3.6)."""
-
-
-async def _lookup(client: AcmeClient, new_account: str, key: AccountKey) -> Response | None:
-    """§7.3.1: the account of ``key`` via ``onlyReturnExisting``; None if there is none."""
-    try:
-        return await client.post(new_account, {"onlyReturnExisting": True}, _jwk_signer(key))
-    except AcmeProblem as exc:
-        if exc.short_type == "accountDoesNotExist":
-            return None
-        if exc.short_type == "unauthorized" and "deactivated" in exc.detail.lower():
-            raise _Deactivated from None
-        raise
-
-
-def _jwk_signer(key: AccountKey) -> Signer:
-    """Sign with the key's ``jwk`` in the header (newAccount, revocation by key)."""
-    return key.sign
-
-
-def _deactivated(directory_url: str, url: Any, key: AccountKey) -> ConfigError:
-    which = safe_text(str(url)) if url else f"of key {key.thumbprint}"
-    return ConfigError(f"account {which} at {safe_text(directory_url)} is deactivated "
-                       f"(RFC 8555 §7.3.6); register a new one with `{REGISTER_NEW_KEY}`")
-
-
-def _note_deactivated(store: Store, directory_url: str, record: Mapping[str, Any],
-                      key: AccountKey) -> None:
-    """Remember that the CA deactivated the account, so later runs fail without asking."""
-    if record.get("thumbprint") == key.thumbprint and record.get("status") != "deactivated":
-        store.save_account(directory_url, {**record, "status": "deactivated"})
-
-
-async def _resume_rollover(client: AcmeClient, new_account: str, path: Path) -> None:
-    """Finish or undo a key rollover (§7.3.5) a crashed run left half done.
-
-    Its new key is on disk beside the old one; if the CA knows an account by it, the CA
-    took it and it becomes the account key; if not, the CA never did and it is dropped.
-    """
-    pending = Rollover.resume(path)
-    if pending is None:
-        return
-    with pending:
-        try:
-            taken = await _lookup(client, new_account, pending.key) is not None
-        except _Deactivated:
-            taken = True  # it was taken, and the account deactivated since
-        if not taken:
-            pending.abandon()
-            log.warning("%s: dropped the new key of an interrupted rollover: the CA never "
-                        "took it", path)
-        else:
-            kept = pending.commit()
-            log.warning("%s: finished an interrupted key rollover: the CA had taken the new "
-                        "key (the old one is kept as %s)", path, kept.name)
+__all__ = [  # the account and revocation steps live in their own modules; kept here too
+    "REVOCATION_REASONS", "Eab", "Session", "find_or_register", "issue", "issue_csr",
+    "obtain", "open_account", "resume", "revoke",
+]
 
 
 # -- polling (RFC 8555 §7.5.1, §7.4) -------------------------------------------------------
@@ -298,7 +83,7 @@ async def _poll(
                                      f"(CA asks to wait {delay:.0f}s more)")
             await session.sleep(delay)
         response = await session.client.post_as_get(url, session.signer())
-        obj = _parse(parse, response)
+        obj = parse_response(parse, response)
         if done(obj):
             return obj
 
@@ -314,7 +99,7 @@ async def _authorize(
     )
     pending: list[tuple[str, Authorization]] = []
     for url, response in zip(authz_urls, responses, strict=True):
-        authz = _parse(Authorization.from_json, response)
+        authz = parse_response(Authorization.from_json, response)
         if authz.status is AuthorizationStatus.VALID:
             log.info("%s: authorization already valid", authz.name)
         elif authz.status is AuthorizationStatus.PENDING:
@@ -396,7 +181,7 @@ async def _finalize(
         if order.status is not OrderStatus.READY:
             raise _order_failed(order, what) from None
         response = await session.client.post(order.finalize, payload, session.signer())
-    return _parse(Order.from_json, response), response
+    return parse_response(Order.from_json, response), response
 
 
 async def _new_order(
@@ -424,7 +209,8 @@ async def _new_order(
                                              session.signer())
         except AcmeProblem as exc:
             refused = exc.short_type == "alreadyReplaced" or (
-                exc.short_type == "malformed" and "replace" in exc.detail.lower())
+                exc.short_type in ("malformed", "unauthorized")
+                and "replace" in exc.detail.lower())
             if not refused:
                 raise
             log.info("%s: the CA refused replaces=%s (%s); ordering without it", what,
@@ -445,18 +231,54 @@ async def obtain(
     solver: Solver, *, profile: str | None = None, replaces: str | None = None,
     preferred_chain: str | None = None,
     csr: tuple[bytes, keytypes.PublicKey] | None = None,
+    on_order: Callable[[str], None] | None = None,
 ) -> tuple[Bundle, str]:
-    """Order, authorize, finalize and download a certificate for ``names``; verify it."""
-    client = session.client
-    what = names[0]
-    deadline = time.monotonic() + session.validation_timeout
-    directory = await client.directory()
+    """Order, authorize, finalize and download a certificate for ``names``; verify it.
+
+    ``on_order`` learns the order URL as soon as the CA gives it, so that an interrupted
+    attempt can be resumed (``resume``) instead of ordering again.
+    """
+    directory = await session.client.directory()
     response = await _new_order(session, names, profile, replaces)
-    order = _parse(Order.from_json, response)
+    order = parse_response(Order.from_json, response)
     order_url = response.location
     if not order_url:
         raise ProtocolError(f"{safe_text(directory.new_order)}: no order URL in answer")
-    log.info("%s: order %s is %s", what, order_url, order.status.value)
+    log.info("%s: order %s is %s", names[0], order_url, order.status.value)
+    if on_order is not None:
+        on_order(order_url)
+    return await _complete(session, order, order_url, names, domain_key, solver,
+                           preferred_chain, csr)
+
+
+async def resume(
+    session: Session, order_url: str, names: Sequence[str], domain_key: keytypes.PrivateKey,
+    solver: Solver, preferred_chain: str | None = None,
+) -> tuple[Bundle, str] | None:
+    """Carry an earlier order for the same names to its certificate, or None if it cannot be
+    (gone, invalid, other names): e.g. a finalize whose answer was lost is downloaded now."""
+    try:
+        order = parse_response(Order.from_json,
+                       await session.client.post_as_get(order_url, session.signer()))
+    except CertfleetError as exc:
+        log.info("%s: earlier order %s not usable: %s", names[0], order_url, exc)
+        return None
+    if sorted(i.value for i in order.identifiers) != sorted(_identifier(n).value for n in names) \
+            or order.status is OrderStatus.INVALID:
+        return None
+    log.info("%s: resuming order %s (%s)", names[0], order_url, order.status.value)
+    return await _complete(session, order, order_url, names, domain_key, solver,
+                           preferred_chain, None)
+
+
+async def _complete(
+    session: Session, order: Order, order_url: str, names: Sequence[str],
+    domain_key: keytypes.PrivateKey | None, solver: Solver, preferred_chain: str | None,
+    csr: tuple[bytes, keytypes.PublicKey] | None,
+) -> tuple[Bundle, str]:
+    """From an order in any state to its verified certificate (§7.4, §7.5)."""
+    what = names[0]
+    deadline = time.monotonic() + session.validation_timeout
     if order.status is OrderStatus.PENDING:
         await _authorize(session, order.authorizations, solver, deadline)
         # Every authorization is valid, so the order is ready (§7.1.6): finalize at once
@@ -528,12 +350,43 @@ async def issue(
     store.preflight(name)
     key_pem = _domain_key_pem(store, name, key_type, reuse_key)
     domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
-    bundle, order_url = await obtain(session, names, domain_key, solver, profile=profile,
-                                     replaces=replaces, preferred_chain=preferred_chain)
+    bundle_url = await _resume_recorded(session, store, name, names, domain_key, solver,
+                                        preferred_chain)
+    if bundle_url is None:
+        def remember(url: str) -> None:
+            state = store.read_state(name)
+            state["order"] = {"url": url, "names": list(names)}
+            store.write_state(name, state)
+
+        bundle_url = await obtain(session, names, domain_key, solver, profile=profile,
+                                  replaces=replaces, preferred_chain=preferred_chain,
+                                  on_order=remember)
+    bundle, order_url = bundle_url
     meta = _meta(store, session, name, bundle, order_url, key_type.value)
     files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
              "fullchain.pem": bundle.fullchain_pem, "privkey.pem": key_pem}
-    return store.activate(name, files, meta)
+    stored = store.activate(name, files, meta)
+    state = store.read_state(name)
+    if state.pop("order", None) is not None:
+        store.write_state(name, state)
+    return stored
+
+
+async def _resume_recorded(
+    session: Session, store: Store, name: str, names: Sequence[str],
+    domain_key: keytypes.PrivateKey, solver: Solver, preferred_chain: str | None,
+) -> tuple[Bundle, str] | None:
+    """An order recorded by an interrupted attempt, for these names and this pending key."""
+    record = store.read_state(name).get("order")
+    if not isinstance(record, dict) or record.get("names") != list(names) \
+            or not isinstance(record.get("url"), str) or store.load_pending_key(name) is None:
+        return None
+    try:
+        return await resume(session, record["url"], names, domain_key, solver,
+                            preferred_chain)
+    except CertfleetError as exc:  # a fresh order is the way out
+        log.info("%s: could not resume %s: %s", name, record["url"], exc)
+        return None
 
 
 async def issue_csr(
@@ -581,38 +434,3 @@ def _domain_key_pem(store: Store, name: str, key_type: KeyType, reuse_key: bool)
     key_pem = keytypes.to_pem(keys.new_domain_key(key_type))
     store.save_pending_key(name, key_pem)
     return key_pem
-
-
-# -- RFC 8555 §7.6: revocation -----------------------------------------------------------------
-
-async def revoke(
-    session_or_client: Session | AcmeClient, cert_pem: bytes, reason: str = "unspecified",
-    cert_key_pem: bytes | None = None,
-) -> None:
-    """Revoke a certificate (§7.6).
-
-    Signed with the account key (``kid``) by default; with ``cert_key_pem``, with the
-    certificate's own private key and a ``jwk`` header instead, which needs no account
-    (a bare ``AcmeClient`` will do): the way to revoke a certificate whose account is lost.
-    """
-    if reason not in REVOCATION_REASONS:
-        raise ConfigError(f"unknown revocation reason {reason!r}; choose one of "
-                          + ", ".join(REVOCATION_REASONS))
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError as exc:
-        raise ConfigError(f"revoke: not a PEM certificate: {exc}") from None
-    session = session_or_client if isinstance(session_or_client, Session) else None
-    client = session.client if session is not None else cast(AcmeClient, session_or_client)
-    if cert_key_pem is not None:
-        signer = _jwk_signer(AccountKey.for_certificate(
-            cert_key_pem, cert.public_key(), f"serial {cert.serial_number:x}: key"))
-    elif session is not None:
-        signer = session.signer()
-    else:
-        raise ConfigError("revoke: without an account, the certificate's private key must "
-                          "sign the request")
-    directory = await client.directory()
-    payload = {"certificate": b64url(cert.public_bytes(serialization.Encoding.DER)),
-               "reason": REVOCATION_REASONS[reason]}
-    await client.post(directory.revoke_cert, payload, signer)

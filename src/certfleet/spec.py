@@ -186,6 +186,9 @@ class JobConfig:
     concurrency: int = 4
     renew_fraction: float = 1 / 3
     fallback: tuple[str, ...] = ()        # CAs tried, in order, when issuance fails at the CA
+    eab_kid: str | None = None            # external account binding (RFC 8555 §7.3.4)
+    eab_hmac_key: str | None = field(default=None, repr=False)  # secret: never printed
+    eab_alg: str = "HS256"
     hosts: Mapping[str, HostSettings] = field(default_factory=dict)
     ssh_config: tuple[Path, ...] = ()
     known_hosts: Path | None = None

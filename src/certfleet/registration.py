@@ -1,0 +1,214 @@
+"""The account at the CA (RFC 8555 §7.3): find it, register it (with external account
+binding, §7.3.4), notice deactivation, and finish a key rollover a crash interrupted.
+
+Wires ``acme_client``, ``account`` (the key holder) and ``store`` (account.json); touches
+nothing itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .account import AccountKey, Rollover
+from .acme_client import AcmeClient, Response, Signer
+from .errors import AcmeProblem, ConfigError, ProtocolError, safe_text
+from .keytypes import KeyType
+from .protocol import jws
+from .protocol.messages import AccountResource, AccountStatus, Directory
+from .session import Session, Sleep
+from .session import parse_response as _parse
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+Eab = tuple[str, bytes, str]  # external account binding: (key identifier, MAC key, HS256/384/512)
+REGISTER_NEW_KEY = "certfleet account register --new-key"
+
+
+async def open_account(
+    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
+    sleep: Sleep = asyncio.sleep, *, eab: Eab | None = None,
+) -> Session:
+    """Load or create the account key and find or register its account at the CA.
+
+    ``eab`` binds a new account to an account the CA's operator gave out (§7.3.4); it is
+    needed only to register, and only if the CA asks for it.
+    """
+    session, _ = await find_or_register(client, store, key_type, contact, sleep, eab=eab)
+    return session
+
+
+async def find_or_register(
+    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
+    sleep: Sleep = asyncio.sleep, *, eab: Eab | None = None, register: bool = True,
+) -> tuple[Session, bool]:
+    """``open_account``, also saying whether the account was registered just now.
+
+    With ``register=False`` an account that does not exist yet is a ``ConfigError`` (for
+    commands that manage an existing account).
+    """
+    directory_url = client.directory_url
+    path = store.account_key_path(directory_url)
+    # The account is looked up at the CA once per process even when its URL is on disk: a
+    # CA that lost or deactivated it must be noticed before an order, not in the middle.
+    directory = await client.directory()
+    await _resume_rollover(client, directory.new_account, path)
+    key = AccountKey.load(path)
+    record = store.load_account(directory_url) or {}
+    if key is not None and record.get("thumbprint") == key.thumbprint \
+            and record.get("status") == AccountStatus.DEACTIVATED.value:
+        raise _deactivated(directory_url, record.get("url"), key)  # no request: fail fast
+    found: Response | None = None
+    if key is not None:  # §7.3.1: find an existing account for this key before creating one
+        try:
+            found = await _lookup(client, directory.new_account, key)
+        except _Deactivated:
+            _note_deactivated(store, directory_url, record, key)
+            raise _deactivated(directory_url, record.get("url"), key) from None
+    if found is None:
+        if not register:
+            where = f"the key {path}" if key is not None else f"a key (none at {path})"
+            raise ConfigError(f"{safe_text(directory_url)}: no account for {where}; register "
+                              "one with `certfleet account register`")
+        if directory.external_account_required and eab is None:
+            # Before a key is made or a request is sent that could only be refused.
+            raise ConfigError(
+                f"{safe_text(directory_url)}: this CA registers accounts only with an "
+                "external account binding (RFC 8555 §7.3.4): set [ca] eab_kid and "
+                "eab_hmac_key (or CERTFLEET_EAB_KID and CERTFLEET_EAB_HMAC_KEY) to the "
+                "values the CA gave you")
+        if key is None:
+            key, _ = AccountKey.load_or_create(path, key_type)
+            log.info("created %s account key %s", key_type.value, path)
+        found = await _new_account(client, directory, key, contact, eab)
+        registered = True
+    else:
+        registered = False
+    assert key is not None  # the account was found by its key, or the key was made above
+    if not found.location:
+        raise ProtocolError(f"{safe_text(directory.new_account)}: no account URL in answer")
+    account = _parse(AccountResource.from_json, found)
+    if account.status is AccountStatus.DEACTIVATED:
+        _note_deactivated(store, directory_url, record, key)
+        raise _deactivated(directory_url, found.location, key)
+    if account.status is not AccountStatus.VALID:
+        raise ProtocolError(f"{safe_text(found.location)}: account is {account.status.value}")
+    if account.contact:  # the CA's view; some CAs no longer show contacts at all
+        known_contact = [c.removeprefix("mailto:") for c in account.contact]
+    else:
+        known_contact = list(contact) if registered else record.get("contact", [])
+    fresh: dict[str, Any] = {
+        "url": found.location, "thumbprint": key.thumbprint, "directory": directory_url,
+        "contact": known_contact, "key_type": key.key_type.value,
+        "status": AccountStatus.VALID.value,
+    }
+    if registered and eab is not None:
+        fresh["eab_kid"] = eab[0]
+    if registered or any(record.get(k) != v for k, v in fresh.items()):
+        kept = {} if registered else record  # a new account starts a new record
+        store.save_account(directory_url, {**kept, **fresh})
+    return Session(client, key, found.location, sleep), registered
+
+
+def external_account_binding(eab: Eab, jwk: Mapping[str, Any], url: str) -> dict[str, Any]:
+    """§7.3.4: a JWS over the new account's JWK, MAC'd with the CA-issued key.
+
+    Its protected header has ``alg``, ``kid`` (the CA's key identifier) and ``url`` (the
+    newAccount URL, as in the outer JWS), and no ``nonce``.
+    """
+    kid, mac_key, alg = eab
+    header = {"alg": alg, "kid": kid, "url": url}
+    try:
+        return jws.mac_jws(alg, mac_key, header, jws.encode_payload(jwk))
+    except ValueError:
+        raise ConfigError(f"eab_alg {safe_text(alg)!r}: use HS256, HS384 or HS512") from None
+
+
+async def _new_account(
+    client: AcmeClient, directory: Directory, key: AccountKey, contact: Sequence[str],
+    eab: Eab | None,
+) -> Response:
+    """§7.3: register an account for ``key``, bound to ``eab`` if given (§7.3.4)."""
+    payload: dict[str, Any] = {"termsOfServiceAgreed": True}
+    if contact:
+        payload["contact"] = [c if c.startswith("mailto:") else f"mailto:{c}" for c in contact]
+    if directory.terms_of_service:
+        log.info("agreeing to the terms of service at %s", directory.terms_of_service)
+    if eab is not None:
+        log.info("binding the new account to external account %s", safe_text(eab[0]))
+        payload["externalAccountBinding"] = external_account_binding(
+            eab, key.jwk, directory.new_account)
+    try:
+        return await client.post(directory.new_account, payload, _jwk_signer(key))
+    except AcmeProblem as exc:
+        if exc.short_type == "externalAccountRequired" or (
+                eab is not None and exc.short_type in ("unauthorized", "badPublicKey")):
+            # The CA's words, but as what they are: a fault in our configuration.
+            raise ConfigError(f"{exc} (check [ca] eab_kid, eab_hmac_key and eab_alg, or "
+                              "CERTFLEET_EAB_KID, CERTFLEET_EAB_HMAC_KEY)") from None
+        raise
+
+
+class _Deactivated(Exception):
+    """The CA says the key's account is deactivated (§7.3.6)."""
+
+
+async def _lookup(client: AcmeClient, new_account: str, key: AccountKey) -> Response | None:
+    """§7.3.1: the account of ``key`` via ``onlyReturnExisting``; None if there is none."""
+    try:
+        return await client.post(new_account, {"onlyReturnExisting": True}, _jwk_signer(key))
+    except AcmeProblem as exc:
+        if exc.short_type == "accountDoesNotExist":
+            return None
+        if exc.short_type == "unauthorized" and "deactivated" in exc.detail.lower():
+            raise _Deactivated from None
+        raise
+
+
+def _jwk_signer(key: AccountKey) -> Signer:
+    """Sign with the key's ``jwk`` in the header (newAccount, revocation by key)."""
+    return key.sign
+
+
+def _deactivated(directory_url: str, url: Any, key: AccountKey) -> ConfigError:
+    which = safe_text(str(url)) if url else f"of key {key.thumbprint}"
+    return ConfigError(f"account {which} at {safe_text(directory_url)} is deactivated "
+                       f"(RFC 8555 §7.3.6); register a new one with `{REGISTER_NEW_KEY}`")
+
+
+def _note_deactivated(store: Store, directory_url: str, record: Mapping[str, Any],
+                      key: AccountKey) -> None:
+    """Remember that the CA deactivated the account, so later runs fail without asking."""
+    if record.get("thumbprint") == key.thumbprint and record.get("status") != "deactivated":
+        store.save_account(directory_url, {**record, "status": "deactivated"})
+
+
+async def _resume_rollover(client: AcmeClient, new_account: str, path: Path) -> None:
+    """Finish or undo a key rollover (§7.3.5) a crashed run left half done.
+
+    Its new key is on disk beside the old one; if the CA knows an account by it, the CA
+    took it and it becomes the account key; if not, the CA never did and it is dropped.
+    """
+    pending = Rollover.resume(path)
+    if pending is None:
+        return
+    with pending:
+        try:
+            taken = await _lookup(client, new_account, pending.key) is not None
+        except _Deactivated:
+            taken = True  # it was taken, and the account deactivated since
+        if not taken:
+            pending.abandon()
+            log.warning("%s: dropped the new key of an interrupted rollover: the CA never "
+                        "took it", path)
+        else:
+            kept = pending.commit()
+            log.warning("%s: finished an interrupted key rollover: the CA had taken the new "
+                        "key (the old one is kept as %s)", path, kept.name)
+
+
