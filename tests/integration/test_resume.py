@@ -1,0 +1,66 @@
+"""A finalize whose answer is lost: the next attempt resumes the recorded order and
+downloads the certificate, instead of ordering again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from certfleet.acme_client import AcmeClient
+from certfleet.errors import TransportError
+from certfleet.issue import issue, open_account
+from certfleet.keytypes import KeyType
+from certfleet.solvers.http_server import HttpServerSolver
+from certfleet.store import Store
+
+from .fleet_helpers import orders_seen
+
+pytestmark = pytest.mark.integration
+NAME = "resume.example.com"
+
+
+class LosingClient(AcmeClient):
+    """Sends the finalize request, then loses its answer."""
+
+    async def post(self, url: str, payload: Any, signer: Any,
+                   accept: str | None = None) -> Any:
+        response = await super().post(url, payload, signer, accept)
+        if "/finalize-order/" in url:
+            raise TransportError(f"{url}: connection reset (the answer was lost)")
+        return response
+
+
+async def _attempt(lab: Any, store: Store, client_class: type[AcmeClient]) -> Any:
+    async with client_class(lab.directory_url, ca_bundle=lab.ca_bundle) as client, \
+            HttpServerSolver("127.0.0.1", lab.http_port) as solver:
+        session = await open_account(client, store, KeyType.EC256, [])
+        return await issue(session, store, [NAME], KeyType.EC256, solver)
+
+
+def test_lost_finalize_answer_is_resumed(pebble_lab_factory: Any, tmp_path: Path) -> None:
+    lab = pebble_lab_factory(env={"PEBBLE_AUTHZREUSE": "0"})
+    store = Store(tmp_path / "state")
+    with pytest.raises(TransportError, match="the answer was lost"):
+        asyncio.run(_attempt(lab, store, LosingClient))
+    assert orders_seen(lab) == 1
+    state = json.loads((tmp_path / "state" / "certs" / NAME / "state.json").read_text())
+    assert state["order"]["names"] == [NAME]
+    pending = (tmp_path / "state" / "certs" / NAME / "pending" / "privkey.pem").read_bytes()
+    assert store.current(NAME) is None
+
+    stored = asyncio.run(_attempt(lab, store, AcmeClient))
+    assert orders_seen(lab) == 1                     # no second order
+    assert stored.meta.order_url == state["order"]["url"]
+    cert = x509.load_pem_x509_certificate(store.read_file(stored, "cert.pem"))
+    key = serialization.load_pem_private_key(pending, None)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
+    assert store.read_file(stored, "privkey.pem") == pending
+    assert "order" not in json.loads(
+        (tmp_path / "state" / "certs" / NAME / "state.json").read_text())
+    assert not (tmp_path / "state" / "certs" / NAME / "pending").exists()
