@@ -484,6 +484,9 @@ def _ca_section(ca: _Table, put: Callable[..., None], job: dict[str, Any],
     put(ca, "account_key_type", ca.check("account_key_type", str, "a string", KeyType.parse))
     put(ca, "fallback", ca.check("fallback", list, "a list of directory URLs or presets",
                                  _fallback))
+    put(ca, "max_clock_skew", ca.check("max_clock_skew", (int, float), "seconds",
+                                       lambda v: float(_int_range("max_clock_skew", 0,
+                                                                   86400)(int(v)))))
     put(ca, "eab_kid", ca.get("eab_kid", str, "a string"))
     put(ca, "eab_hmac_key", ca.check("eab_hmac_key", str, "a string", _eab_hmac_key))
     put(ca, "eab_alg", ca.check("eab_alg", str, "a string", _eab_alg))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from . import clockcheck
 from . import plan as planning
 from .errors import (
     AcmeProblem,
@@ -102,6 +103,11 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
 
 
 Known = dict[str, tuple["VersionMeta | None", dict[str, Any]]]
+
+
+async def compare_clock(sessions: Sessions, store: Store, job: JobConfig) -> None:
+    await clockcheck.compare(lambda: sessions.client(job.directory), store,
+                             job.max_clock_skew)
 
 
 async def refresh_windows(sessions: Sessions, store: Store,
@@ -413,8 +419,14 @@ async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
         # Clients are made only when a CA must be asked: a run with nothing due never even
         # imports the network stack.
         sessions = Sessions(job, store, stack)
+        checking = not deploy_only and bool(specs) and job.max_clock_skew > 0
+        if checking and clockcheck.check_needed(store, datetime.now(UTC)):
+            await compare_clock(sessions, store, job)
+            checking = False
         known = None if deploy_only else await refresh_windows(sessions, store, specs)
         plans = make_plans(store, specs, job, force=force and not deploy_only, known=known)
+        if checking and any(p.due for p in plans):
+            await compare_clock(sessions, store, job)  # before anything is ordered
         outcomes = {p.name: Outcome(p.name, renew_at=p.renew_at, targets=len(p.spec.targets),
                                     error=p.backoff, waiting=p.backoff is not None)
                     for p in plans}

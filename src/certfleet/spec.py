@@ -189,6 +189,7 @@ class JobConfig:
     eab_kid: str | None = None            # external account binding (RFC 8555 §7.3.4)
     eab_hmac_key: str | None = field(default=None, repr=False)  # secret: never printed
     eab_alg: str = "HS256"
+    max_clock_skew: float = 300.0         # seconds; 0 turns the comparison off
     hosts: Mapping[str, HostSettings] = field(default_factory=dict)
     ssh_config: tuple[Path, ...] = ()
     known_hosts: Path | None = None

@@ -345,6 +345,16 @@ class Store:
 
     # -- state records ----------------------------------------------------------------------------
 
+    def read_clock(self) -> dict[str, Any]:
+        """When the local clock was last compared with a CA's (``clock.json``)."""
+        try:
+            return self._read_json(self.root / "clock.json") or {}
+        except StoreError:
+            return {}
+
+    def write_clock(self, record: dict[str, Any]) -> None:
+        fsutil.write_atomic(self.root / "clock.json", _dump(record), mode=0o600)
+
     def read_state(self, name: str) -> dict[str, Any]:
         # Reading needs no directory created or checked: the root was checked at start.
         return self._read_json(self.root / "certs" / storage_name(name) / "state.json") or {}
