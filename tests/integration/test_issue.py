@@ -224,3 +224,22 @@ def test_bring_your_own_csr(certfleet: Certfleet, tmp_path: Path) -> None:
     rc, out = certfleet.issue("--csr", str(path))
     assert rc == 1
     assert f"{path}: not a certificate signing request" in out
+
+
+def test_nonce_rejection_90_percent_still_issues(pebble_lab_factory: object,
+                                                  tmp_path: Path) -> None:
+    lab = pebble_lab_factory(env={"PEBBLE_WFE_NONCEREJECT": "90"})  # type: ignore[operator]
+    cf = Certfleet(lab, tmp_path / "state")
+    rc, out = cf.issue("storm90.example.com")
+    assert rc == 0, out
+
+
+def test_nonce_rejection_always_fails_cleanly(pebble_lab_factory: object,
+                                              tmp_path: Path) -> None:
+    lab = pebble_lab_factory(env={"PEBBLE_WFE_NONCEREJECT": "100"})  # type: ignore[operator]
+    cf = Certfleet(lab, tmp_path / "state")
+    rc, out = cf.issue("storm100.example.com")
+    assert rc == 1
+    assert "badNonce 101 times in a row; giving up" in out
+    attempts = lab.log_text().count("POST /sign-me-up")  # type: ignore[attr-defined]
+    assert attempts == 101
