@@ -101,7 +101,12 @@ def read_small(path: Path, limit: int = 1 << 20) -> bytes:
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     with os.fdopen(fd, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise StoreError(f"{path}: larger than {limit} bytes")
+        # read(limit + 1) would allocate the whole limit up front (a gigabyte for the index);
+        # the size is known, and a file that grows meanwhile is still cut at the limit.
+        size = os.fstat(handle.fileno()).st_size
+        if size > limit:
+            raise StoreError(f"{path}: larger than {limit} bytes")
+        data = handle.read(size + 1)
+    if len(data) > size:  # it grew while being read: a writer that did not rename
+        raise StoreError(f"{path}: changed while being read")
     return data
