@@ -60,7 +60,7 @@ class Response:
     @property
     def location(self) -> str | None:
         value = self.headers.get("Location")
-        return urljoin(self.url, value) if value else None
+        return _join(self.url, value) if value else None
 
     def retry_after(self, now: datetime) -> float | None:
         """Seconds the CA asked to wait, if it asked (RFC 8555 §8.2)."""
@@ -95,9 +95,22 @@ def problem_error(url: str, response: Response, now: datetime) -> AcmeProblem | 
                        response.retry_after(now))
 
 
+def _join(base: str, reference: str) -> str | None:
+    """``reference`` resolved against ``base``; None if it is not a usable URL at all."""
+    try:
+        url = urljoin(base, reference)
+        urlsplit(url).port  # noqa: B018 - raises on a malformed host or port
+    except ValueError:
+        return None
+    return url
+
+
 def _same_origin(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+    try:
+        pa, pb = urlsplit(a), urlsplit(b)
+        return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+    except ValueError:
+        return False
 
 
 class AcmeClient:
@@ -150,7 +163,11 @@ class AcmeClient:
         return sum(self.requests.values())
 
     def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises on a malformed host or port
+        except ValueError:
+            raise ProtocolError(f"{safe_text(url)}: not a valid URL") from None
         allowed = ("https", "http") if self.allow_http else ("https",)
         if parts.scheme not in allowed or not parts.hostname:
             raise ProtocolError(f"{safe_text(url)}: refusing non-https URL from the CA "
@@ -299,8 +316,9 @@ def _links(resp: aiohttp.ClientResponse, url: str) -> tuple[tuple[str, str], ...
                 continue
             for param in params.split(";"):
                 key, _, rel = param.strip().partition("=")
-                if key.strip().lower() == "rel":
-                    found.append((rel.strip().strip('"'), urljoin(url, target[1:-1])))
+                joined = _join(url, target[1:-1])
+                if key.strip().lower() == "rel" and joined is not None:
+                    found.append((rel.strip().strip('"'), joined))
     return tuple(found[:100])
 
 

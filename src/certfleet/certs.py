@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from .errors import CertificateError
+from .errors import CertificateError, safe_text
 from .keytypes import PublicKey
 
 MAX_CHAIN = 10
@@ -104,6 +104,19 @@ def verify_issued(
     pem: bytes, public_key: PublicKey, names: Sequence[str], where: str
 ) -> Bundle:
     """Check the chain the CA returned against the request; return the ``Bundle`` to store."""
+    try:
+        return _verify(pem, public_key, names, where)
+    except CertificateError:
+        raise
+    except Exception as exc:
+        # cryptography parses fields lazily, on access, and a hostile certificate can make
+        # that raise ValueError, DuplicateExtension, UnsupportedGeneralNameType and more:
+        # whatever it is, it is this certificate's fault, reported as such.
+        raise CertificateError(f"{where}: malformed certificate: "
+                               f"{safe_text(str(exc) or type(exc).__name__)}") from None
+
+
+def _verify(pem: bytes, public_key: PublicKey, names: Sequence[str], where: str) -> Bundle:
     certs = split_pem_chain(pem, where)
     leaf = certs[0]
     if not _same_key(public_key, leaf.public_key()):

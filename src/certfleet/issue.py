@@ -333,9 +333,9 @@ def _top_issuer(pem: bytes) -> str | None:
     """The common name of the issuer of the last certificate of a chain (its root)."""
     try:
         last = split_pem_chain(pem, "chain")[-1]
-    except CertfleetError:
+        names = last.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (CertfleetError, ValueError):  # cryptography parses names lazily
         return None
-    names = last.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(names[0].value) if names else None
 
 
