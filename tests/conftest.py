@@ -19,15 +19,19 @@ from pebble_lab import LabUnavailable, PebbleLab, find_binaries  # noqa: E402
 PebbleLabFactory = Callable[..., PebbleLab]
 
 
-def _require_pebble() -> None:
-    """Skip when Pebble is not installed, but fail under CI (CI=<non-empty>), so
+def require(find: Callable[[], object], unavailable: type[Exception]) -> None:
+    """Skip when a component is not installed, but fail under CI (CI=<non-empty>), so
     integration tests never silently skip there."""
     try:
-        find_binaries()
-    except LabUnavailable as exc:
+        find()
+    except unavailable as exc:
         if os.environ.get("CI"):
             pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
         pytest.skip(str(exc))
+
+
+def _require_pebble() -> None:
+    require(find_binaries, LabUnavailable)
 
 
 @pytest.fixture

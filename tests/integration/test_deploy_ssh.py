@@ -3,7 +3,6 @@ OpenSSH sshd and a real nginx serving TLS from the deployed files, reloaded over
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from ..conftest import require
 from .fleet_helpers import orders_seen, run_cli, write_config
 
 pytestmark = pytest.mark.integration
@@ -31,12 +31,7 @@ class Topology:
 def _require_web_lab() -> Any:
     import web_lab
 
-    try:
-        web_lab.find_binaries()
-    except web_lab.WebLabUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(str(exc))
+    require(web_lab.find_binaries, web_lab.WebLabUnavailable)
     return web_lab
 
 

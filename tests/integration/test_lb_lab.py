@@ -4,7 +4,6 @@ snippets `certfleet nginx-config` prints."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from ..conftest import require
 from .fleet_helpers import orders_seen, run_cli
 
 pytestmark = pytest.mark.integration
@@ -20,12 +20,7 @@ SITES_NAMES = ("www.example.com", "www.example.net", "shop.example.org")
 def _labs() -> Any:
     import web_lab
 
-    try:
-        web_lab.find_binaries()
-    except web_lab.WebLabUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(str(exc))
+    require(web_lab.find_binaries, web_lab.WebLabUnavailable)
     import seed_lab
 
     return seed_lab
