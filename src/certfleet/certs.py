@@ -60,8 +60,9 @@ def split_pem_chain(data: bytes, where: str) -> list[x509.Certificate]:
             raise CertificateError(f"{where}: chain holds a {block.group(1).decode()} block")
         try:
             certs.append(x509.load_pem_x509_certificate(block.group(0)))
-        except ValueError as exc:
-            raise CertificateError(f"{where}: unreadable certificate: {exc}") from None
+        except (ValueError, x509.InvalidVersion) as exc:
+            raise CertificateError(f"{where}: unreadable certificate: "
+                                   f"{safe_text(str(exc))}") from None
     return certs
 
 

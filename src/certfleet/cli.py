@@ -233,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _env_defaults(args)
         store = Store(args.state_dir)
         runner = _issue if args.command == "issue" else _revoke
-        return asyncio.run(runner(args, store))
+        with store.running():
+            return asyncio.run(runner(args, store))
     except CertfleetError as exc:
         if fleet_command is not None:
             # ConfigErrors carries one "file:line: reason" per line already.

@@ -361,7 +361,9 @@ def deploy_jobs(store: Store, job: JobConfig, plans: Sequence[CertPlan],
         outcome = outcomes[plan.name]
         if not plan.spec.targets:
             continue  # a failed renewal still lets a target that lacks it get the current one
-        stored = outcome.stored or store.current(plan.name)
+        # The active version, not necessarily the one this run issued: an overlapping run
+        # may have activated a newer one meanwhile.
+        stored = store.current(plan.name)
         if stored is None:
             continue
         fresh = outcome.stored is not None or everything
@@ -370,7 +372,8 @@ def deploy_jobs(store: Store, job: JobConfig, plans: Sequence[CertPlan],
 
             settings = job.host(target)
             files = _files(store, stored, settings, storage_name(plan.name))
-            jobs.append(DeployJob(plan.name, target, files, stored.meta.serial, settings))
+            jobs.append(DeployJob(plan.name, target, files, stored.meta.serial, settings,
+                                  stored.meta.version))
     return jobs
 
 
@@ -380,10 +383,9 @@ def record_deploys(store: Store, results: Sequence[DeployResult],
     for result in results:
         outcomes[result.cert].deployed.append(result)
         state = store.read_state(result.cert)
-        stored = store.current(result.cert)
         record: dict[str, Any] = {"at": now}
-        if result.ok and stored is not None:
-            record.update(serial=f"{stored.meta.serial:x}", version=stored.meta.version)
+        if result.ok:
+            record.update(serial=f"{result.serial:x}", version=result.version)
         else:
             record["error"] = result.error
         state.setdefault("deploy", {})[result.target.key] = record
@@ -415,6 +417,12 @@ async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
     """The whole job; returns one outcome per selected certificate, in file order."""
     store = Store(job.state_dir)
     specs = select(job, names)
+    with store.running():
+        return await _run(job, store, specs, force, deploy_only, transport)
+
+
+async def _run(job: JobConfig, store: Store, specs: Sequence[CertSpec], force: bool,
+               deploy_only: bool, transport: TransportFactory | None) -> list[Outcome]:
     async with contextlib.AsyncExitStack() as stack:
         # Clients are made only when a CA must be asked: a run with nothing due never even
         # imports the network stack.

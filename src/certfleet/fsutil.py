@@ -29,8 +29,29 @@ def fsync_dir(path: Path) -> None:
 
 
 def temp_name(path: Path) -> Path:
-    """A fresh hidden temporary name beside ``path``; recognizable for cleanup."""
-    return path.parent / f".{path.name}{TMP_MARK}{secrets.token_hex(6)}"
+    """A fresh hidden temporary name beside ``path``, carrying this process's ID so that a
+    later run can tell a crash leftover from a write in progress."""
+    return path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process has this ID (then nothing can still be writing its files)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def is_leftover(name: str) -> bool:
+    """A temporary file of a process that died before renaming it into place."""
+    _, mark, tail = name.partition(TMP_MARK)
+    pid = tail.partition("-")[0]
+    return bool(mark) and pid.isdigit() and process_gone(int(pid))
 
 
 def write_new(path: Path, data: bytes, mode: int) -> None:

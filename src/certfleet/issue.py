@@ -208,10 +208,10 @@ async def _new_order(
                                              {**payload, "replaces": replaces},
                                              session.signer())
         except AcmeProblem as exc:
-            refused = exc.short_type == "alreadyReplaced" or (
-                exc.short_type in ("malformed", "unauthorized")
-                and "replace" in exc.detail.lower())
-            if not refused:
+            # alreadyReplaced, a CA that does not understand the field, or one that cannot
+            # find the certificate (Pebble misreads serials with a leading zero byte): any
+            # of them is worth one order without it; a rate limit is not.
+            if exc.short_type in ("rateLimited", "badNonce"):
                 raise
             log.info("%s: the CA refused replaces=%s (%s); ordering without it", what,
                      replaces, exc.short_type)
@@ -381,6 +381,9 @@ async def _resume_recorded(
     if not isinstance(record, dict) or record.get("names") != list(names) \
             or not isinstance(record.get("url"), str) or store.load_pending_key(name) is None:
         return None
+    current = store.current(name)
+    if current is not None and current.meta.order_url == record["url"]:
+        return None  # that order's certificate is the active one already
     try:
         return await resume(session, record["url"], names, domain_key, solver,
                             preferred_chain)
@@ -427,6 +430,11 @@ def _domain_key_pem(store: Store, name: str, key_type: KeyType, reuse_key: bool)
     if reuse_key and current is not None and current.meta.key_type == key_type.value:
         return store.read_file(current, "privkey.pem")
     pending = store.load_pending_key(name)
+    if pending is not None and current is not None and current.meta.key_type != "csr" \
+            and pending == store.read_file(current, "privkey.pem"):
+        # Left by an activation killed before it cleared it: that key is in use already.
+        store.clear_pending(name)
+        pending = None
     if pending is not None:
         key = keytypes.load_pem(pending, f"{name}: pending key")
         if keytypes.key_type_of(key) is key_type:

@@ -130,6 +130,32 @@ class Store:
         path = self.account_dir(directory_url) / "account.json"
         fsutil.write_atomic(path, _dump(record), mode=0o600)
 
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Mark a run in ``STATE/runs/<pid>``; a marker whose process is gone means a run was
+        killed, and then the whole state tree is swept of its temporary files first."""
+        runs = fsutil.secure_dir(self.root / "runs")
+        dead = [m for m in runs.iterdir() if m.name.isdigit() and fsutil.process_gone(int(m.name))]
+        if dead:
+            self.sweep()
+            for marker in dead:
+                with contextlib.suppress(FileNotFoundError):
+                    marker.unlink()
+        marker = runs / str(os.getpid())
+        marker.touch(mode=0o600)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+
+    def sweep(self) -> None:
+        """Remove temporary files and directories of processes that no longer exist."""
+        for folder, dirs, files in os.walk(self.root):
+            for entry in [*dirs, *files]:
+                if fsutil.TMP_MARK in entry and fsutil.is_leftover(entry):
+                    _remove(Path(folder) / entry)
+
     def challenge_dir(self) -> Path:
         """Where http-01 tokens wait for ``certfleet serve``."""
         return fsutil.secure_dir(self.root / "challenges")
@@ -333,10 +359,8 @@ class Store:
         """Keep the last ``keep`` versions (the seed's ``-b`` backups); sweep crash leftovers."""
         versions = self.cert_dir(name) / "versions"
         current = self.current(name)
-        stale = time.time() - 600  # another process may be writing a fresh one right now
         for entry in [*versions.iterdir(), *versions.parent.iterdir()]:
-            if fsutil.TMP_MARK in entry.name and (entry.parent == versions
-                                                  or entry.lstat().st_mtime < stale):
+            if fsutil.TMP_MARK in entry.name and fsutil.is_leftover(entry.name):
                 _remove(entry)
         numbers = self.versions(name)
         for number in numbers[:-keep] if keep > 0 else []:

@@ -138,13 +138,37 @@ def test_prune_never_removes_current(store: Store) -> None:
     assert (versions / "1" / "privkey.pem").exists()
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 def test_crash_leftovers_are_swept(store: Store) -> None:
     versions = store.cert_dir(NAME) / "versions"
-    leftover = versions / ".1.tmp-0123456789ab"
+    leftover = versions / f".1.tmp-{_dead_pid()}-0123456789ab"
     leftover.mkdir()
     (leftover / "privkey.pem").write_bytes(b"half")
+    live = versions / f".2.tmp-{os.getpid()}-0123456789ab"  # a write in progress: kept
+    live.mkdir()
     activate(store, 1)
-    assert sorted(os.listdir(versions)) == ["1"]
+    assert sorted(os.listdir(versions)) == [live.name, "1"]
+
+
+def test_a_killed_run_is_swept_by_the_next(store: Store) -> None:
+    activate(store, 1)
+    dead = _dead_pid()
+    base = store.root / "certs" / NAME
+    leftovers = [store.root / f".index.json.tmp-{dead}-aa", base / f".state.json.tmp-{dead}-bb",
+                 store.root / "accounts" / f".account.key.tmp-{dead}-cc"]
+    for path in leftovers:
+        path.write_bytes(b"x")
+    (store.root / "runs").mkdir(exist_ok=True)
+    (store.root / "runs" / str(dead)).write_bytes(b"")  # the killed run's marker
+    with store.running():
+        assert (store.root / "runs" / str(os.getpid())).exists()
+    assert not any(path.exists() for path in leftovers)
+    assert os.listdir(store.root / "runs") == []
 
 
 def test_activate_clears_pending_key(store: Store) -> None:

@@ -11,14 +11,17 @@ a half-written file and a failure leaves the previous files in place.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
 from ..errors import DeployError
+from ..fsutil import process_gone
 
 TMP_PREFIX = ".certfleet-tmp-"
 _ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
@@ -37,8 +40,25 @@ class DeployFile:
         return hashlib.sha256(self.data).hexdigest()
 
 
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+LEFTOVER_AGE = 86400.0  # another Work host's temporary file is anyone's after a day
+
+
 def temp_name(name: str) -> str:
-    return f"{TMP_PREFIX}{secrets.token_hex(6)}-{name}"
+    """``.certfleet-tmp-<host>-<pid>-<random>-<name>``: who wrote it, so that a later
+    deploy can remove what a killed run left, and never what a live one is writing."""
+    return f"{TMP_PREFIX}{_HOST_TAG}-{os.getpid()}-{secrets.token_hex(6)}-{name}"
+
+
+def is_leftover(name: str, age: float) -> bool:
+    """A temporary file of a dead deploy (this host's, process gone; or a day old)."""
+    if not name.startswith(TMP_PREFIX):
+        return False
+    host, _, rest = name[len(TMP_PREFIX):].partition("-")
+    pid = rest.partition("-")[0]
+    if host == _HOST_TAG and pid.isdigit():
+        return process_gone(int(pid))
+    return age > LEFTOVER_AGE
 
 
 def check_owner(owner: str | None, group: str | None, where: str) -> None:

@@ -33,6 +33,7 @@ class DeployJob:
     files: tuple[DeployFile, ...]
     serial: int
     settings: HostSettings
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class DeployResult:
     cert: str
     target: Target
     error: str | None = None
+    serial: int = 0       # what was deployed (or attempted)
+    version: int = 0
 
     @property
     def ok(self) -> bool:
@@ -93,7 +96,8 @@ async def _deploy_host(jobs: list[DeployJob], transport: Transport) -> list[Depl
     except DeployError as exc:
         for i in range(len(jobs)):
             errors.setdefault(i, str(exc))
-    return [DeployResult(job.cert, job.target, errors.get(i)) for i, job in enumerate(jobs)]
+    return [DeployResult(job.cert, job.target, errors.get(i), job.serial, job.version)
+            for i, job in enumerate(jobs)]
 
 
 async def _install_all(

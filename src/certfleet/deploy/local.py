@@ -11,13 +11,14 @@ import contextlib
 import grp
 import os
 import pwd
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 from .. import fsutil
 from ..errors import DeployError, safe_text
-from . import DeployFile, check_owner, temp_name, verify_copy
+from . import TMP_PREFIX, DeployFile, check_owner, is_leftover, temp_name, verify_copy
 
 RELOAD_TIMEOUT = 120.0
 
@@ -31,6 +32,16 @@ def _ids(owner: str | None, group: str | None, where: str) -> tuple[int, int]:
     except KeyError as exc:
         raise DeployError(f"{where}: no such user or group: {exc}") from None
     return uid, gid
+
+
+def _sweep(directory: Path) -> None:
+    """Remove what killed deploys left here (their ``finally`` never ran)."""
+    now = time.time()
+    for entry in directory.iterdir():
+        if entry.name.startswith(TMP_PREFIX):
+            with contextlib.suppress(OSError):
+                if is_leftover(entry.name, now - entry.lstat().st_mtime):
+                    entry.unlink()
 
 
 class LocalTransport:
@@ -66,6 +77,7 @@ class LocalTransport:
         if not directory.is_dir():
             raise DeployError(f"{directory}: target directory missing")
         uid, gid = _ids(owner, group, str(directory))
+        _sweep(directory)
         written: list[tuple[Path, Path]] = []
         try:
             for item in files:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +21,7 @@ import asyncssh
 
 from ..errors import DeployError, safe_text
 from ..spec import HostSettings, Target
-from . import DeployFile, check_owner, temp_name, verify_copy
+from . import TMP_PREFIX, DeployFile, check_owner, is_leftover, temp_name, verify_copy
 
 CONNECT_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 120.0
@@ -110,6 +111,7 @@ class SshTransport:
         try:
             if not await sftp.isdir(directory):
                 raise DeployError(f"{where}: target directory missing")
+            await self._sweep(directory)
             for item in files:
                 tmp = f"{directory}/{temp_name(item.name)}"
                 written.append((tmp, f"{directory}/{item.name}"))
@@ -133,6 +135,18 @@ class SshTransport:
             for tmp, _ in written:
                 with contextlib.suppress(asyncssh.SFTPError, OSError, asyncssh.Error):
                     await sftp.remove(tmp)
+
+    async def _sweep(self, directory: str) -> None:
+        """Remove what killed deploys left in the target directory."""
+        assert self._sftp is not None
+        now = time.time()
+        for entry in await self._sftp.readdir(directory):
+            name = entry.filename if isinstance(entry.filename, str) else ""
+            if name.startswith(TMP_PREFIX):
+                age = now - float(entry.attrs.mtime or now)
+                if is_leftover(name, age):
+                    with contextlib.suppress(asyncssh.SFTPError):
+                        await self._sftp.remove(f"{directory}/{name}")
 
     async def run(self, argv: Sequence[str]) -> None:
         assert self._conn is not None
