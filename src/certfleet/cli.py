@@ -190,6 +190,11 @@ async def _revoke(args: argparse.Namespace, store: Store) -> int:
         raise ConfigError(f"{name}: no certificate stored")
     with store.lock(name):
         cert_pem = store.read_file(stored, "cert.pem")
+        # What is about to happen is recorded first: a revocation the state cannot record
+        # is not sent (the next `issue` would not know the certificate is dead).
+        state = store.read_state(name)
+        state["revoking"] = f"{stored.meta.serial:x}"
+        store.write_state(name, state)
         async with _client(args) as client:
             if args.with_cert_key:  # --csr versions have no privkey.pem: read_file says so
                 await revoke(client, cert_pem, args.reason,
@@ -198,6 +203,7 @@ async def _revoke(args: argparse.Namespace, store: Store) -> int:
                 session = await open_account(client, store, KeyType.EC256, [])
                 await revoke(session, cert_pem, args.reason)
         state = store.read_state(name)
+        state.pop("revoking", None)
         state["revoked_serial"] = f"{stored.meta.serial:x}"
         state["revoked_at"] = datetime.now(UTC).isoformat()
         store.write_state(name, state)

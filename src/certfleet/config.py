@@ -442,8 +442,13 @@ def _certs(table: _Table, default: CertDefaults) -> dict[str, tuple[CertDefaults
 def _read(path: Path) -> bytes:
     """At most ``MAX_FILE + 1`` bytes of a regular file (the caller reports a larger one)."""
     with path.open("rb") as file:
-        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
             raise ConfigError("not a regular file")
+        if info.st_mode & 0o022:
+            # Whoever can write it chooses reload commands and where private keys go.
+            raise ConfigError(f"writable by group or others (mode "
+                              f"{stat.S_IMODE(info.st_mode):o}); chmod go-w it")
         return file.read(MAX_FILE + 1)
 
 

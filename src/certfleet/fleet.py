@@ -377,6 +377,16 @@ def deploy_jobs(store: Store, job: JobConfig, plans: Sequence[CertPlan],
     return jobs
 
 
+def mark_in_progress(store: Store, jobs: Sequence[DeployJob]) -> None:
+    now = datetime.now(UTC).isoformat()
+    for name in {job.cert for job in jobs}:
+        state = store.read_state(name)
+        for job in (j for j in jobs if j.cert == name):
+            state.setdefault("deploy", {})[job.target.key] = {
+                "at": now, "error": "interrupted while deploying"}
+        store.write_state(name, state)
+
+
 def record_deploys(store: Store, results: Sequence[DeployResult],
                    outcomes: dict[str, Outcome]) -> None:
     now = datetime.now(UTC).isoformat()
@@ -417,7 +427,12 @@ async def run(job: JobConfig, *, names: Sequence[str] = (), force: bool = False,
     """The whole job; returns one outcome per selected certificate, in file order."""
     store = Store(job.state_dir)
     specs = select(job, names)
-    with store.running():
+    with store.running() as crashed:
+        if crashed:  # a killed run may have left half-uploaded files in local targets
+            from .deploy.local import sweep_leftovers
+
+            for target in {t for spec in specs for t in spec.targets if t.is_local}:
+                sweep_leftovers(target.path)
         return await _run(job, store, specs, force, deploy_only, transport)
 
 
@@ -444,6 +459,9 @@ async def _run(job: JobConfig, store: Store, specs: Sequence[CertSpec], force: b
     if jobs:
         from .deploy.batch import default_transport, deploy_all
 
+        # Until its result is recorded, a target counts as not deployed: if this run is
+        # killed midway, the next one deploys there again (and sweeps what it left).
+        mark_in_progress(store, jobs)
         factory = transport or default_transport(job.ssh_config, job.known_hosts)
         record_deploys(store, await deploy_all(jobs, factory), outcomes)
     record_results(store, outcomes)

@@ -91,15 +91,21 @@ async def _poll(
 # -- RFC 8555 §7.5: authorizations and challenges ----------------------------------------------
 
 async def _authorize(
-    session: Session, authz_urls: Sequence[str], solver: Solver, deadline: float
+    session: Session, authz_urls: Sequence[str], solver: Solver, deadline: float,
+    names: Sequence[str],
 ) -> None:
     signer = session.signer()
+    ordered = {_identifier(n).value.lower() for n in names} | {
+        n.lower() for n in names}
     responses = await asyncio.gather(
         *(session.client.post_as_get(url, signer) for url in authz_urls)
     )
     pending: list[tuple[str, Authorization]] = []
     for url, response in zip(authz_urls, responses, strict=True):
         authz = parse_response(Authorization.from_json, response)
+        if authz.name.lower() not in ordered:  # never present anything for a name not asked
+            raise ChallengeError(f"{safe_text(url)}: the CA sent an authorization for "
+                                 f"'{safe_text(authz.name, 80)}', which was not ordered")
         if authz.status is AuthorizationStatus.VALID:
             log.info("%s: authorization already valid", authz.name)
         elif authz.status is AuthorizationStatus.PENDING:
@@ -280,7 +286,7 @@ async def _complete(
     what = names[0]
     deadline = time.monotonic() + session.validation_timeout
     if order.status is OrderStatus.PENDING:
-        await _authorize(session, order.authorizations, solver, deadline)
+        await _authorize(session, order.authorizations, solver, deadline, names)
         # Every authorization is valid, so the order is ready (§7.1.6): finalize at once
         # instead of spending a request to watch it change.
         order = replace(order, status=OrderStatus.READY)

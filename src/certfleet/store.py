@@ -131,20 +131,24 @@ class Store:
         fsutil.write_atomic(path, _dump(record), mode=0o600)
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
+    def running(self) -> Iterator[bool]:
         """Mark a run in ``STATE/runs/<pid>``; a marker whose process is gone means a run was
-        killed, and then the whole state tree is swept of its temporary files first."""
+        killed, and then the whole state tree is swept of its temporary files first. Yields
+        whether that happened."""
         runs = fsutil.secure_dir(self.root / "runs")
         dead = [m for m in runs.iterdir() if m.name.isdigit() and fsutil.process_gone(int(m.name))]
-        if dead:
-            self.sweep()
-            for marker in dead:
-                with contextlib.suppress(FileNotFoundError):
-                    marker.unlink()
         marker = runs / str(os.getpid())
-        marker.touch(mode=0o600)
         try:
-            yield
+            if dead:
+                self.sweep()
+                for stale in dead:
+                    with contextlib.suppress(FileNotFoundError):
+                        stale.unlink()
+            marker.touch(mode=0o600)
+        except OSError as exc:
+            raise StoreError(f"{runs}: cannot record this run: {exc.strerror or exc}") from exc
+        try:
+            yield bool(dead)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
@@ -175,7 +179,10 @@ class Store:
         dies, so a killed run never leaves a stale lock behind.
         """
         path = self.cert_dir(name) / "lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot lock: {exc.strerror or exc}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -34,6 +34,12 @@ def _ids(owner: str | None, group: str | None, where: str) -> tuple[int, int]:
     return uid, gid
 
 
+def sweep_leftovers(directory: str) -> None:
+    """``_sweep`` for a target directory that may not exist (yet)."""
+    with contextlib.suppress(OSError):
+        _sweep(Path(directory))
+
+
 def _sweep(directory: Path) -> None:
     """Remove what killed deploys left here (their ``finally`` never ran)."""
     now = time.time()
