@@ -144,3 +144,22 @@ def test_failing_reload_is_reported_per_target(topology: Topology) -> None:
     rc, out = run_cli("status", "--config", str(topology.config))
     assert "web1b:" in out
     assert "failed" in out
+
+
+def test_owner_and_group_over_ssh(topology: Topology) -> None:
+    import grp
+    import pwd
+
+    text = topology.config.read_text().replace(
+        '[hosts."web1a"]\n', '[hosts."web1a"]\nowner = "nobody"\ngroup = "nogroup"\n')
+    topology.config.write_text(text)
+    rc, out = run_cli("run", "--config", str(topology.config), "www.example.com")
+    assert rc == 0, out
+    folder = topology.web["web1a"].site_dir("www.example.com")
+    for pem in ("cert.pem", "privkey.pem"):
+        info = (folder / pem).stat()
+        assert info.st_uid == pwd.getpwnam("nobody").pw_uid
+        assert info.st_gid == grp.getgrnam("nogroup").gr_gid
+    assert (folder / "privkey.pem").stat().st_mode & 0o777 == 0o600
+    assert (topology.web["web1b"].site_dir("www.example.com") / "privkey.pem").stat().st_uid \
+        == 0

@@ -243,3 +243,16 @@ def test_nonce_rejection_always_fails_cleanly(pebble_lab_factory: object,
     assert "badNonce 101 times in a row; giving up" in out
     attempts = lab.log_text().count("POST /sign-me-up")  # type: ignore[attr-defined]
     assert attempts == 101
+
+
+def test_key_reuse_is_a_choice(certfleet: Certfleet) -> None:
+    name = "reuse-key.example.com"
+    base = certfleet.state / "certs" / name
+    assert certfleet.issue(name)[0] == 0
+    first = (base / "privkey.pem").read_bytes()
+    assert certfleet.issue(name, "--force")[0] == 0
+    second = (base / "privkey.pem").read_bytes()
+    assert second != first                      # a new key is the default
+    assert certfleet.issue(name, "--force", "--reuse-key")[0] == 0
+    assert (base / "privkey.pem").read_bytes() == second
+    assert os.readlink(base / "current") == "versions/3"

@@ -115,3 +115,23 @@ def test_pebble_rejects_a_wrong_digest(pebble: PebbleLab, tmp_path: Path) -> Non
     with pytest.raises(ChallengeError, match=r"wrong-digest\.tls-alpn\.example\.com: "
                        r"validation failed: unauthorized"):
         asyncio.run(go())
+
+
+def test_ip_address_by_tls_alpn01(pebble: PebbleLab, tmp_path: Path) -> None:
+    """RFC 8738 §6: an IP identifier validated over tls-alpn-01 (SNI is the reverse name)."""
+    store = Store(tmp_path / "state")
+
+    async def go() -> None:
+        from certfleet.solvers.tls_alpn import TlsAlpnSolver
+
+        async with AcmeClient(pebble.directory_url, ca_bundle=pebble.ca_bundle) as client, \
+                TlsAlpnSolver("127.0.0.1", pebble.tls_port) as solver:
+            session = await open_account(client, store, KeyType.EC256, [])
+            await issue(session, store, ["127.0.0.1"], KeyType.EC256, solver)
+
+    asyncio.run(go())
+    current = store.current("127.0.0.1")
+    assert current is not None
+    leaf = x509.load_pem_x509_certificate(current.file("cert.pem").read_bytes())
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
