@@ -3,7 +3,8 @@
 Reads files and nothing else: no network, no directory is created, nothing is written.
 Every fault is collected and raised together as ``ConfigErrors``, each ``file:line: reason``
 (tomllib gives no line numbers for keys, so ``TomlLines`` finds them in the text). The
-domains-file grammar and the checks of per-host deploy settings are in ``domains_file.py``.
+domains-file grammar and the checks of per-host deploy settings are in ``domains_file.py``,
+the TOML plumbing in ``config_toml.py``, single-value checks in ``config_values.py``.
 Values given on the command line (``overrides``) win over the file and are named
 ``command line`` in messages.
 """
