@@ -154,11 +154,19 @@ class Store:
                 marker.unlink()
 
     def sweep(self) -> None:
-        """Remove temporary files and directories of processes that no longer exist."""
+        """Remove temporary files and directories of processes that no longer exist, and a
+        pending key that a killed activation left although it is the active key now."""
         for folder, dirs, files in os.walk(self.root):
             for entry in [*dirs, *files]:
                 if fsutil.TMP_MARK in entry and fsutil.is_leftover(entry):
                     _remove(Path(folder) / entry)
+        for pending in (self.root / "certs").glob("*/pending/privkey.pem"):
+            with contextlib.suppress(OSError, StoreError):
+                name = pending.parent.parent.name
+                current = self.current(name)
+                if current is not None and current.meta.key_type != "csr" and \
+                        self.read_file(current, "privkey.pem") == pending.read_bytes():
+                    shutil.rmtree(pending.parent, ignore_errors=True)
 
     def challenge_dir(self) -> Path:
         """Where http-01 tokens wait for ``certfleet serve``."""

@@ -344,3 +344,13 @@ def test_damaged_index_is_ignored(store: Store) -> None:
     activate(store, 1)
     (store.root / "index.json").write_text("{not json")
     assert store.snapshot([NAME])[NAME][0].version == 1  # type: ignore[union-attr]
+
+
+def test_sweep_drops_a_pending_key_that_is_already_active(store: Store) -> None:
+    activate(store, 1)
+    store.save_pending_key(NAME, files(1)["privkey.pem"])  # a killed activation's leftover
+    store.sweep()
+    assert store.load_pending_key(NAME) is None
+    store.save_pending_key(NAME, b"a different, real pending key")
+    store.sweep()
+    assert store.load_pending_key(NAME) == b"a different, real pending key"
