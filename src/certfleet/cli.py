@@ -181,32 +181,15 @@ async def _issue(args: argparse.Namespace, store: Store) -> int:
 
 
 async def _revoke(args: argparse.Namespace, store: Store) -> int:
-    from .issue import open_account, revoke
-    from .keytypes import KeyType
+    from .revocation import revoke_stored
 
     name = normalize_identifier(args.name)
     stored = store.current(name)
     if stored is None:
         raise ConfigError(f"{name}: no certificate stored")
     with store.lock(name):
-        cert_pem = store.read_file(stored, "cert.pem")
-        # What is about to happen is recorded first: a revocation the state cannot record
-        # is not sent (the next `issue` would not know the certificate is dead).
-        state = store.read_state(name)
-        state["revoking"] = f"{stored.meta.serial:x}"
-        store.write_state(name, state)
         async with _client(args) as client:
-            if args.with_cert_key:  # --csr versions have no privkey.pem: read_file says so
-                await revoke(client, cert_pem, args.reason,
-                             cert_key_pem=store.read_file(stored, "privkey.pem"))
-            else:
-                session = await open_account(client, store, KeyType.EC256, [])
-                await revoke(session, cert_pem, args.reason)
-        state = store.read_state(name)
-        state.pop("revoking", None)
-        state["revoked_serial"] = f"{stored.meta.serial:x}"
-        state["revoked_at"] = datetime.now(UTC).isoformat()
-        store.write_state(name, state)
+            await revoke_stored(client, store, stored, args.reason, args.with_cert_key)
     print(f"{name}: revoked (serial {stored.meta.serial:x}, reason {args.reason})")
     return EXIT_CHANGED
 

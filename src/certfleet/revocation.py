@@ -1,10 +1,11 @@
 """Revocation (RFC 8555 §7.6), by the account key or by the certificate's own key.
 
-Wires ``acme_client`` and ``account``; touches nothing itself.
+Wires ``acme_client``, ``account``, ``registration`` and ``store``; touches nothing itself.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 
 from cryptography import x509
@@ -13,9 +14,11 @@ from cryptography.hazmat.primitives import serialization
 from .account import AccountKey
 from .acme_client import AcmeClient
 from .errors import ConfigError
+from .keytypes import KeyType
 from .protocol.b64 import b64url
-from .registration import _jwk_signer
+from .registration import _jwk_signer, open_account
 from .session import Session
+from .store import Store, StoredCert
 
 REVOCATION_REASONS = {  # RFC 5280 §5.3.1 CRLReason values ACME CAs accept
     "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
@@ -54,3 +57,28 @@ async def revoke(
                "reason": REVOCATION_REASONS[reason]}
     await client.post(directory.revoke_cert, payload, signer)
 
+
+
+async def revoke_stored(client: AcmeClient, store: Store, stored: StoredCert, reason: str,
+                        with_cert_key: bool = False) -> None:
+    """Revoke the active version of a stored certificate and record it in its state.
+
+    What is about to happen is recorded first: a revocation the state cannot record is not
+    sent (the next ``issue`` would not know the certificate is dead). The caller holds the
+    certificate's lock.
+    """
+    serial = f"{stored.meta.serial:x}"
+    cert_pem = store.read_file(stored, "cert.pem")
+    state = store.read_state(stored.name)
+    state["revoking"] = serial
+    store.write_state(stored.name, state)
+    if with_cert_key:  # a --csr version has no privkey.pem: read_file says so
+        await revoke(client, cert_pem, reason,
+                     cert_key_pem=store.read_file(stored, "privkey.pem"))
+    else:
+        session = await open_account(client, store, KeyType.EC256, [])
+        await revoke(session, cert_pem, reason)
+    state = store.read_state(stored.name)
+    state.pop("revoking", None)
+    state.update(revoked_serial=serial, revoked_at=datetime.now(UTC).isoformat())
+    store.write_state(stored.name, state)
