@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import http.server
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import webroot_server
 from tests.integration.fleet_helpers import orders_seen, write_config
 
 pytestmark = pytest.mark.integration
@@ -64,36 +64,16 @@ def slow_webroot_server(directory: Path, port: int) -> Iterator[SlowWebroot]:
     path to the Work host looks like to the CA)."""
     control = SlowWebroot()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            host = (self.headers.get("Host") or "").split(":")[0]
-            control.seen.append(host)
-            control.arrived.set()
-            time.sleep(control.delays.get(host, 0.0))
-            token = self.path.removeprefix("/.well-known/acme-challenge/")
-            path = directory / token
-            if "/" in token or not path.is_file():
-                self.send_error(404)
-                return
-            body = path.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def hold_back(host: str) -> None:
+        control.seen.append(host)
+        control.arrived.set()
+        time.sleep(control.delays.get(host, 0.0))
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield control
-    finally:
-        control.delays.clear()
-        server.shutdown()
-        server.server_close()
+    with webroot_server(directory, port, before=hold_back):
+        try:
+            yield control
+        finally:
+            control.delays.clear()
 
 
 def _setup(tmp_path: Path, lab: Any, lines: list[str]) -> tuple[Path, Path]:

@@ -6,7 +6,7 @@ import contextlib
 import http.server
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,13 +49,17 @@ def tree(path: Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def webroot_server(directory: Path, port: int) -> Iterator[list[str]]:
+def webroot_server(directory: Path, port: int,
+                   before: Callable[[str], None] | None = None) -> Iterator[list[str]]:
     """A plain web server serving ``directory`` at /.well-known/acme-challenge/ (the seed's
-    Work-host nginx, ``rewrite /.well-known/acme-challenge/(.*) /$1``). Yields the paths served."""
+    Work-host nginx, ``rewrite /.well-known/acme-challenge/(.*) /$1``). Yields the paths
+    served. ``before`` is called with each request's Host name first (e.g. to delay it)."""
     served: list[str] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if before is not None:
+                before((self.headers.get("Host") or "").split(":")[0])
             token = self.path.removeprefix("/.well-known/acme-challenge/")
             path = directory / token
             if "/" in token or not path.is_file():
@@ -72,6 +76,7 @@ def webroot_server(directory: Path, port: int) -> Iterator[list[str]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
