@@ -22,10 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 from pebble_lab import PebbleLab
 
 from certfleet.acme_client import AcmeClient
-from certfleet.issue import issue, open_account
+from certfleet.registration import open_account
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from certfleet.keytypes import KeyType
 from certfleet.solvers.http_server import HttpServerSolver
 from certfleet.store import Store
+from tests.issuing import issue_names as issue
 
 CERTFLEET = str(Path(sys.executable).parent / "certfleet")
 

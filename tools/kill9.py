@@ -105,16 +105,17 @@ class CertDef:
 
 def make_fleet(count: int, targets_root: Path, label: str = "kill9") -> list[CertDef]:
     """``count`` certificates: every third with two names, every second with a local
-    deploy target, every sixth with two. Target directories are created."""
+    deploy target, every sixth with two. Target directories are created, each named after
+    its certificate (the directory of its own the files go straight into)."""
     certs = []
     for i in range(count):
         name = f"k{i:02d}.{label}.example.com"
         names = (name, f"www.{name}") if i % 3 == 1 else (name,)
         targets: list[Path] = []
         if i % 2 == 0:
-            targets.append(targets_root / name / "a")
+            targets.append(targets_root / "a" / name)
         if i % 6 == 0:
-            targets.append(targets_root / name / "b")
+            targets.append(targets_root / "b" / name)
         for target in targets:
             target.mkdir(parents=True, exist_ok=True)
         certs.append(CertDef(names, tuple(targets)))

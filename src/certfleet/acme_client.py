@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from . import __version__
-from .errors import AcmeProblem, ProtocolError, TransportError, safe_text
+from .errors import AcmeProblem, BadNonce, ProtocolError, TransportError, acme_problem, safe_text
 from .protocol.messages import Directory, MalformedMessage, Problem
 from .protocol.timing import parse_retry_after
 
@@ -91,8 +91,8 @@ def problem_error(url: str, response: Response, now: datetime) -> AcmeProblem | 
         (sub.identifier.value if sub.identifier else "?", sub.type, sub.detail)
         for sub in problem.subproblems
     )
-    return AcmeProblem(url, problem.type, problem.detail, response.status, subs,
-                       response.retry_after(now))
+    return acme_problem(url, problem.type, problem.detail, response.status, subs,
+                        response.retry_after(now))
 
 
 def _join(base: str, reference: str) -> str | None:
@@ -221,7 +221,7 @@ class AcmeClient:
             if response.status < 400:
                 return response
             error = problem_error(url, response, self.now())
-            if not (isinstance(error, AcmeProblem) and error.short_type == "badNonce"):
+            if not isinstance(error, BadNonce):
                 raise error
             log.debug("badNonce from %s; retrying with the nonce it returned", url)
         raise ProtocolError(f"{safe_text(url)}: badNonce {self.max_bad_nonce + 1} times in a "

@@ -5,14 +5,19 @@ Touches nothing. Every failure certfleet reports is a ``CertfleetError``::
     CertfleetError
     ├── ConfigError         bad command line, file or name (names the file:line or the value)
     ├── ProtocolError       the CA sent something that is not valid RFC 8555 (names the URL)
-    │   └── AcmeProblem     the CA answered with a problem document (RFC 8555 §6.7)
+    │   └── AcmeProblem     the CA answered with a problem document (RFC 8555 §6.7); one
+    │       ├── BadNonce, RateLimited, AlreadyReplaced, OrderNotReady,
+    │       │   AccountDoesNotExist, ExternalAccountRequired, Unauthorized, BadPublicKey
+    │       └── DomainProblem   dns, connection, tls, incorrectResponse: the domain's fault
     ├── TransportError      the CA could not be reached, TLS failed, body too large (names the URL)
     ├── ChallengeError      a challenge could not be presented or answered
     ├── CertificateError    what the CA issued does not match what was asked for
     ├── StoreError          the state directory cannot be read or written safely
     └── DeployError         a target could not be given its files, reloaded or verified
 
-Messages read ``<where>: <what failed>: <cause>``.
+Messages read ``<where>: <what failed>: <cause>``. Code that branches on a kind of ACME
+problem catches its class (built by ``acme_problem`` from the problem's type), never
+compares type strings.
 """
 
 from __future__ import annotations
@@ -42,6 +47,15 @@ def safe_text(text: str, limit: int = MAX_SHOWN) -> str:
         out.append(piece)
         size += len(piece)
     return "".join(out)
+
+
+def visible(text: str) -> str:
+    """``text`` with every non-printable character made a visible escape, and nothing else
+    changed: the last line of defence before a terminal, for text already built with
+    ``safe_text`` where it mattered (so backslashes are left as they are)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else safe_text(ch) for ch in text)
 
 
 class CertfleetError(Exception):
@@ -112,9 +126,62 @@ class DeployError(CertfleetError):
     """A deploy target failed: upload, verification, rename, reload or TLS probe."""
 
 
-# Problems that say something about the domain (its DNS, its server), not about the CA: on
-# these a fallback CA would fail the same way, and would only spend its rate limits.
-DOMAIN_PROBLEMS = frozenset({"dns", "connection", "tls", "incorrectResponse"})
+ERROR_NS = "urn:ietf:params:acme:error:"
+
+
+class BadNonce(AcmeProblem):
+    """§6.5: the nonce was not accepted; retry with the one that came with the answer."""
+
+
+class RateLimited(AcmeProblem):
+    """§6.6: a rate limit; ``retry_after`` says when to try again, if the CA said."""
+
+
+class AlreadyReplaced(AcmeProblem):
+    """RFC 9773 §5: the certificate named in ``replaces`` already has a replacement."""
+
+
+class OrderNotReady(AcmeProblem):
+    """§7.4: finalize came before every authorization was valid."""
+
+
+class AccountDoesNotExist(AcmeProblem):
+    """§7.3.1: no account for this key (the answer to ``onlyReturnExisting``)."""
+
+
+class ExternalAccountRequired(AcmeProblem):
+    """§7.3.4: this CA registers accounts only with an external account binding."""
+
+
+class Unauthorized(AcmeProblem):
+    """The account may not do this (a deactivated account, a refused binding...)."""
+
+
+class BadPublicKey(AcmeProblem):
+    """The CA does not accept this key."""
+
+
+class DomainProblem(AcmeProblem):
+    """A failed validation that says something about the domain (its DNS, its server),
+    not about the CA: another CA would fail the same way and only spend its rate limits."""
+
+
+_KINDS: dict[str, type[AcmeProblem]] = {
+    "badNonce": BadNonce, "rateLimited": RateLimited, "alreadyReplaced": AlreadyReplaced,
+    "orderNotReady": OrderNotReady, "accountDoesNotExist": AccountDoesNotExist,
+    "externalAccountRequired": ExternalAccountRequired, "unauthorized": Unauthorized,
+    "badPublicKey": BadPublicKey, "dns": DomainProblem, "connection": DomainProblem,
+    "tls": DomainProblem, "incorrectResponse": DomainProblem,
+}
+
+
+def acme_problem(url: str, type_: str, detail: str, status: int,
+                 subproblems: tuple[tuple[str, str, str], ...] = (),
+                 retry_after: float | None = None) -> AcmeProblem:
+    """The ``AcmeProblem`` of the right class for a problem document's ``type``."""
+    kind = _KINDS.get(type_.removeprefix(ERROR_NS), AcmeProblem) \
+        if type_.startswith(ERROR_NS) else AcmeProblem
+    return kind(url, type_, detail, status, subproblems, retry_after)
 
 
 def is_ca_fault(exc: CertfleetError) -> bool:
@@ -125,5 +192,5 @@ def is_ca_fault(exc: CertfleetError) -> bool:
     local configuration or a broken state directory: no, those follow the domain anywhere.
     """
     if isinstance(exc, AcmeProblem):
-        return exc.short_type not in DOMAIN_PROBLEMS
+        return not isinstance(exc, DomainProblem)
     return isinstance(exc, TransportError | ProtocolError | CertificateError)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import stat
 from pathlib import Path
 
-from .errors import StoreError
+from .errors import ConfigError, StoreError
 
 TMP_MARK = ".tmp-"
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -52,6 +53,15 @@ def is_leftover(name: str) -> bool:
     _, mark, tail = name.partition(TMP_MARK)
     pid = tail.partition("-")[0]
     return bool(mark) and pid.isdigit() and process_gone(int(pid))
+
+
+def remove_leftover(path: Path) -> None:
+    """Remove a crash leftover, file or directory, never following a link."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def write_new(path: Path, data: bytes, mode: int) -> None:
@@ -94,12 +104,23 @@ def replace_symlink(link: Path, target: str) -> None:
 
 
 def secure_dir(path: Path, mode: int = 0o700) -> Path:
-    """Create ``path`` if missing and refuse it if it is a symlink or writable by others."""
+    """Create ``path`` if missing (``mode`` whatever the umask) and refuse it if it is a
+    symlink, writable by others or owned by another user."""
     try:
-        path.mkdir(mode=mode, parents=True, exist_ok=True)
-        info = os.lstat(path)
+        if not os.path.lexists(path):
+            path.mkdir(mode=mode, parents=True, exist_ok=True)
+            os.chmod(path, mode, follow_symlinks=False)  # the umask may have narrowed it
     except OSError as exc:
         raise StoreError(f"{path}: cannot create directory: {exc.strerror or exc}") from exc
+    return check_dir(path)
+
+
+def check_dir(path: Path) -> Path:
+    """Refuse ``path`` if it is not a directory of this user that only it can write."""
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot inspect: {exc.strerror or exc}") from exc
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise StoreError(f"{path}: not a directory (symlinks are not followed)")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -109,18 +130,31 @@ def secure_dir(path: Path, mode: int = 0o700) -> Path:
     return path
 
 
-def read_small(path: Path, limit: int = 1 << 20) -> bytes:
-    """Read a file of at most ``limit`` bytes without following a final symlink.
+_READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
-    ``FileNotFoundError`` passes through (callers often expect absence); other failures
-    become ``StoreError``.
+
+def read_small(path: Path, limit: int = 1 << 20) -> bytes:
+    """Read a regular file of at most ``limit`` bytes without following a final symlink.
+
+    Opened non-blocking, so a FIFO planted in its place is refused instead of hanging the
+    run. ``FileNotFoundError`` passes through (callers often expect absence); other
+    failures become ``StoreError``.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, _READ | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    return _read_fd(fd, path, limit)
+
+
+def _read_fd(fd: int, path: Path, limit: int) -> bytes:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise StoreError(f"{path}: not a regular file")
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as handle:
         # read(limit + 1) would allocate the whole limit up front (a gigabyte for the index);
         # the size is known, and a file that grows meanwhile is still cut at the limit.
@@ -131,3 +165,58 @@ def read_small(path: Path, limit: int = 1 << 20) -> bytes:
     if len(data) > size:  # it grew while being read: a writer that did not rename
         raise StoreError(f"{path}: changed while being read")
     return data
+
+
+def read_trusted(path: Path, limit: int, *, secret: bool = False) -> bytes:
+    """Read an input file whose content decides what certfleet does (configuration, domains
+    file, secrets): refused unless it is a regular file owned by this user or root, not
+    writable by group or others, in a directory no one else can write to (sticky ones
+    aside); a ``secret`` must not be readable by group or others either. A symlink is
+    followed (configuration management uses them) and the file it leads to is checked.
+
+    Raises ``ConfigError`` with the reason, ``FileNotFoundError`` if there is no file.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):  # before opening: a FIFO or device is never opened
+        raise ConfigError(f"{path}: not a regular file")
+    _check_trusted(path, info, secret)
+    try:
+        fd = os.open(path, _READ)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (info.st_ino, info.st_dev):
+        os.close(fd)
+        raise ConfigError(f"{path}: replaced while being opened")
+    try:
+        return _read_fd(fd, path, limit)
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _check_trusted(path: Path, info: os.stat_result, secret: bool) -> None:
+    me = os.geteuid()
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid not in (me, 0):
+        raise ConfigError(f"{path}: owned by uid {info.st_uid}, not by this user or root; "
+                          "whoever owns it decides what certfleet runs")
+    if mode & 0o022:
+        raise ConfigError(f"{path}: writable by group or others (mode {mode:o}); chmod go-w it")
+    if secret and mode & 0o077:
+        raise ConfigError(f"{path}: a secret readable by group or others (mode {mode:o}); "
+                          "chmod 600 it")
+    folder = Path(os.path.realpath(path)).parent
+    try:
+        parent = os.stat(folder)
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot inspect: {exc.strerror or exc}") from None
+    if parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX:
+        raise ConfigError(f"{path}: its directory {folder} is writable by group or others "
+                          f"(mode {stat.S_IMODE(parent.st_mode):o}), who could replace it")
+    if parent.st_uid not in (me, 0):
+        raise ConfigError(f"{path}: its directory {folder} is owned by uid {parent.st_uid}, "
+                          "who could replace it")

@@ -54,12 +54,22 @@ def load_csr(data: bytes, where: str) -> tuple[bytes, tuple[str, ...], PublicKey
 
     The names are the subjectAltName's DNS names and IP addresses (the CN only when there is
     no SAN), normalized; the signature must verify and the key be of a type certfleet uses.
+    Anything wrong with it is one ``ConfigError`` naming ``where``, never library text.
     """
+    try:
+        return _load_csr(data, where)
+    except ConfigError:
+        raise
+    except Exception:  # cryptography parses lazily; any field may raise on access
+        raise ConfigError(f"{where}: unreadable certificate signing request") from None
+
+
+def _load_csr(data: bytes, where: str) -> tuple[bytes, tuple[str, ...], PublicKey]:
     try:
         csr = (x509.load_pem_x509_csr(data) if data.lstrip().startswith(b"-----")
                else x509.load_der_x509_csr(data))
-    except ValueError as exc:
-        raise ConfigError(f"{where}: not a certificate signing request: {exc}") from None
+    except ValueError:  # the library's reason is parser debug text, of no use to an operator
+        raise ConfigError(f"{where}: not a certificate signing request (PEM or DER)") from None
     if not csr.is_signature_valid:
         raise ConfigError(f"{where}: the CSR's signature does not verify")
     public_key = csr.public_key()
@@ -72,6 +82,7 @@ def load_csr(data: bytes, where: str) -> tuple[bytes, tuple[str, ...], PublicKey
                *(str(ip) for ip in san.get_values_for_type(x509.IPAddress))]
     except x509.ExtensionNotFound:
         raw = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+
     if not raw:
         raise ConfigError(f"{where}: the CSR names no domain")
     names = tuple(dict.fromkeys(normalize_identifier(n) for n in raw))

@@ -1,19 +1,22 @@
 """The plan of a run: which certificates are due and why, which targets lack the current one.
 
 Touches nothing: the stored state comes in as values and the current time is passed in.
+This is the one place the "is it due?" decision is made, for ``run``, ``issue`` and
+``--dry-run`` alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
-from .protocol import ari, backoff
+from .layout import placement
+from .protocol import ari
 from .protocol.renewal import due_reason, renewal_time
-from .spec import CertSpec, Target
-from .store import VersionMeta
+from .spec import CertSpec, JobConfig, Target
+from .state import CertState
+from .store import Snapshot, VersionMeta
 
 
 @dataclass(frozen=True)
@@ -27,82 +30,103 @@ class CertPlan:
     renew_source: str = "lifetime"   # "ARI" when the CA's renewal window set renew_at
     serial: int | None = None        # the active version's serial when planned
     backoff: str | None = None       # "next attempt after ...: last error", when waiting
+    blocked: str | None = None       # why it fails before any network: damage, no solver
 
     @property
     def name(self) -> str:
         return self.spec.name
 
 
-def deployed_serial(state: Mapping[str, Any], target: Target) -> str | None:
-    """The serial (hex) recorded as successfully deployed to ``target``, if any."""
-    record = state.get("deploy", {}).get(target.key)
-    if isinstance(record, dict) and not record.get("error"):
-        serial = record.get("serial")
-        return serial if isinstance(serial, str) else None
-    return None
-
-
 def stale_targets(spec: CertSpec, meta: VersionMeta | None,
-                  state: Mapping[str, Any]) -> tuple[Target, ...]:
+                  state: CertState) -> tuple[Target, ...]:
     """Targets whose recorded deploy is not the current version (all of them if none)."""
     if meta is None:
         return ()
     current = f"{meta.serial:x}"
-    return tuple(t for t in spec.targets if deployed_serial(state, t) != current)
+    return tuple(t for t in spec.targets if state.deployed_serial(t.key) != current)
 
 
-def plan_cert(
-    spec: CertSpec, meta: VersionMeta | None, state: Mapping[str, Any], now: datetime, *,
-    force: bool = False, fraction: float = 1 / 3,
-) -> CertPlan:
-    """Decide for one certificate from its spec, its active version and its state record."""
-    waiting = None if force else backoff.waiting_until(state.get("backoff"), now)
+def plan_cert(spec: CertSpec, snap: Snapshot, now: datetime, *, force: bool = False,
+              fraction: float = 1 / 3, unusable: str | None = None) -> CertPlan:
+    """Decide for one certificate from its spec and what the store holds of it.
+
+    ``unusable`` says why its challenge cannot be answered as configured: then it is not
+    ordered (the run fails it before asking any CA), whatever else holds.
+    """
+    meta, state = snap.meta, snap.state
+    serial = meta.serial if meta else None
+    if snap.damage is not None:
+        return CertPlan(spec, None, None, (), serial=serial, blocked=snap.damage)
+    waiting = None if force else state.waiting_until(now)
     if waiting is not None:
-        last = state.get("backoff", {}).get("error", "")
+        last = state.backoff.error if state.backoff else ""
         note = f"next attempt after {waiting:%Y-%m-%d %H:%M} UTC; last failure: {last}"
         return CertPlan(spec, None, waiting, stale_targets(spec, meta, state),
-                        serial=meta.serial if meta else None, backoff=note)
+                        serial=serial, backoff=note)
     if meta is None:
-        return CertPlan(spec, "forced" if force else "new", None, (), serial=None)
-    not_before, not_after = meta.not_before_dt, meta.not_after_dt
+        return _checked(CertPlan(spec, "forced" if force else "new", None, ()), unusable)
     # RFC 9773: a time chosen inside the CA's window wins; the lifetime rule is the fallback.
-    chosen = ari.chosen_time(state.get("ari"), meta.serial)
-    renew_at = chosen or renewal_time(not_before, not_after, fraction)
+    chosen = ari.chosen_time(state.ari, meta.serial)
+    renew_at = chosen or renewal_time(meta.not_before_dt, meta.not_after_dt, fraction)
     reason = due_reason(
-        wanted_names=spec.names, wanted_key_type=spec.key_type.value,
+        wanted_names=spec.names, wanted_key_type=spec.key_label,
         current_names=meta.names, current_key_type=meta.key_type,
-        not_before=not_before, not_after=not_after,
-        revoked=state.get("revoked_serial") == f"{meta.serial:x}",
-        now=now, forced=force, renew_at=renew_at,
+        not_before=meta.not_before_dt, not_after=meta.not_after_dt,
+        revoked=state.is_revoked(meta.serial), now=now, forced=force, renew_at=renew_at,
     )
-    return CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state),
+    plan = CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state),
                     "ARI" if chosen else "lifetime", meta.serial)
+    return _checked(plan, unusable)
 
 
-def describe(plans: Sequence[CertPlan]) -> list[str]:
-    """The plan as lines for ``--dry-run``."""
-    lines = []
-    for plan in plans:
-        if plan.due:
-            what = f"issue ({plan.due})"
-        elif plan.renew_at:
-            what = f"not due until {plan.renew_at:%Y-%m-%d}"
-        else:
-            what = "nothing to do"
-        if plan.stale_targets and not plan.due:
-            what += "; deploy to " + " ".join(t.key for t in plan.stale_targets)
-        elif plan.due and plan.spec.targets:
-            what += f"; then deploy to {len(plan.spec.targets)} target(s)"
-        lines.append(f"{plan.name}: {what}")
-    return lines
+def _checked(plan: CertPlan, unusable: str | None) -> CertPlan:
+    if plan.due is None or unusable is None:
+        return plan
+    return replace(plan, blocked=f"cannot be ordered: {unusable}")
+
+
+def make_plans(specs: Sequence[CertSpec], snaps: dict[str, Snapshot], job: JobConfig,
+               now: datetime, unusable: Callable[[str], str | None], *,
+               force: bool = False) -> list[CertPlan]:
+    """Every certificate's plan; the key types of one certificate together."""
+    plans = [plan_cert(spec, snaps[spec.name], now, force=force, fraction=job.renew_fraction,
+                       unusable=unusable(spec.challenge)) for spec in specs]
+    return together(plans)
 
 
 def together(plans: Sequence[CertPlan]) -> list[CertPlan]:
     """The key types of one certificate are renewed as a group: if one is due, all are."""
     due_first: dict[str, str] = {}
     for plan in plans:
-        if plan.due and plan.spec.names[0] not in due_first:
+        if plan.due and not plan.blocked and plan.spec.names[0] not in due_first:
             due_first[plan.spec.names[0]] = plan.name
-    return [plan if plan.due or plan.spec.names[0] not in due_first
-            else replace(plan, due=f"renewed with {due_first[plan.spec.names[0]]}")
+    return [plan if plan.due or plan.blocked or plan.spec.names[0] not in due_first
+            or plan.backoff else replace(plan, due=f"renewed with {due_first[plan.spec.names[0]]}")
             for plan in plans]
+
+
+def describe(plans: Sequence[CertPlan], job: JobConfig) -> list[str]:
+    """The plan as lines for ``--dry-run``: what each certificate will get and why, and the
+    real paths at every target it will be deployed to."""
+    lines = []
+    for plan in plans:
+        if plan.blocked:
+            lines.append(f"{plan.name}: will fail: {plan.blocked}")
+            continue
+        if plan.backoff:
+            what = f"waiting: {plan.backoff}"
+        elif plan.due:
+            what = f"will be ordered ({plan.due}; {plan.spec.challenge})"
+        elif plan.renew_at:
+            what = (f"not due until {plan.renew_at:%Y-%m-%d %H:%M} UTC ({plan.renew_source} "
+                    "rule)" if plan.renew_source == "lifetime" else
+                    f"not due until {plan.renew_at:%Y-%m-%d %H:%M} UTC (ARI window)")
+        else:
+            what = "nothing to do"
+        lines.append(f"{plan.name}: {what}")
+        targets = plan.spec.targets if plan.due else plan.stale_targets
+        for target in targets:
+            where = placement(target, job.host(target), plan.name)
+            host = f"{target.host_label}:" if target.host else ""
+            lines.append(f"  deploy to {host}{where.describe()}")
+    return lines

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from .errors import safe_text
+from .errors import ChallengeError, safe_text
 from .protocol.b64 import b64url
-from .protocol.challenges import HTTP_01_PREFIX, key_authorization
+from .protocol.challenges import HTTP_01, HTTP_01_PREFIX, key_authorization
 from .solvers import Solver
+from .spec import CertSpec, JobConfig
 
 TIMEOUT = 10.0
 MAX_BODY = 4096
@@ -102,3 +103,16 @@ async def probe(
         for name in presented:
             await solver.cleanup(name, tokens[name], key_authorization(tokens[name], thumbprint))
     return results
+
+
+async def before_order(job: JobConfig, spec: CertSpec, solver: Solver, thumbprint: str) -> None:
+    """Fail the certificate, before any order, if a load balancer cannot serve its tokens
+    (with ``[lb] addresses`` configured and ``preflight`` not turned off)."""
+    names = [n for n in spec.names if not n.startswith("*.")]
+    if spec.challenge != HTTP_01 or not job.lb.addresses or not job.lb.preflight or not names:
+        return
+    results = await probe(names, solver, thumbprint, job.lb.endpoints(), job.lb.port)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        raise ChallengeError("preflight (CA not asked): "
+                             + "; ".join(f"{r.lb} for {r.name}: {r.error}" for r in failed))

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .account import AccountKey, Rollover
-from .acme_client import AcmeClient, Response, Signer
-from .errors import AcmeProblem, ConfigError, ProtocolError, safe_text
+from .account_key import AccountKey, Rollover
+from .acme_client import AcmeClient, Response
+from .errors import (
+    AccountDoesNotExist,
+    AcmeProblem,
+    BadPublicKey,
+    ConfigError,
+    ExternalAccountRequired,
+    ProtocolError,
+    Unauthorized,
+    safe_text,
+)
 from .keytypes import KeyType
 from .protocol import jws
+from .protocol.b64 import b64url_decode
 from .protocol.messages import AccountResource, AccountStatus, Directory
-from .session import Session, Sleep
-from .session import parse_response as _parse
+from .session import Session, Sleep, parse_response
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -28,6 +38,49 @@ log = logging.getLogger(__name__)
 
 Eab = tuple[str, bytes, str]  # external account binding: (key identifier, MAC key, HS256/384/512)
 REGISTER_NEW_KEY = "certfleet account register --new-key"
+EAB_ENV = ("CERTFLEET_EAB_KID", "CERTFLEET_EAB_HMAC_KEY", "CERTFLEET_EAB_ALG")
+
+
+# -- §7.3.4: external account binding settings -------------------------------------------------
+
+def parse_eab(kid: str | None, hmac_key: str | None, alg: str | None = None) -> Eab | None:
+    """The binding from its settings: the key identifier and the base64url MAC key the CA
+    gave out, and the MAC algorithm (HS256 unless told). None if neither is set.
+
+    Errors never show the key, not even a part of it.
+    """
+    if not kid and not hmac_key:
+        return None
+    if not kid or not hmac_key:
+        missing = "eab_kid" if not kid else "eab_hmac_key"
+        raise ConfigError(f"external account binding: {missing} is not set (eab_kid and "
+                          "eab_hmac_key go together)")
+    if not kid.isprintable() or len(kid) > 256:
+        raise ConfigError(f"eab_kid {safe_text(kid, 60)!r} is not a key identifier")
+    algorithm = (alg or "HS256").upper()
+    if algorithm not in jws.HMAC_ALGORITHMS:
+        raise ConfigError(f"eab_alg {safe_text(alg or '', 20)!r}: use HS256, HS384 or HS512")
+    try:  # CAs hand the key out base64url-encoded; some add the padding
+        key = b64url_decode(hmac_key.strip().rstrip("="))
+    except ValueError:
+        raise ConfigError("eab_hmac_key is not base64url (letters, digits, '-' and '_', as "
+                          "the CA gave it); the value is not shown") from None
+    if not key:
+        raise ConfigError("eab_hmac_key is empty")
+    return kid, key, algorithm
+
+
+def eab_settings(job: object | None = None,
+                 environ: Mapping[str, str] | None = None) -> Eab | None:
+    """The binding from CERTFLEET_EAB_KID / _HMAC_KEY / _ALG, else from the job's
+    ``eab_kid``, ``eab_hmac_key``, ``eab_alg`` ([ca] in certfleet.toml), if it has them."""
+    env = os.environ if environ is None else environ
+    kid_env, key_env, alg_env = EAB_ENV
+    from_env = bool(env.get(kid_env) or env.get(key_env))
+    if from_env:  # one source for the pair: never a kid from here and a key from there
+        return parse_eab(env.get(kid_env), env.get(key_env), env.get(alg_env))
+    return parse_eab(getattr(job, "eab_kid", None), getattr(job, "eab_hmac_key", None),
+                     env.get(alg_env) or getattr(job, "eab_alg", None))
 
 
 async def open_account(
@@ -92,7 +145,7 @@ async def find_or_register(
     assert key is not None  # the account was found by its key, or the key was made above
     if not found.location:
         raise ProtocolError(f"{safe_text(directory.new_account)}: no account URL in answer")
-    account = _parse(AccountResource.from_json, found)
+    account = parse_response(AccountResource.from_json, found)
     if account.status is AccountStatus.DEACTIVATED:
         _note_deactivated(store, directory_url, record, key)
         raise _deactivated(directory_url, found.location, key)
@@ -144,10 +197,10 @@ async def _new_account(
         payload["externalAccountBinding"] = external_account_binding(
             eab, key.jwk, directory.new_account)
     try:
-        return await client.post(directory.new_account, payload, _jwk_signer(key))
+        return await client.post(directory.new_account, payload, key.sign)
     except AcmeProblem as exc:
-        if exc.short_type == "externalAccountRequired" or (
-                eab is not None and exc.short_type in ("unauthorized", "badPublicKey")):
+        if isinstance(exc, ExternalAccountRequired) or (
+                eab is not None and isinstance(exc, Unauthorized | BadPublicKey)):
             # The CA's words, but as what they are: a fault in our configuration.
             raise ConfigError(f"{exc} (check [ca] eab_kid, eab_hmac_key and eab_alg, or "
                               "CERTFLEET_EAB_KID, CERTFLEET_EAB_HMAC_KEY)") from None
@@ -161,18 +214,13 @@ class _Deactivated(Exception):
 async def _lookup(client: AcmeClient, new_account: str, key: AccountKey) -> Response | None:
     """§7.3.1: the account of ``key`` via ``onlyReturnExisting``; None if there is none."""
     try:
-        return await client.post(new_account, {"onlyReturnExisting": True}, _jwk_signer(key))
-    except AcmeProblem as exc:
-        if exc.short_type == "accountDoesNotExist":
-            return None
-        if exc.short_type == "unauthorized" and "deactivated" in exc.detail.lower():
+        return await client.post(new_account, {"onlyReturnExisting": True}, key.sign)
+    except AccountDoesNotExist:
+        return None
+    except Unauthorized as exc:
+        if "deactivated" in exc.detail.lower():
             raise _Deactivated from None
         raise
-
-
-def _jwk_signer(key: AccountKey) -> Signer:
-    """Sign with the key's ``jwk`` in the header (newAccount, revocation by key)."""
-    return key.sign
 
 
 def _deactivated(directory_url: str, url: Any, key: AccountKey) -> ConfigError:

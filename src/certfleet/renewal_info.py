@@ -5,6 +5,7 @@ record); touches nothing itself. A certificate is asked about only when it has n
 or when the CA's Retry-After has passed, so a cron job every few minutes does not ask every
 few minutes. Any failure (no ARI at this CA, no AKI in the certificate, a bad answer)
 leaves the lifetime rule in charge and is asked again later, never sooner than an hour.
+A certificate another run holds is left to that run: its window is asked for next time.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import logging
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from .acme_client import AcmeClient
 from .errors import CertfleetError, safe_text
@@ -27,35 +27,37 @@ AT_ONCE = 8
 _rng = random.SystemRandom()
 
 
-def needs_fetch(state: dict[str, Any], meta: VersionMeta, now: datetime) -> bool:
-    return ari.fetch_due(state.get("ari"), meta.serial, now)
-
-
-async def _one(client: AcmeClient, base: str, store: Store, name: str, meta: VersionMeta,
-               now: datetime) -> None:
-    state = store.read_state(name)
-    previous = state.get("ari")
+async def _ask(client: AcmeClient, base: str, meta: VersionMeta, previous: ari.Schedule | None,
+               name: str, now: datetime) -> ari.Schedule:
+    """The schedule after asking the CA about one certificate."""
     if not meta.aki:
-        record: dict[str, Any] = {"serial": f"{meta.serial:x}", "error": "no AKI in certificate",
-                                  "next_fetch": (now + ari.MAX_RECHECK).isoformat()}
-    else:
-        url = f"{base.rstrip('/')}/{ari.cert_id(bytes.fromhex(meta.aki), meta.serial)}"
-        try:
-            response = await client.get(url)
-            start, end, explanation = ari.parse_window(response.json())
-            record = ari.schedule(previous, meta.serial, start, end, explanation,
-                                  ari.recheck_after(response.retry_after(now), now),
-                                  _rng.random())
-            if explanation:
-                log.info("%s: renewal window %s to %s; the CA explains: %s", name,
-                         start.isoformat(), end.isoformat(), safe_text(explanation))
-        except (CertfleetError, MalformedMessage) as exc:
-            log.warning("%s: renewal information unavailable, using the lifetime rule: %s",
-                        name, exc)
-            record = {"serial": f"{meta.serial:x}", "error": safe_text(str(exc)),
-                      "next_fetch": (now + ari.FAILED_RECHECK).isoformat()}
-    state["ari"] = record
-    store.write_state(name, state)
+        return ari.failed(previous, meta.serial, "no AKI in certificate", now + ari.MAX_RECHECK)
+    url = f"{base.rstrip('/')}/{ari.cert_id(bytes.fromhex(meta.aki), meta.serial)}"
+    try:
+        response = await client.get(url)
+        start, end, explanation = ari.parse_window(response.json())
+    except (CertfleetError, MalformedMessage) as exc:
+        log.warning("%s: renewal information unavailable, using the lifetime rule: %s",
+                    name, exc)
+        return ari.failed(previous, meta.serial, safe_text(str(exc)),
+                          now + ari.FAILED_RECHECK)
+    if explanation:
+        log.info("%s: renewal window %s to %s; the CA explains: %s", name,
+                 start.isoformat(), end.isoformat(), safe_text(explanation))
+    return ari.schedule(previous, meta.serial, start, end, explanation,
+                        ari.recheck_after(response.retry_after(now), now), _rng.random())
+
+
+def _record(store: Store, name: str, schedule: ari.Schedule) -> None:
+    """Keep the schedule, unless another run holds the certificate right now."""
+    if not store.try_lock(name):
+        return
+    try:
+        store.update_state(name, lambda state: state.with_ari(schedule))
+    except CertfleetError as exc:
+        log.warning("%s: cannot keep the renewal window: %s", name, exc)
+    finally:
+        store.unlock(name)
 
 
 async def refresh(client: AcmeClient, store: Store,
@@ -63,18 +65,20 @@ async def refresh(client: AcmeClient, store: Store,
     """Ask the CA for the renewal window of each certificate given (already known due)."""
     directory = await client.directory()
     now = datetime.now(UTC)
-    if directory.renewal_info is None:
-        for name, meta in certs:  # no ARI here: ask the directory again tomorrow
-            state = store.read_state(name)
-            state["ari"] = {"serial": f"{meta.serial:x}", "error": "the CA offers no ARI",
-                            "next_fetch": (now + ari.MAX_RECHECK).isoformat()}
-            store.write_state(name, state)
-        return
     base = directory.renewal_info
     gate = asyncio.Semaphore(AT_ONCE)
 
-    async def bounded(name: str, meta: VersionMeta) -> None:
-        async with gate:
-            await _one(client, base, store, name, meta, now)
+    async def one(name: str, meta: VersionMeta) -> None:
+        try:
+            previous = store.load_state(name).ari
+        except CertfleetError:
+            return  # a damaged record fails its certificate in the plan
+        if base is None:  # no ARI here: ask the directory again tomorrow
+            schedule = ari.failed(previous, meta.serial, "the CA offers no ARI",
+                                  now + ari.MAX_RECHECK)
+        else:
+            async with gate:
+                schedule = await _ask(client, base, meta, previous, name, now)
+        _record(store, name, schedule)
 
-    await asyncio.gather(*(bounded(name, meta) for name, meta in certs))
+    await asyncio.gather(*(one(name, meta) for name, meta in certs))

@@ -1,6 +1,7 @@
 """Revocation (RFC 8555 §7.6), by the account key or by the certificate's own key.
 
-Wires ``acme_client``, ``account``, ``registration`` and ``store``; touches nothing itself.
+Wires ``acme_client``, ``account_key``, ``registration`` and ``store``; touches nothing
+itself.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from typing import cast
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .account import AccountKey
-from .acme_client import AcmeClient
+from .account_key import AccountKey
+from .acme_client import AcmeClient, Signer
 from .errors import ConfigError
 from .keytypes import KeyType
 from .protocol.b64 import b64url
-from .registration import _jwk_signer, open_account
+from .registration import open_account
 from .session import Session
 from .store import Store, StoredCert
 
@@ -44,9 +45,10 @@ async def revoke(
         raise ConfigError(f"revoke: not a PEM certificate: {exc}") from None
     session = session_or_client if isinstance(session_or_client, Session) else None
     client = session.client if session is not None else cast(AcmeClient, session_or_client)
+    signer: Signer
     if cert_key_pem is not None:
-        signer = _jwk_signer(AccountKey.for_certificate(
-            cert_key_pem, cert.public_key(), f"serial {cert.serial_number:x}: key"))
+        signer = AccountKey.for_certificate(
+            cert_key_pem, cert.public_key(), f"serial {cert.serial_number:x}: key").sign
     elif session is not None:
         signer = session.signer()
     else:
@@ -58,27 +60,21 @@ async def revoke(
     await client.post(directory.revoke_cert, payload, signer)
 
 
-
 async def revoke_stored(client: AcmeClient, store: Store, stored: StoredCert, reason: str,
                         with_cert_key: bool = False) -> None:
     """Revoke the active version of a stored certificate and record it in its state.
 
     What is about to happen is recorded first: a revocation the state cannot record is not
-    sent (the next ``issue`` would not know the certificate is dead). The caller holds the
-    certificate's lock.
+    sent, and one whose answer was lost still counts (the next run replaces the
+    certificate). The caller holds the certificate's lock.
     """
-    serial = f"{stored.meta.serial:x}"
     cert_pem = store.read_file(stored, "cert.pem")
-    state = store.read_state(stored.name)
-    state["revoking"] = serial
-    store.write_state(stored.name, state)
+    serial = stored.meta.serial
+    store.update_state(stored.name, lambda state: state.revoking(serial, datetime.now(UTC)))
     if with_cert_key:  # a --csr version has no privkey.pem: read_file says so
         await revoke(client, cert_pem, reason,
                      cert_key_pem=store.read_file(stored, "privkey.pem"))
     else:
         session = await open_account(client, store, KeyType.EC256, [])
         await revoke(session, cert_pem, reason)
-    state = store.read_state(stored.name)
-    state.pop("revoking", None)
-    state.update(revoked_serial=serial, revoked_at=datetime.now(UTC).isoformat())
-    store.write_state(stored.name, state)
+    store.update_state(stored.name, lambda state: state.revoked(serial, datetime.now(UTC)))

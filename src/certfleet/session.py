@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .account import AccountKey
+from .account_key import AccountKey
 from .acme_client import AcmeClient, Response, Signer
 from .errors import ProtocolError, safe_text
 from .protocol.messages import MalformedMessage

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .keytypes import KeyType
-from .names import storage_name
 
 PEM_NAMES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
@@ -30,13 +29,17 @@ class Target:
         return self.host is None
 
     @property
+    def host_label(self) -> str:
+        """``[user@]host`` as written (IPv6 in brackets); '' for a local target."""
+        if self.host is None:
+            return ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.user}@{host}" if self.user else host
+
+    @property
     def key(self) -> str:
         """A stable identifier, used for deploy state and in messages."""
-        if self.host is None:
-            return self.path
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        user = f"{self.user}@" if self.user else ""
-        return f"{user}{host}:{self.path}"
+        return f"{self.host_label}:{self.path}" if self.host is not None else self.path
 
     @property
     def host_key(self) -> str:
@@ -65,20 +68,8 @@ class HostSettings:
     group: str | None = None
     mode: int = 0o644                     # cert, chain, fullchain
     key_mode: int = 0o600                 # privkey
+    dir_mode: int = 0o755                 # a certificate's own directory, when created
     probe: TlsProbe | None = None
-
-    def file_name(self, pem: str, cert_name: str) -> str:
-        """The file name written at this host for ``pem`` of certificate ``cert_name``.
-
-        A further key type (``NAME+rsa2048``) without ``{name}`` in the mapping gets its
-        type before the extension (``fullchain.rsa2048.pem``), beside the first type's files.
-        """
-        template = self.files.get(pem, pem)
-        if "{name}" in template or "+" not in cert_name:
-            return template.replace("{name}", cert_name)
-        stem, dot, ext = template.rpartition(".")
-        variant = cert_name.rpartition("+")[2]
-        return f"{stem}.{variant}.{ext}" if dot else f"{template}.{variant}"
 
 
 @dataclass(frozen=True)
@@ -96,6 +87,12 @@ class CertSpec:
     variant: str | None = None           # a second key type of the same certificate
     ca: str | None = None                # directory URL, when not the job's
     fallback: tuple[str, ...] | None = None  # CAs to try when this one fails; None: the job's
+    csr: bytes | None = field(default=None, repr=False)  # the operator's own CSR (DER): no key
+
+    @property
+    def key_label(self) -> str:
+        """What the stored version's ``key_type`` must say: the key type, or ``csr``."""
+        return "csr" if self.csr is not None else self.key_type.value
 
     @property
     def name(self) -> str:
@@ -103,6 +100,20 @@ class CertSpec:
         for a further key type of the same names ``NAME+KEYTYPE`` ('+' is never in a name).
         """
         return f"{self.names[0]}+{self.variant}" if self.variant else self.names[0]
+
+
+@dataclass(frozen=True)
+class CertDefaults:
+    """How certificates are issued unless their own ``[certs."NAME"]`` section says otherwise."""
+
+    key_type: KeyType = KeyType.EC256
+    challenge: str = "http-01"
+    reuse_key: bool = False
+    profile: str | None = None
+    preferred_chain: str | None = None
+    more_key_types: tuple[KeyType, ...] = ()  # the same names also with these keys
+    ca: str | None = None                     # this certificate's CA, if not [ca]'s
+    fallback: tuple[str, ...] | None = None   # CAs to try next; None: [ca] fallback
 
 
 HTTP_MODES = ("webroot", "listen", "serve", "stateless")
@@ -193,6 +204,8 @@ class JobConfig:
     hosts: Mapping[str, HostSettings] = field(default_factory=dict)
     ssh_config: tuple[Path, ...] = ()
     known_hosts: Path | None = None
+    defaults: CertDefaults = field(default_factory=CertDefaults)
+    cert_settings: Mapping[str, CertDefaults] = field(default_factory=dict)  # [certs."NAME"]
 
     def cas(self, spec: CertSpec) -> tuple[str, ...]:
         """The CAs to try for ``spec``, in order: its own (or the job's), then fallbacks."""
@@ -203,28 +216,3 @@ class JobConfig:
     def host(self, target: Target) -> HostSettings:
         """Settings for ``target``'s host: its own section, else ``default``, else built-in."""
         return self.hosts.get(target.host_key) or self.hosts.get("default") or HostSettings()
-
-    def file_clashes(self) -> list[tuple[str, str]]:
-        """(source, reason) for every file two certificates would write at the same place.
-
-        The seed's domains file sends two certificates to one directory; with the same
-        file names the second would overwrite the first, so that needs ``files`` with
-        ``{name}`` for the host, or a directory per certificate.
-        """
-        owner: dict[tuple[str, str, str], CertSpec] = {}
-        clashes = []
-        for spec in self.certs:
-            for target in spec.targets:
-                settings = self.host(target)
-                for pem in PEM_NAMES:
-                    file = settings.file_name(pem, storage_name(spec.name))
-                    place = (target.host_key, target.path, file)
-                    first = owner.setdefault(place, spec)
-                    if first is not spec:
-                        clashes.append((spec.source, (
-                            f"{target.key}/{file} is also written for {first.name} "
-                            f"({first.source}); use a directory per certificate, or "
-                            f"files = {{ \"{pem}\" = \"{{name}}.{pem}\", ... }} for host "
-                            f"{target.host_key or 'default'}")))
-                        break
-        return clashes

@@ -24,7 +24,7 @@ def fake_ca() -> Iterator[FakeCA]:
 
 def _issue(ca: FakeCA, tmp_path: Path) -> tuple[int, str]:
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = main(["issue", "x.example", "--state-dir", str(tmp_path / "state"),
                    "--directory", ca.directory_url, "--insecure-http",
                    "--webroot", str(tmp_path)])

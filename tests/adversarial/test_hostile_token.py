@@ -37,7 +37,7 @@ def test_hostile_token_writes_nothing(fake_ca: FakeCA, tmp_path: Path, token: st
     state = tmp_path / "state"
     before = _tree(work)
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = main(["issue", "x.example", "--state-dir", str(state), "--directory",
                    fake_ca.directory_url, "--insecure-http", "--webroot", str(webroot)])
     assert rc == 1
@@ -52,9 +52,11 @@ def test_hostile_token_writes_nothing(fake_ca: FakeCA, tmp_path: Path, token: st
 
 def test_plain_http_ca_refused_without_flag(fake_ca: FakeCA, tmp_path: Path) -> None:
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         rc = main(["issue", "x.example", "--state-dir", str(tmp_path / "s"), "--directory",
                    fake_ca.directory_url, "--webroot", str(tmp_path)])
     assert rc == 1
-    assert "refusing non-https URL" in out.getvalue()
+    assert out.getvalue() == ("certfleet: command line (--directory): a plain http:// directory "
+                              "needs allow_http = true (--insecure-http; for test servers only)\n")
+    assert not (tmp_path / "s").exists()  # refused before anything was made
     assert fake_ca.requests == []

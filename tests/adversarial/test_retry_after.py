@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from certfleet import keys
-from certfleet.account import AccountKey
+from certfleet.account_key import AccountKey
 from certfleet.acme_client import AcmeClient
 from certfleet.errors import ChallengeError
-from certfleet.issue import Session, obtain
 from certfleet.keytypes import KeyType
+from certfleet.order import obtain
 from certfleet.protocol.timing import MAX_POLL
+from certfleet.session import Session
 from certfleet.solvers.webroot import WebrootSolver
 
 from .fakeca import FakeCA

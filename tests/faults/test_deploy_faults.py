@@ -184,7 +184,12 @@ class Case:
 
 def _case(rig: Rig, tmp_path: Path, a: Path, b: Path, a_target: str | None = None,
           b_target: str | None = None, hosts: dict[str, dict[str, Any]] | None = None) -> Case:
+    """The targets are directories named after the certificate inside ``a`` and ``b``: a
+    directory of its own, which certfleet writes into but never makes (``layout``)."""
     name = f"{uuid.uuid4().hex[:10]}.faults.example.com"
+    a, b = a / name, b / name
+    a_target = f"{a_target.partition(':')[0]}:{a}" if a_target else None
+    b_target = f"{b_target.partition(':')[0]}:{b}" if b_target else None
     if rig.web is not None:  # default reload for the web hosts: nginx, for real
         hosts = {**{alias: {"reload": h.reload_argv()} for alias, h in rig.web.items()},
                  **(hosts or {})}
@@ -367,8 +372,7 @@ def test_local_reload_failing(rig: Rig, tmp_path: Path) -> None:
     # the other target is on web1a here.
     web = rig.need_web()
     case = _case(rig, tmp_path, web["web1a"].workdir / "deploy" / tmp_path.name,
-                 tmp_path / "b")
-    case.a_target = f"web1a:{case.a}"
+                 tmp_path / "b", a_target="web1a:")
     exercise(case, lambda: contextlib.nullcontext(case.b),
              "files in place, reload failed: reload /bin/false exited 1",
              reload_fault=True, faulty_config={"default": {"reload": ["/bin/false"]}})
@@ -438,7 +442,7 @@ def test_ssh_disk_full(rig: Rig, tmp_path: Path) -> None:
     web = rig.need_web()
     with tmpfs(web["web1b"].workdir / "small" / tmp_path.name, "64k") as mount:
         case = _ssh_case(rig, tmp_path)
-        case.b = mount / "certs"
+        case.b = mount / "certs" / case.name
         case.b_target = f"web1b:{case.b}"
         line = exercise(case, lambda: filled(case.b), "")
         print(line)  # what the SFTP server says about a full disk

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import io
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from certfleet.cli import main
+from tests.cli import run_shown
 
 
 class Certfleet:
@@ -29,10 +28,7 @@ class Certfleet:
         return ["--http-listen", f"127.0.0.1:{self.lab.http_port}"]  # type: ignore[attr-defined]
 
     def run(self, command: str, *args: str) -> tuple[int, str]:
-        out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            rc = main([command, *self.common(), *args])
-        return rc, out.getvalue()
+        return run_shown([command, *self.common(), *args])
 
     def issue(self, *args: str) -> tuple[int, str]:
         return self.run("issue", *args, *self.listen())

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from certfleet.account import AccountKey
+from certfleet.account_key import AccountKey
 from certfleet.acme_client import AcmeClient
 from certfleet.errors import AcmeProblem, ConfigError
-from certfleet.issue import Session, open_account, revoke
 from certfleet.keytypes import KeyType
 from certfleet.protocol.b64 import b64url
+from certfleet.registration import open_account
+from certfleet.revocation import revoke
+from certfleet.session import Session
 from certfleet.store import Store
 
 from .conftest import Certfleet

@@ -13,13 +13,14 @@ import pytest
 from cryptography import x509
 
 from certfleet.acme_client import AcmeClient
-from certfleet.issue import issue, open_account
 from certfleet.keytypes import KeyType
 from certfleet.protocol import ari
+from certfleet.registration import open_account
 from certfleet.solvers.http_server import HttpServerSolver
 from certfleet.store import Store
+from tests.issuing import issue_names as issue
 
-from .fleet_helpers import orders_seen, run_cli, write_config
+from .fleet_helpers import by_name, orders_seen, run_cli, write_config
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.UTC)
@@ -126,11 +127,12 @@ def test_profiles(lab: Any, tmp_path: Path) -> None:
                        'certs."odd.example.com"': {"profile": "no-such-profile"}})
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 1
-    lines = out.splitlines()
-    assert lines[0].startswith("short.example.com: issued")
-    assert lines[1].startswith("long.example.com: issued")
-    assert lines[2] == ("odd.example.com: failed: odd.example.com: the CA has no certificate "
-                        "profile 'no-such-profile' (it offers: default, shortlived)")
+    lines = by_name(out)
+    assert lines["short.example.com"].startswith("short.example.com: issued")
+    assert lines["long.example.com"].startswith("long.example.com: issued")
+    assert lines["odd.example.com"] == (
+        "odd.example.com: failed: odd.example.com: the CA has no certificate profile "
+        "'no-such-profile' (it offers: default, shortlived)")
     short, long = _cert(tmp_path, "short.example.com"), _cert(tmp_path, "long.example.com")
     assert short.not_valid_after_utc - short.not_valid_before_utc < dt.timedelta(days=7)
     assert long.not_valid_after_utc - long.not_valid_before_utc > dt.timedelta(days=80)

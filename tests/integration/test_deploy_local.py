@@ -14,6 +14,8 @@ import pytest
 from certfleet.deploy import DeployFile
 from certfleet.deploy.local import LocalTransport
 from certfleet.errors import DeployError
+from certfleet.layout import Placement
+from certfleet.spec import HostSettings
 
 
 def _files(tag: str) -> list[DeployFile]:
@@ -22,10 +24,13 @@ def _files(tag: str) -> list[DeployFile]:
 
 
 def _install(directory: Path, files: list[DeployFile], owner: str | None = None,
-             group: str | None = None) -> None:
+             group: str | None = None, *, own: bool = False) -> None:
+    where = Placement(str(directory), tuple((f.name, f.name) for f in files), own)
+    settings = HostSettings(owner=owner, group=group)
+
     async def go() -> None:
         async with LocalTransport() as transport:
-            await transport.install(str(directory), files, owner, group)
+            await transport.install(where, files, settings)
     asyncio.run(go())
 
 
@@ -101,3 +106,13 @@ def test_reload_failure_and_success(tmp_path: Path) -> None:
         asyncio.run(go(["/bin/sh", "-c", "echo boom; exit 3"]))
     with pytest.raises(DeployError, match="No such file"):
         asyncio.run(go([str(tmp_path / "missing-binary")]))
+
+
+def test_a_certificates_own_directory_is_made_inside_the_target(tmp_path: Path) -> None:
+    own = tmp_path / "www.example.com"
+    _install(own, _files("v1"), own=True)
+    assert stat.S_IMODE(os.stat(own).st_mode) == 0o755
+    assert (own / "site.crt").read_text() == "cert v1\n"
+    with pytest.raises(DeployError, match="target directory missing"):
+        _install(tmp_path / "gone" / "www.example.com", _files("v1"), own=True)
+    assert not (tmp_path / "gone").exists()

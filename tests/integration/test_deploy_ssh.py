@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 
 from ..conftest import require
-from .fleet_helpers import orders_seen, run_cli, write_config
+from .fleet_helpers import by_name, orders_seen, run_cli, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +84,8 @@ def _stored_serial(state: Path, site: str) -> int:
 def test_run_deploys_to_both_web_servers(topology: Topology) -> None:
     rc, out = run_cli("run", "--config", str(topology.config))
     assert rc == 0, out
-    for i, site in enumerate(SITES):
-        line = out.splitlines()[i]
+    for site in SITES:
+        line = by_name(out)[site]
         assert line.startswith(f"{site}: issued (expires 20"), out
         assert line.endswith("deployed to 2/2 targets"), out
         serial = _stored_serial(topology.state, site)
@@ -112,9 +112,9 @@ def test_server_down_then_back(topology: Topology) -> None:
     rc, out = run_cli("run", "--config", str(topology.config))
     assert rc == 0, out
     assert orders_seen(topology.lab) == orders  # nothing issued again
-    for i, site in enumerate(SITES):
-        assert out.splitlines()[i].startswith(f"{site}: not due until ")
-        assert out.splitlines()[i].endswith("deployed to 1/1 targets")
+    for site in SITES:
+        assert by_name(out)[site].startswith(f"{site}: not due until ")
+        assert by_name(out)[site].endswith("deployed to 1/1 targets")
         assert web1b.wait_for_serial(site, _stored_serial(topology.state, site))
 
 

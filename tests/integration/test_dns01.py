@@ -27,13 +27,15 @@ from pebble_lab import LabUnavailable, find_binaries
 
 from certfleet.acme_client import AcmeClient
 from certfleet.errors import ChallengeError
-from certfleet.issue import Session, issue, open_account
 from certfleet.keytypes import KeyType
 from certfleet.protocol.challenges import dns01_txt_value
+from certfleet.registration import open_account
+from certfleet.session import Session
 from certfleet.solvers import Solver
 from certfleet.solvers.dns_hook import HookSolver
 from certfleet.solvers.dns_rfc2136 import RFC2136Solver
 from certfleet.store import Store
+from tests.issuing import issue_names as issue
 
 pytestmark = pytest.mark.integration
 

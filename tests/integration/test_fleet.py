@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from .conftest import webroot_server
-from .fleet_helpers import orders_seen, run_cli, write_config
+from .fleet_helpers import by_name, orders_seen, run_cli, write_config
 
 pytestmark = pytest.mark.integration
 
@@ -45,27 +45,28 @@ solo.example.org
 """)
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 0, out
-    lines = out.splitlines()
-    assert lines[0].startswith("www.example.com: issued (expires 20")
-    assert lines[0].endswith("deployed to 2/2 targets")
-    assert lines[1].startswith("www.example.net: issued (expires 20")
-    assert lines[1].endswith("deployed to 1/1 targets")
-    assert lines[2].startswith("solo.example.org: issued (expires 20")
-    assert "deployed" not in lines[2]
-    assert lines[3] == "3 certificates: 3 issued, deployed 3/3 targets"
+    lines = by_name(out)
+    assert lines["www.example.com"].startswith("www.example.com: issued (expires 20")
+    assert lines["www.example.com"].endswith("deployed to 2/2 targets")
+    assert lines["www.example.net"].startswith("www.example.net: issued (expires 20")
+    assert lines["www.example.net"].endswith("deployed to 1/1 targets")
+    assert lines["solo.example.org"].startswith("solo.example.org: issued (expires 20")
+    assert "deployed" not in lines["solo.example.org"]
+    assert out.splitlines()[-1] == "3 certificates: 3 issued, deployed 3/3 targets"
     state = tmp_path / "state"
     for d in ("com1", "com2"):
-        assert _serial(dirs[d] / "cert.pem") == _serial(
+        own = dirs[d] / "www.example.com"  # each certificate gets a directory of its own
+        assert _serial(own / "cert.pem") == _serial(
             state / "certs" / "www.example.com" / "cert.pem")
-        assert stat.S_IMODE(os.stat(dirs[d] / "privkey.pem").st_mode) == 0o600
-        assert stat.S_IMODE(os.stat(dirs[d] / "fullchain.pem").st_mode) == 0o644
-        assert not [p for p in os.listdir(dirs[d]) if p.startswith(".certfleet-tmp")]
+        assert stat.S_IMODE(os.stat(own / "privkey.pem").st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(own / "fullchain.pem").st_mode) == 0o644
+        assert not [p for p in os.listdir(own) if p.startswith(".certfleet-tmp")]
     orders = orders_seen(lab)
     assert orders == 3
 
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 2, out
-    assert out.splitlines()[0].startswith("www.example.com: not due until 20")
+    assert by_name(out)["www.example.com"].startswith("www.example.com: not due until 20")
     assert orders_seen(lab) == orders
 
     rc, out = run_cli("status", "--config", str(config), "--json")
@@ -74,6 +75,8 @@ solo.example.org
     assert com["names"] == ["www.example.com", "example.com"]
     assert set(com["targets"]) == {str(dirs["com1"]), str(dirs["com2"])}
     assert all(t["version"] == 1 for t in com["targets"].values())
+    assert com["targets"][str(dirs["com1"])]["paths"] == (
+        f"{dirs['com1']}/www.example.com/{{cert,chain,fullchain,privkey}}.pem")
     assert com["last"]["result"] == "issued"
 
     rc, out = run_cli("run", "--config", str(config), "--force", "www.example.net")
@@ -84,8 +87,9 @@ solo.example.org
 
 
 def test_failed_target_is_retried_without_reissuing(lab: Any, tmp_path: Path) -> None:
-    good, missing = tmp_path / "good", tmp_path / "missing"
-    good.mkdir()
+    good = tmp_path / "good" / "site.example.com"
+    missing = tmp_path / "missing"
+    good.mkdir(parents=True)
     config = _setup(tmp_path, lab, f"site.example.com|{good} {missing}\n")
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 1
@@ -100,7 +104,7 @@ def test_failed_target_is_retried_without_reissuing(lab: Any, tmp_path: Path) ->
     assert out.splitlines()[0].endswith("deployed to 1/1 targets")
     assert orders_seen(lab) == orders
     assert (good / "cert.pem").stat().st_mtime_ns == before  # not re-uploaded
-    assert (missing / "fullchain.pem").exists()
+    assert (missing / "site.example.com" / "fullchain.pem").exists()
 
 
 def test_one_failure_does_not_stop_the_others(lab: Any, tmp_path: Path) -> None:
@@ -108,19 +112,20 @@ def test_one_failure_does_not_stop_the_others(lab: Any, tmp_path: Path) -> None:
     config = _setup(tmp_path, lab, "ok1.example.com\nbroken.example.com\nok2.example.com\n")
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 1
-    lines = out.splitlines()
-    assert lines[0].startswith("ok1.example.com: issued")
-    assert lines[1].startswith("broken.example.com: failed: broken.example.com: validation "
-                               "failed: connection")
-    assert lines[2].startswith("ok2.example.com: issued")
-    assert lines[3] == "3 certificates: 1 failed, 2 issued"
+    lines = by_name(out)
+    assert lines["ok1.example.com"].startswith("ok1.example.com: issued")
+    assert lines["broken.example.com"].startswith(
+        "broken.example.com: failed: broken.example.com: validation failed: connection")
+    assert lines["ok2.example.com"].startswith("ok2.example.com: issued")
+    assert lines[""] == "3 certificates: 1 failed, 2 issued"
 
 
 def test_dry_run_and_name_filter(lab: Any, tmp_path: Path) -> None:
     config = _setup(tmp_path, lab, "a.example.com\nb.example.com\n")
     rc, out = run_cli("run", "--config", str(config), "--dry-run")
     assert rc == 0
-    assert out.splitlines() == ["a.example.com: issue (new)", "b.example.com: issue (new)"]
+    assert out.splitlines() == ["a.example.com: will be ordered (new; http-01)",
+                                "b.example.com: will be ordered (new; http-01)"]
     assert orders_seen(lab) == 0
     rc, out = run_cli("run", "--config", str(config), "b.example.com")
     assert rc == 0, out
@@ -136,11 +141,11 @@ def test_deploy_on_demand(lab: Any, tmp_path: Path) -> None:
     target.mkdir()
     config = _setup(tmp_path, lab, f"push.example.com|{target}\n")
     assert run_cli("run", "--config", str(config))[0] == 0
-    (target / "cert.pem").unlink()
+    (target / "push.example.com" / "cert.pem").unlink()
     rc, out = run_cli("deploy", "--config", str(config))
     assert rc == 0, out
     assert out.splitlines()[0].endswith("deployed to 1/1 targets")
-    assert (target / "cert.pem").exists()
+    assert (target / "push.example.com" / "cert.pem").exists()
 
 
 def test_bad_domains_file_runs_nothing(lab: Any, tmp_path: Path) -> None:
@@ -192,15 +197,16 @@ def test_one_certificate_with_two_key_types(lab: Any, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-    target = tmp_path / "site"
+    target = tmp_path / "dual.example.com"  # named after the certificate: its own directory
     target.mkdir()
     config = _setup(tmp_path, lab, f"dual.example.com www.dual.example.com|{target}\n",
                     sections={'certs."dual.example.com"': {"key_type": ["ec256", "rsa2048"]}})
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 0, out
-    lines = out.splitlines()
-    assert lines[0].startswith("dual.example.com: issued (expires ")
-    assert lines[1].startswith("dual.example.com+rsa2048: issued (expires ")
+    lines = by_name(out)
+    assert lines["dual.example.com"].startswith("dual.example.com: issued (expires ")
+    assert lines["dual.example.com+rsa2048"].startswith(
+        "dual.example.com+rsa2048: issued (expires ")
     assert sorted(os.listdir(target)) == [
         "cert.pem", "cert.rsa2048.pem", "chain.pem", "chain.rsa2048.pem", "fullchain.pem",
         "fullchain.rsa2048.pem", "privkey.pem", "privkey.rsa2048.pem"]
@@ -213,15 +219,15 @@ def test_one_certificate_with_two_key_types(lab: Any, tmp_path: Path) -> None:
     # One key type becomes due (its version is gone): both are renewed together.
     (tmp_path / "state" / "certs" / "dual.example.com+rsa2048" / "current").unlink()
     rc, out = run_cli("run", "--config", str(config), "--dry-run")
-    assert out.splitlines()[0].startswith(
-        "dual.example.com: issue (renewed with dual.example.com+rsa2048)")
+    assert out.splitlines()[0] == (
+        "dual.example.com: will be ordered (renewed with dual.example.com+rsa2048; http-01)")
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 0, out
-    assert out.splitlines()[0].startswith("dual.example.com: renewed")
-    assert out.splitlines()[1].startswith("dual.example.com+rsa2048: issued")
+    assert by_name(out)["dual.example.com"].startswith("dual.example.com: renewed")
+    assert by_name(out)["dual.example.com+rsa2048"].startswith("dual.example.com+rsa2048: issued")
     # The other way round: the first key type due, the second follows it.
     (tmp_path / "state" / "certs" / "dual.example.com" / "current").unlink()
     rc, out = run_cli("run", "--config", str(config), "--concurrency", "1")
     assert rc == 0, out
-    assert out.splitlines()[0].startswith("dual.example.com: issued")
-    assert out.splitlines()[1].startswith("dual.example.com+rsa2048: renewed")
+    assert by_name(out)["dual.example.com"].startswith("dual.example.com: issued")
+    assert by_name(out)["dual.example.com+rsa2048"].startswith("dual.example.com+rsa2048: renewed")

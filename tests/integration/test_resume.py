@@ -14,10 +14,11 @@ from cryptography.hazmat.primitives import serialization
 
 from certfleet.acme_client import AcmeClient
 from certfleet.errors import TransportError
-from certfleet.issue import issue, open_account
 from certfleet.keytypes import KeyType
+from certfleet.registration import open_account
 from certfleet.solvers.http_server import HttpServerSolver
 from certfleet.store import Store
+from tests.issuing import issue_names as issue
 
 from .fleet_helpers import orders_seen
 

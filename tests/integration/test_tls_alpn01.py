@@ -16,10 +16,11 @@ from pebble_lab import PebbleLab
 
 from certfleet.acme_client import AcmeClient
 from certfleet.errors import ChallengeError
-from certfleet.issue import issue, open_account
 from certfleet.keytypes import KeyType
+from certfleet.registration import open_account
 from certfleet.solvers.tls_alpn import TlsAlpnSolver
 from certfleet.store import Store
+from tests.issuing import issue_names as issue
 
 from ..unit.test_tls_alpn import check_validation_cert, probe
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from certfleet.account import AccountKey
+from certfleet.account_key import AccountKey
 from certfleet.errors import ConfigError, StoreError
 from certfleet.keytypes import KeyType
 from certfleet.protocol import jws

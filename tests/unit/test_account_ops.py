@@ -19,15 +19,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from certfleet import account_ops
-from certfleet.account import AccountKey, Rollover, staged_path
+from certfleet import account_changes as account_ops
+from certfleet.account_key import AccountKey, Rollover, staged_path
 from certfleet.acme_client import Response, Signer
-from certfleet.errors import AcmeProblem, ConfigError, StoreError, TransportError
-from certfleet.issue import Session, find_or_register, open_account, revoke
+from certfleet.errors import AcmeProblem, ConfigError, StoreError, TransportError, acme_problem
 from certfleet.keytypes import KeyType
 from certfleet.protocol import jws
 from certfleet.protocol.b64 import b64url_decode
 from certfleet.protocol.messages import Directory
+from certfleet.registration import find_or_register, open_account
+from certfleet.revocation import revoke
+from certfleet.session import Session
 from certfleet.store import Store
 
 from .pki import CA
@@ -110,13 +112,13 @@ class FakeCA:
             return self._by_jwk(url, header["jwk"], body)
         account = self.accounts.get(header["kid"])
         if account is None:
-            raise AcmeProblem(url, ERR + "accountDoesNotExist", "no such account", 400)
+            raise acme_problem(url, ERR + "accountDoesNotExist", "no such account", 400)
         try:
             verify_jws(account["jwk"], signed)
         except Exception:
-            raise AcmeProblem(url, ERR + "malformed", "JWS verification error", 400) from None
+            raise acme_problem(url, ERR + "malformed", "JWS verification error", 400) from None
         if account["status"] == "deactivated":
-            raise AcmeProblem(url, ERR + "unauthorized", "Account has been deactivated", 403)
+            raise acme_problem(url, ERR + "unauthorized", "Account has been deactivated", 403)
         if url == "https://ca.test/key-change":
             return self._key_change(url, account, signed, body)
         if url == "https://ca.test/revoke":
@@ -137,13 +139,13 @@ class FakeCA:
         for acct_url, account in self.accounts.items():
             if jws.thumbprint(account["jwk"]) == jws.thumbprint(jwk):
                 if account["status"] == "deactivated":
-                    raise AcmeProblem(url, ERR + "unauthorized", "An account with the "
+                    raise acme_problem(url, ERR + "unauthorized", "An account with the "
                                       "provided public key exists but is deactivated", 403)
                 return self._answer(url, account, location=acct_url)
         if body.get("onlyReturnExisting"):
-            raise AcmeProblem(url, ERR + "accountDoesNotExist", "no account for key", 400)
+            raise acme_problem(url, ERR + "accountDoesNotExist", "no account for key", 400)
         if self.eab_required and "externalAccountBinding" not in body:
-            raise AcmeProblem(url, ERR + "externalAccountRequired", "EAB required", 400)
+            raise acme_problem(url, ERR + "externalAccountRequired", "EAB required", 400)
         acct_url = f"https://ca.test/acct/{len(self.accounts) + 1}"
         self.accounts[acct_url] = {"status": "valid", "contact": body.get("contact", []),
                                    "jwk": jwk, "eab": body.get("externalAccountBinding")}
@@ -152,7 +154,7 @@ class FakeCA:
     def _key_change(self, url: str, account: dict[str, Any], outer: dict[str, Any],
                     inner: dict[str, str]) -> Response:
         if self.key_change_fault == "refuse":
-            raise AcmeProblem(url, ERR + "malformed", "refused for the test", 400)
+            raise acme_problem(url, ERR + "malformed", "refused for the test", 400)
         if self.key_change_fault == "lose-before":
             raise TransportError(f"{url}: timed out")
         inner_header, inner_body = decode(inner)

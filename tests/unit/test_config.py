@@ -11,11 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from certfleet import domains_file
-from certfleet.config import CertDefaults, ConfigErrors, load_job, parse_domains
+from certfleet.config import ConfigErrors, load_job
+from certfleet.config import domains as domains_file
+from certfleet.config.domains import parse_domains
 from certfleet.errors import ConfigError
 from certfleet.keytypes import KeyType
-from certfleet.spec import CertSpec, HostSettings, JobConfig, Target, TlsProbe
+from certfleet.layout import placement
+from certfleet.spec import CertDefaults, CertSpec, HostSettings, JobConfig, Target, TlsProbe
 
 # The seed's domains.txt, verbatim.
 SEED = (
@@ -482,7 +484,8 @@ def test_full_example(tmp_path: Path, home: Path) -> None:
     web = job.hosts["198.51.100.11"]           # its own settings over [hosts.default]
     assert (web.port, web.reload, web.user, web.mode) == (2222, (), "deploy", 0o644)
     assert job.host(Target("/x", "198.51.100.12")) == default
-    assert default.file_name("fullchain.pem", "www.example.com") == "www.example.com.crt"
+    where = placement(Target("/x", "198.51.100.12"), default, "www.example.com")
+    assert where.path("fullchain.pem") == "/x/www.example.com.crt"
     com, net = job.certs
     assert com.names == ("www.example.com",)
     assert com.targets == SEED_TARGETS
@@ -528,7 +531,7 @@ def test_bad_overrides_are_reported(tmp_path: Path) -> None:
     problems = load_problems(None, overrides={"concurrency": 0, "directory": "ftp://x",
                                               "http_listen": "nowhere", "webroot": 3})
     assert problems == [
-        "command line: concurrency must be an integer from 1 to 64, not 0",
+        "command line: concurrency must be an integer from 1 to 1000, not 0",
         "command line: directory 'ftp://x' is not an https:// URL or one of letsencrypt, "
         "letsencrypt-staging, google, google-staging, zerossl, sslcom-rsa, sslcom-ecc, actalis",
         "command line: http_listen 'nowhere': expected HOST:PORT",
@@ -582,10 +585,10 @@ SEVEN = "# 1\n# 2\n# 3\n# 4\n[defaults]\n# 6\n"
                                   "string"),
         ("concurrency = true\n", "certfleet.toml:1: concurrency must be an integer, not true "
                                  "or false"),
-        ("concurrency = 0\n", "certfleet.toml:1: concurrency must be an integer from 1 to 64, "
+        ("concurrency = 0\n", "certfleet.toml:1: concurrency must be an integer from 1 to 1000, "
                               "not 0"),
-        ("\nconcurrency = 65\n", "certfleet.toml:2: concurrency must be an integer from 1 to "
-                                 "64, not 65"),
+        ("\nconcurrency = 1001\n", "certfleet.toml:2: concurrency must be an integer from 1 to "
+                                 "1000, not 1001"),
         ("renew_fraction = 1\n", "certfleet.toml:1: renew_fraction must be between 0 and 1"),
         ("renew_fraction = 0.0\n", "certfleet.toml:1: renew_fraction must be between 0 and 1"),
         ("[ca]\nallow_http = 'yes'\n", "certfleet.toml:2: allow_http must be true or false, "
@@ -692,11 +695,11 @@ def test_unreadable_files(tmp_path: Path) -> None:
     (problem,) = load_problems(tmp_path / "missing.toml", domains_path=None)
     assert problem == f"{tmp_path / 'missing.toml'}: cannot read: No such file or directory"
     (problem,) = load_problems(None, domains_path=tmp_path)
-    assert problem == f"command line: cannot read domains file {tmp_path}: Is a directory"
+    assert problem == f"command line: cannot read domains file {tmp_path}: not a regular file"
     path = write(tmp_path, "concurrency = 2\ndomains = 'missing.txt'\n")
     (problem,) = load_problems(path)
     assert problem == (f"{path}:2: cannot read domains file {path.parent / 'missing.txt'}: "
-                       "No such file or directory")
+                       "no such file")
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b"a = 1\nb = '\xff'\n")
     assert load_problems(bad, domains_path=None) == [f"{bad}:2: not valid UTF-8 (byte 0xff)"]
@@ -730,7 +733,7 @@ def test_no_directory_is_created(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "conf").iterdir()) == before
 
 
-def test_two_certificates_writing_the_same_files_are_refused(tmp_path: Path) -> None:
+def test_the_seeds_domains_file_works_as_written(tmp_path: Path) -> None:
     seed = (
         "# ACME domain configuration file.\n"
         "# format: domain|server:dir server:dir ...\n"
@@ -741,12 +744,34 @@ def test_two_certificates_writing_the_same_files_are_refused(tmp_path: Path) -> 
     domains.write_text(seed)
     config = tmp_path / "certfleet.toml"
     config.write_text(f'domains = "{domains}"\n')
+    job = load_job(config)
+    paths = {(spec.name, t.host): placement(t, job.host(t), spec.name).path("fullchain.pem")
+             for spec in job.certs for t in spec.targets}
+    assert paths == {
+        ("www.example.com", "198.51.100.11"): "/some/where/Certs/www.example.com/fullchain.pem",
+        ("www.example.com", "198.51.100.12"): "/some/where/Certs/www.example.com/fullchain.pem",
+        ("www.example.net", "198.51.100.11"): "/some/where/Certs/www.example.net/fullchain.pem",
+        ("www.example.net", "198.51.100.12"): "/some/where/Certs/www.example.net/fullchain.pem",
+    }
+    # Another line changes neither certificate's paths.
+    domains.write_text(seed + "shop.example.org|198.51.100.11:/some/where/Certs\n")
+    more = load_job(config)
+    assert {(spec.name, t.host): placement(t, more.host(t), spec.name).path("fullchain.pem")
+            for spec in more.certs[:2] for t in spec.targets} == paths
+
+
+def test_two_certificates_forced_onto_one_file_are_refused(tmp_path: Path) -> None:
+    domains = tmp_path / "domains.txt"
+    domains.write_text("www.example.com|h1:/certs\nwww.example.net|h1:/certs h2:/certs\n")
+    config = tmp_path / "certfleet.toml"
+    config.write_text(f'domains = "{domains}"\n[hosts.h1]\n'
+                      'files = { "fullchain.pem" = "site.crt", "privkey.pem" = "{name}.key" }\n')
     with pytest.raises(ConfigErrors) as caught:
         load_job(config)
-    problems = caught.value.problems
-    assert len(problems) == 2  # one per host
-    assert problems[0].startswith(f"{domains}:4: 198.51.100.11:/some/where/Certs/cert.pem is "
-                                  f"also written for www.example.com ({domains}:3)")
+    assert caught.value.problems == [
+        f"{domains}:2: h1:/certs: /certs/cert.pem is also written for www.example.com "
+        f"({domains}:1); put {{name}} in the files = {{...}} of host h1, or drop files to give "
+        "each certificate its own directory"]
     config.write_text(f'domains = "{domains}"\n[hosts.default]\n'
                       'files = { "cert.pem" = "{name}.cert.pem", "chain.pem" = "{name}.chain.pem",'
                       ' "fullchain.pem" = "{name}.fullchain.pem", "privkey.pem" = "{name}.key" }\n')

@@ -55,10 +55,11 @@ from typing import Any
 import pytest
 
 from certfleet.cli import main
-from certfleet.config import CertDefaults, ConfigErrors, parse_domains
+from certfleet.config import ConfigErrors
+from certfleet.config.domains import parse_domains
 from certfleet.errors import safe_text
 from certfleet.names import storage_name
-from certfleet.spec import Target
+from certfleet.spec import CertDefaults, Target
 
 DEFAULT = CertDefaults()
 DNS = CertDefaults(challenge="dns-01")
@@ -322,8 +323,8 @@ def test_certfleet_run_reports_and_runs_nothing(
     domains.write_text(text)
     state = tmp_path / "state"
     port = silent_ca.getsockname()[1]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(["run", "--domains", str(domains), "--state-dir", str(state),
                    "--directory", f"http://127.0.0.1:{port}/dir", "--insecure-http",
                    "--webroot", str(tmp_path)])
@@ -331,8 +332,9 @@ def test_certfleet_run_reports_and_runs_nothing(
     lines = [f"{domains}:{e}" for e in expected]
     if len(lines) == 1:
         lines = [f"certfleet: {lines[0]}"]
-    assert out.getvalue() == "".join(f"{line}\n" for line in lines)
-    assert ESC not in out.getvalue()
+    assert out.getvalue() == ""  # errors go to stderr
+    assert err.getvalue() == "".join(f"{line}\n" for line in lines)
+    assert ESC not in err.getvalue()
     assert ran == []
     assert not state.exists()
     with pytest.raises(BlockingIOError):

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from certfleet.account import AccountKey
-from certfleet.account_ops import eab_settings, parse_eab
+from certfleet.account_key import AccountKey
 from certfleet.errors import ConfigError
 from certfleet.keytypes import KeyType
 from certfleet.protocol.b64 import b64url, b64url_decode
-from certfleet.registration import external_account_binding, open_account
+from certfleet.registration import eab_settings, external_account_binding, open_account, parse_eab
 from certfleet.store import Store
 
 from .test_account_ops import FakeCA, decode, verify_jws

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certfleet.errors import AcmeProblem, CertfleetError, ProtocolError, safe_text
+from certfleet.errors import (
+    AccountDoesNotExist,
+    AcmeProblem,
+    AlreadyReplaced,
+    BadNonce,
+    BadPublicKey,
+    CertfleetError,
+    DomainProblem,
+    ExternalAccountRequired,
+    OrderNotReady,
+    ProtocolError,
+    RateLimited,
+    Unauthorized,
+    acme_problem,
+    is_ca_fault,
+    safe_text,
+)
 
 
 def test_plain_text_unchanged() -> None:
@@ -82,3 +99,22 @@ def test_acme_problem_escapes_server_text() -> None:
     assert "\r" not in text
     assert "detail\\x1b[2J\\nFAKE LOG" in text
     assert "evil\\x1b.example" in text
+
+
+@pytest.mark.parametrize(("short", "kind"), [
+    ("badNonce", BadNonce), ("rateLimited", RateLimited), ("alreadyReplaced", AlreadyReplaced),
+    ("orderNotReady", OrderNotReady), ("accountDoesNotExist", AccountDoesNotExist),
+    ("externalAccountRequired", ExternalAccountRequired), ("unauthorized", Unauthorized),
+    ("badPublicKey", BadPublicKey), ("dns", DomainProblem), ("connection", DomainProblem),
+    ("tls", DomainProblem), ("incorrectResponse", DomainProblem), ("caa", AcmeProblem),
+])
+def test_problems_get_their_class_from_the_type(short: str, kind: type) -> None:
+    exc = acme_problem("https://ca/x", "urn:ietf:params:acme:error:" + short, "d", 400)
+    assert type(exc) is kind
+    assert exc.short_type == short
+    assert is_ca_fault(exc) is (kind is not DomainProblem)
+
+
+def test_a_type_outside_the_acme_namespace_is_no_known_kind() -> None:
+    exc = acme_problem("https://ca/x", "urn:example:badNonce", "d", 400)
+    assert type(exc) is AcmeProblem

@@ -35,7 +35,7 @@ from certfleet import acme_client
 from certfleet.acme_client import AcmeClient, Response, problem_error
 from certfleet.certs import split_pem_chain, verify_issued
 from certfleet.errors import AcmeProblem, CertfleetError, ProtocolError, safe_text
-from certfleet.issue import _top_issuer
+from certfleet.order import top_issuer as _top_issuer
 from certfleet.protocol import ari, backoff
 from certfleet.protocol.messages import (
     AccountResource,
@@ -211,7 +211,7 @@ def test_retry_after_and_what_it_feeds(value: str, now: datetime) -> None:
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
     if seconds is not None:
         assert MIN_POLL <= clamp(seconds) <= MAX_POLL
-        assert backoff.after_failure(None, NOW, "e", seconds)["failures"] == 1
+        assert backoff.after_failure(None, NOW, "e", seconds).failures == 1
         later = ari.recheck_after(seconds, NOW)
         assert NOW < later <= NOW + timedelta(days=1)
     response = Response("https://ca.example/x", 200, {"Retry-After": value}, b"")

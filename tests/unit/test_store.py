@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from certfleet.errors import StoreError
-from certfleet.store import PEM_FILES, Store, VersionMeta, ca_id
+from certfleet.state import CertState, PendingOrder
+from certfleet.store import PEM_FILES, Snapshot, Store, VersionMeta, ca_id
 
 NAME = "www.example.com"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def mode_of(path: Path) -> int:
@@ -86,7 +91,7 @@ def test_current_reads_meta_back(store: Store) -> None:
     assert current is not None
     assert current.meta == meta(1)
     assert store.read_file(current, "cert.pem") == b"cert.pem v1\n"
-    assert [c.name for c in store.all_current()] == [NAME]
+    assert store.all_names() == [NAME]
 
 
 def test_second_activation_keeps_first(store: Store) -> None:
@@ -191,21 +196,38 @@ def test_pending_key_save_load_clear(store: Store) -> None:
     assert not path.parent.exists()
 
 
-def test_state_read_write(store: Store) -> None:
-    assert store.read_state(NAME) == {}
-    state = {"failures": 2, "retry_after": "2025-01-02T00:00:00+00:00", "targets": {"a": "ok"}}
-    store.write_state(NAME, state)
-    assert store.read_state(NAME) == state
+def update(store: Store, name: str, change: Callable[[CertState], CertState]) -> CertState:
+    """A state change the way the runner makes one: under the certificate's lock."""
+    assert store.try_lock(name)
+    try:
+        return store.update_state(name, change)
+    finally:
+        store.unlock(name)
+
+
+def test_state_round_trips_under_the_lock(store: Store) -> None:
+    assert store.load_state(NAME) == CertState()
+    state = update(store, NAME, lambda s: s.with_order("https://ca/order/1", [NAME])
+                   .deployed("web1:/x", NOW, 0xABC, 1))
+    assert store.load_state(NAME) == state
+    assert state.order == PendingOrder("https://ca/order/1", (NAME,))
+    assert state.deployed_serial("web1:/x") == "abc"
     assert mode_of(store.root / "certs" / NAME / "state.json") == 0o600
-    store.write_state(NAME, {"failures": 0})
-    assert store.read_state(NAME) == {"failures": 0}
+    assert update(store, NAME, CertState.without_order).order is None
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]"])
+def test_state_changes_only_under_the_lock(store: Store) -> None:
+    with pytest.raises(StoreError, match="without holding its lock"):
+        store.update_state(NAME, CertState.without_order)
+    assert not (store.root / "certs" / NAME / "state.json").exists()
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b'{"last": {"at": "x"}}',
+                                     b'{"deploy": {"a": {"at": 5}}}'])
 def test_damaged_state_is_an_error(store: Store, content: bytes) -> None:
     (store.cert_dir(NAME) / "state.json").write_bytes(content)
     with pytest.raises(StoreError, match="damaged"):
-        store.read_state(NAME)
+        store.load_state(NAME)
 
 
 def test_account_record(store: Store) -> None:
@@ -240,13 +262,15 @@ def test_version_meta_damaged() -> None:
 # -- locks ----------------------------------------------------------------------------------
 
 HOLDER = """
-import sys
+import asyncio, sys
 from pathlib import Path
 from certfleet.store import Store
 store = Store(Path(sys.argv[1]))
-with store.lock(sys.argv[2]):
-    print("locked", flush=True)
-    sys.stdin.read()
+async def main():
+    async with store.locked(sys.argv[2]):
+        print("locked", flush=True)
+        sys.stdin.read()
+asyncio.run(main())
 """
 
 
@@ -260,32 +284,34 @@ def hold_lock(root: Path) -> subprocess.Popen[str]:
     return proc
 
 
+async def take(store: Store, name: str, wait: float) -> None:
+    async with store.locked(name, wait=wait):
+        pass
+
+
 def test_lock_excludes_another_process_then_is_released(store: Store) -> None:
     proc = hold_lock(store.root)
     try:
-        with pytest.raises(StoreError, match="still locked"), store.lock(NAME, timeout=0.3):
-            pass
+        with pytest.raises(StoreError, match="still locked"):
+            asyncio.run(take(store, NAME, 0.3))
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(timeout=30)
-    with store.lock(NAME, timeout=5):
-        pass
+    asyncio.run(take(store, NAME, 5))
 
 
 def test_lock_dropped_when_holder_dies(store: Store) -> None:
     proc = hold_lock(store.root)
     proc.kill()
     proc.wait(timeout=30)
-    with store.lock(NAME, timeout=5):
-        pass
+    asyncio.run(take(store, NAME, 5))
 
 
 def test_lock_is_per_certificate(store: Store) -> None:
     proc = hold_lock(store.root)
     try:
-        with store.lock("other.example.com", timeout=0.3):
-            pass
+        asyncio.run(take(store, "other.example.com", 0.3))
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
@@ -293,10 +319,24 @@ def test_lock_is_per_certificate(store: Store) -> None:
 
 
 def test_lock_released_after_block(store: Store) -> None:
-    with store.lock(NAME, timeout=1):
-        pass
-    with store.lock(NAME, timeout=0.3):
-        pass
+    asyncio.run(take(store, NAME, 1))
+    asyncio.run(take(store, NAME, 0.3))
+
+
+def test_two_tasks_of_one_process_exclude_each_other(store: Store) -> None:
+    async def both() -> list[str]:
+        seen: list[str] = []
+
+        async def one(tag: str) -> None:
+            async with store.locked(NAME):
+                seen.append(f"{tag} in")
+                await asyncio.sleep(0.05)
+                seen.append(f"{tag} out")
+
+        await asyncio.gather(one("a"), one("b"))
+        return seen
+
+    assert asyncio.run(both()) == ["a in", "a out", "b in", "b out"]
 
 
 def _age(store: Store, name: str = NAME, seconds: int = 60) -> None:
@@ -308,28 +348,39 @@ def _age(store: Store, name: str = NAME, seconds: int = 60) -> None:
 
 def test_snapshot_matches_the_files(store: Store) -> None:
     activate(store, 1)
-    store.write_state(NAME, {"revoked_serial": "1"})
-    (meta1, state), = store.snapshot([NAME]).values()
-    assert meta1 == store.current(NAME).meta  # type: ignore[union-attr]
-    assert state == {"revoked_serial": "1"}
-    assert store.snapshot(["never.example"]) == {"never.example": (None, {})}
+    state = update(store, NAME, lambda s: s.revoked(1, NOW))
+    (snap,) = store.snapshot([NAME]).values()
+    assert snap.meta == store.current(NAME).meta  # type: ignore[union-attr]
+    assert snap.state == state
+    assert store.snapshot(["never.example"]) == {"never.example": Snapshot(None, CertState())}
+
+
+def test_one_damaged_certificate_is_reported_not_raised(store: Store) -> None:
+    activate(store, 1)
+    activate(store, 1, "other.example.com")
+    (store.cert_dir(NAME) / "state.json").write_text("{not json")
+    os.unlink(store.cert_dir("other.example.com") / "versions" / "1" / "meta.json")
+    snaps = store.snapshot([NAME, "other.example.com", "fine.example.com"])
+    assert "damaged JSON" in (snaps[NAME].damage or "")
+    assert "missing" in (snaps["other.example.com"].damage or "")
+    assert snaps["fine.example.com"] == Snapshot(None, CertState())
 
 
 def test_snapshot_uses_the_index_only_while_the_directory_is_unchanged(store: Store) -> None:
     activate(store, 1)
     _age(store)
-    assert store.snapshot([NAME])[NAME][0].version == 1  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].meta.version == 1  # type: ignore[union-attr]
     index = store.root / "index.json"
     assert '"version": 1' in index.read_text()
     # A cached entry is trusted: prove it by planting a marker in the index.
     index.write_text(index.read_text().replace('"issuer": "CN=Test CA"', '"issuer": "CN=cached"'))
-    assert store.snapshot([NAME])[NAME][0].issuer == "CN=cached"  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
     activate(store, 2)  # renames inside the directory: its mtime moves, the entry is stale
-    assert store.snapshot([NAME])[NAME][0].version == 2  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].meta.version == 2  # type: ignore[union-attr]
     _age(store)
     store.snapshot([NAME])
-    store.write_state(NAME, {"deploy": {"x": {"serial": "2"}}})
-    assert store.snapshot([NAME])[NAME][1] == {"deploy": {"x": {"serial": "2"}}}
+    state = update(store, NAME, lambda s: s.deployed("x", NOW, 2, 2))
+    assert store.snapshot([NAME])[NAME].state == state
 
 
 def test_snapshot_does_not_trust_a_fresh_entry(store: Store) -> None:
@@ -337,13 +388,13 @@ def test_snapshot_does_not_trust_a_fresh_entry(store: Store) -> None:
     store.snapshot([NAME])  # the directory changed just now: not cached as valid
     index = store.root / "index.json"
     index.write_text(index.read_text().replace('"issuer": "CN=Test CA"', '"issuer": "CN=cached"'))
-    assert store.snapshot([NAME])[NAME][0].issuer == "CN=Test CA"  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=Test CA"  # type: ignore[union-attr]
 
 
 def test_damaged_index_is_ignored(store: Store) -> None:
     activate(store, 1)
     (store.root / "index.json").write_text("{not json")
-    assert store.snapshot([NAME])[NAME][0].version == 1  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].meta.version == 1  # type: ignore[union-attr]
 
 
 def test_sweep_drops_a_pending_key_that_is_already_active(store: Store) -> None:

@@ -22,6 +22,8 @@ from typing import Protocol
 
 from ..errors import DeployError
 from ..fsutil import process_gone
+from ..layout import Placement
+from ..spec import HostSettings
 
 TMP_PREFIX = ".certfleet-tmp-"
 _ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
@@ -89,10 +91,11 @@ class Transport(Protocol):
     ) -> None: ...
 
     async def install(
-        self, directory: str, files: Sequence[DeployFile], owner: str | None,
-        group: str | None,
+        self, where: Placement, files: Sequence[DeployFile], settings: HostSettings,
     ) -> None:
-        """Place ``files`` in ``directory`` atomically per file, all verified first."""
+        """Place ``files`` in ``where.directory`` (made first if it is certfleet's own and
+        missing), atomically per file, all verified first; owner and group from
+        ``settings``."""
 
     async def run(self, argv: Sequence[str]) -> None:
         """Run a reload command; ``DeployError`` if it fails."""

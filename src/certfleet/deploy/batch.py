@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeployError
+from ..layout import Placement
 from ..spec import HostSettings, Target
 from . import DeployFile, Transport
 from .local import LocalTransport
@@ -33,7 +34,8 @@ class DeployJob:
     files: tuple[DeployFile, ...]
     serial: int
     settings: HostSettings
-    version: int = 0
+    version: int
+    placement: Placement
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class DeployResult:
 
 
 TransportFactory = Callable[[DeployJob], Transport]
+OnResult = Callable[[DeployResult], None]
 
 
 def default_transport(
@@ -63,8 +66,10 @@ def default_transport(
     return make
 
 
-async def deploy_all(jobs: Sequence[DeployJob], transport: TransportFactory) -> list[DeployResult]:
-    """Deploy every job; hosts in parallel, each host's files then one reload, then probes."""
+async def deploy_all(jobs: Sequence[DeployJob], transport: TransportFactory,
+                     on_result: OnResult | None = None) -> list[DeployResult]:
+    """Deploy every job; hosts in parallel, each host's files then one reload, then probes.
+    ``on_result`` hears each result as soon as its host is done."""
     groups: dict[tuple[str, str], list[DeployJob]] = {}
     for job in jobs:
         user = job.target.user or job.settings.user or ""
@@ -73,7 +78,11 @@ async def deploy_all(jobs: Sequence[DeployJob], transport: TransportFactory) -> 
 
     async def one_host(host_jobs: list[DeployJob]) -> list[DeployResult]:
         async with limit:
-            return await _deploy_host(host_jobs, transport(host_jobs[0]))
+            results = await _deploy_host(host_jobs, transport(host_jobs[0]))
+        if on_result is not None:
+            for result in results:
+                on_result(result)
+        return results
 
     per_host = await asyncio.gather(*(one_host(g) for g in groups.values()))
     return [result for results in per_host for result in results]
@@ -106,8 +115,7 @@ async def _install_all(
     installed = []
     for i, job in enumerate(jobs):
         try:
-            await transport.install(job.target.path, job.files, job.settings.owner,
-                                    job.settings.group)
+            await transport.install(job.placement, job.files, job.settings)
             installed.append(i)
             log.info("%s: files in place at %s", job.cert, job.target.key)
         except DeployError as exc:

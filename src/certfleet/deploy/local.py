@@ -18,6 +18,8 @@ from types import TracebackType
 
 from .. import fsutil
 from ..errors import DeployError, safe_text
+from ..layout import Placement
+from ..spec import HostSettings
 from . import TMP_PREFIX, DeployFile, check_owner, is_leftover, temp_name, verify_copy
 
 RELOAD_TIMEOUT = 120.0
@@ -50,6 +52,19 @@ def _sweep(directory: Path) -> None:
                     entry.unlink()
 
 
+def _make_own_dir(directory: Path, mode: int, uid: int, gid: int) -> None:
+    """The certificate's own directory inside the target directory, made if missing."""
+    if not directory.parent.is_dir():
+        raise DeployError(f"{directory.parent}: target directory missing")
+    try:
+        os.mkdir(directory, mode)
+    except FileExistsError:
+        return
+    os.chmod(directory, mode, follow_symlinks=False)
+    if uid != -1 or gid != -1:
+        os.chown(directory, uid, gid, follow_symlinks=False)
+
+
 class LocalTransport:
     """Installs into directories of this machine."""
 
@@ -68,21 +83,24 @@ class LocalTransport:
         return "127.0.0.1"
 
     async def install(
-        self, directory: str, files: Sequence[DeployFile], owner: str | None,
-        group: str | None,
+        self, where: Placement, files: Sequence[DeployFile], settings: HostSettings,
     ) -> None:
         try:
-            await asyncio.to_thread(self._install, Path(directory), files, owner, group)
+            await asyncio.to_thread(self._install, where, files, settings)
         except OSError as exc:  # e.g. a directory this user may not even look into
-            raise DeployError(f"{directory}: {exc.strerror or exc}") from exc
+            raise DeployError(f"{where.directory}: {exc.strerror or exc}") from exc
 
     def _install(
-        self, directory: Path, files: Sequence[DeployFile], owner: str | None, group: str | None
+        self, where: Placement, files: Sequence[DeployFile], settings: HostSettings
     ) -> None:
+        owner, group = settings.owner, settings.group
+        directory = Path(where.directory)
         check_owner(owner, group, str(directory))
+        uid, gid = _ids(owner, group, str(directory))
+        if where.own_directory:
+            _make_own_dir(directory, settings.dir_mode, uid, gid)
         if not directory.is_dir():
             raise DeployError(f"{directory}: target directory missing")
-        uid, gid = _ids(owner, group, str(directory))
         _sweep(directory)
         written: list[tuple[Path, Path]] = []
         try:

@@ -20,6 +20,7 @@ from types import TracebackType
 import asyncssh
 
 from ..errors import DeployError, safe_text
+from ..layout import Placement
 from ..spec import HostSettings, Target
 from . import TMP_PREFIX, DeployFile, check_owner, is_leftover, temp_name, verify_copy
 
@@ -100,15 +101,17 @@ class SshTransport:
         return str(peer[0]) if peer else None
 
     async def install(
-        self, directory: str, files: Sequence[DeployFile], owner: str | None,
-        group: str | None,
+        self, placement: Placement, files: Sequence[DeployFile], settings: HostSettings,
     ) -> None:
         assert self._sftp is not None
+        owner, group, directory = settings.owner, settings.group, placement.directory
         where = f"{self.label}:{directory}"
         check_owner(owner, group, where)
         sftp = self._sftp
         written: list[tuple[str, str]] = []
         try:
+            if placement.own_directory:
+                await self._make_own_dir(directory, settings)
             if not await sftp.isdir(directory):
                 raise DeployError(f"{where}: target directory missing")
             await self._sweep(directory)
@@ -135,6 +138,21 @@ class SshTransport:
             for tmp, _ in written:
                 with contextlib.suppress(asyncssh.SFTPError, OSError, asyncssh.Error):
                     await sftp.remove(tmp)
+
+    async def _make_own_dir(self, directory: str, settings: HostSettings) -> None:
+        """The certificate's own directory inside the target directory, made if missing."""
+        assert self._sftp is not None
+        parent = directory.rpartition("/")[0] or "/"
+        if not await self._sftp.isdir(parent):
+            raise DeployError(f"{self.label}:{parent}: target directory missing")
+        if await self._sftp.exists(directory):
+            return
+        await self._sftp.mkdir(directory, asyncssh.SFTPAttrs(permissions=settings.dir_mode))
+        await self._sftp.chmod(directory, settings.dir_mode)  # the remote umask narrowed it
+        if settings.owner or settings.group:
+            spec = f"{settings.owner or ''}:{settings.group}" if settings.group \
+                else str(settings.owner)
+            await self.run(["chown", "--", spec, directory])
 
     async def _sweep(self, directory: str) -> None:
         """Remove what killed deploys left in the target directory."""

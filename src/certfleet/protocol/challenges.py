@@ -9,6 +9,7 @@ from .b64 import b64url
 HTTP_01 = "http-01"
 DNS_01 = "dns-01"
 TLS_ALPN_01 = "tls-alpn-01"
+CHALLENGE_TYPES = (HTTP_01, DNS_01, TLS_ALPN_01)
 HTTP_01_PREFIX = "/.well-known/acme-challenge/"
 
 

@@ -1,4 +1,4 @@
-"""Versioned certificate storage, state records and per-certificate locks in the state directory.
+"""The default store: versioned certificates, state records and locks in a directory.
 
 Touches the state directory only. Layout (every file written temp → fsync → rename)::
 
@@ -7,118 +7,61 @@ Touches the state directory only. Layout (every file written temp → fsync → 
     STATE/certs/<name>/current -> versions/<n>        one atomic symlink swap activates
     STATE/certs/<name>/{cert,chain,fullchain,privkey}.pem -> current/...   stable paths
     STATE/certs/<name>/pending/privkey.pem            key of an order not yet finished
-    STATE/certs/<name>/state.json                     attempts, failures, schedule
+    STATE/certs/<name>/state.json                     the CertState record
+    STATE/certs/<name>/lock                           flock while ordering or recording
     STATE/challenges/                                 http-01 tokens (responder mode)
 
 A version directory is complete before it is renamed into place, and ``current`` moves only
-after that, so a crash at any moment leaves the previous version active and whole.
+after that, so a crash at any moment leaves the previous version active and whole. Opened
+read-only (``create=False``) the store creates and writes nothing, and a missing state
+directory is an error naming it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import hashlib
 import json
 import os
 import shutil
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from . import fsutil
-from .errors import StoreError
-from .names import storage_name
+from .. import fsutil
+from ..errors import StoreError
+from ..names import storage_name
+from ..state import CertState, StateDamaged
+from .index import Snapshot, snapshot
+from .locks import LOCK_WAIT, Locks
+from .meta import PEM_FILES, StoredCert, VersionMeta, ca_id
 
-PEM_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 KEEP_VERSIONS = 5
 MIN_FREE_BYTES = 1 << 20
-INDEX_LIMIT = 1 << 30  # ~500 bytes a certificate: room for two million
-
-
-@dataclass(frozen=True)
-class VersionMeta:
-    """What ``meta.json`` records about one issued version."""
-
-    version: int
-    names: tuple[str, ...]
-    key_type: str
-    serial: int
-    not_before: str
-    not_after: str
-    issuer: str
-    aki: str
-    issued_at: str
-    directory: str
-    order_url: str
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["names"] = list(self.names)
-        data["serial"] = f"{self.serial:x}"
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], where: str) -> VersionMeta:
-        try:
-            return cls(
-                version=int(data["version"]), names=tuple(str(n) for n in data["names"]),
-                key_type=str(data["key_type"]), serial=int(str(data["serial"]), 16),
-                not_before=str(data["not_before"]), not_after=str(data["not_after"]),
-                issuer=str(data["issuer"]), aki=str(data.get("aki", "")),
-                issued_at=str(data["issued_at"]), directory=str(data["directory"]),
-                order_url=str(data.get("order_url", "")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"{where}: damaged metadata: {exc}") from None
-
-    @property
-    def not_after_dt(self) -> datetime:
-        return datetime.fromisoformat(self.not_after)
-
-    @property
-    def not_before_dt(self) -> datetime:
-        return datetime.fromisoformat(self.not_before)
-
-
-@dataclass(frozen=True)
-class StoredCert:
-    """The active version of one certificate."""
-
-    name: str
-    path: Path
-    meta: VersionMeta
-
-    def file(self, pem: str) -> Path:
-        return self.path / "versions" / str(self.meta.version) / pem
-
-
-def ca_id(directory_url: str) -> str:
-    """A directory name for one CA: host, port and a short hash of the full URL."""
-    parts = urlsplit(directory_url)
-    host = (parts.hostname or "ca").replace(":", "_")
-    port = f"_{parts.port}" if parts.port else ""
-    digest = hashlib.sha256(directory_url.encode()).hexdigest()[:8]
-    return f"{host}{port}-{digest}"
+STATE_LIMIT = 1 << 20
 
 
 class Store:
-    """The default store: a directory on the Work host's disk."""
+    """A state directory on the Work host's disk."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = fsutil.secure_dir(root)
-        for sub in ("accounts", "certs", "challenges"):
-            fsutil.secure_dir(root / sub)
+    def __init__(self, root: Path, *, create: bool = True) -> None:
+        self.writable = create
+        self.locks = Locks()
+        if create:
+            self.root = fsutil.secure_dir(root)
+            for sub in ("accounts", "certs", "challenges"):
+                fsutil.secure_dir(root / sub)
+        else:
+            if not root.is_dir():
+                raise StoreError(f"state directory {root} does not exist (nothing issued "
+                                 "there yet, or a mistyped --state-dir / state_dir?)")
+            self.root = fsutil.check_dir(root)
 
     # -- accounts ---------------------------------------------------------------------------
 
     def account_dir(self, directory_url: str) -> Path:
-        return fsutil.secure_dir(self.root / "accounts" / ca_id(directory_url))
+        path = self.root / "accounts" / ca_id(directory_url)
+        return fsutil.secure_dir(path) if self.writable else path
 
     def account_key_path(self, directory_url: str) -> Path:
         return self.account_dir(directory_url) / "account.key"
@@ -129,6 +72,8 @@ class Store:
     def save_account(self, directory_url: str, record: dict[str, Any]) -> None:
         path = self.account_dir(directory_url) / "account.json"
         fsutil.write_atomic(path, _dump(record), mode=0o600)
+
+    # -- runs -------------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def running(self) -> Iterator[bool]:
@@ -159,7 +104,7 @@ class Store:
         for folder, dirs, files in os.walk(self.root):
             for entry in [*dirs, *files]:
                 if fsutil.TMP_MARK in entry and fsutil.is_leftover(entry):
-                    _remove(Path(folder) / entry)
+                    fsutil.remove_leftover(Path(folder) / entry)
         for pending in (self.root / "certs").glob("*/pending/privkey.pem"):
             with contextlib.suppress(OSError, StoreError):
                 name = pending.parent.parent.name
@@ -170,9 +115,10 @@ class Store:
 
     def challenge_dir(self) -> Path:
         """Where http-01 tokens wait for ``certfleet serve``."""
-        return fsutil.secure_dir(self.root / "challenges")
+        path = self.root / "challenges"
+        return fsutil.secure_dir(path) if self.writable else path
 
-    # -- certificates -------------------------------------------------------------------------
+    # -- locks ------------------------------------------------------------------------------
 
     def cert_dir(self, name: str) -> Path:
         path = self.root / "certs" / storage_name(name)
@@ -180,40 +126,20 @@ class Store:
         fsutil.secure_dir(path / "versions")
         return path
 
-    def try_lock(self, name: str) -> int | None:
-        """Take the certificate's lock if free: a descriptor to ``unlock``, else None.
+    def try_lock(self, name: str) -> bool:
+        """Take the certificate's lock if no task of any process holds it."""
+        return self.locks.try_lock(name, self.cert_dir(name) / "lock")
 
-        A lock is an flock on ``certs/<name>/lock``: the kernel drops it when its holder
-        dies, so a killed run never leaves a stale lock behind.
-        """
-        path = self.cert_dir(name) / "lock"
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot lock: {exc.strerror or exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
+    def unlock(self, name: str) -> None:
+        self.locks.unlock(name)
 
-    @staticmethod
-    def unlock(fd: int) -> None:
-        os.close(fd)
-
-    @contextlib.contextmanager
-    def lock(self, name: str, timeout: float = 600.0) -> Iterator[None]:
-        """Hold the certificate's lock, waiting up to ``timeout`` seconds for it."""
-        deadline = time.monotonic() + timeout
-        while (fd := self.try_lock(name)) is None:
-            if time.monotonic() > deadline:
-                raise StoreError(f"{name}: still locked by another run after {timeout:.0f}s")
-            time.sleep(0.1)
-        try:
+    @contextlib.asynccontextmanager
+    async def locked(self, name: str, wait: float = LOCK_WAIT) -> AsyncIterator[None]:
+        """``async with store.locked(name):`` hold the certificate's lock."""
+        async with self.locks.held(name, self.cert_dir(name) / "lock", wait):
             yield
-        finally:
-            self.unlock(fd)
+
+    # -- versions ---------------------------------------------------------------------------
 
     def current(self, name: str) -> StoredCert | None:
         """The active version, or None if the certificate was never issued."""
@@ -225,66 +151,24 @@ class Store:
         except OSError as exc:
             raise StoreError(f"{path / 'current'}: unreadable: {exc.strerror}") from exc
         version = target.removeprefix("versions/")
-        if not version.isdigit():
+        if not version.isdigit() or target != f"versions/{version}":
             raise StoreError(f"{path / 'current'}: points outside versions/: {target!r}")
         meta_path = path / "versions" / version / "meta.json"
         data = self._read_json(meta_path)
         if data is None:
-            raise StoreError(f"{meta_path}: missing")
+            raise StoreError(f"{meta_path}: missing (the active version is gone)")
         return StoredCert(name, path, VersionMeta.from_json(data, str(meta_path)))
 
-    def snapshot(
-        self, names: Sequence[str]
-    ) -> dict[str, tuple[VersionMeta | None, dict[str, Any]]]:
-        """The active version's metadata and the state record of each certificate, fast.
+    def snapshot(self, names: Sequence[str]) -> dict[str, Snapshot]:
+        """Each certificate's active version and state record, from the index if fresh."""
+        return snapshot(self, names)
 
-        Planning over thousands of certificates would otherwise read two files each. The
-        answers are cached in ``STATE/index.json`` keyed by the certificate directory's
-        mtime: activating a version or writing state renames a file in that directory, which
-        changes it. An entry younger than two seconds is not trusted (a change within the
-        same timestamp tick would go unseen), the way git treats "racy" index entries. The
-        index is only a cache: deleting it, or a stale one, costs time, never correctness.
-        """
-        index_path = self.root / "index.json"
-        try:
-            index = self._read_json(index_path, limit=INDEX_LIMIT) or {}
-        except StoreError:
-            index = {}
-        result: dict[str, tuple[VersionMeta | None, dict[str, Any]]] = {}
-        racy = time.time_ns() - 2_000_000_000
-        changed = False
-        for name in names:
-            folder = os.path.join(self.root, "certs", storage_name(name))
-            try:
-                mtime = os.stat(folder).st_mtime_ns
-            except FileNotFoundError:
-                result[name] = (None, {})
-                continue
-            entry = index.get(name)
-            if isinstance(entry, dict) and entry.get("mtime") == mtime and mtime < racy:
-                raw = entry.get("meta")
-                meta = VersionMeta.from_json(raw, str(index_path)) if raw else None
-                result[name] = (meta, entry.get("state") or {})
-                continue
-            stored, state = self.current(name), self.read_state(name)
-            meta = stored.meta if stored else None
-            result[name] = (meta, state)
-            index[name] = {"mtime": mtime if mtime < racy else 0,
-                           "meta": meta.to_json() if meta else None, "state": state}
-            changed = True
-        if changed:
-            with contextlib.suppress(StoreError):  # a cache that cannot be written is no fault
-                fsutil.write_atomic(index_path, json.dumps(index).encode(), mode=0o600)
-        return result
-
-    def all_current(self) -> list[StoredCert]:
-        """Every certificate that has an active version, sorted by name."""
-        found = []
-        for entry in sorted((self.root / "certs").iterdir()):
-            stored = self.current(entry.name) if entry.is_dir() else None
-            if stored is not None:
-                found.append(stored)
-        return found
+    def all_names(self) -> list[str]:
+        """The names of every certificate with a directory in the store, sorted."""
+        certs = self.root / "certs"
+        if not certs.is_dir():
+            return []
+        return sorted(entry.name for entry in certs.iterdir() if entry.is_dir())
 
     def read_file(self, stored: StoredCert, pem: str) -> bytes:
         try:
@@ -309,21 +193,6 @@ class Store:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(probe)
-
-    # -- the pending key of an order in flight ------------------------------------------------
-
-    def save_pending_key(self, name: str, key_pem: bytes) -> None:
-        pending = fsutil.secure_dir(self.cert_dir(name) / "pending")
-        fsutil.write_atomic(pending / "privkey.pem", key_pem, mode=0o600)
-
-    def load_pending_key(self, name: str) -> bytes | None:
-        path = self.cert_dir(name) / "pending" / "privkey.pem"
-        return fsutil.read_small(path) if path.exists() else None
-
-    def clear_pending(self, name: str) -> None:
-        shutil.rmtree(self.cert_dir(name) / "pending", ignore_errors=True)
-
-    # -- activation ----------------------------------------------------------------------------
 
     def activate(self, name: str, files: dict[str, bytes], meta: VersionMeta) -> StoredCert:
         """Write a complete new version, then switch ``current`` to it in one rename."""
@@ -362,9 +231,7 @@ class Store:
         return StoredCert(name, base, meta)
 
     def next_version(self, name: str) -> int:
-        numbers = [int(p.name) for p in (self.cert_dir(name) / "versions").iterdir()
-                   if p.name.isdigit()]
-        return max(numbers, default=0) + 1
+        return max(self.versions(name), default=0) + 1
 
     def versions(self, name: str) -> list[int]:
         return sorted(int(p.name) for p in (self.cert_dir(name) / "versions").iterdir()
@@ -376,13 +243,51 @@ class Store:
         current = self.current(name)
         for entry in [*versions.iterdir(), *versions.parent.iterdir()]:
             if fsutil.TMP_MARK in entry.name and fsutil.is_leftover(entry.name):
-                _remove(entry)
+                fsutil.remove_leftover(entry)
         numbers = self.versions(name)
         for number in numbers[:-keep] if keep > 0 else []:
             if current is None or number != current.meta.version:
                 shutil.rmtree(versions / str(number), ignore_errors=True)
 
-    # -- state records ----------------------------------------------------------------------------
+    # -- the pending key of an order in flight ------------------------------------------------
+
+    def save_pending_key(self, name: str, key_pem: bytes) -> None:
+        pending = fsutil.secure_dir(self.cert_dir(name) / "pending")
+        fsutil.write_atomic(pending / "privkey.pem", key_pem, mode=0o600)
+
+    def load_pending_key(self, name: str) -> bytes | None:
+        path = self.root / "certs" / storage_name(name) / "pending" / "privkey.pem"
+        try:
+            return fsutil.read_small(path)
+        except FileNotFoundError:
+            return None
+
+    def clear_pending(self, name: str) -> None:
+        shutil.rmtree(self.cert_dir(name) / "pending", ignore_errors=True)
+
+    # -- state records ------------------------------------------------------------------------
+
+    def load_state(self, name: str) -> CertState:
+        """The certificate's state record (empty if it has none); ``StoreError`` if damaged."""
+        path = self.root / "certs" / storage_name(name) / "state.json"
+        data = self._read_json(path, STATE_LIMIT)
+        try:
+            return CertState.from_json(data or {})
+        except StateDamaged as exc:
+            raise StoreError(f"{path}: damaged: {exc}; move it aside to start the record "
+                             "afresh (the certificate itself is kept)") from None
+
+    def update_state(self, name: str, change: Callable[[CertState], CertState]) -> CertState:
+        """Apply one transition to the record and write it; only under the lock, so two
+        runs never lose each other's updates."""
+        if not self.locks.holds(name):
+            raise StoreError(f"{name}: state changed without holding its lock")
+        state = change(self.load_state(name))
+        data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+        if len(data) > STATE_LIMIT:  # never write what could not be read back
+            raise StoreError(f"{name}: state record would exceed {STATE_LIMIT} bytes")
+        fsutil.write_atomic(self.cert_dir(name) / "state.json", data, mode=0o600)
+        return state
 
     def read_clock(self) -> dict[str, Any]:
         """When the local clock was last compared with a CA's (``clock.json``)."""
@@ -394,32 +299,16 @@ class Store:
     def write_clock(self, record: dict[str, Any]) -> None:
         fsutil.write_atomic(self.root / "clock.json", _dump(record), mode=0o600)
 
-    def read_state(self, name: str) -> dict[str, Any]:
-        # Reading needs no directory created or checked: the root was checked at start.
-        return self._read_json(self.root / "certs" / storage_name(name) / "state.json") or {}
-
-    def write_state(self, name: str, state: dict[str, Any]) -> None:
-        fsutil.write_atomic(self.cert_dir(name) / "state.json", _dump(state), mode=0o600)
-
     def _read_json(self, path: Path, limit: int = 1 << 20) -> dict[str, Any] | None:
         try:
             data = json.loads(fsutil.read_small(path, limit))
         except FileNotFoundError:
             return None
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise StoreError(f"{path}: damaged JSON: {exc}") from None
         if not isinstance(data, dict):
             raise StoreError(f"{path}: damaged: not a JSON object")
         return data
-
-
-def _remove(path: Path) -> None:
-    """Remove a crash leftover, file or directory, never following a link."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink()
 
 
 def _dump(data: dict[str, Any]) -> bytes:

@@ -1,8 +1,9 @@
-"""Drive one certificate from names to a verified, stored version (RFC 8555 §7.3 to §7.4.2, §7.6).
+"""One order's conversation with the CA, from newOrder to a verified certificate
+(RFC 8555 §7.4 to §7.4.2, §7.5; RFC 9773 §5 ``replaces``).
 
-Wires the roles and touches nothing itself: ``acme_client`` talks to the CA, ``account``
-signs, ``keys`` makes the key and CSR, a solver answers challenges, ``certs`` verifies,
-``store`` writes. Reads top to bottom in protocol order.
+Touches nothing itself and knows no storage: ``acme_client`` talks to the CA, the session's
+key holder signs, ``keys`` makes the CSR, a solver answers challenges, ``certs`` verifies.
+What to keep and where is ``issuance.py``'s business. Reads top to bottom in protocol order.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cryptography.x509.oid import NameOID
@@ -23,13 +23,15 @@ from .acme_client import PEM_CHAIN, Response
 from .certs import Bundle, split_pem_chain, verify_issued
 from .errors import (
     AcmeProblem,
+    BadNonce,
     CertfleetError,
     ChallengeError,
     ConfigError,
+    OrderNotReady,
     ProtocolError,
+    RateLimited,
     safe_text,
 )
-from .keytypes import KeyType
 from .protocol.b64 import b64url
 from .protocol.challenges import key_authorization
 from .protocol.messages import (
@@ -41,23 +43,13 @@ from .protocol.messages import (
     token_is_safe,
 )
 from .protocol.timing import clamp, poll_intervals
-from .registration import Eab, find_or_register, open_account
-from .revocation import REVOCATION_REASONS, revoke
 from .session import Session, parse_response
 from .solvers import Solver
-from .store import Store, StoredCert, VersionMeta
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ALTERNATES = 10  # a hostile CA may link thousands; each costs a request
-
-
-
-__all__ = [  # the account and revocation steps live in their own modules; kept here too
-    "REVOCATION_REASONS", "Eab", "Session", "find_or_register", "issue", "issue_csr",
-    "obtain", "open_account", "resume", "revoke",
-]
 
 
 # -- polling (RFC 8555 §7.5.1, §7.4) -------------------------------------------------------
@@ -179,9 +171,7 @@ async def _finalize(
     payload = {"csr": b64url(csr)}
     try:
         response = await session.client.post(order.finalize, payload, session.signer())
-    except AcmeProblem as exc:
-        if exc.short_type != "orderNotReady":
-            raise
+    except OrderNotReady:
         order = await _poll(session, order_url, Order.from_json,
                             lambda o: o.status is not OrderStatus.PENDING, what, deadline)
         if order.status is not OrderStatus.READY:
@@ -213,12 +203,12 @@ async def _new_order(
             return await session.client.post(directory.new_order,
                                              {**payload, "replaces": replaces},
                                              session.signer())
+        except (RateLimited, BadNonce):
+            raise
         except AcmeProblem as exc:
             # alreadyReplaced, a CA that does not understand the field, or one that cannot
             # find the certificate (Pebble misreads serials with a leading zero byte): any
             # of them is worth one order without it; a rate limit is not.
-            if exc.short_type in ("rateLimited", "badNonce"):
-                raise
             log.info("%s: the CA refused replaces=%s (%s); ordering without it", what,
                      replaces, exc.short_type)
     return await session.client.post(directory.new_order, payload, session.signer())
@@ -316,11 +306,11 @@ async def _download(session: Session, url: str, preferred: str | None, what: str
     """§7.4.2: the certificate chain; with a preference, the first chain (the default, then
     the alternates the CA links to) whose top issuer's common name is ``preferred``."""
     response = await _fetch_chain(session, url)
-    if preferred is None or _top_issuer(response.body) == preferred:
+    if preferred is None or top_issuer(response.body) == preferred:
         return response.body
     for alternate in response.link("alternate")[:MAX_ALTERNATES]:
         candidate = await _fetch_chain(session, alternate)
-        if _top_issuer(candidate.body) == preferred:
+        if top_issuer(candidate.body) == preferred:
             log.info("%s: using the alternate chain to %s", what, safe_text(preferred))
             return candidate.body
     log.info("%s: no chain to %s; keeping the default chain", what, safe_text(preferred))
@@ -335,7 +325,7 @@ async def _fetch_chain(session: Session, url: str) -> Response:
     return response
 
 
-def _top_issuer(pem: bytes) -> str | None:
+def top_issuer(pem: bytes) -> str | None:
     """The common name of the issuer of the last certificate of a chain (its root)."""
     try:
         last = split_pem_chain(pem, "chain")[-1]
@@ -343,108 +333,3 @@ def _top_issuer(pem: bytes) -> str | None:
     except (CertfleetError, ValueError):  # cryptography parses names lazily
         return None
     return str(names[0].value) if names else None
-
-
-async def issue(
-    session: Session, store: Store, names: Sequence[str], key_type: KeyType, solver: Solver,
-    reuse_key: bool = False, *, profile: str | None = None, replaces: str | None = None,
-    preferred_chain: str | None = None, store_as: str | None = None,
-) -> StoredCert:
-    """Obtain a certificate for ``names`` and activate it as the next stored version (of
-    ``store_as``, by default the first name)."""
-    name = store_as or names[0]
-    store.preflight(name)
-    key_pem = _domain_key_pem(store, name, key_type, reuse_key)
-    domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
-    bundle_url = await _resume_recorded(session, store, name, names, domain_key, solver,
-                                        preferred_chain)
-    if bundle_url is None:
-        def remember(url: str) -> None:
-            state = store.read_state(name)
-            state["order"] = {"url": url, "names": list(names)}
-            store.write_state(name, state)
-
-        bundle_url = await obtain(session, names, domain_key, solver, profile=profile,
-                                  replaces=replaces, preferred_chain=preferred_chain,
-                                  on_order=remember)
-    bundle, order_url = bundle_url
-    meta = _meta(store, session, name, bundle, order_url, key_type.value)
-    files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
-             "fullchain.pem": bundle.fullchain_pem, "privkey.pem": key_pem}
-    stored = store.activate(name, files, meta)
-    state = store.read_state(name)
-    if state.pop("order", None) is not None:
-        store.write_state(name, state)
-    return stored
-
-
-async def _resume_recorded(
-    session: Session, store: Store, name: str, names: Sequence[str],
-    domain_key: keytypes.PrivateKey, solver: Solver, preferred_chain: str | None,
-) -> tuple[Bundle, str] | None:
-    """An order recorded by an interrupted attempt, for these names and this pending key."""
-    record = store.read_state(name).get("order")
-    if not isinstance(record, dict) or record.get("names") != list(names) \
-            or not isinstance(record.get("url"), str) or store.load_pending_key(name) is None:
-        return None
-    current = store.current(name)
-    if current is not None and current.meta.order_url == record["url"]:
-        return None  # that order's certificate is the active one already
-    try:
-        return await resume(session, record["url"], names, domain_key, solver,
-                            preferred_chain)
-    except CertfleetError as exc:  # a fresh order is the way out
-        log.info("%s: could not resume %s: %s", name, record["url"], exc)
-        return None
-
-
-async def issue_csr(
-    session: Session, store: Store, csr_der: bytes, names: Sequence[str],
-    public_key: keytypes.PublicKey, solver: Solver, *, profile: str | None = None,
-    preferred_chain: str | None = None,
-) -> StoredCert:
-    """Obtain a certificate for the operator's own CSR: no private key is made or written."""
-    name = names[0]
-    store.preflight(name)
-    bundle, order_url = await obtain(session, names, None, solver, profile=profile,
-                                     preferred_chain=preferred_chain,
-                                     csr=(csr_der, public_key))
-    meta = _meta(store, session, name, bundle, order_url, "csr")
-    files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
-             "fullchain.pem": bundle.fullchain_pem}
-    return store.activate(name, files, meta)
-
-
-def _meta(store: Store, session: Session, name: str, bundle: Bundle, order_url: str,
-          key_type: str) -> VersionMeta:
-    return VersionMeta(
-        version=store.next_version(name), names=tuple(bundle.names), key_type=key_type,
-        serial=bundle.serial, not_before=bundle.not_before.isoformat(),
-        not_after=bundle.not_after.isoformat(), issuer=bundle.issuer,
-        aki=bundle.aki.hex() if bundle.aki else "", issued_at=datetime.now(UTC).isoformat(),
-        directory=session.client.directory_url, order_url=order_url,
-    )
-
-
-def _domain_key_pem(store: Store, name: str, key_type: KeyType, reuse_key: bool) -> bytes:
-    """The key for the next version: the current one if reused, else a new one.
-
-    A new key is saved as pending before the CA sees its CSR, so that an interrupted run
-    resumes with the same key and a crash never leaves a certificate without its key.
-    """
-    current = store.current(name)
-    if reuse_key and current is not None and current.meta.key_type == key_type.value:
-        return store.read_file(current, "privkey.pem")
-    pending = store.load_pending_key(name)
-    if pending is not None and current is not None and current.meta.key_type != "csr" \
-            and pending == store.read_file(current, "privkey.pem"):
-        # Left by an activation killed before it cleared it: that key is in use already.
-        store.clear_pending(name)
-        pending = None
-    if pending is not None:
-        key = keytypes.load_pem(pending, f"{name}: pending key")
-        if keytypes.key_type_of(key) is key_type:
-            return pending
-    key_pem = keytypes.to_pem(keys.new_domain_key(key_type))
-    store.save_pending_key(name, key_pem)
-    return key_pem

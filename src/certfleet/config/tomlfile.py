@@ -1,7 +1,9 @@
 """The TOML side of ``certfleet.toml``: typed access to tables that reports each fault at
 its key's line, and every unknown key. Touches nothing (the caller reads the file).
 
-tomllib gives no line numbers for keys, so ``TomlLines`` finds them in the text.
+tomllib gives no line numbers for keys, so ``TomlLines`` finds them in the text. Every key
+the parser asks for is noted in ``KEYS_READ`` (as ``section.key``, a per-host or
+per-certificate table as ``hosts.NAME``), so a test can hold the parser to the reference.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .domains_file import Problems
-from .errors import ConfigError, safe_text
+from ..errors import ConfigError, safe_text
+from .problems import Problems
 
 T = TypeVar("T")
 _KEY_PART = re.compile(r"[A-Za-z0-9_-]+|\"(?:[^\"\\]|\\.)*\"|'[^']*'")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+KEYS_READ: set[str] = set()
 
 
 def _key_path(text: str, pos: int) -> tuple[tuple[str, ...], int] | None:
@@ -84,11 +87,12 @@ def describe(value: object) -> str:
 
 
 def checked(problems: Problems, where: str, convert: Callable[..., T], *args: Any) -> T | None:
-    """``convert(*args)``, or None after reporting its ``ConfigError`` at ``where``."""
+    """``convert(*args)``, or None after reporting its ``ConfigError`` (or ``ValueError``)
+    at ``where``."""
     try:
         return convert(*args)
-    except ConfigError as exc:
-        problems.add(where, str(exc))
+    except (ConfigError, ValueError) as exc:
+        problems.add(where, safe_text(str(exc)))
         return None
 
 
@@ -97,15 +101,18 @@ class Table:
     reports every key present that certfleet does not know."""
 
     def __init__(self, source: str, index: TomlLines, problems: Problems, base: Path,
-                 path: tuple[str, ...] = (), data: dict[str, Any] | None = None) -> None:
+                 path: tuple[str, ...] = (), data: dict[str, Any] | None = None,
+                 label: tuple[str, ...] | None = None) -> None:
         self.source, self.index, self.problems, self.base = source, index, problems, base
         self.path, self.data, self.used = path, data or {}, set[str]()
+        self.label = path if label is None else label  # the path with NAME for a name
 
     def where(self, key: str | None = None) -> str:
         return f"{self.source}:{self.index.line(self.path if key is None else (*self.path, key))}"
 
     def get(self, key: str, kind: type | tuple[type, ...], what: str) -> Any:
         self.used.add(key)
+        KEYS_READ.add(".".join((*self.label, key)))
         value = self.data.get(key)
         if value is not None and (not isinstance(value, kind)
                                   or (isinstance(value, bool) and kind is not bool)):
@@ -121,9 +128,22 @@ class Table:
     def path_of(self, key: str) -> Path | None:
         return self.check(key, str, "a path", lambda text: resolve_path(text, self.base))
 
-    def table(self, key: str) -> Table:
-        data = self.get(key, dict, "a table")
-        return Table(self.source, self.index, self.problems, self.base, (*self.path, key), data)
+    def table(self, key: str, generic: str | None = None) -> Table:
+        """The sub-table ``key``; ``generic`` stands for a name the operator chose
+        (``[hosts."web1"]`` is read as ``hosts.NAME``)."""
+        self.used.add(key)
+        value = self.data.get(key)
+        data = None
+        if value is not None and not isinstance(value, dict):
+            what = f'a table [{".".join(self.path)}."{safe_text(key)}"]' if generic else "a table"
+            self.problems.add(self.where(key), f"{key} must be {what}, not {describe(value)}")
+        else:
+            data = value
+        label = (*self.label, generic or key)
+        if generic is None:
+            KEYS_READ.add(".".join(label))
+        return Table(self.source, self.index, self.problems, self.base, (*self.path, key),
+                     data, label)
 
     def finish(self) -> None:
         def name(path: tuple[str, ...]) -> str:

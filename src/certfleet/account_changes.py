@@ -1,28 +1,25 @@
 """The account's life at one CA (RFC 8555 §7.3): register, read, update, roll over, deactivate.
 
-Wires the roles and touches nothing itself: ``acme_client`` talks to the CA, ``account``
-holds the keys (and stages, installs and keeps them on disk), ``store`` keeps
-``account.json``. Reads in the RFC's order: §7.3.4 external account binding settings,
-§7.3 registration, §7.3.2 contact update, §7.3.5 key change, §7.3.6 deactivation.
+Wires the roles and touches nothing itself: ``acme_client`` talks to the CA,
+``account_key`` holds the keys (and stages, installs and keeps them on disk), ``store``
+keeps ``account.json``. Reads in the RFC's order: §7.3 registration, §7.3.2 contact
+update, §7.3.5 key change, §7.3.6 deactivation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import account as account_file
+from . import account_key as account_file
 from .acme_client import AcmeClient
 from .errors import ConfigError, ProtocolError, TransportError, safe_text
 from .keytypes import KeyType
-from .protocol import jws
-from .protocol.b64 import b64url_decode
 from .protocol.messages import AccountResource, AccountStatus, MalformedMessage
 from .registration import Eab, find_or_register
 from .session import Session, Sleep
@@ -30,50 +27,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-EAB_ENV = ("CERTFLEET_EAB_KID", "CERTFLEET_EAB_HMAC_KEY", "CERTFLEET_EAB_ALG")
 MAX_CONTACTS = 8
-
-
-# -- §7.3.4: external account binding settings -------------------------------------------------
-
-def parse_eab(kid: str | None, hmac_key: str | None, alg: str | None = None) -> Eab | None:
-    """The binding from its settings: the key identifier and the base64url MAC key the CA
-    gave out, and the MAC algorithm (HS256 unless told). None if neither is set.
-
-    Errors never show the key, not even a part of it.
-    """
-    if not kid and not hmac_key:
-        return None
-    if not kid or not hmac_key:
-        missing = "eab_kid" if not kid else "eab_hmac_key"
-        raise ConfigError(f"external account binding: {missing} is not set (eab_kid and "
-                          "eab_hmac_key go together)")
-    if not kid.isprintable() or len(kid) > 256:
-        raise ConfigError(f"eab_kid {safe_text(kid, 60)!r} is not a key identifier")
-    algorithm = (alg or "HS256").upper()
-    if algorithm not in jws.HMAC_ALGORITHMS:
-        raise ConfigError(f"eab_alg {safe_text(alg or '', 20)!r}: use HS256, HS384 or HS512")
-    try:  # CAs hand the key out base64url-encoded; some add the padding
-        key = b64url_decode(hmac_key.strip().rstrip("="))
-    except ValueError:
-        raise ConfigError("eab_hmac_key is not base64url (letters, digits, '-' and '_', as "
-                          "the CA gave it); the value is not shown") from None
-    if not key:
-        raise ConfigError("eab_hmac_key is empty")
-    return kid, key, algorithm
-
-
-def eab_settings(job: object | None = None,
-                 environ: Mapping[str, str] | None = None) -> Eab | None:
-    """The binding from CERTFLEET_EAB_KID / _HMAC_KEY / _ALG, else from the job's
-    ``eab_kid``, ``eab_hmac_key``, ``eab_alg`` ([ca] in certfleet.toml), if it has them."""
-    env = os.environ if environ is None else environ
-    kid_env, key_env, alg_env = EAB_ENV
-    from_env = bool(env.get(kid_env) or env.get(key_env))
-    if from_env:  # one source for the pair: never a kid from here and a key from there
-        return parse_eab(env.get(kid_env), env.get(key_env), env.get(alg_env))
-    return parse_eab(getattr(job, "eab_kid", None), getattr(job, "eab_hmac_key", None),
-                     env.get(alg_env) or getattr(job, "eab_alg", None))
 
 
 def mailto(contact: Sequence[str]) -> list[str]:
@@ -235,7 +189,6 @@ def _account(data: Any, url: str) -> AccountResource:
 
 
 __all__ = [
-    "EAB_ENV", "Registered", "RolledOver", "deactivate", "eab_settings",
-    "fetch", "mailto", "open_existing", "parse_eab", "register", "rollover",
-    "update_contact",
+    "Registered", "RolledOver", "deactivate", "fetch", "mailto", "open_existing", "register",
+    "rollover", "update_contact",
 ]

@@ -1,8 +1,7 @@
-"""The domains file grammar: one certificate per line, its names, then where it is deployed;
-and the checks of what a deploy target is sent (``[hosts]`` settings in certfleet.toml).
+"""The domains file grammar: one certificate per line, its names, then where it is deployed.
 
-Touches nothing: bytes in, ``CertSpec`` values or one ``ConfigErrors`` out. ``config.py``
-reads the file and calls :func:`parse_domains`. The seed's format is accepted as is::
+Touches nothing: bytes in, ``CertSpec`` values or one ``ConfigErrors`` out. ``job.py``
+reads the file and calls :func:`scan_domains`. The seed's format is accepted as is::
 
     # comment to the end of the line
     NAME [ALTNAME ...] [| TARGET [TARGET ...]]
@@ -13,8 +12,7 @@ reads the file and calls :func:`parse_domains`. The seed's format is accepted as
 
 A target becomes an ``scp``/``ssh`` argument and a remote path, so it is checked strictly:
 nothing may start with ``-`` (no ``-oProxyCommand=``), no shell metacharacters, no ``..``.
-Every fault is collected, each as ``file:line: what: why``; the first ``MAX_REPORTED`` are
-kept and the rest only counted, so a hostile 16 MiB file cannot fill memory with messages.
+Every fault is collected, each as ``file:line: what: why`` (see ``problems.py``).
 """
 
 from __future__ import annotations
@@ -23,29 +21,20 @@ import contextlib
 import gc
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
 
-from .errors import ConfigError, safe_text
-from .keytypes import KeyType
-from .names import MAX_NAME, normalize_identifier
-from .spec import PEM_NAMES, CertSpec, Target, TlsProbe
+from ..errors import ConfigError, safe_text
+from ..names import MAX_NAME, normalize_identifier
+from ..spec import CertDefaults, CertSpec, Target
+from .problems import Problems
+from .values import check_host, check_ipv6, check_path, check_user
 
 MAX_FILE = 16 * 1024 * 1024
 MAX_LINE = 4096            # bytes, without the line ending
 MAX_NAMES = 100            # per certificate (Let's Encrypt's limit)
 MAX_TARGETS = 100          # per line
-MAX_PATH = 1024
-MAX_USER = 32
-MAX_HOST = 253
-MAX_REPORTED = 100
-CHALLENGES = ("http-01", "dns-01", "tls-alpn-01")
-SHELL_META = ";|&$`'\"<>(){}*?!\\[]"      # the brief's set plus the glob brackets
 BOM = b"\xef\xbb\xbf"
 
-_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
-_HOST = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_DOTTED_DIGITS = re.compile(r"[0-9.]+")
 _PORT_PREFIX = re.compile(r"[0-9]+:")
 # The common case, checked in one match: lowercase ASCII LDH labels, the last not all digits.
 # Anything else (IDN, xn--, faults) goes through names.normalize_name for its verdict.
@@ -54,130 +43,6 @@ _PLAIN_NAME = re.compile(r"(?:\*\.)?(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
 _PLAIN_NAMES = re.compile(
     r"[ \t]*" + _PLAIN_NAME.pattern + r"(?:[ \t]+" + _PLAIN_NAME.pattern + r")*[ \t]*")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")       # all but tab and newline
-_BAD_PATH_CHAR = re.compile(r"[~\s\x00-\x1f\x7f" + re.escape(SHELL_META) + "]")
-
-
-@dataclass(frozen=True)
-class CertDefaults:
-    """How certificates are issued unless their own ``[certs."NAME"]`` section says otherwise."""
-
-    key_type: KeyType = KeyType.EC256
-    challenge: str = "http-01"
-    reuse_key: bool = False
-    profile: str | None = None
-    preferred_chain: str | None = None
-    more_key_types: tuple[KeyType, ...] = ()  # the same names also with these keys
-    ca: str | None = None                     # this certificate's CA, if not [ca]'s
-    fallback: tuple[str, ...] | None = None   # CAs to try next; None: [ca] fallback
-
-
-class ConfigErrors(ConfigError):
-    """Every problem found in the configuration, each ``file:line: reason``.
-
-    ``problems`` holds the first ``MAX_REPORTED``; ``more`` counts the others. ``str()`` is
-    one problem per line, then ``... and N more``.
-    """
-
-    def __init__(self, problems: Sequence[str], more: int = 0) -> None:
-        self.problems = list(problems[:MAX_REPORTED])
-        self.more = more + max(0, len(problems) - MAX_REPORTED)
-        tail = [f"... and {self.more} more"] if self.more else []
-        super().__init__("\n".join(self.problems + tail))
-
-
-class Problems:
-    """A collector: add every fault found, raise them all together at the end."""
-
-    def __init__(self) -> None:
-        self.shown: list[str] = []
-        self.more = 0
-
-    def add(self, where: str, reason: str) -> None:
-        if len(self.shown) < MAX_REPORTED:
-            self.shown.append(f"{where}: {reason}")
-        else:
-            self.more += 1
-
-    def raise_if_any(self) -> None:
-        if self.shown:
-            raise ConfigErrors(self.shown, self.more)
-
-
-def _first_meta(text: str) -> str | None:
-    return next((ch for ch in text if ch in SHELL_META), None)
-
-
-def check_user(user: str, what: str = "user") -> str:
-    """A login name as ssh and scp take it (also used for ``owner`` and ``group``)."""
-    if not user:
-        raise ConfigError(f"empty {what}")
-    if user.startswith("-"):
-        raise ConfigError(f"{what} must not start with '-'")
-    if (meta := _first_meta(user)) is not None:
-        raise ConfigError(f"shell metacharacter {meta!r} in {what}")
-    if len(user) > MAX_USER:
-        raise ConfigError(f"{what} longer than {MAX_USER} characters")
-    if not _USER.fullmatch(user):
-        raise ConfigError(f"{what} must be letters, digits, '_', '.' and '-', "
-                          "starting with a letter or '_'")
-    return user
-
-
-def check_host(host: str) -> str:
-    """A DNS name, ssh_config alias or IPv4 address (IPv6 is checked by the caller)."""
-    if not host:
-        raise ConfigError("empty host")
-    if host.startswith("-"):
-        raise ConfigError("host must not start with '-'")
-    if (meta := _first_meta(host)) is not None:
-        raise ConfigError(f"shell metacharacter {meta!r} in host")
-    if len(host) > MAX_HOST:
-        raise ConfigError(f"host longer than {MAX_HOST} characters")
-    if _DOTTED_DIGITS.fullmatch(host):
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise ConfigError("not a valid IPv4 address") from None
-    elif not _HOST.fullmatch(host):
-        raise ConfigError("host must be a name (letters, digits, '-', '.', '_'), "
-                          "an IPv4 address or [an IPv6 address]")
-    return host
-
-
-def _check_ipv6(inner: str) -> str:
-    try:
-        ipaddress.IPv6Address(inner)
-    except ValueError:
-        raise ConfigError(f"[{inner}] is not an IPv6 address") from None
-    if "%" in inner:
-        raise ConfigError("IPv6 zone identifiers are not supported")
-    return inner
-
-
-def check_path(path: str) -> str:
-    """An absolute directory, normalized: no ``..``, ``~``, spaces, controls or metacharacters."""
-    if not path:
-        raise ConfigError("empty path")
-    if not path.startswith("/"):
-        raise ConfigError("path must be absolute (start with '/')")
-    if len(path) > MAX_PATH:
-        raise ConfigError(f"path longer than {MAX_PATH} characters")
-    if (bad := _BAD_PATH_CHAR.search(path)) is not None:
-        ch = bad.group()
-        if ch == "~":
-            raise ConfigError("'~' is not expanded here; write the full path")
-        if ch in SHELL_META:
-            raise ConfigError(f"shell metacharacter {ch!r} in path")
-        raise ConfigError("space or control character in path")
-    if not path.isascii() and not path.isprintable():
-        raise ConfigError("invisible character in path")
-    parts = [part for part in path.split("/") if part]
-    for part in parts:
-        if part in (".", ".."):
-            raise ConfigError(f"{part!r} component in path")
-        if part.startswith("-"):
-            raise ConfigError("a path component must not start with '-'")
-    return "/" + "/".join(parts)
 
 
 def parse_target(token: str) -> Target:
@@ -194,7 +59,7 @@ def parse_target(token: str) -> Target:
         inner, bracket, after = rest[1:].partition("]")
         if not bracket or not after.startswith(":"):
             raise ConfigError("expected [IPv6]:/dir")
-        return Target(path=check_path(after[1:]), host=_check_ipv6(inner), user=user)
+        return Target(path=check_path(after[1:]), host=check_ipv6(inner), user=user)
     host, sep, path = rest.partition(":")
     if not sep:
         raise ConfigError("not a target: expected /dir or [user@]host:/dir")
@@ -422,96 +287,3 @@ def parse_domains(text: bytes, source: str, *, default: CertDefaults,
                             problems=problems)
     problems.raise_if_any()
     return specs
-
-
-# --- what a target host is sent: checks for its [hosts."NAME"] settings in certfleet.toml ---
-
-def is_address_or_host(text: str) -> bool:
-    """An IP address (IPv6 with or without brackets) or a host name as in a target."""
-    try:
-        ipaddress.ip_address(text.removeprefix("[").removesuffix("]"))
-        return True
-    except ValueError:
-        pass
-    try:
-        check_host(text)
-    except ConfigError:
-        return False
-    return True
-
-
-def check_reload(value: object) -> tuple[str, ...]:
-    """The reload command: an argv list, never a string a shell would split."""
-    if isinstance(value, str):
-        raise ConfigError("reload must be a list (argv), not a shell string")
-    if not isinstance(value, list | tuple) or not all(
-            isinstance(arg, str) and arg.isprintable() for arg in value):
-        raise ConfigError("reload must be a list of printable strings")
-    if value and not value[0]:
-        raise ConfigError("reload: the program name is empty")
-    return tuple(value)
-
-
-def check_mode(key: str, value: object, *, raw: str) -> int:
-    """A file mode: an octal string, or an integer written as ``0o644`` (``raw``)."""
-    if isinstance(value, str):
-        digits = value.removeprefix("0o")
-        if not digits or len(digits) > 4 or any(ch not in "01234567" for ch in digits):
-            raise ConfigError(f"{key} {safe_text(value)!r} is not an octal mode like \"0644\"")
-        mode = int(digits, 8)
-    elif isinstance(value, int) and raw.lower().startswith("0o"):
-        mode = value
-    else:
-        raise ConfigError(f"{key} {safe_text(str(value))} is not octal: write \"0644\" or 0o644")
-    if mode > 0o777:
-        raise ConfigError(f"{key} 0o{mode:o}: only permission bits (up to 0o777)")
-    if mode & 0o002 or (key == "key_mode" and mode & 0o007):
-        raise ConfigError(f"{key} 0o{mode:o} gives others too much access")
-    return mode
-
-
-def _file_name(pem: str, name: object) -> str:
-    if not isinstance(name, str):
-        raise ConfigError(f"files: {pem} must map to a file name")
-    plain = name.replace("{name}", "")
-    why = ("contains '/'" if "/" in name else "is not a file name" if name in ("", ".", "..")
-           else "starts with '-'" if name.startswith("-")
-           else "has an unknown placeholder (only {name})" if "{" in plain or "}" in plain
-           else "has a shell metacharacter" if _first_meta(plain) is not None
-           else "has a space or control character" if not name.isprintable() or " " in name
-           else "is too long" if len(name) > 200 else "")
-    if why:
-        raise ConfigError(f"files: {pem} = {safe_text(name)!r} {why}")
-    return name
-
-
-def check_files(value: Mapping[str, object]) -> dict[str, str]:
-    """``files``: which of ``PEM_NAMES`` is written under which plain file name."""
-    files = {}
-    for pem, name in value.items():
-        if pem not in PEM_NAMES:
-            raise ConfigError(f"files: unknown file {safe_text(pem)!r}; the keys are "
-                              + ", ".join(PEM_NAMES))
-        files[pem] = _file_name(pem, name)
-    written: dict[str, str] = {}
-    for pem in PEM_NAMES:
-        name = files.get(pem, pem)
-        if name in written:
-            raise ConfigError(f"files: {written[name]} and {pem} would both be written "
-                              f"to {safe_text(name)!r}")
-        written[name] = pem
-    return files
-
-
-def check_probe(value: Mapping[str, object]) -> TlsProbe:
-    """``probe = { port = 443, address = "127.0.0.1" }``."""
-    if unknown := sorted(set(value) - {"port", "address"}):
-        raise ConfigError(f"probe: unknown option {safe_text(unknown[0])!r}; use port, address")
-    port, address = value.get("port", 443), value.get("address")
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise ConfigError("probe: port must be an integer between 1 and 65535")
-    if address is None:
-        return TlsProbe(port=port)
-    if not isinstance(address, str) or not is_address_or_host(address):
-        raise ConfigError("probe: address must be an IP address or a host name")
-    return TlsProbe(port=port, address=address.removeprefix("[").removesuffix("]"))

@@ -1,0 +1,64 @@
+"""The CAs of a job: one client and one account per CA, made when first needed.
+
+Wires ``acme_client`` and ``registration``; touches nothing itself. This is the one place
+a CA client is built (trust, plain-http permission and connection count all come from the
+job), so every command reaches every CA the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from types import TracebackType
+
+from .acme_client import AcmeClient
+from .registration import eab_settings, open_account
+from .session import Session
+from .spec import JobConfig
+from .store import Store
+
+
+def client(job: JobConfig, url: str | None = None, *, connections: int = 4) -> AcmeClient:
+    """A client for ``url`` (the job's CA if not given), with the job's trust settings."""
+    return AcmeClient(url or job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
+                      connections=connections)
+
+
+class CaSessions:
+    """Clients and accounts of a run, per CA; ``async with`` closes them all."""
+
+    def __init__(self, job: JobConfig, store: Store) -> None:
+        self.job, self.store = job, store
+        self._stack = contextlib.AsyncExitStack()
+        self._clients: dict[str, AcmeClient] = {}
+        self._sessions: dict[str, Session] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def __aenter__(self) -> CaSessions:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def client(self, url: str) -> AcmeClient:
+        if url not in self._clients:
+            self._clients[url] = await self._stack.enter_async_context(
+                client(self.job, url, connections=max(4, self.job.concurrency)))
+        return self._clients[url]
+
+    async def session(self, url: str) -> Session:
+        """The account at ``url``, looked up or registered once even when many wait."""
+        async with self._locks.setdefault(url, asyncio.Lock()):
+            if url not in self._sessions:
+                # External account binding belongs to the primary CA's account.
+                eab = eab_settings(self.job) if url == self.job.directory else None
+                self._sessions[url] = await open_account(
+                    await self.client(url), self.store, self.job.account_key_type,
+                    self.job.contact, eab=eab)
+        return self._sessions[url]
+
+    @property
+    def requests(self) -> int:
+        return sum(c.total_requests for c in self._clients.values())

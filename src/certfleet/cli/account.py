@@ -1,0 +1,143 @@
+"""``account register|show|update|rollover|deactivate``: the ACME account at the job's CA.
+
+Parses and prints; ``registration`` and ``account_changes`` do the work, ``account_key``
+alone touches the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from ..config.sources import job_from
+from ..errors import ConfigError
+from ..report import EXIT_CHANGED, EXIT_NOTHING
+from ..spec import JobConfig
+from .output import say
+
+ACCOUNT_ACTIONS = ("register", "show", "update", "rollover", "deactivate")
+ACCOUNT_KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+
+
+def add_arguments(sub: Any, common: argparse.ArgumentParser,
+                  job: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "account", parents=[common], help="the ACME account: register, show, update, "
+        "rollover, deactivate",
+        description="register [--contact EMAIL]... [--new-key]: find or register the "
+        "account (external account binding from [ca] eab_kid, eab_hmac_key or "
+        "CERTFLEET_EAB_KID, CERTFLEET_EAB_HMAC_KEY); show: what is on disk; update "
+        "--contact EMAIL...: replace the contact addresses; rollover [--key-type T]: "
+        "replace the account key (RFC 8555 section 7.3.5); deactivate --yes: end the "
+        "account for good")
+    p.add_argument("action", choices=ACCOUNT_ACTIONS)
+    p.add_argument("--contact", action="append", default=None, metavar="EMAIL",
+                   help="register, update: a contact address (repeatable; register "
+                        "defaults to [ca] contact)")
+    p.add_argument("--key-type", choices=ACCOUNT_KEY_TYPES,
+                   help="rollover, register --new-key: type of the new account key "
+                        "(default: [ca] account_key_type, ec256)")
+    p.add_argument("--new-key", action="store_true",
+                   help="register: move the current key aside and register a new account "
+                        "with a new key (after a deactivation)")
+    p.add_argument("--yes", action="store_true",
+                   help="deactivate: yes, really (it cannot be undone)")
+
+
+def account(args: argparse.Namespace) -> int:
+    """``certfleet account register|show|update|rollover|deactivate``."""
+    action = args.action
+    allowed = {"register": {"contact", "key_type", "new_key"}, "show": set(),
+               "update": {"contact"}, "rollover": {"key_type"}, "deactivate": {"yes"}}
+    given = {name for name in ("contact", "key_type", "new_key", "yes")
+             if getattr(args, name) not in (None, False)}
+    if stray := sorted(given - allowed[action]):
+        options = ", ".join("--" + name.replace("_", "-") for name in stray)
+        raise ConfigError(f"account {action}: {options} does not apply here")
+    if action == "update" and args.contact is None:
+        raise ConfigError("account update: give the new addresses with --contact EMAIL "
+                          "(repeatable)")
+    if action == "register" and args.key_type and not args.new_key:
+        raise ConfigError("account register: --key-type is for a new key; add --new-key")
+    if action == "deactivate" and not args.yes:
+        raise ConfigError("account deactivate: the CA will refuse this account for good "
+                          "(RFC 8555 section 7.3.6) and certificates can then only be "
+                          "renewed with a new account; pass --yes to proceed")
+    job = job_from(vars(args), need_domains=False)
+    if action == "show":
+        return _account_show(job)
+    return asyncio.run(_account_online(action, args, job))
+
+
+def _account_show(job: JobConfig) -> int:
+    """What is on disk about the account; reads only (no key is made, nothing written)."""
+    from ..account_key import AccountKey
+    from ..store import Store
+
+    store = Store(job.state_dir, create=False)
+    path = store.account_key_path(job.directory)
+    key = AccountKey.load(path)
+    say(f"CA:         {job.directory}")
+    say(f"key:        {path}" + ("" if key else " (none yet: `certfleet account register` "
+                                  "or the first run makes it)"))
+    if key is None:
+        return 0
+    say(f"thumbprint: {key.thumbprint}")
+    record = store.load_account(job.directory) or {}
+    if record.get("thumbprint") != key.thumbprint or not record.get("url"):
+        say("account:    not registered yet (`certfleet account register`, or the first "
+            "run, registers)")
+        return 0
+    say(f"account:    {record['url']}")
+    status = str(record.get("status") or "valid")
+    if record.get("deactivated_at"):
+        status += f" (since {record['deactivated_at']})"
+    say(f"status:     {status}")
+    say(f"contact:    {', '.join(record.get('contact') or []) or '-'}")
+    if record.get("eab_kid"):
+        say(f"eab kid:    {record['eab_kid']}")
+    if record.get("rolled_over_at"):
+        say(f"key since:  {record['rolled_over_at']} (rolled over)")
+    return 0
+
+
+async def _account_online(action: str, args: argparse.Namespace, job: JobConfig) -> int:
+    from .. import account_changes as changes
+    from .. import ca
+    from ..keytypes import KeyType
+    from ..registration import eab_settings
+    from ..store import Store
+
+    store = Store(job.state_dir)
+    key_type = KeyType.parse(args.key_type) if args.key_type else job.account_key_type
+    async with ca.client(job) as client:
+        if action == "register":
+            contact = args.contact if args.contact is not None else list(job.contact)
+            done = await changes.register(
+                client, store, key_type, contact, eab=eab_settings(job),
+                new_key=args.new_key)
+            if done.retired_key is not None:
+                say(f"account: old key moved aside to {done.retired_key}")
+            if not done.created:
+                say(f"account: already registered: {done.session.kid} (change the "
+                      "contact with `certfleet account update --contact EMAIL`)")
+                return EXIT_NOTHING
+            say(f"account: registered {done.session.kid}"
+                  + (f" (contact {', '.join(contact)})" if contact else ""))
+            return EXIT_CHANGED
+        session = await changes.open_existing(client, store)
+        if action == "update":
+            account = await changes.update_contact(session, args.contact, store)
+            shown = ", ".join(c.removeprefix("mailto:") for c in account.contact) or "none"
+            say(f"account: {session.kid}: contact now {shown}")
+        elif action == "rollover":
+            rolled = await changes.rollover(session, store, key_type)
+            say(f"account: {session.kid}: new {key_type.value} key, thumbprint "
+                  f"{rolled.session.key.thumbprint}; the old key is kept in "
+                  f"{rolled.old_key_kept}")
+        else:
+            await changes.deactivate(session, store)
+            say(f"account: {session.kid}: deactivated; register a new account with "
+                  "`certfleet account register --new-key`")
+    return EXIT_CHANGED

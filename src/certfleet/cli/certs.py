@@ -1,0 +1,131 @@
+"""``issue`` and ``revoke``: one certificate named on the command line. Parses and prints;
+``issue`` goes through the same plan and fleet runner as ``run``, ``revoke`` through
+``revocation`` with the CA that issued the certificate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..config.sources import job_from
+from ..errors import CertfleetError, ConfigError, visible
+from ..keytypes import KeyType
+from ..names import normalize_identifier
+from ..report import EXIT_CHANGED, EXIT_FAILED, exit_code
+from ..spec import CertSpec, JobConfig
+from . import output
+
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
+                      "cessationOfOperation")
+CSR_LIMIT = 64 * 1024
+
+
+def add_arguments(sub: Any, common: argparse.ArgumentParser,
+                  job: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("issue", parents=[common, job],
+                       help="issue or renew one certificate (no deploy: `run NAME` deploys)")
+    p.add_argument("names", nargs="*", metavar="NAME", help="the name, then alternative names")
+    p.add_argument("--csr", metavar="FILE",
+                   help="use this CSR (PEM or DER): names come from it, no key is written")
+    p.add_argument("--profile", help="the CA's certificate profile (e.g. shortlived)")
+    p.add_argument("--preferred-chain", metavar="ROOT_CN",
+                   help="prefer the alternate chain to this root, if the CA offers one")
+    p.add_argument("--key-type", help="domain key: ec256 ec384 rsa2048 rsa3072 rsa4096 "
+                   "(default: key_type in certfleet.toml, else ec256)")
+    p.add_argument("--account-key-type", help="account key type, used when the account "
+                   "key is created (default: [ca] account_key_type, else ec256)")
+    p.add_argument("--contact", action="append", metavar="EMAIL",
+                   help="account contact address (repeatable; default [ca] contact)")
+    p.add_argument("--reuse-key", action="store_true", help="keep the current domain key")
+    p.add_argument("--force", action="store_true", help="renew even if not due")
+
+    p = sub.add_parser("revoke", parents=[common],
+                       help="revoke a certificate's current version")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
+    p.add_argument("--with-cert-key", action="store_true",
+                   help="sign with the certificate's own private key (RFC 8555 §7.6): "
+                        "needs no account, e.g. after it was lost or deactivated")
+
+
+def _spec(job: JobConfig, args: argparse.Namespace) -> CertSpec:
+    """The certificate the command line asks for, with the configured settings for it."""
+    csr = None
+    if args.csr is not None:
+        from ..keys import load_csr
+
+        if args.names:
+            raise ConfigError("--csr: the names come from the CSR; give no NAME")
+        csr = _read_csr(Path(args.csr))
+        names = list(load_csr(csr, args.csr)[1])
+    else:
+        if not args.names:
+            raise ConfigError("issue: give at least one NAME, or --csr FILE")
+        names = [normalize_identifier(n) for n in args.names]
+    if len(set(names)) != len(names):
+        raise ConfigError("issue: a name is given twice")
+    settings = job.cert_settings.get(names[0], job.defaults)
+    key_type = KeyType.parse(args.key_type) if args.key_type else settings.key_type
+    spec = CertSpec(names=tuple(names), key_type=key_type, challenge=settings.challenge,
+                    reuse_key=args.reuse_key or settings.reuse_key,
+                    profile=args.profile or settings.profile,
+                    preferred_chain=args.preferred_chain or settings.preferred_chain,
+                    source="command line", ca=settings.ca, fallback=settings.fallback,
+                    csr=csr)
+    if csr is None and names[0].startswith("*.") and spec.challenge != "dns-01":
+        raise ConfigError(f"{names[0]}: a wildcard needs challenge dns-01 (set challenge = "
+                          f"\"dns-01\" in [certs.\"{names[0]}\"] or [defaults])")
+    return spec
+
+
+def _read_csr(path: Path) -> bytes:
+    from .. import fsutil
+    from ..errors import StoreError
+
+    try:
+        return fsutil.read_small(path, CSR_LIMIT)
+    except FileNotFoundError:
+        raise ConfigError(f"--csr {path}: no such file") from None
+    except StoreError as exc:
+        raise ConfigError(f"--csr {exc}") from None
+
+
+def issue(args: argparse.Namespace) -> int:
+    from .. import fleet
+
+    job = job_from(vars(args), need_domains=False)
+    spec = _spec(job, args)
+    job = replace(job, certs=(spec,))
+    outcomes = asyncio.run(fleet.run(job, [spec], force=args.force,
+                                     emit=lambda o: output.say(o.line())))
+    return exit_code(outcomes)
+
+
+def revoke(args: argparse.Namespace) -> int:
+    from .. import ca
+    from ..revocation import revoke_stored
+    from ..store import Store
+
+    job = job_from(vars(args), need_domains=False)
+    base, plus, variant = args.name.partition("+")
+    name = normalize_identifier(base) + (f"+{KeyType.parse(variant).value}" if plus else "")
+    store = Store(job.state_dir)
+    stored = store.current(name)
+    if stored is None:
+        raise ConfigError(f"{name}: no certificate stored in {job.state_dir}")
+
+    async def go() -> None:
+        async with store.locked(name), ca.client(job, stored.meta.directory) as client:
+            await revoke_stored(client, store, stored, args.reason, args.with_cert_key)
+
+    try:
+        asyncio.run(go())
+    except CertfleetError as exc:  # this certificate's line, as a run would print it
+        output.say(f"{name}: failed: {visible(str(exc))}")
+        return EXIT_FAILED
+    output.say(f"{name}: revoked (serial {stored.meta.serial:x}, reason {args.reason})")
+    return EXIT_CHANGED

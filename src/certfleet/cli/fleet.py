@@ -1,0 +1,111 @@
+"""``run``, ``deploy`` and ``status``: the domains file's certificates. Parses and prints;
+the work is ``fleet``'s, the input ``config``'s, the status rows ``cli.status``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from ..config.sources import job_from
+from ..report import EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING, Outcome, exit_code, summary
+from . import output
+from . import status as status_view
+
+
+def add_arguments(sub: Any, common: argparse.ArgumentParser,
+                  job: argparse.ArgumentParser) -> None:
+    """Register run, deploy and status on the main parser's subcommands."""
+    p = sub.add_parser("run", parents=[common, job],
+                       help="renew what is due in the domains file and deploy it")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be done and why, and stop (changes nothing)")
+    p.add_argument("--force", action="store_true", help="renew even if not due")
+    p.add_argument("--concurrency", type=int, metavar="N",
+                   help="orders in flight at once (default: concurrency in certfleet.toml)")
+
+    p = sub.add_parser("deploy", parents=[common, job],
+                       help="push the current certificates to all their targets now")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+
+    p = sub.add_parser("status", parents=[common, job],
+                       help="certificates, renewal times, last results and targets")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _print(outcome: Outcome) -> None:
+    output.say(outcome.line())
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import fleet, plan
+    from ..store import Store
+
+    job = job_from(vars(args), need_domains=True)
+    specs = fleet.select(job, args.names)
+    if args.dry_run:
+        store = Store(job.state_dir, create=False) if job.state_dir.exists() else None
+        plans = _dry_plans(job, specs, store, args.force)
+        for line in plan.describe(plans, job):
+            output.say(line)
+        # The exit code the run would have: 1 something would fail, 0 something would be
+        # done, 2 nothing to do.
+        if any(p.blocked for p in plans):
+            return EXIT_FAILED
+        return EXIT_CHANGED if any(p.due or p.stale_targets for p in plans) else EXIT_NOTHING
+    outcomes = asyncio.run(fleet.run(job, specs, force=args.force, emit=_print))
+    return _finish(outcomes)
+
+
+def _dry_plans(job: Any, specs: Any, store: Any, force: bool) -> Any:
+    """The plan from what is on disk, without asking any CA (no ARI refresh, no clock)."""
+    from datetime import UTC, datetime
+
+    from ..plan import make_plans
+    from ..solvers.choose import unusable
+    from ..state import CertState
+    from ..store import Snapshot
+
+    snaps = store.snapshot([s.name for s in specs]) if store is not None else \
+        {s.name: Snapshot(None, CertState()) for s in specs}
+    return make_plans(specs, snaps, job, datetime.now(UTC), lambda c: unusable(job, c),
+                      force=force)
+
+
+def deploy(args: argparse.Namespace) -> int:
+    from .. import fleet
+
+    job = job_from(vars(args), need_domains=True)
+    specs = fleet.select(job, args.names)
+    outcomes = asyncio.run(fleet.run(job, specs, deploy_only=True, emit=_print))
+    return _finish(outcomes)
+
+
+def _finish(outcomes: list[Outcome]) -> int:
+    output.say(summary(outcomes))
+    return exit_code(outcomes)
+
+
+def status(args: argparse.Namespace) -> int:
+    from ..config.sources import config_path
+    from ..store import Store
+
+    configured = config_path(vars(args), _env()) is not None or args.domains is not None
+    job = job_from(vars(args), need_domains=False)
+    store = Store(job.state_dir, create=False)
+    rows = status_view.rows(store, job if configured else None)
+    if args.json:
+        output.say(status_view.as_json(rows))
+    else:
+        for line in status_view.as_text(rows):
+            output.say(line)
+    # A damaged certificate needs a person: say so in the exit code too.
+    return EXIT_FAILED if any("damaged" in row for row in rows) else 0
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)

@@ -1,0 +1,70 @@
+"""Where the command line's output goes. Touches stdout and stderr.
+
+A reader that goes away (``certfleet status --json | head -1``) must not turn into a
+traceback, nor stop a run halfway: after a broken pipe the rest of stdout is dropped and
+the work goes on. Errors go to stderr; with ``--json`` stdout still gets valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import TextIO
+
+from ..errors import visible
+
+_broken: set[int] = set()
+
+
+def _write(stream: TextIO, text: str) -> None:
+    if id(stream) in _broken:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        _broken.add(id(stream))
+        # Python flushes stdout once more at exit; point it at /dev/null so that cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
+
+
+def say(line: str) -> None:
+    """One line of the command's output on stdout."""
+    _write(sys.stdout, line + "\n")
+
+
+def error(text: str, *, json_mode: bool = False) -> None:
+    """An error on stderr: ``certfleet: <text>``, or, for the ``file:line: reason`` lines of a
+    configuration, each line as it is. With ``json_mode``, stdout gets ``{"error": ...}``."""
+    lines = [visible(line) for line in text.split("\n")]
+    shown = lines if len(lines) > 1 else [f"certfleet: {lines[0]}"]
+    _write(sys.stderr, "".join(line + "\n" for line in shown))
+    if json_mode:
+        _write(sys.stdout, json.dumps({"error": text}) + "\n")
+
+
+def flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if id(stream) not in _broken:
+            try:
+                stream.flush()
+            except (BrokenPipeError, ValueError):
+                _broken.add(id(stream))
+
+
+class SafeStream:
+    """A stream for ``logging``: whatever ``sys.stderr`` is when a record is written, and
+    nothing for it once its reader has gone."""
+
+    def write(self, text: str) -> None:
+        _write(sys.stderr, text)
+
+    def flush(self) -> None:
+        return None

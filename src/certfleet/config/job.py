@@ -1,0 +1,254 @@
+"""``certfleet.toml``, the domains file and the command line, checked into one ``JobConfig``.
+
+Reads files and nothing else: no network, no directory is created, nothing is written.
+Every fault is collected and raised together as ``ConfigErrors``, each ``file:line: reason``.
+The flow runs one way: ``problems`` collects, ``tomlfile`` gives typed tables, ``values``
+checks single values, ``sections`` reads each section, ``domains`` parses the domains file,
+and this module puts them together. Values given on the command line or in the environment
+(``overrides``) win over the file and are named by where they came from in messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .. import fsutil
+from ..errors import ConfigError, safe_text
+from ..keytypes import KeyType
+from ..layout import placement
+from ..spec import CertDefaults, CertSpec, Challenges, JobConfig
+from . import sections, values
+from .defaults import DEFAULT_STATE_DIR, LETSENCRYPT
+from .domains import BOM, MAX_FILE, scan_domains
+from .problems import CMDLINE, ConfigErrors, Problems
+from .tomlfile import Table, TomlLines, checked, resolve_path
+
+__all__ = ["ConfigErrors", "load_job"]
+
+
+def _load_toml(path: Path, problems: Problems) -> tuple[dict[str, Any], TomlLines]:
+    source = str(path)
+    try:
+        data = fsutil.read_trusted(path, MAX_FILE + 1)
+        if len(data) > MAX_FILE:
+            raise ConfigError("file larger than 16 MiB")
+        text = data.removeprefix(BOM).decode("utf-8")
+        return tomllib.loads(text), TomlLines(text)
+    except FileNotFoundError:
+        problems.add(source, "cannot read: No such file or directory")
+    except ConfigError as exc:
+        problems.add(source, f"cannot read: {_reason(exc, path)}")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        problems.add(f"{source}:{line}", f"not valid UTF-8 (byte 0x{data[exc.start]:02x})")
+    except tomllib.TOMLDecodeError as exc:
+        at = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", str(exc), re.S)
+        if at:
+            problems.add(f"{source}:{at[2]}", f"{safe_text(at[1])} (column {at[3]})")
+        else:
+            reason = str(exc).replace("(at end of document)", "at the end of the file")
+            problems.add(f"{source}:{text.count(chr(10)) + 1}", safe_text(reason))
+    return {}, TomlLines()
+
+
+def _reason(exc: ConfigError, path: Path) -> str:
+    """``read_trusted``'s message without the path it starts with (the caller names it)."""
+    return str(exc).removeprefix(f"{path}: ")
+
+
+def load_job(config_path: Path | None, *, domains_path: Path | None = None,
+             overrides: Mapping[str, Any] | None = None,
+             origins: Mapping[str, str] | None = None) -> JobConfig:
+    """The whole job from ``certfleet.toml``, the domains file and command-line values.
+
+    ``overrides`` (keys: directory, ca_bundle, state_dir, allow_http, webroot, http_listen,
+    contact, concurrency, account_key_type; ``None`` means not given) win over the file,
+    ``domains_path`` over its ``domains``; ``origins`` says where each override came from
+    (default: the command line). Relative paths in the file are taken from its directory,
+    ``~`` expanded. Raises ``ConfigErrors`` listing every fault found.
+    """
+    problems = Problems()
+    data, index = _load_toml(config_path, problems) if config_path else ({}, TomlLines())
+    base = Path(os.path.abspath(config_path)).parent if config_path else Path.cwd()
+    top = Table(str(config_path or CMDLINE), index, problems, base, (), data)
+    job: dict[str, Any] = {"directory": LETSENCRYPT, "state_dir": DEFAULT_STATE_DIR}
+    where: dict[str, str] = {}
+
+    def put(table: Table, key: str, value: Any, name: str | None = None) -> None:
+        if value is not None:
+            job[name or key], where[name or key] = value, table.where(key)
+
+    put(top, "state_dir", top.path_of("state_dir"))
+    put(top, "domains", top.path_of("domains"))
+    put(top, "concurrency", top.check("concurrency", int, "an integer",
+                                      values.int_range("concurrency", 1, 1000)))
+    put(top, "renew_fraction",
+        top.check("renew_fraction", (int, float), "a number", values.fraction))
+    ca, how, lbs, ssh = (top.table(key) for key in ("ca", "challenge", "lb", "ssh"))
+    sections.ca(ca, put, job, problems)
+    put(how, "webroot", how.path_of("webroot"))
+    put(how, "http_listen", how.check("http_listen", str, "a string", values.listen))
+    put(how, "mode", how.check("mode", str, "a string", values.http_mode))
+    put(how, "serve_listen", how.check("serve_listen", str, "a string", values.listen))
+    put(how, "tls_alpn_listen", how.check("tls_alpn_listen", str, "a string", values.listen))
+    lb = sections.lb(lbs)
+    default = sections.cert_settings(top.table("defaults"), CertDefaults())
+    sections.ssh_paths(ssh, base, put)
+    job["hosts"] = sections.hosts(top.table("hosts"))
+    certs = sections.certs(top.table("certs"), default)
+    dns = sections.dns(top.table("dns"))
+    for table in (ssh, ca, how, lbs, top):
+        table.finish()
+    _apply_overrides(overrides or {}, origins or {}, job, where, problems)
+    _cross_check(job, where, problems)
+    if domains_path is not None:
+        job["domains"], where["domains"] = domains_path, (origins or {}).get("domains",
+                                                                            CMDLINE)
+    specs = _domains(job.pop("domains", None), where, default, certs, problems)
+    problems.raise_if_any()
+    job.setdefault("ssh_config", _default_ssh_config())
+    challenges = Challenges(job.pop("webroot", None), job.pop("http_listen", None),
+                            job.pop("mode", None), job.pop("serve_listen", None),
+                            job.pop("tls_alpn_listen", None))
+    specs = _with_variants(specs, default, certs)
+    result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, dns=dns,
+                       defaults=default, cert_settings={k: v for k, (v, _) in certs.items()},
+                       **job)
+    for source, reason in file_clashes(result):
+        problems.add(source, reason)
+    problems.raise_if_any()
+    return result
+
+
+def _path(value: Any) -> Path:
+    return resolve_path(os.fspath(value), None)
+
+
+_OVERRIDES: dict[str, tuple[tuple[type, ...], Callable[[Any], Any]]] = {
+    "directory": ((str,), values.directory),
+    "ca_bundle": ((str, os.PathLike), _path),
+    "state_dir": ((str, os.PathLike), _path),
+    "webroot": ((str, os.PathLike), _path),
+    "allow_http": ((bool,), bool),
+    "http_listen": ((str,), values.listen),
+    "contact": ((str, list, tuple), values.contact),
+    "concurrency": ((int,), values.int_range("concurrency", 1, 1000)),
+    "account_key_type": ((str,), KeyType.parse),
+}
+
+
+def _apply_overrides(overrides: Mapping[str, Any], origins: Mapping[str, str],
+                     job: dict[str, Any], where: dict[str, str], problems: Problems) -> None:
+    """Command-line values over the file's. Choosing webroot or http_listen there drops the
+    file's choice of the other."""
+    for key, value in overrides.items():
+        if key not in _OVERRIDES:
+            raise TypeError(f"load_job: unknown override {key!r}")
+        kinds, convert = _OVERRIDES[key]
+        if value is None:
+            continue
+        origin = origins.get(key, CMDLINE)
+        if not isinstance(value, kinds):
+            problems.add(origin, f"{key}: unexpected {type(value).__name__} value")
+        elif (converted := checked(problems, origin, convert, value)) is not None:
+            job[key], where[key] = converted, origin
+            other = {"webroot": "http_listen", "http_listen": "webroot"}.get(key)
+            if other and overrides.get(other) is None:
+                job.pop(other, None)
+                job.pop("mode", None)  # the command line's choice replaces the file's
+
+
+def _cross_check(job: dict[str, Any], where: dict[str, str], problems: Problems) -> None:
+    mode = job.get("mode")
+    if mode is None and "webroot" in job and "http_listen" in job:
+        problems.add(where["http_listen"], "give webroot or http_listen, not both")
+    for needed, key in (("webroot", "webroot"), ("listen", "http_listen")):
+        if mode == needed and key not in job:
+            problems.add(where["mode"], f"mode = \"{needed}\" needs {key}")
+    if urlsplit(job["directory"]).scheme == "http" and not job.get("allow_http"):
+        problems.add(where.get("directory", CMDLINE), "a plain http:// directory needs "
+                     "allow_http = true (--insecure-http; for test servers only)")
+    if (bundle := job.get("ca_bundle")) is not None and not bundle.is_file():
+        problems.add(where["ca_bundle"], f"ca_bundle {safe_text(str(bundle))}: no such file")
+
+
+def _domains(path: Path | None, where: dict[str, str], default: CertDefaults,
+             certs: Mapping[str, tuple[CertDefaults, str]], problems: Problems,
+             ) -> list[CertSpec]:
+    """The domains file's certificates; and each ``[certs."NAME"]`` must name one of them."""
+    specs: list[CertSpec] = []
+    names: Mapping[str, tuple[int, bool]] = {}
+    if path is not None:
+        try:
+            data = fsutil.read_trusted(path, MAX_FILE + 1)
+        except FileNotFoundError:
+            problems.add(where.get("domains", CMDLINE),
+                         f"cannot read domains file {safe_text(str(path))}: no such file")
+            return specs
+        except ConfigError as exc:
+            problems.add(where.get("domains", CMDLINE), f"cannot read domains file "
+                         f"{safe_text(str(path))}: {_reason(exc, path)}")
+            return specs
+        settings = {name: value for name, (value, _) in certs.items()}
+        specs, names = scan_domains(data, str(path), default=default, certs=settings,
+                                    problems=problems)
+        for name, (_, at) in certs.items():
+            if name not in names:
+                problems.add(at, f"[certs.\"{name}\"]: no such certificate in the domains file")
+            elif not names[name][1]:
+                problems.add(at, f"[certs.\"{name}\"]: {name} is an alternative name (line "
+                             f"{names[name][0]}); sections are keyed by a certificate's first "
+                             "name")
+    return specs
+
+
+def _with_variants(specs: list[CertSpec], default: CertDefaults,
+                   certs: Mapping[str, tuple[CertDefaults, str]]) -> list[CertSpec]:
+    """A certificate with several key types becomes one spec per type, issued and deployed
+    together (``fleet`` renews them as a group)."""
+    out: list[CertSpec] = []
+    for spec in specs:
+        out.append(spec)
+        settings = certs[spec.name][0] if spec.name in certs else default
+        out += [replace(spec, key_type=kt, variant=kt.value) for kt in settings.more_key_types]
+    return out
+
+
+def file_clashes(job: JobConfig) -> list[tuple[str, str]]:
+    """(source, reason) for every file two certificates would write at the same place.
+
+    Only ``files = {...}`` settings can make that happen: by default each certificate has a
+    directory of its own at every target (``layout``).
+    """
+    owner: dict[tuple[str, str], CertSpec] = {}
+    clashes = []
+    for spec in job.certs:
+        for target in spec.targets:
+            settings = job.host(target)
+            where = placement(target, settings, spec.name)
+            for pem, _ in where.files:
+                place = (target.host_key, where.path(pem))
+                first = owner.setdefault(place, spec)
+                if first is not spec:
+                    clashes.append((spec.source, (
+                        f"{target.key}: {where.path(pem)} is also written for {first.name} "
+                        f"({first.source}); put {{name}} in the files = {{...}} of host "
+                        f"{target.host_key or 'default'}, or drop files to give each "
+                        "certificate its own directory")))
+                    break
+    return clashes
+
+
+def _default_ssh_config() -> tuple[Path, ...]:
+    try:
+        path = Path("~/.ssh/config").expanduser()
+    except RuntimeError:
+        return ()
+    return (path,) if path.is_file() else ()

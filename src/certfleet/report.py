@@ -1,0 +1,106 @@
+"""What a run did, per certificate: outcomes, their lines, the summary and the exit code.
+
+Touches nothing; the caller decides where lines go (``emit``). The exit codes are
+acme-client's, and exist here only: 0 something changed and nothing failed, 1 something
+failed, 2 nothing to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from .errors import visible
+
+if TYPE_CHECKING:
+    from .deploy.batch import DeployResult
+    from .store import StoredCert
+
+EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING = 0, 1, 2
+CHANGED = ("issued", "renewed")
+
+
+@dataclass
+class Outcome:
+    """What happened to one certificate in this run."""
+
+    name: str
+    result: str = "not due"          # issued | renewed | not due | failed
+    error: str | None = None
+    stored: StoredCert | None = None
+    renew_at: datetime | None = None
+    deployed: list[DeployResult] = field(default_factory=list)
+    targets: int = 0
+    attempted: bool = False          # the CA was (or would have been) asked this run
+    waiting: bool = False            # left alone: an earlier failure's backoff runs
+    retry_after: float | None = None  # the CA's Retry-After on the failure, if any
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or any(not d.ok for d in self.deployed)
+
+    @property
+    def changed(self) -> bool:
+        return self.result in CHANGED or any(d.ok for d in self.deployed)
+
+    def line(self) -> str:
+        if self.error is not None:
+            text = f"{self.name}: failed: {visible(self.error)}"
+        elif self.result in CHANGED and self.stored is not None:
+            text = f"{self.name}: {self.result} (expires {self.stored.meta.not_after[:10]})"
+        elif self.renew_at is not None:
+            text = f"{self.name}: not due until {self.renew_at:%Y-%m-%d}"
+        else:
+            text = f"{self.name}: {self.result}"
+        if self.deployed:
+            ok = sum(d.ok for d in self.deployed)
+            text += f", deployed to {ok}/{len(self.deployed)} targets"
+            for bad in (d for d in self.deployed if not d.ok):
+                text += f"; {bad.target.key}: {visible(bad.error or '')}"
+        return text
+
+
+class Report:
+    """The outcomes of a run in file order; each certificate's line is emitted as soon as
+    that certificate is done (issued, deployed everywhere, or found with nothing to do)."""
+
+    def __init__(self, names: Sequence[str], emit: Callable[[Outcome], None] | None = None):
+        self.outcomes = {name: Outcome(name) for name in names}
+        self._emit = emit
+        self._done: set[str] = set()
+
+    def __getitem__(self, name: str) -> Outcome:
+        return self.outcomes[name]
+
+    def done(self, name: str) -> None:
+        if name not in self._done:
+            self._done.add(name)
+            if self._emit is not None:
+                self._emit(self.outcomes[name])
+
+    def finish(self) -> list[Outcome]:
+        """Every outcome, in file order, after emitting any not emitted yet."""
+        for name in self.outcomes:
+            self.done(name)
+        return list(self.outcomes.values())
+
+
+def summary(outcomes: Sequence[Outcome]) -> str:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        key = "failed" if outcome.error else outcome.result
+        counts[key] = counts.get(key, 0) + 1
+    parts = [f"{n} {k}" for k, n in sorted(counts.items())]
+    deployed = [d for o in outcomes for d in o.deployed]
+    if deployed:
+        parts.append(f"deployed {sum(d.ok for d in deployed)}/{len(deployed)} targets")
+    return f"{len(outcomes)} certificates: " + ", ".join(parts)
+
+
+def exit_code(outcomes: Sequence[Outcome]) -> int:
+    """acme-client's: 1 if anything failed, 0 if anything changed, 2 if nothing to do."""
+    if any(o.failed for o in outcomes):
+        return EXIT_FAILED
+    return EXIT_CHANGED if any(o.changed for o in outcomes) else EXIT_NOTHING
