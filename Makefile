@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv test-components lint unit bench clean
+.PHONY: demo test venv pebble test-components lint unit bench clean
 
 $(BIN)/certfleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +13,14 @@ $(BIN)/certfleet: pyproject.toml
 
 venv: $(BIN)/certfleet
 
+pebble:
+	scripts/install-test-components --pebble-only
+
 test-components:
 	scripts/install-test-components
 
-demo: venv test-components
+# Needs only Pebble: no root, no system service.
+demo: venv pebble
 	$(BIN)/python tools/demo.py
 
 lint: venv

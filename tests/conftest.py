@@ -30,7 +30,7 @@ def require(find: Callable[[], object], unavailable: type[Exception]) -> None:
         pytest.skip(str(exc))
 
 
-def _require_pebble() -> None:
+def require_pebble() -> None:
     require(find_binaries, LabUnavailable)
 
 
@@ -38,7 +38,7 @@ def _require_pebble() -> None:
 def pebble_lab_factory(tmp_path: Path) -> Iterator[PebbleLabFactory]:
     """``make(env=None, config=None, *, strict=True) -> PebbleLab``: a started lab in a
     fresh tmp dir, stopped at teardown. For tests that need non-default knobs."""
-    _require_pebble()
+    require_pebble()
     labs: list[PebbleLab] = []
 
     def make(
@@ -62,6 +62,6 @@ def pebble_lab_factory(tmp_path: Path) -> Iterator[PebbleLabFactory]:
 def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleLab]:
     """One lab with default knobs shared by the whole session. Its state (accounts,
     orders, DNS mocks) accumulates: use unique names, or pebble_lab_factory."""
-    _require_pebble()
+    require_pebble()
     with PebbleLab(tmp_path_factory.mktemp("pebble")) as lab:
         yield lab

@@ -1,12 +1,17 @@
-"""`make demo`: run certfleet against a local Pebble and show what it did.
+"""`make demo`: the main job, `certfleet run`, against a local Pebble, and what it did.
 
-Starts Pebble and pebble-challtestsrv on loopback (tools/pebble_lab.py), issues two
-certificates with certfleet's built-in http-01 responder, shows `certfleet status` and the
-files written, runs again to show "not due" (exit 2), and stops exactly what it started.
+Starts Pebble and pebble-challtestsrv on loopback (tools/pebble_lab.py), writes a domains
+file in the seed's format (two certificates sharing two "web server" directories, local
+here so that no SSH server and no root are needed) and a certfleet.toml, runs `certfleet
+run` (issue, then deploy), shows the files each target got and `certfleet status`, runs
+again to show "nothing to do" (exit 2), and stops exactly what it started.
+
+    .venv/bin/python tools/demo.py [--workdir DIR]      (default: demo-state/)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import stat
@@ -17,21 +22,20 @@ from pathlib import Path
 from pebble_lab import PebbleLab
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = REPO / "demo-state"
-CERTFLEET = str(Path(sys.executable).parent / "certfleet")
+CERTFLEET = [sys.executable, "-m", "certfleet"]
 
 
-def run(env: dict[str, str], *args: str, expect: int) -> None:
+def run(config: Path, *args: str, expect: int) -> None:
     print(f"\n$ certfleet {' '.join(args)}", flush=True)
-    rc = subprocess.call([CERTFLEET, *args], env=env)
+    rc = subprocess.call([*CERTFLEET, *args], env=dict(os.environ, CERTFLEET_CONFIG=str(config)))
     print(f"[exit {rc}]", flush=True)
     if rc != expect:
         raise SystemExit(f"demo: expected exit {expect}, got {rc}")
 
 
-def show_files(root: Path) -> None:
-    print(f"\n$ find {root.relative_to(REPO)}/certs", flush=True)
-    for path in sorted((root / "certs").rglob("*")):
+def show_files(root: Path, label: str) -> None:
+    print(f"\n# {label}", flush=True)
+    for path in sorted(root.rglob("*")):
         info = path.lstat()
         rel = path.relative_to(root)
         if stat.S_ISLNK(info.st_mode):
@@ -41,19 +45,36 @@ def show_files(root: Path) -> None:
 
 
 def main() -> int:
-    shutil.rmtree(STATE, ignore_errors=True)
-    with PebbleLab(REPO / ".cache" / "demo-pebble") as lab:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / "demo-state",
+                        help="where the demo keeps everything (emptied first)")
+    work = parser.parse_args().workdir.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(mode=0o700, parents=True)
+    web1, web2 = work / "web1" / "Certs", work / "web2" / "Certs"
+    for folder in (web1, web2):
+        folder.mkdir(parents=True)
+    with PebbleLab(work / "pebble") as lab:
         print(f"Pebble: {lab.directory_url} (validates http-01 on port {lab.http_port})")
-        env = dict(os.environ, CERTFLEET_STATE_DIR=str(STATE),
-                   CERTFLEET_DIRECTORY=lab.directory_url, CERTFLEET_CA_BUNDLE=str(lab.ca_bundle))
-        listen = ["--http-listen", f"127.0.0.1:{lab.http_port}"]
-        run(env, "issue", "-v", "www.example.com", "example.com", "--contact",
-            "hostmaster@example.com", *listen, expect=0)
-        run(env, "issue", "www.example.net", "--key-type", "rsa2048", *listen, expect=0)
-        run(env, "status", expect=0)
-        show_files(STATE)
-        run(env, "issue", "www.example.com", "example.com", *listen, expect=2)
-    print("\ndemo: done; Pebble stopped. State kept in demo-state/.")
+        domains = work / "domains.txt"
+        domains.write_text("# ACME domain configuration file.\n"
+                           "# format: domain|server:dir server:dir ...\n"
+                           f"www.example.com example.com|{web1} {web2}\n"
+                           f"www.example.net|{web1} {web2}\n")
+        config = work / "certfleet.toml"
+        config.write_text(f'state_dir = "{work / "state"}"\ndomains = "{domains}"\n\n'
+                          f'[ca]\ndirectory = "{lab.directory_url}"\n'
+                          f'ca_bundle = "{lab.ca_bundle}"\ncontact = ["hostmaster@example.com"]\n'
+                          f'\n[challenge]\nhttp_listen = "127.0.0.1:{lab.http_port}"\n')
+        for path in (domains, config):
+            path.chmod(0o600)
+        print(f"\n# {domains}\n{domains.read_text()}# {config}\n{config.read_text()}")
+        run(config, "run", "--dry-run", expect=0)
+        run(config, "run", expect=0)
+        show_files(work / "web1", "what web1 got (web2 got the same)")
+        run(config, "status", expect=0)
+        run(config, "run", expect=2)
+    print(f"\ndemo: done; Pebble stopped. Everything is in {work}.")
     return 0
 
 

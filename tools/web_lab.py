@@ -27,6 +27,7 @@ import contextlib
 import ctypes
 import datetime as dt
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -378,11 +379,16 @@ class WebHost:
     HOST_KEY_NAME = "ssh_host_ed25519_key"
 
     def __init__(
-        self, workdir: Path, address: str, *, name: str, sites: Sequence[str] = ()
+        self, workdir: Path, address: str, *, name: str, sites: Sequence[str] = (),
+        mounts: Mapping[str, Path] | None = None,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.address = address
         self.name = name
+        # Paths as this host's sshd sessions see them: each is a bind mount, in a mount
+        # namespace of its own, of a directory of this host's (so two hosts on one machine
+        # can both have /some/where/Certs, each its own). The mount points must exist.
+        self.mounts = dict(mounts or {})
         # Each site gets its own TLS server block reading deploy_dir/<site>/{fullchain,
         # privkey}.pem, selected by SNI; the default server reads deploy_dir itself.
         self.sites = tuple(sites)
@@ -588,12 +594,14 @@ class WebHost:
         self.sshd_pid_file.unlink(missing_ok=True)
         with open(self.sshd_log, "ab") as log:
             log.write(f"--- {dt.datetime.now(dt.UTC).isoformat()} starting sshd\n".encode())
-        self._procs.spawn(
-            "sshd",
-            [str(SSHD), "-D", "-e", "-f", str(self.sshd_config_path)],
-            self.sshd_log,
-            self.workdir,
-        )
+        argv = [str(SSHD), "-D", "-e", "-f", str(self.sshd_config_path)]
+        if self.mounts:
+            binds = " && ".join(
+                f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}"
+                for target, source in self.mounts.items())
+            argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                    f"{binds} && exec {shlex.join(argv)}"]
+        self._procs.spawn("sshd", argv, self.sshd_log, self.workdir)
         self._wait_until("sshd", "the SSH banner", self._ssh_banner_ok)
 
     def _ssh_banner_ok(self) -> bool:

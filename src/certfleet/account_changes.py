@@ -153,7 +153,7 @@ async def rollover(session: Session, store: Store, new_key_type: KeyType) -> Rol
     record = store.load_account(directory_url) or {}
     store.save_account(directory_url, {
         **record, "url": session.kid, "thumbprint": new.thumbprint,
-        "key_type": new.key_type.value, "previous_thumbprint": old.thumbprint,
+        "previous_thumbprint": old.thumbprint,
         "rolled_over_at": datetime.now(UTC).isoformat(timespec="seconds"),
     })
     log.info("%s: account key rolled over to %s (%s); old key kept as %s", session.kid,

@@ -74,22 +74,25 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
 
 async def _plan(cas: CaSessions, store: Store, job: JobConfig, specs: Sequence[CertSpec],
                 force: bool, deploy_only: bool, report: Report) -> list[CertPlan]:
-    """Clock, renewal windows, then the plan; what needs no more work is reported now."""
-    checking = not deploy_only and bool(specs) and job.max_clock_skew > 0
-    # Clock: compared daily (or when it went back) even when nothing is due.
-    if checking and clockcheck.check_needed(store, datetime.now(UTC)):
-        await clockcheck.compare(lambda: cas.client(job.directory), store, job.max_clock_skew)
-        checking = False
-    # Windows: the CA's renewal information (RFC 9773) where it is due for a refresh.
+    """The plan, made offline first: what cannot be done (damaged state, no way to answer
+    a challenge) is reported before any network. Then, where the CA has a say, the clock
+    and the renewal windows, and the plan again."""
+    now = datetime.now(UTC)
     snaps = store.snapshot([spec.name for spec in specs])
+    plans = _planned(job, specs, snaps, force and not deploy_only)
     if not deploy_only:
-        snaps = await refresh_windows(cas, store, snaps)
-    # Plan: what is due and why, which targets lack the current version.
-    plans = make_plans(specs, snaps, job, datetime.now(UTC), lambda c: unusable(job, c),
-                       force=force and not deploy_only)
-    if checking and any(p.due and not p.blocked for p in plans):
-        # Clock, again: before anything is ordered.
-        await clockcheck.compare(lambda: cas.client(job.directory), store, job.max_clock_skew)
+        stored = any(s.meta is not None and s.damage is None for s in snaps.values())
+        ordering = any(p.due and not p.blocked for p in plans)
+        # Clock: compared daily (or when it went back) while certificates are kept, since
+        # "not due" is decided by it too; and always before anything is ordered.
+        if job.max_clock_skew > 0 and (
+                ordering or (stored and clockcheck.check_needed(store, now))):
+            await clockcheck.compare(lambda: cas.client(job.directory), store,
+                                     job.max_clock_skew)
+        # Windows: the CA's renewal information (RFC 9773) where it is due for a refresh.
+        refreshed = await refresh_windows(cas, store, snaps)
+        if refreshed is not snaps:
+            plans = _planned(job, specs, refreshed, force)
     for plan in plans:
         outcome = report[plan.name]
         outcome.renew_at, outcome.targets = plan.renew_at, len(plan.spec.targets)
@@ -100,6 +103,12 @@ async def _plan(cas: CaSessions, store: Store, job: JobConfig, specs: Sequence[C
         if not issues_later and not deploys_later:
             report.done(plan.name)
     return plans
+
+
+def _planned(job: JobConfig, specs: Sequence[CertSpec], snaps: dict[str, Snapshot],
+             force: bool) -> list[CertPlan]:
+    return make_plans(specs, snaps, job, datetime.now(UTC), lambda c: unusable(job, c),
+                      force=force)
 
 
 async def refresh_windows(cas: CaSessions, store: Store,

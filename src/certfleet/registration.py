@@ -156,8 +156,7 @@ async def find_or_register(
     else:
         known_contact = list(contact) if registered else record.get("contact", [])
     fresh: dict[str, Any] = {
-        "url": found.location, "thumbprint": key.thumbprint, "directory": directory_url,
-        "contact": known_contact, "key_type": key.key_type.value,
+        "url": found.location, "thumbprint": key.thumbprint, "contact": known_contact,
         "status": AccountStatus.VALID.value,
     }
     if registered and eab is not None:

@@ -83,7 +83,7 @@ def _account_show(job: JobConfig) -> int:
                                   "or the first run makes it)"))
     if key is None:
         return 0
-    say(f"thumbprint: {key.thumbprint}")
+    say(f"thumbprint: {key.thumbprint} ({key.key_type.value})")
     record = store.load_account(job.directory) or {}
     if record.get("thumbprint") != key.thumbprint or not record.get("url"):
         say("account:    not registered yet (`certfleet account register`, or the first "
@@ -98,7 +98,12 @@ def _account_show(job: JobConfig) -> int:
     if record.get("eab_kid"):
         say(f"eab kid:    {record['eab_kid']}")
     if record.get("rolled_over_at"):
-        say(f"key since:  {record['rolled_over_at']} (rolled over)")
+        say(f"key since:  {record['rolled_over_at']} (rolled over from "
+            f"{record.get('previous_thumbprint') or 'an earlier key'})")
+    clock = store.read_clock()
+    if clock.get("directory") == job.directory and "skew_seconds" in clock:
+        say(f"clock:      {clock['skew_seconds']} s from the CA's, compared "
+            f"{str(clock.get('checked_at'))[:19]}")
     return 0
 
 

@@ -54,7 +54,9 @@ def _version(meta: VersionMeta, state: CertState, fraction: float) -> dict[str, 
     revocation = state.revocation
     return {
         "version": meta.version, "serial": f"{meta.serial:x}", "key_type": meta.key_type,
-        "not_after": meta.not_after, "renew_at": renew_at.isoformat(),
+        "not_before": meta.not_before, "not_after": meta.not_after, "issuer": meta.issuer,
+        "issued_at": meta.issued_at, "ca": meta.directory, "order": meta.order_url,
+        "renew_at": renew_at.isoformat(),
         "revoked": state.is_revoked(meta.serial),
         "revocation": None if revocation is None or not state.is_revoked(meta.serial) else {
             "at": revocation.at.isoformat(), "confirmed": revocation.confirmed},

@@ -1,0 +1,297 @@
+"""What a new operator meets on day one, offline: usage errors, missing files, read-only
+commands that must create nothing, errors on stderr, JSON that stays JSON, back-off shown,
+a certificate that cannot be answered caught before any network, damaged state."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from certfleet.config import ConfigErrors, load_job
+from certfleet.config.defaults import PRESETS
+from certfleet.config.sources import job_from
+from certfleet.state import CertState
+from certfleet.store import PEM_FILES, Store, VersionMeta
+from tests.cli import run_main
+
+NOW = datetime.now(UTC)
+
+
+@pytest.fixture
+def silent_ca() -> Iterator[socket.socket]:
+    """A listening socket standing for the CA: nothing may connect to it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.setblocking(False)
+        yield listener
+
+
+def _never_contacted(ca: socket.socket) -> None:
+    with pytest.raises(BlockingIOError):
+        ca.accept()
+
+
+def _ca_url(ca: socket.socket) -> str:
+    return f"http://127.0.0.1:{ca.getsockname()[1]}/dir"
+
+
+def _store_with(root: Path, names: list[str], *, days_left: int = 60) -> Store:
+    """A state directory holding a version of each name (synthetic PEM: not parsed here)."""
+    store = Store(root)
+    for name in names:
+        meta = VersionMeta(
+            version=1, names=(name,), key_type="ec256", serial=0x1234, issuer="CN=Test",
+            not_before=(NOW - timedelta(days=90 - days_left)).isoformat(),
+            not_after=(NOW + timedelta(days=days_left)).isoformat(), aki="",
+            issued_at=NOW.isoformat(), directory="https://ca.invalid/dir", order_url="")
+        store.activate(name, dict.fromkeys(PEM_FILES, b"x\n"), meta)
+    return store
+
+
+# -- usage and input errors -----------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--bogus"], ["revoke"], ["status", "--state-dir"], ["frobnicate"],
+    ["run", "--concurrency", "many"], ["account"], ["revoke", "x", "--reason", "whim"],
+])
+def test_usage_errors_exit_1_never_2(argv: list[str]) -> None:
+    """2 means "nothing to do": a cron wrapper must never take a typo for that."""
+    proc = subprocess.run([sys.executable, "-m", "certfleet", *argv], capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert "error:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_missing_ca_bundle_is_one_line(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    rc, out, err = run_main(["status", "--state-dir", str(tmp_path), "--ca-bundle",
+                             str(tmp_path / "nope.pem")])
+    assert (rc, out) == (1, "")
+    assert err == (f"certfleet: command line (--ca-bundle): ca_bundle {tmp_path / 'nope.pem'}: "
+                   "no such file\n")
+    monkeypatch.setenv("CERTFLEET_CA_BUNDLE", str(tmp_path / "gone.pem"))
+    rc, out, err = run_main(["status", "--state-dir", str(tmp_path)])
+    assert rc == 1
+    assert err == (f"certfleet: environment (CERTFLEET_CA_BUNDLE): ca_bundle "
+                   f"{tmp_path / 'gone.pem'}: no such file\n")
+
+
+@pytest.mark.parametrize("content", [b"not a csr at all\n", b"-----BEGIN CERTIFICATE REQUEST"
+                                     b"-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+                                     b"\x30\x82\x01\x00" + b"\x00" * 20])
+def test_a_csr_that_is_not_a_csr(tmp_path: Path, content: bytes,
+                                  silent_ca: socket.socket) -> None:
+    csr = tmp_path / "req.pem"
+    csr.write_bytes(content)
+    rc, out, err = run_main(["issue", "--csr", str(csr), "--state-dir", str(tmp_path / "s"),
+                             "--directory", _ca_url(silent_ca), "--insecure-http",
+                             "--webroot", str(tmp_path)])
+    assert (rc, out) == (1, "")
+    assert err == f"certfleet: {csr}: not a certificate signing request (PEM or DER)\n"
+    assert not (tmp_path / "s").exists()
+    _never_contacted(silent_ca)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("[ca]\nmax_clock_skew = nan\n", "2: max_clock_skew must be a number of seconds from 0 to "
+                                     "86400, not nan"),
+    ("[ca]\nmax_clock_skew = inf\n", "2: max_clock_skew must be a number of seconds"),
+    ("[ca]\nmax_clock_skew = -1\n", "2: max_clock_skew must be a number of seconds"),
+    ("[defaults]\nkey_type = []\n", "2: key_type must be a key type or a non-empty list"),
+    ("[defaults]\nkey_type = [1]\n", "2: key_type must be a key type or a non-empty list"),
+    ("[dns]\nmethod = 'hook'\nhook = []\n", "3: hook must be a non-empty list of strings"),
+    ("[dns]\nmethod = 'hook'\nhook = ['x']\nhook_timeout = -5\n",
+     "4: hook_timeout must be a number of seconds from 0 to 86400, not -5"),
+    ("[dns]\nmethod = 'hook'\nhook = ['x']\npropagation_timeout = inf\n",
+     "4: propagation_timeout must be a number of seconds from 0 to 86400, not inf"),
+    ("[dns]\nmethod = 'hook'\nhook = ['x']\nhook_delay = nan\n",
+     "4: hook_delay must be a number of seconds"),
+    ("[dns]\nmethod = 'carrier pigeon'\n", "2: method 'carrier pigeon': use rfc2136 or hook"),
+    ("renew_fraction = nan\n", "1: renew_fraction must be between 0 and 1"),
+    ("[dns]\nserver = '1.2.3.4'\ntsig_key_name = 'k'\ntsig_secret = 'c2VjcmV0'\n"
+     "tsig_algorithm = 'rot13'\n", "5: tsig_algorithm 'rot13': use one of"),
+    ("[hosts.default]\nmode = '0999'\n", "2: mode '0999' is not an octal mode"),
+    ("[hosts.default]\ndir_mode = '0777'\n", "2: dir_mode 0o777 gives others too much access"),
+    ("[certs]\nx = 1\n", "2: x must be a table [certs.\"x\"], not an integer"),
+])
+def test_every_bad_value_is_a_file_line_reason(tmp_path: Path, text: str, reason: str) -> None:
+    config = tmp_path / "certfleet.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigErrors) as caught:
+        load_job(config)
+    assert any(p.startswith(f"{config}:{reason}") for p in caught.value.problems), \
+        caught.value.problems
+
+
+def test_presets_work_for_every_command(tmp_path: Path) -> None:
+    """``--directory letsencrypt-staging`` is resolved by the one configuration path that
+    every command shares (issue and account included); shown offline by ``account show``."""
+    job = job_from({"directory": "letsencrypt-staging", "state_dir": str(tmp_path)}, {})
+    assert job.directory == PRESETS["letsencrypt-staging"]
+    _store_with(tmp_path / "s", [])
+    rc, out, err = run_main(["account", "show", "--directory", "letsencrypt-staging",
+                             "--state-dir", str(tmp_path / "s")])
+    assert rc == 0, err
+    assert out.splitlines()[0] == f"CA:         {PRESETS['letsencrypt-staging']}"
+
+
+# -- read-only commands create nothing -------------------------------------------------------
+
+def test_read_only_commands_create_nothing(tmp_path: Path, silent_ca: socket.socket) -> None:
+    state = tmp_path / "mistyped-state"
+    domains = tmp_path / "domains.txt"
+    domains.write_text(f"www.example.com|{tmp_path / 't'}\n")
+    common = ["--state-dir", str(state), "--directory", _ca_url(silent_ca), "--insecure-http"]
+    for argv in (["status"], ["account", "show"]):
+        rc, out, err = run_main([*argv, *common])
+        assert (rc, out) == (1, ""), argv
+        assert err == (f"certfleet: state directory {state} does not exist (nothing issued "
+                       "there yet, or a mistyped --state-dir / state_dir?)\n")
+    rc, out, err = run_main(["run", "--dry-run", "--domains", str(domains), "--webroot",
+                             str(tmp_path), *common])
+    assert rc == 0, err
+    assert out.splitlines()[0] == "www.example.com: will be ordered (new; http-01)"
+    config = tmp_path / "certfleet.toml"  # a load balancer nothing listens on: no DNS asked
+    config.write_text(f'domains = "{domains}"\n[lb]\naddresses = ["127.0.0.1:9"]\n')
+    rc, out, err = run_main(["check", "--config", str(config), "--webroot", str(tmp_path),
+                             *common])
+    assert rc == 1
+    assert out.splitlines()[0].startswith("www.example.com via 127.0.0.1:9: FAILED: cannot "
+                                          "fetch the probe")
+    assert "Traceback" not in err
+    assert not state.exists()  # no state directory, so no account key either
+    _never_contacted(silent_ca)
+
+
+def test_status_json_stays_json_on_errors(tmp_path: Path) -> None:
+    rc, out, err = run_main(["status", "--json", "--state-dir", str(tmp_path / "nope")])
+    assert rc == 1
+    assert json.loads(out) == {"error": f"state directory {tmp_path / 'nope'} does not exist "
+                                        "(nothing issued there yet, or a mistyped --state-dir "
+                                        "/ state_dir?)"}
+    assert err.startswith("certfleet: state directory ")
+
+
+def test_status_piped_into_head_is_no_traceback(tmp_path: Path) -> None:
+    _store_with(tmp_path / "state", [f"host{i:03d}.example.com" for i in range(400)])
+    proc = subprocess.run(
+        f"{sys.executable} -m certfleet status --json --state-dir {tmp_path / 'state'} | "
+        "head -1; exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
+        capture_output=True, text=True, check=False, timeout=120)
+    assert proc.stdout == "[\n"
+    assert "Traceback" not in proc.stderr
+    assert "Broken pipe" not in proc.stderr
+    assert proc.returncode == 0, proc.stderr
+
+
+# -- back-off, damage and the challenge, shown before any network ---------------------------
+
+def test_back_off_is_visible_in_status_and_dry_run(tmp_path: Path) -> None:
+    store = _store_with(tmp_path / "state", ["flaky.example.com"], days_left=5)
+    assert store.try_lock("flaky.example.com")
+    store.update_state("flaky.example.com", lambda s: s.after_attempt(
+        NOW, "renewed", "https://ca/order: rateLimited: too many", asked_ca=True,
+        retry_after=3600))
+    store.unlock("flaky.example.com")
+    state = ["--state-dir", str(tmp_path / "state")]
+    rc, out, _ = run_main(["status", *state])
+    assert rc == 0
+    assert "  last run " in out
+    assert ": failed: https://ca/order: rateLimited: too many" in out
+    assert "  next attempt after " in out
+    rc, out, _ = run_main(["status", "--json", *state])
+    (row,) = json.loads(out)
+    assert row["last"]["error"] == "https://ca/order: rateLimited: too many"
+    assert datetime.fromisoformat(row["next_attempt"]) > NOW
+    assert row["failures"] == 1
+    domains = tmp_path / "domains.txt"
+    domains.write_text("flaky.example.com\n")
+    rc, out, _ = run_main(["run", "--dry-run", "--domains", str(domains), "--webroot",
+                           str(tmp_path), *state])
+    assert out.startswith("flaky.example.com: waiting: next attempt after ")
+    assert out.rstrip().endswith("; last failure: https://ca/order: rateLimited: too many")
+
+
+def test_no_usable_challenge_is_caught_before_any_network(tmp_path: Path,
+                                                          silent_ca: socket.socket) -> None:
+    domains = tmp_path / "domains.txt"
+    domains.write_text("a.example.com\n*.b.example.com\n")
+    config = tmp_path / "certfleet.toml"
+    config.write_text(f'domains = "{domains}"\n[certs."*.b.example.com"]\nchallenge = "dns-01"\n')
+    common = ["--config", str(config), "--state-dir", str(tmp_path / "state"),
+              "--directory", _ca_url(silent_ca), "--insecure-http"]
+    rc, out, _ = run_main(["run", "--dry-run", *common])
+    assert rc == 1
+    assert out.splitlines() == [
+        "a.example.com: will fail: cannot be ordered: no way to answer http-01: set [challenge] "
+        "mode, webroot or http_listen in certfleet.toml, or pass --webroot DIR / "
+        "--http-listen HOST:PORT",
+        "*.b.example.com: will fail: cannot be ordered: dns-01 needs a [dns] section (rfc2136 "
+        "or hook) in certfleet.toml"]
+    rc, out, _ = run_main(["run", *common])
+    assert rc == 1
+    assert "a.example.com: failed: cannot be ordered: no way to answer http-01" in out
+    rc, out, _ = run_main(["issue", "c.example.com", *common[2:]])
+    assert (rc, out.split(": failed: ")[0]) == (1, "c.example.com")
+    _never_contacted(silent_ca)
+
+
+@pytest.mark.parametrize("damage", ["state.json", "current", "version"])
+def test_one_damaged_certificate_fails_alone(tmp_path: Path, damage: str) -> None:
+    names = ["a.example.com", "b.example.com", "c.example.com"]
+    store = _store_with(tmp_path / "state", names)
+    folder = store.root / "certs" / "b.example.com"
+    if damage == "state.json":
+        (folder / "state.json").write_text("{half a record")
+    elif damage == "current":
+        (folder / "current").unlink()
+        (folder / "current").symlink_to("versions/9")
+    else:
+        for entry in (folder / "versions" / "1").iterdir():
+            entry.unlink()
+        (folder / "versions" / "1").rmdir()
+    domains = tmp_path / "domains.txt"
+    domains.write_text("".join(f"{n}|{tmp_path / 't'}\n" for n in names))
+    (tmp_path / "t").mkdir()
+    common = ["--domains", str(domains), "--state-dir", str(store.root), "--webroot",
+              str(tmp_path)]
+    rc, out, _ = run_main(["status", "--state-dir", str(store.root)])
+    assert rc == 1
+    lines = {line.split(":")[0]: line for line in out.splitlines() if not line.startswith(" ")}
+    assert lines["b.example.com"].startswith(f"b.example.com: DAMAGED: {folder}/")
+    assert lines["a.example.com"].startswith("a.example.com: a.example.com; expires ")
+    assert lines["c.example.com"].startswith("c.example.com: c.example.com; expires ")
+    # deploy carries on with the others (their files are synthetic, deployed as bytes)
+    rc, out, _ = run_main(["deploy", *common])
+    assert rc == 1
+    assert f"b.example.com: failed: {folder}/" in out
+    assert (tmp_path / "t" / "a.example.com" / "cert.pem").read_bytes() == b"x\n"
+    assert (tmp_path / "t" / "c.example.com" / "cert.pem").read_bytes() == b"x\n"
+    assert not (tmp_path / "t" / "b.example.com").exists()
+    assert os.path.lexists(folder)  # nothing of the damaged one was removed
+
+
+def test_a_lost_revocation_answer_still_counts(tmp_path: Path) -> None:
+    store = _store_with(tmp_path / "state", ["r.example.com"])
+    assert store.try_lock("r.example.com")
+    store.update_state("r.example.com", lambda s: s.revoking(0x1234, NOW))
+    store.unlock("r.example.com")
+    state = store.load_state("r.example.com")
+    assert state.is_revoked(0x1234)
+    assert CertState.from_json(state.to_json()) == state
+    domains = tmp_path / "domains.txt"
+    domains.write_text("r.example.com\n")
+    _rc, out, _ = run_main(["run", "--dry-run", "--domains", str(domains), "--state-dir",
+                           str(store.root), "--webroot", str(tmp_path)])
+    assert out.splitlines() == ["r.example.com: will be ordered (revoked; http-01)"]
