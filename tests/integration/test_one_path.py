@@ -206,7 +206,8 @@ def test_a_deploy_and_a_renewal_at_once_lose_nothing(lab: Any, tmp_path: Path) -
     deploy = subprocess.Popen([*cmd[:3], "deploy", *cmd[3:]], stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not marker.exists():
-        assert time.monotonic() < deadline and deploy.poll() is None, "A never reloaded"
+        assert time.monotonic() < deadline, "A never reloaded"
+        assert deploy.poll() is None, "A ended before reloading"
         time.sleep(0.02)
     renew = subprocess.run([*cmd[:3], "run", "--force", *cmd[3:]], capture_output=True,
                            text=True, timeout=180, check=False)
