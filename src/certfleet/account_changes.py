@@ -21,13 +21,12 @@ from .acme_client import AcmeClient
 from .errors import ConfigError, ProtocolError, TransportError, safe_text
 from .keytypes import KeyType
 from .protocol.messages import AccountResource, AccountStatus, MalformedMessage
-from .registration import Eab, find_or_register
+from .registration import MAX_CONTACTS, Eab, find_or_register
 from .session import Session, Sleep
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_CONTACTS = 8
 
 
 def mailto(contact: Sequence[str]) -> list[str]:

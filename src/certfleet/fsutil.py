@@ -149,6 +149,24 @@ def read_small(path: Path, limit: int = 1 << 20) -> bytes:
     return _read_fd(fd, path, limit)
 
 
+def read_private(path: Path, limit: int = 1 << 20) -> tuple[bytes, int | None]:
+    """``read_small`` for a private key: if group or others could read it, make it 0600
+    again (through the open file, never by path) and return the mode it had, so the caller
+    can warn; else None."""
+    try:
+        fd = os.open(path, _READ | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    info = os.fstat(fd)
+    was = None
+    if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077 and info.st_uid == os.geteuid():
+        was = stat.S_IMODE(info.st_mode)
+        os.fchmod(fd, 0o600)
+    return _read_fd(fd, path, limit), was
+
+
 def _read_fd(fd: int, path: Path, limit: int) -> bytes:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):

@@ -28,6 +28,7 @@ from .state import CertState
 from .store import Store, StoredCert, VersionMeta
 
 log = logging.getLogger(__name__)
+MAX_ISSUER = 1024  # the issuer's name as kept in meta.json: enough for any real one
 
 
 async def issue(session: Session, store: Store, spec: CertSpec, solver: Solver, *,
@@ -95,7 +96,7 @@ def _meta(store: Store, session: Session, name: str, bundle: Bundle, order_url: 
     return VersionMeta(
         version=store.next_version(name), names=tuple(bundle.names), key_type=key_type,
         serial=bundle.serial, not_before=bundle.not_before.isoformat(),
-        not_after=bundle.not_after.isoformat(), issuer=bundle.issuer,
+        not_after=bundle.not_after.isoformat(), issuer=bundle.issuer[:MAX_ISSUER],
         aki=bundle.aki.hex() if bundle.aki else "", issued_at=datetime.now(UTC).isoformat(),
         directory=session.client.directory_url, order_url=order_url,
     )

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_ALTERNATES = 10  # a hostile CA may link thousands; each costs a request
+MAX_URL = 2048
 
 
 # -- polling (RFC 8555 §7.5.1, §7.4) -------------------------------------------------------
@@ -238,8 +239,8 @@ async def obtain(
     response = await _new_order(session, names, profile, replaces)
     order = parse_response(Order.from_json, response)
     order_url = response.location
-    if not order_url:
-        raise ProtocolError(f"{safe_text(directory.new_order)}: no order URL in answer")
+    if not order_url or len(order_url) > MAX_URL:  # it is recorded, to resume the order
+        raise ProtocolError(f"{safe_text(directory.new_order)}: no usable order URL in answer")
     log.info("%s: order %s is %s", names[0], order_url, order.status.value)
     if on_order is not None:
         on_order(order_url)

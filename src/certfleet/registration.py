@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 Eab = tuple[str, bytes, str]  # external account binding: (key identifier, MAC key, HS256/384/512)
 REGISTER_NEW_KEY = "certfleet account register --new-key"
 EAB_ENV = ("CERTFLEET_EAB_KID", "CERTFLEET_EAB_HMAC_KEY", "CERTFLEET_EAB_ALG")
+MAX_URL = 2048      # an account URL longer than this is no URL a CA means
+MAX_CONTACT = 260   # "mailto:" and an address of at most 254 characters (RFC 5321)
+MAX_CONTACTS = 8
 
 
 # -- §7.3.4: external account binding settings -------------------------------------------------
@@ -143,16 +146,18 @@ async def find_or_register(
     else:
         registered = False
     assert key is not None  # the account was found by its key, or the key was made above
-    if not found.location:
-        raise ProtocolError(f"{safe_text(directory.new_account)}: no account URL in answer")
+    if not found.location or len(found.location) > MAX_URL:
+        raise ProtocolError(f"{safe_text(directory.new_account)}: no usable account URL in "
+                            "answer")
     account = parse_response(AccountResource.from_json, found)
     if account.status is AccountStatus.DEACTIVATED:
         _note_deactivated(store, directory_url, record, key)
         raise _deactivated(directory_url, found.location, key)
     if account.status is not AccountStatus.VALID:
         raise ProtocolError(f"{safe_text(found.location)}: account is {account.status.value}")
-    if account.contact:  # the CA's view; some CAs no longer show contacts at all
-        known_contact = [c.removeprefix("mailto:") for c in account.contact]
+    if account.contact:  # the CA's view (bounded: it is kept); some CAs show none at all
+        known_contact = [c.removeprefix("mailto:") for c in account.contact
+                         if len(c) <= MAX_CONTACT and c.isprintable()][:MAX_CONTACTS]
     else:
         known_contact = list(contact) if registered else record.get("contact", [])
     fresh: dict[str, Any] = {

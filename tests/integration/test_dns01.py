@@ -190,9 +190,9 @@ def test_cname_delegation(bind: DnsLab, pebble: PebbleWithDns, tmp_path: Path) -
 
 
 HOOK = """#!/bin/sh
-# certfleet dns-01 hook for the test: ACTION NAME RECORD VALUE, applied with nsupdate.
+# certfleet dns-01 hook for the test: ACTION -- NAME RECORD VALUE, applied with nsupdate.
 set -eu
-action=$1 name=$2 record=$3 value=$4
+action=$1 name=$3 record=$4 value=$5
 case $action in
     present) op=add ;;
     cleanup) op=delete ;;

@@ -48,10 +48,40 @@ def test_hook_argv() -> None:
     value = dns01_txt_value("tok.thumb")
     assert hook_argv(["/usr/local/bin/dns-hook", "--provider", "x"], "present",
                      "*.example.com", "tok.thumb") == [
-        "/usr/local/bin/dns-hook", "--provider", "x", "present", "*.example.com",
+        "/usr/local/bin/dns-hook", "--provider", "x", "present", "--", "*.example.com",
         "_acme-challenge.example.com", value]
     assert hook_argv(["h"], "cleanup", "www.example.com", "tok.thumb") == [
-        "h", "cleanup", "www.example.com", "_acme-challenge.www.example.com", value]
+        "h", "cleanup", "--", "www.example.com", "_acme-challenge.www.example.com", value]
+
+
+def _dash_value_key_auth() -> str:
+    """A key authorization whose TXT value begins with '-' (about 1 in 64 do)."""
+    return next(f"t{i}.thumb" for i in range(10_000)
+                if dns01_txt_value(f"t{i}.thumb").startswith("-"))
+
+
+def test_a_value_starting_with_a_dash_is_never_an_option(tmp_path: Path) -> None:
+    """A hook written with argparse, as most are, gets the value as the value."""
+    hook = tmp_path / "hook.py"
+    out = tmp_path / "seen.json"
+    hook.write_text(
+        "import argparse, json, os, sys\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('action'); p.add_argument('name'); p.add_argument('record')\n"
+        "p.add_argument('value')\n"
+        "a = p.parse_args()\n"
+        "env = {k: v for k, v in os.environ.items() if k.startswith('CERTFLEET_DNS_')}\n"
+        f"open({str(out)!r}, 'w').write(json.dumps([vars(a), env]))\n")
+    key_auth = _dash_value_key_auth()
+    value = dns01_txt_value(key_auth)
+    asyncio.run(HookSolver([sys.executable, str(hook)])._run("present", "x.example.com",
+                                                              key_auth))
+    args, env = json.loads(out.read_text())
+    assert args == {"action": "present", "name": "x.example.com",
+                    "record": "_acme-challenge.x.example.com", "value": value}
+    assert env == {"CERTFLEET_DNS_ACTION": "present", "CERTFLEET_DNS_NAME": "x.example.com",
+                   "CERTFLEET_DNS_RECORD": "_acme-challenge.x.example.com",
+                   "CERTFLEET_DNS_VALUE": value}
 
 
 def test_present_and_cleanup_run_the_hook_without_a_shell(
@@ -74,10 +104,10 @@ def test_present_and_cleanup_run_the_hook_without_a_shell(
     record = "_acme-challenge.example.com"
     v1, v2 = dns01_txt_value("t1.thumb"), dns01_txt_value("t2.thumb")
     assert calls(log) == [
-        [*hostile, "present", "*.example.com", record, v1],
-        [*hostile, "present", "example.com", record, v2],
-        [*hostile, "cleanup", "*.example.com", record, v1],
-        [*hostile, "cleanup", "example.com", record, v2],
+        [*hostile, "present", "--", "*.example.com", record, v1],
+        [*hostile, "present", "--", "example.com", record, v2],
+        [*hostile, "cleanup", "--", "*.example.com", record, v1],
+        [*hostile, "cleanup", "--", "example.com", record, v2],
     ]
     assert not (tmp_path / "pwned").exists()
     assert not (tmp_path / "pwned2").exists()

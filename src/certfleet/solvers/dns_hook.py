@@ -2,8 +2,14 @@
 
 Touches one child process per call, run as an argv (never through a shell)::
 
-    PROGRAM... present NAME RECORD VALUE
-    PROGRAM... cleanup NAME RECORD VALUE
+    PROGRAM... present -- NAME RECORD VALUE
+    PROGRAM... cleanup -- NAME RECORD VALUE
+
+``--`` ends the options, so no value can be taken for one by a program that parses its
+arguments the usual way (argparse, getopt, getopts): VALUE comes from the CA's token and
+begins with ``-`` about once in 64 challenges, or whenever a hostile CA likes. The same
+values are also in the environment: CERTFLEET_DNS_ACTION, CERTFLEET_DNS_NAME,
+CERTFLEET_DNS_RECORD and CERTFLEET_DNS_VALUE.
 
 NAME is the name being validated as it will be in the certificate (``*.example.com`` for
 a wildcard), RECORD the owner of the TXT record without the final dot
@@ -37,8 +43,15 @@ _READ_CHUNK = 4096
 
 
 def hook_argv(command: Sequence[str], action: str, name: str, key_auth: str) -> list[str]:
-    """``[*command, action, NAME, RECORD, VALUE]`` for one challenge."""
-    return [*command, action, name, dns01_record_name(name), dns01_txt_value(key_auth)]
+    """``[*command, action, "--", NAME, RECORD, VALUE]`` for one challenge."""
+    return [*command, action, "--", name, dns01_record_name(name), dns01_txt_value(key_auth)]
+
+
+def hook_env(action: str, name: str, key_auth: str) -> dict[str, str]:
+    """The same values as environment variables, for programs that prefer them."""
+    return {"CERTFLEET_DNS_ACTION": action, "CERTFLEET_DNS_NAME": name,
+            "CERTFLEET_DNS_RECORD": dns01_record_name(name),
+            "CERTFLEET_DNS_VALUE": dns01_txt_value(key_auth)}
 
 
 def _exit_text(status: int) -> str:
@@ -125,7 +138,7 @@ class HookSolver(Solver):
     async def _run(self, action: str, name: str, key_auth: str) -> None:
         argv = hook_argv(self.command, action, name, key_auth)
         what = f"{name}: DNS hook {safe_text(self.command[0], 120)} {action}"
-        env = {**os.environ, **self.env} if self.env is not None else None
+        env = {**os.environ, **(self.env or {}), **hook_env(action, name, key_auth)}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import shutil
+import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ from .index import Snapshot, snapshot
 from .locks import LOCK_WAIT, Locks
 from .meta import PEM_FILES, StoredCert, VersionMeta, ca_id
 
+log = logging.getLogger(__name__)
 KEEP_VERSIONS = 5
 MIN_FREE_BYTES = 1 << 20
 STATE_LIMIT = 1 << 20
@@ -153,6 +156,7 @@ class Store:
         version = target.removeprefix("versions/")
         if not version.isdigit() or target != f"versions/{version}":
             raise StoreError(f"{path / 'current'}: points outside versions/: {target!r}")
+        _check_version_dir(path / "versions" / version)
         meta_path = path / "versions" / version / "meta.json"
         data = self._read_json(meta_path)
         if data is None:
@@ -171,10 +175,18 @@ class Store:
         return sorted(entry.name for entry in certs.iterdir() if entry.is_dir())
 
     def read_file(self, stored: StoredCert, pem: str) -> bytes:
+        """One file of the active version; a domain key others could read is made 0600
+        again, with a warning."""
+        path = stored.file(pem)
         try:
-            return fsutil.read_small(stored.file(pem))
+            if pem != "privkey.pem":
+                return fsutil.read_small(path)
+            data, was = fsutil.read_private(path)
         except FileNotFoundError:
-            raise StoreError(f"{stored.file(pem)}: missing from the active version") from None
+            raise StoreError(f"{path}: missing from the active version") from None
+        if was is not None:
+            log.warning("%s: private key was mode %o; made it 0600", path, was)
+        return data
 
     def preflight(self, name: str) -> None:
         """Fail before ordering if a new version could not be written (full or read-only)."""
@@ -202,6 +214,7 @@ class Store:
         tmp = fsutil.temp_name(final)
         try:
             tmp.mkdir(mode=0o700)
+            os.chmod(tmp, 0o700)  # whatever the umask
             for pem in PEM_FILES:
                 if pem == "privkey.pem" and pem not in files:
                     continue  # a certificate from the operator's own CSR: no key here
@@ -309,6 +322,24 @@ class Store:
         if not isinstance(data, dict):
             raise StoreError(f"{path}: damaged: not a JSON object")
         return data
+
+
+def _check_version_dir(path: Path) -> None:
+    """A version directory must be certfleet's own: a real directory (not a link planted
+    by someone), owned by this user, that no one else can write to."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing (the active version is gone)") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot inspect: {exc.strerror or exc}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path}: not a directory (a link or a file was put there)")
+    if info.st_uid != os.geteuid():
+        raise StoreError(f"{path}: owned by uid {info.st_uid}, not by this user")
+    if info.st_mode & 0o022:
+        raise StoreError(f"{path}: writable by group or others (mode "
+                         f"{stat.S_IMODE(info.st_mode):o})")
 
 
 def _dump(data: dict[str, Any]) -> bytes:
