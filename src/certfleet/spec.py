@@ -215,4 +215,5 @@ class JobConfig:
 
     def host(self, target: Target) -> HostSettings:
         """Settings for ``target``'s host: its own section, else ``default``, else built-in."""
-        return self.hosts.get(target.host_key) or self.hosts.get("default") or HostSettings()
+        return (self.hosts.get(target.host_key.lower()) or self.hosts.get("default")
+                or HostSettings())

@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -96,8 +97,10 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     put(how, "webroot", how.path_of("webroot"))
     put(how, "http_listen", how.check("http_listen", str, "a string", values.listen))
     put(how, "mode", how.check("mode", str, "a string", values.http_mode))
-    put(how, "serve_listen", how.check("serve_listen", str, "a string", values.listen))
-    put(how, "tls_alpn_listen", how.check("tls_alpn_listen", str, "a string", values.listen))
+    put(how, "serve_listen", how.check("serve_listen", str, "a string",
+                                       partial(values.listen, key="serve_listen")))
+    put(how, "tls_alpn_listen", how.check("tls_alpn_listen", str, "a string",
+                                          partial(values.listen, key="tls_alpn_listen")))
     lb = sections.lb(lbs)
     default = sections.cert_settings(top.table("defaults"), CertDefaults())
     sections.ssh_paths(ssh, base, put)
@@ -108,6 +111,8 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
         table.finish()
     _apply_overrides(overrides or {}, origins or {}, job, where, problems)
     _cross_check(job, where, problems)
+    _plain_http_cas(default, certs, bool(job.get("allow_http")), top.where("defaults"),
+                    problems)
     if domains_path is not None:
         job["domains"], where["domains"] = domains_path, (origins or {}).get("domains",
                                                                             CMDLINE)
@@ -175,8 +180,22 @@ def _cross_check(job: dict[str, Any], where: dict[str, str], problems: Problems)
     if urlsplit(job["directory"]).scheme == "http" and not job.get("allow_http"):
         problems.add(where.get("directory", CMDLINE), "a plain http:// directory needs "
                      "allow_http = true (--insecure-http; for test servers only)")
+    for url in job.get("fallback", ()):
+        if urlsplit(url).scheme == "http" and not job.get("allow_http"):
+            problems.add(where.get("fallback", CMDLINE), f"fallback {safe_text(url)}: a plain "
+                         "http:// directory needs allow_http = true (for test servers only)")
     if (bundle := job.get("ca_bundle")) is not None and not bundle.is_file():
         problems.add(where["ca_bundle"], f"ca_bundle {safe_text(str(bundle))}: no such file")
+
+
+def _plain_http_cas(default: CertDefaults, certs: Mapping[str, tuple[CertDefaults, str]],
+                    allowed: bool, defaults_at: str, problems: Problems) -> None:
+    """A certificate's own CA or fallbacks over plain http need allow_http too."""
+    for settings, at in [(default, defaults_at), *certs.values()]:
+        for url in (settings.ca, *(settings.fallback or ())):
+            if url and urlsplit(url).scheme == "http" and not allowed:
+                problems.add(at, f"{safe_text(url)}: a plain http:// directory needs "
+                             "allow_http = true (for test servers only)")
 
 
 def _domains(path: Path | None, where: dict[str, str], default: CertDefaults,

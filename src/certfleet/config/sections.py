@@ -26,6 +26,19 @@ SECRET_LIMIT = 64 * 1024
 ENV_TSIG_SECRET = "CERTFLEET_TSIG_SECRET"  # noqa: S105 - a variable name
 
 
+def secret(table: Table, file_key: str, inline_key: str, variable: str | None) -> str | None:
+    """A secret from the environment (``variable``) if set there, else from the file that
+    ``file_key`` names, else (discouraged) inline; giving both in the file is an error."""
+    from_file = read_secret(table, file_key)
+    inline = table.get(inline_key, str, "a string")
+    if table.data.get(file_key) is not None and inline is not None:
+        table.problems.add(table.where(inline_key), f"give {file_key} or {inline_key}, not "
+                           "both (the value is not shown)")
+    if variable is not None and os.environ.get(variable):
+        return os.environ[variable]
+    return from_file if from_file is not None else inline
+
+
 def read_secret(table: Table, key: str) -> str | None:
     """The content of the secret file ``key`` names, stripped; None if not set or unusable
     (the fault is reported; the secret itself never is)."""
@@ -46,29 +59,29 @@ def dns(table: Table) -> DnsSettings | None:
     """``[dns]``. The TSIG secret comes from ``tsig_secret_file`` (0600), the environment
     (CERTFLEET_TSIG_SECRET) or, discouraged, inline; it is never shown in a message."""
     method = table.check("method", str, "a string", values.dns_method) or "rfc2136"
-    secret = (read_secret(table, "tsig_secret_file")
-              or table.get("tsig_secret", str, "a string") or os.environ.get(ENV_TSIG_SECRET))
+    tsig = secret(table, "tsig_secret_file", "tsig_secret", ENV_TSIG_SECRET)
     hook = table.check("hook", list, "an argv list", values.argv) or ()
-    timeout = partial(values.seconds, low=0, high=86400)
+    timeout = partial(values.seconds, low=1, high=86400)
     settings = DnsSettings(
         method=method, server=table.check("server", str, "IP[:PORT]", values.dns_server),
         tsig_key_name=table.get("tsig_key_name", str, "a string"),
         tsig_algorithm=table.check("tsig_algorithm", str, "a string", values.tsig_algorithm)
         or "hmac-sha256",
-        tsig_secret=secret,
+        tsig_secret=tsig,
         nameservers=tuple(table.check("nameservers", list, "a list of IP[:PORT]",
                                       lambda v: [values.dns_server(x) for x in v]) or ()),
         ns_port=table.check("ns_port", int, "a port", values.int_range("ns_port", 1, 65535)) or 53,
         propagation_timeout=_number(table, "propagation_timeout", 120.0, timeout),
         hook=tuple(hook),
         hook_timeout=_number(table, "hook_timeout", 60.0, timeout),
-        hook_delay=_number(table, "hook_delay", 0.0, timeout),
+        hook_delay=_number(table, "hook_delay", 0.0, partial(values.seconds, low=0,
+                                                             high=86400)),
     )
     present = bool(table.data)
     table.finish()
     if not present:
         return None
-    if method == "rfc2136" and not (settings.server and settings.tsig_key_name and secret):
+    if method == "rfc2136" and not (settings.server and settings.tsig_key_name and tsig):
         table.problems.add(table.where(), "[dns] rfc2136 needs server, tsig_key_name and a "
                            "TSIG secret (tsig_secret_file or CERTFLEET_TSIG_SECRET)")
     if method == "hook" and not hook:
@@ -90,10 +103,10 @@ def host(table: Table) -> dict[str, Any]:
         "port": table.check("port", int, "an integer", values.int_range("port", 1, 65535)),
         "identity": table.path_of("identity"),
         "reload": table.check("reload", (list, str), "a list (argv)", values.check_reload),
-        "owner": table.check("owner", str, "a string",
-                             lambda v: values.check_user(v, "owner")),
-        "group": table.check("group", str, "a string",
-                             lambda v: values.check_user(v, "group")),
+        "owner": table.check("owner", (str, int), "a name or a number",
+                             lambda v: values.check_account(v, "owner")),
+        "group": table.check("group", (str, int), "a name or a number",
+                             lambda v: values.check_account(v, "group")),
     }
     for key in ("mode", "key_mode", "dir_mode"):
         raw = table.index.raw.get((*table.path, key), "")
@@ -106,7 +119,10 @@ def host(table: Table) -> dict[str, Any]:
 
 
 def hosts(table: Table) -> dict[str, HostSettings]:
-    own = {key: host(table.table(key, generic="NAME")) for key in list(table.data)}
+    own = {key.lower(): host(table.table(key, generic="NAME")) for key in list(table.data)}
+    if len(own) < len(table.data):
+        table.problems.add(table.where(), "[hosts] names one host twice (host names are the "
+                           "same in any case)")
     table.finish()
     default = own.get("default", {})
     return {key: HostSettings(**{**default, **fields}) for key, fields in own.items()}
@@ -175,7 +191,7 @@ def ca(table: Table, put: Callable[..., None], job: dict[str, Any],
     put(table, "max_clock_skew", table.check("max_clock_skew", (int, float), "seconds",
                                              values.seconds("max_clock_skew", 0, 86400)))
     put(table, "eab_kid", table.check("eab_kid", str, "a string", values.eab_kid))
-    key = read_secret(table, "eab_hmac_key_file") or table.get("eab_hmac_key", str, "a string")
+    key = secret(table, "eab_hmac_key_file", "eab_hmac_key", None)
     put(table, "eab_hmac_key", checked(problems, table.where("eab_hmac_key"),
                                        values.eab_hmac_key, key) if key else None)
     put(table, "eab_alg", table.check("eab_alg", str, "a string", values.eab_alg))

@@ -57,6 +57,17 @@ def check_user(user: str, what: str = "user") -> str:
     return user
 
 
+def check_account(value: str | int, what: str) -> str:
+    """``owner`` or ``group``: a name as ``check_user`` takes it, or a numeric ID."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < 2**32:
+            raise ConfigError(f"{what} {value} is not a user or group ID")
+        return str(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        return value
+    return check_user(str(value), what)
+
+
 def check_host(host: str) -> str:
     """A DNS name, ssh_config alias or IPv4 address (IPv6 is checked by the caller)."""
     if not host:
@@ -229,11 +240,11 @@ def fallback(value: list[Any]) -> tuple[str, ...]:
     return tuple(directory(v) for v in value)
 
 
-def listen(value: str) -> str:
+def listen(value: str, key: str = "http_listen") -> str:
     host, _, port = value.rpartition(":")
     port_ok = port.isascii() and port.isdigit() and 0 < int(port) < 65536
     if not port_ok or not is_address_or_host(host):
-        raise ConfigError(f"http_listen {safe_text(value)!r}: expected HOST:PORT")
+        raise ConfigError(f"{key} {safe_text(value)!r}: expected HOST:PORT")
     return value
 
 
