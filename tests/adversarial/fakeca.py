@@ -10,6 +10,7 @@ Every resource can be scripted:
 
 * ``overrides[path] = handler`` replaces one resource's answer completely (an async
   ``handler(request) -> response``); ``await ca.default(request)`` is the normal answer;
+  ``prefixes[path] = handler`` does the same for every path that starts with ``path``;
 * ``ca.tweak(path, change)`` keeps the normal JSON but passes it through ``change(obj)``
   first (and can add headers, a status or another Content-Type);
 * ``ca.issue_chain(csr) -> bytes`` makes the certificate chain served at ``/cert/1``
@@ -122,6 +123,7 @@ class FakeCA:
         self.token = token
         self.pki = TinyCA()
         self.overrides: dict[str, Handler] = {}
+        self.prefixes: dict[str, Handler] = {}
         self.requests: list[str] = []
         self.payloads: list[tuple[str, Any]] = []
         self.send_nonces = True
@@ -225,6 +227,9 @@ class FakeCA:
         if request.method == "POST":
             self.payloads.append((request.path, self._payload(body)))
         override = self.overrides.get(request.path)
+        if override is None:
+            override = next((h for p, h in self.prefixes.items()
+                             if request.path.startswith(p)), None)
         if override is not None:
             return await override(request)
         return await self.default(request)

@@ -295,3 +295,17 @@ def test_a_lost_revocation_answer_still_counts(tmp_path: Path) -> None:
     _rc, out, _ = run_main(["run", "--dry-run", "--domains", str(domains), "--state-dir",
                            str(store.root), "--webroot", str(tmp_path)])
     assert out.splitlines() == ["r.example.com: will be ordered (revoked; http-01)"]
+
+
+def test_log_lines_escape_what_they_carry(capsys: pytest.CaptureFixture[str]) -> None:
+    """Log lines quote the CA, targets and files: no control character gets through."""
+    import logging
+
+    from certfleet.cli import _setup_logging
+
+    _setup_logging(1)
+    logging.getLogger("certfleet.test").info("order %s is %s", "https://ca/\x1b]0;x\x07",
+                                             "valid\x1b[2J\nFAKE")
+    err = capsys.readouterr().err
+    assert err == ("certfleet: INFO: order https://ca/\\x1b]0;x\\x07 is "
+                   "valid\\x1b[2J\\nFAKE\n")  # one record, one line
