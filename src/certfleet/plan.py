@@ -65,18 +65,25 @@ def plan_cert(spec: CertSpec, snap: Snapshot, now: datetime, *, force: bool = Fa
                         serial=serial, backoff=note)
     if meta is None:
         return _checked(CertPlan(spec, "forced" if force else "new", None, ()), unusable)
-    # RFC 9773: a time chosen inside the CA's window wins; the lifetime rule is the fallback.
-    chosen = ari.chosen_time(state.ari, meta.serial)
-    renew_at = chosen or renewal_time(meta.not_before_dt, meta.not_after_dt, fraction)
+    renew_at, source = renewal(meta, state, fraction)
     reason = due_reason(
         wanted_names=spec.names, wanted_key_type=spec.key_label,
         current_names=meta.names, current_key_type=meta.key_type,
         not_before=meta.not_before_dt, not_after=meta.not_after_dt,
         revoked=state.is_revoked(meta.serial), now=now, forced=force, renew_at=renew_at,
     )
-    plan = CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state),
-                    "ARI" if chosen else "lifetime", meta.serial)
+    plan = CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state), source,
+                    meta.serial)
     return _checked(plan, unusable)
+
+
+def renewal(meta: VersionMeta, state: CertState, fraction: float) -> tuple[datetime, str]:
+    """When the active version becomes due, and by which rule: RFC 9773's time chosen in
+    the CA's window wins ("ARI"); the lifetime rule is the fallback ("lifetime")."""
+    chosen = ari.chosen_time(state.ari, meta.serial)
+    if chosen is not None:
+        return chosen, "ARI"
+    return renewal_time(meta.not_before_dt, meta.not_after_dt, fraction), "lifetime"
 
 
 def _checked(plan: CertPlan, unusable: str | None) -> CertPlan:

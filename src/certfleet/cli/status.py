@@ -14,8 +14,7 @@ from typing import Any
 
 from ..errors import StoreError, visible
 from ..layout import placement
-from ..protocol import ari
-from ..protocol.renewal import renewal_time
+from ..plan import renewal
 from ..spec import CertSpec, JobConfig
 from ..state import CertState
 from ..store import Store, VersionMeta
@@ -47,8 +46,8 @@ def rows(store: Store, job: JobConfig | None) -> list[dict[str, Any]]:
 
 
 def _version(meta: VersionMeta, state: CertState, fraction: float) -> dict[str, Any]:
-    chosen = ari.chosen_time(state.ari, meta.serial)
-    renew_at = chosen or renewal_time(meta.not_before_dt, meta.not_after_dt, fraction)
+    renew_at, source = renewal(meta, state, fraction)
+    chosen = renew_at if source == "ARI" else None
     window = state.ari if state.ari is not None and state.ari.serial == f"{meta.serial:x}" \
         else None
     revocation = state.revocation
