@@ -164,8 +164,16 @@ class Store:
         return StoredCert(name, path, VersionMeta.from_json(data, str(meta_path)))
 
     def snapshot(self, names: Sequence[str]) -> dict[str, Snapshot]:
-        """Each certificate's active version and state record, from the index if fresh."""
-        return snapshot(self, names)
+        """Each certificate's active version and state record, from the index if fresh;
+        a certificate whose files cannot be read is reported damaged, never raised."""
+        return snapshot(self.root, names, self._snapshot_one, self.writable)
+
+    def _snapshot_one(self, name: str) -> Snapshot:
+        try:
+            stored = self.current(name)
+            return Snapshot(stored.meta if stored else None, self.load_state(name))
+        except StoreError as exc:
+            return Snapshot(None, CertState(), str(exc))
 
     def all_names(self) -> list[str]:
         """The names of every certificate with a directory in the store, sorted."""

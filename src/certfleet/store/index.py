@@ -15,18 +15,16 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from .. import fsutil
 from ..errors import StoreError
 from ..names import storage_name
 from ..state import CertState, StateDamaged
 from .meta import VersionMeta
-
-if TYPE_CHECKING:
-    from .files import Store
 
 INDEX_LIMIT = 1 << 30  # ~500 bytes a certificate: room for two million
 RACY_NS = 2_000_000_000
@@ -42,8 +40,11 @@ class Snapshot:
     damage: str | None = None
 
 
-def snapshot(store: Store, names: Sequence[str]) -> dict[str, Snapshot]:
-    index_path = store.root / "index.json"
+def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
+             writable: bool) -> dict[str, Snapshot]:
+    """Each name's ``Snapshot``: from the index where it is fresh, else ``read(name)``
+    (whose answer, unless damaged, goes into the index when ``writable``)."""
+    index_path = root / "index.json"
     try:
         index = json.loads(fsutil.read_small(index_path, INDEX_LIMIT))
         if not isinstance(index, dict):
@@ -54,7 +55,7 @@ def snapshot(store: Store, names: Sequence[str]) -> dict[str, Snapshot]:
     racy = time.time_ns() - RACY_NS
     changed = False
     for name in names:
-        folder = os.path.join(store.root, "certs", storage_name(name))
+        folder = os.path.join(root, "certs", storage_name(name))
         try:
             mtime = os.stat(folder).st_mtime_ns
         except FileNotFoundError:
@@ -68,14 +69,14 @@ def snapshot(store: Store, names: Sequence[str]) -> dict[str, Snapshot]:
             with contextlib.suppress(StoreError, StateDamaged):
                 result[name] = _from_entry(entry, str(index_path))
                 continue
-        result[name] = _read(store, name)
+        result[name] = read(name)
         if result[name].damage is None:
             meta = result[name].meta
             index[name] = {"mtime": mtime if mtime < racy else 0,
                            "meta": meta.to_json() if meta else None,
                            "state": result[name].state.to_json()}
             changed = True
-    if changed and store.writable:
+    if changed and writable:
         with contextlib.suppress(StoreError):  # a cache that cannot be written is no fault
             fsutil.write_atomic(index_path, json.dumps(index).encode(), mode=0o600)
     return result
@@ -85,11 +86,3 @@ def _from_entry(entry: dict[str, Any], where: str) -> Snapshot:
     raw = entry.get("meta")
     meta = VersionMeta.from_json(raw, where) if raw else None
     return Snapshot(meta, CertState.from_json(entry.get("state") or {}))
-
-
-def _read(store: Store, name: str) -> Snapshot:
-    try:
-        stored = store.current(name)
-        return Snapshot(stored.meta if stored else None, store.load_state(name))
-    except StoreError as exc:
-        return Snapshot(None, CertState(), str(exc))
