@@ -141,7 +141,7 @@ def test_new_order_without_location(ca: FakeCA, h: Harness, before: dict[str, st
 
     ca.overrides["/order"] = nowhere
     asked = ca.count("POST /authz/*")
-    h.refused(*_forced(h), f"{ca.url('/order')}: no order URL in answer", before=before)
+    h.refused(*_forced(h), f"{ca.url('/order')}: no usable order URL in answer", before=before)
     assert ca.count("POST /authz/*") == asked  # nothing was done for the unnamed order
 
 

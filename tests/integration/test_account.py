@@ -83,7 +83,7 @@ def eab_lab(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     from .. import conftest as top
 
-    top._require_pebble()
+    top.require_pebble()
     with PebbleLab(tmp_path_factory.mktemp("pebble-eab"), config=EAB_CONFIG) as lab:
         yield lab
 
