@@ -13,6 +13,7 @@ Touches nothing. Every failure certfleet reports is a ``CertfleetError``::
     ├── ChallengeError      a challenge could not be presented or answered
     ├── CertificateError    what the CA issued does not match what was asked for
     ├── StoreError          the state directory cannot be read or written safely
+    │   └── FleetBusy       another run over the whole fleet is going on
     └── DeployError         a target could not be given its files, reloaded or verified
 
 Messages read ``<where>: <what failed>: <cause>``. Code that branches on a kind of ACME
@@ -120,6 +121,10 @@ class CertificateError(CertfleetError):
 
 class StoreError(CertfleetError):
     """The state directory cannot be used safely."""
+
+
+class FleetBusy(StoreError):
+    """Another run holds the whole fleet: this one stops, having changed nothing."""
 
 
 class DeployError(CertfleetError):

@@ -55,11 +55,17 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
 async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
               deploy_only: bool = False, transport: TransportFactory | None = None,
               emit: Callable[[Outcome], None] | None = None,
-              store: Store | None = None) -> list[Outcome]:
-    """The whole job for ``specs``; one outcome per certificate, in their order."""
+              store: Store | None = None, whole: bool = False) -> list[Outcome]:
+    """The whole job for ``specs``; one outcome per certificate, in their order.
+
+    ``whole``: this is a run over the whole fleet (cron's); a second one while another
+    holds the fleet stops at once with ``FleetBusy`` instead of waiting its turn on every
+    certificate.
+    """
     store = store or Store(job.state_dir)
     report = Report([spec.name for spec in specs], emit)
-    with store.running() as crashed:
+    with store.whole_fleet() if whole else contextlib.nullcontext(), \
+            store.running() as crashed:
         # Sweep: a killed run may have left half-uploaded files in local targets.
         if crashed:
             fleet_deploy.sweep_local(job, specs)

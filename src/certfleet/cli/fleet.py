@@ -25,18 +25,37 @@ def add_arguments(sub: Any, common: argparse.ArgumentParser,
     p.add_argument("--force", action="store_true", help="renew even if not due")
     p.add_argument("--concurrency", type=int, metavar="N",
                    help="orders in flight at once (default: concurrency in certfleet.toml)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only what changed or failed: nothing at all when nothing "
+                        "was to do (for cron, which mails any output)")
 
     p = sub.add_parser("deploy", parents=[common, job],
                        help="push the current certificates to all their targets now")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="print only what changed or failed")
 
     p = sub.add_parser("status", parents=[common, job],
                        help="certificates, renewal times, last results and targets")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def _print(outcome: Outcome) -> None:
-    output.say(outcome.line())
+class _Lines:
+    """Each certificate's line as it is done; with ``quiet``, only what changed or failed,
+    and the summary only after such a line."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.printed = quiet, False
+
+    def __call__(self, outcome: Outcome) -> None:
+        if not self.quiet or outcome.changed or outcome.failed:
+            output.say(outcome.line())
+            self.printed = True
+
+    def finish(self, outcomes: list[Outcome]) -> int:
+        if self.printed or not self.quiet:
+            output.say(summary(outcomes))
+        return exit_code(outcomes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
         if any(p.blocked for p in plans):
             return EXIT_FAILED
         return EXIT_CHANGED if any(p.due or p.stale_targets for p in plans) else EXIT_NOTHING
-    outcomes = asyncio.run(fleet.run(job, specs, force=args.force, emit=_print))
-    return _finish(outcomes)
+    lines = _Lines(args.quiet)
+    outcomes = asyncio.run(fleet.run(job, specs, force=args.force, emit=lines,
+                                     whole=not args.names))
+    return lines.finish(outcomes)
 
 
 def _dry_plans(job: Any, specs: Any, store: Any, force: bool) -> Any:
@@ -79,13 +100,9 @@ def deploy(args: argparse.Namespace) -> int:
 
     job = job_from(vars(args), need_domains=True)
     specs = fleet.select(job, args.names)
-    outcomes = asyncio.run(fleet.run(job, specs, deploy_only=True, emit=_print))
-    return _finish(outcomes)
-
-
-def _finish(outcomes: list[Outcome]) -> int:
-    output.say(summary(outcomes))
-    return exit_code(outcomes)
+    lines = _Lines(args.quiet)
+    outcomes = asyncio.run(fleet.run(job, specs, deploy_only=True, emit=lines))
+    return lines.finish(outcomes)
 
 
 def status(args: argparse.Namespace) -> int:

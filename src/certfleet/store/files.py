@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import fsutil
-from ..errors import StoreError
+from ..errors import FleetBusy, StoreError
 from ..names import storage_name
 from ..state import CertState, StateDamaged
 from .index import Snapshot, snapshot
@@ -100,6 +101,28 @@ class Store:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
+
+    @contextlib.contextmanager
+    def whole_fleet(self) -> Iterator[None]:
+        """Hold ``STATE/fleet.lock`` for a run over the whole fleet, or raise ``FleetBusy``
+        naming the process that holds it."""
+        path = self.root / "fleet.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot lock: {exc.strerror or exc}") from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                raise FleetBusy(f"another certfleet run (pid {holder or '?'}) is working on "
+                                "the whole fleet; this one stops and changes nothing") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
 
     def sweep(self) -> None:
         """Remove temporary files and directories of processes that no longer exist, and a
