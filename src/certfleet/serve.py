@@ -28,7 +28,8 @@ async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None)
         loop.add_signal_handler(sig, stop.set)
     responder = Responder(host, port, lambda token: read_token(directory, token))
     await responder.start()
-    log.info("serving http-01 tokens from %s on %s", directory, listen)
+    log.info("serving http-01 tokens from %s on %s (at most %d connections, %d per client)",
+             directory, listen, responder.capacity, responder.limits.per_client)
     try:
         await stop.wait()
     finally:

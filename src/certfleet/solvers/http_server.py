@@ -1,30 +1,28 @@
-"""http-01 answered by certfleet itself: a small aiohttp listener.
+"""http-01 answered by certfleet itself, in-process: ``run --http-listen HOST:PORT``.
 
-Touches one listening socket. It answers only ``GET /.well-known/acme-challenge/<token>``
-for a token currently presented, and only when the Host header is the name being
-validated; everything else is 404, nothing is listed, requests are size-bounded, and each
-validation request is logged. The same responder serves in-process during a run
-(``HttpServerSolver``, tokens in memory) and as ``certfleet serve`` (tokens read from the
-state directory, see ``token_dir``).
+Touches one listening socket, through ``http_responder.Responder`` (the limits against
+hostile clients, and why, are in ``http_limits``; request parsing and the Host rule in
+``http_head``).
+It answers only ``GET /.well-known/acme-challenge/<token>`` for a token currently
+presented, and only when the Host header is the name being validated; everything else is
+404, nothing is listed. The same responder serves as ``certfleet serve`` (tokens read from
+the state directory, see ``token_dir`` and ``serve``).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import logging
-from collections.abc import Callable
 from types import TracebackType
 
-from aiohttp import web
-
 from ..errors import ChallengeError, ConfigError, safe_text
-from ..protocol.challenges import HTTP_01, HTTP_01_PREFIX
+from ..protocol.challenges import HTTP_01
 from ..protocol.messages import token_is_safe
 from . import Solver
+from .http_head import MAX_HEAD, host_matches
+from .http_limits import Limits
+from .http_responder import Lookup, Responder
 
-log = logging.getLogger(__name__)
-MAX_REQUEST = 8192
-Lookup = Callable[[str], "tuple[str, str] | None"]  # token -> (name, key authorization)
+__all__ = ["MAX_HEAD", "HttpServerSolver", "Limits", "Lookup", "Responder", "host_matches",
+           "parse_listen"]
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -35,65 +33,6 @@ def parse_listen(text: str) -> tuple[str, int]:
             or not host:
         raise ConfigError(f"listen address {text!r}: expected HOST:PORT")
     return host, int(port)
-
-
-def host_matches(header: str, name: str) -> bool:
-    """Whether a Host header (maybe with a port) names ``name``."""
-    host = header.strip().lower()
-    if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    try:
-        return ipaddress.ip_address(host) == ipaddress.ip_address(name)
-    except ValueError:
-        return host.rstrip(".") == name.lower()
-
-
-class Responder:
-    """The listener: answers validation requests from ``lookup``."""
-
-    def __init__(self, host: str, port: int, lookup: Lookup) -> None:
-        self.host, self.port, self.lookup = host, port, lookup
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application(client_max_size=MAX_REQUEST)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                                     max_line_size=MAX_REQUEST, max_field_size=MAX_REQUEST)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
-            raise ChallengeError(f"cannot listen on {self.host}:{self.port}: "
-                                 f"{exc.strerror or exc}") from exc
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        token = request.path.removeprefix(HTTP_01_PREFIX)
-        entry = None
-        if request.method == "GET" and request.path.startswith(HTTP_01_PREFIX) \
-                and token_is_safe(token):
-            entry = self.lookup(token)
-        ok = entry is not None and host_matches(request.host, entry[0])
-        client = request.remote
-        forwarded = request.headers.get("X-Forwarded-For")
-        if forwarded:
-            client = f"{client} (for {safe_text(forwarded, 60)})"
-        log.info("http-01 request from %s: Host %s, token %s -> %s", client,
-                 safe_text(request.host, 80), safe_text(token or request.path, 120),
-                 "200" if ok else "404")
-        if not ok or entry is None:
-            return web.Response(status=404, text="not found\n")
-        return web.Response(text=entry[1], content_type="text/plain")
 
 
 class HttpServerSolver(Solver):
