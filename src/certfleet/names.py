@@ -5,7 +5,8 @@ checked here once, strictly: LDH labels, lengths (RFC 1035), IDNA 2008 (RFC 5891
 U-labels, a wildcard only as the whole leftmost label. An internationalised label must keep
 to one script, or to a mix a language really writes (Unicode TS #39's "highly
 restrictive" level: Latin with Han, Hiragana and Katakana; Latin with Han and Bopomofo;
-Latin with Han and Hangul): `exаmple.com` with a Cyrillic `а` is a look-alike, refused.
+Latin with Han and Hangul): `example.com` written with a Cyrillic U+0430 for its `a` is a
+look-alike, refused.
 """
 
 from __future__ import annotations
