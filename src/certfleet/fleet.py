@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from . import clockcheck, fleet_deploy
+from . import alerts, clockcheck, fleet_deploy
 from .ca import CaSessions
 from .errors import AcmeProblem, CertfleetError, ConfigError, is_ca_fault
 from .plan import CertPlan, make_plans
@@ -64,6 +64,7 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
     """
     store = store or Store(job.state_dir)
     report = Report([spec.name for spec in specs], emit)
+    started = datetime.now(UTC)
     with store.whole_fleet() if whole else contextlib.nullcontext(), \
             store.running() as crashed:
         # Sweep: a killed run may have left half-uploaded files in local targets.
@@ -75,7 +76,10 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
                 await issue_due(cas, store, job, plans, report, force)
         await fleet_deploy.deploy(store, job, plans, report, everything=deploy_only,
                                   transport=transport)
-    return report.finish()
+        outcomes = report.finish()
+        # Record and tell: the metrics file, the expiry alarm, the notifications.
+        await alerts.after_run(store, job, specs, outcomes, started)
+    return outcomes
 
 
 async def _plan(cas: CaSessions, store: Store, job: JobConfig, specs: Sequence[CertSpec],

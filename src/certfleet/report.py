@@ -62,6 +62,16 @@ class Outcome:
         return text
 
 
+@dataclass(frozen=True)
+class Expiring:
+    """A certificate near its end whose renewal keeps failing (the expiry alarm)."""
+
+    name: str
+    not_after: datetime
+    failures: int
+    last_error: str
+
+
 class Report:
     """The outcomes of a run in file order; each certificate's line is emitted as soon as
     that certificate is done (issued, deployed everywhere, or found with nothing to do)."""
