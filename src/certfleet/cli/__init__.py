@@ -85,7 +85,7 @@ COMMANDS: dict[str, Command] = {
 
 
 _LOG_HANDLER = logging.StreamHandler(output.SafeStream())
-_LOG_HANDLER.setFormatter(logging.Formatter("certfleet: %(levelname)s: %(message)s"))
+_LOG_HANDLER.setFormatter(output.SafeFormatter("certfleet: %(levelname)s: %(message)s"))
 
 
 def _setup_logging(verbosity: int) -> None:
