@@ -70,6 +70,8 @@ class HostSettings:
     key_mode: int = 0o600                 # privkey
     dir_mode: int = 0o755                 # a certificate's own directory, when created
     probe: TlsProbe | None = None
+    trust_target_dir: bool = False        # skip the owner/mode/symlink checks of target dirs
+    allow_group_writable: bool = False    # accept target dirs any group may write
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ..config.defaults import DEFAULT_CONFIG, DEFAULT_STATE_DIR
-from ..errors import CertfleetError, visible
+from ..errors import CertfleetError
 from ..report import EXIT_FAILED
 from . import account, certs, challenge, fleet, output
 
@@ -84,16 +84,8 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-class _Escaping(logging.Formatter):
-    """Log lines carry values from the CA, targets and files: whatever a record holds, no
-    control character reaches the terminal (a CA cannot move the cursor or forge lines)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return visible(super().format(record))
-
-
 _LOG_HANDLER = logging.StreamHandler(output.SafeStream())
-_LOG_HANDLER.setFormatter(_Escaping("certfleet: %(levelname)s: %(message)s"))
+_LOG_HANDLER.setFormatter(output.SafeFormatter("certfleet: %(levelname)s: %(message)s"))
 
 
 def _setup_logging(verbosity: int) -> None:

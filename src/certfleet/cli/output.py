@@ -8,6 +8,7 @@ the work goes on. Errors go to stderr; with ``--json`` stdout still gets valid J
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import TextIO
@@ -68,3 +69,17 @@ class SafeStream:
 
     def flush(self) -> None:
         return None
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines with every control character made visible: a message may quote what a CA,
+    an SSH server or a file said, and one record's message must stay one line on the
+    terminal. A traceback (``-vv``) keeps its lines, each indented, so that no text in an
+    exception's message can start a line that looks like a record of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: object) -> str:
+        text = super().formatException(ei)  # type: ignore[arg-type]
+        return "\n".join(f"    {visible(line)}" for line in text.split("\n"))

@@ -120,6 +120,8 @@ def host(table: Table) -> dict[str, Any]:
         raw = table.index.raw.get((*table.path, key), "")
         fields[key] = table.check(key, (str, int), octal,
                                   partial(values.check_mode, key, raw=raw))
+    for key in ("trust_target_dir", "allow_group_writable"):
+        fields[key] = table.get(key, bool, "true or false")
     fields["files"] = table.check("files", dict, "a table", values.check_files)
     fields["probe"] = table.check("probe", dict, "a table", values.check_probe)
     table.finish()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeployError
+from ..errors import DeployError, safe_text
 from ..layout import Placement
 from ..spec import HostSettings, Target
 from . import DeployFile, Transport
@@ -105,6 +105,11 @@ async def _deploy_host(jobs: list[DeployJob], transport: Transport) -> list[Depl
     except DeployError as exc:
         for i in range(len(jobs)):
             errors.setdefault(i, str(exc))
+    except Exception as exc:  # a fault of certfleet's own must not stop the other hosts
+        log.debug("deploy to %s", jobs[0].target.host_label or "local", exc_info=True)
+        for i in range(len(jobs)):
+            errors.setdefault(i, f"unexpected error: {type(exc).__name__}: "
+                                 f"{safe_text(str(exc))}")
     return [DeployResult(job.cert, job.target, errors.get(i), job.serial, job.version)
             for i, job in enumerate(jobs)]
 
