@@ -18,7 +18,7 @@ from ..layout import Placement
 from ..spec import HostSettings, Target
 from . import DeployFile, Transport
 from .local import LocalTransport
-from .probe import expect_serial
+from .probe import expect_serial, key_kind
 from .ssh import SshTransport
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class DeployJob:
     settings: HostSettings
     version: int
     placement: Placement
+    key_type: str = ""    # ec256, rsa2048...: which certificate the probe asks for
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,9 @@ async def _probe_all(
         if probe is None:
             continue
         address = probe.address or transport.peer_address() or jobs[i].target.host_key
+        name = jobs[i].cert.partition("+")[0]  # NAME+rsa2048: the name is NAME's
         try:
-            await expect_serial(address, probe.port, jobs[i].cert, jobs[i].serial)
+            await expect_serial(address, probe.port, name, jobs[i].serial,
+                                kind=key_kind(jobs[i].key_type))
         except DeployError as exc:
             errors[i] = str(exc)
