@@ -20,7 +20,7 @@ from .. import __version__
 from ..config.defaults import DEFAULT_CONFIG, DEFAULT_STATE_DIR
 from ..errors import CertfleetError
 from ..report import EXIT_FAILED
-from . import account, certs, challenge, fleet, output
+from . import account, certs, challenge, fleet, monitor, output
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -73,6 +73,7 @@ def parser() -> Parser:
     certs.add_arguments(sub, common, job)
     challenge.add_arguments(sub, common, job)
     account.add_arguments(sub, common, job)
+    monitor.add_arguments(sub, common, job)
     return top
 
 
@@ -80,7 +81,7 @@ COMMANDS: dict[str, Command] = {
     "run": fleet.run, "deploy": fleet.deploy, "status": fleet.status,
     "issue": certs.issue, "revoke": certs.revoke,
     "serve": challenge.serve, "check": challenge.check, "nginx-config": challenge.nginx,
-    "account": account.account,
+    "account": account.account, "monitor": monitor.monitor,
 }
 
 
@@ -100,7 +101,14 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        # A monitoring plugin's own convention: anything that is not a verdict is UNKNOWN.
+        if exc.code == EXIT_FAILED and argv[:1] == ["monitor"]:
+            raise SystemExit(monitor.UNKNOWN) from None
+        raise
     # serve logs every validation request: that is its output.
     _setup_logging(max(args.verbose, 1) if args.command == "serve" else args.verbose)
     try:
