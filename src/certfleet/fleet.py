@@ -22,7 +22,7 @@ from .ca import CaSessions
 from .errors import AcmeProblem, CertfleetError, ConfigError, is_ca_fault
 from .plan import CertPlan, make_plans
 from .protocol import ari
-from .report import Outcome, Report
+from .report import Outcome, Progress, Report
 from .solvers.choose import make_solver, unusable
 from .spec import CertSpec, JobConfig
 from .store import Snapshot, Store, StoredCert, VersionMeta
@@ -55,7 +55,8 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
 async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
               deploy_only: bool = False, transport: TransportFactory | None = None,
               emit: Callable[[Outcome], None] | None = None,
-              store: Store | None = None, whole: bool = False) -> list[Outcome]:
+              store: Store | None = None, whole: bool = False,
+              progress: Callable[[Progress], None] | None = None) -> list[Outcome]:
     """The whole job for ``specs``; one outcome per certificate, in their order.
 
     ``whole``: this is a run over the whole fleet (cron's); a second one while another
@@ -63,7 +64,7 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
     certificate.
     """
     store = store or Store(job.state_dir)
-    report = Report([spec.name for spec in specs], emit)
+    report = Report([spec.name for spec in specs], emit, progress)
     started = datetime.now(UTC)
     with store.whole_fleet() if whole else contextlib.nullcontext(), \
             store.running() as crashed:
@@ -165,6 +166,7 @@ async def issue_due(cas: CaSessions, store: Store, job: JobConfig,
 
         async def one(plan: CertPlan) -> None:
             async with gate:
+                report.working(plan.name)
                 await _issue_one(cas, store, job, plan, solvers[plan.spec.challenge], force,
                                  report[plan.name])
             if not (report[plan.name].stored and plan.spec.targets) and not plan.stale_targets:

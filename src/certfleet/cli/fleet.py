@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from typing import Any
 
 from ..config.sources import job_from
@@ -37,22 +38,32 @@ def add_arguments(sub: Any, common: argparse.ArgumentParser,
 
     p = sub.add_parser("status", parents=[common, job],
                        help="certificates, renewal times, last results and targets")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="machine-readable output")
+    shown.add_argument("--table", action="store_true",
+                       help="one row per certificate (the default on a terminal)")
+    shown.add_argument("--lines", action="store_true",
+                       help="everything, in lines (the default when piped)")
 
 
 class _Lines:
     """Each certificate's line as it is done; with ``quiet``, only what changed or failed,
-    and the summary only after such a line."""
+    and the summary only after such a line. On a terminal, a progress line on stderr."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet, self.printed = quiet, False
+        self.progress = output.ProgressLine() if output.ProgressLine.wanted() else None
 
     def __call__(self, outcome: Outcome) -> None:
         if not self.quiet or outcome.changed or outcome.failed:
+            if self.progress is not None:
+                self.progress.clear()
             output.say(outcome.line())
             self.printed = True
 
     def finish(self, outcomes: list[Outcome]) -> int:
+        if self.progress is not None:
+            self.progress.clear()
         if self.printed or not self.quiet:
             output.say(summary(outcomes))
         return exit_code(outcomes)
@@ -76,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CHANGED if any(p.due or p.stale_targets for p in plans) else EXIT_NOTHING
     lines = _Lines(args.quiet)
     outcomes = asyncio.run(fleet.run(job, specs, force=args.force, emit=lines,
-                                     whole=not args.names))
+                                     whole=not args.names, progress=lines.progress))
     return lines.finish(outcomes)
 
 
@@ -101,7 +112,8 @@ def deploy(args: argparse.Namespace) -> int:
     job = job_from(vars(args), need_domains=True)
     specs = fleet.select(job, args.names)
     lines = _Lines(args.quiet)
-    outcomes = asyncio.run(fleet.run(job, specs, deploy_only=True, emit=lines))
+    outcomes = asyncio.run(fleet.run(job, specs, deploy_only=True, emit=lines,
+                                     progress=lines.progress))
     return lines.finish(outcomes)
 
 
@@ -113,10 +125,12 @@ def status(args: argparse.Namespace) -> int:
     job = job_from(vars(args), need_domains=False)
     store = Store(job.state_dir, create=False)
     rows = status_view.rows(store, job if configured else None)
+    table = args.table or (not args.lines and sys.stdout.isatty())
     if args.json:
         output.say(status_view.as_json(rows))
     else:
-        for line in status_view.as_text(rows):
+        for line in (status_view.as_table(rows) if table and rows else
+                     status_view.as_text(rows)):
             output.say(line)
     # A damaged certificate needs a person: say so in the exit code too.
     return EXIT_FAILED if any("damaged" in row for row in rows) else 0

@@ -14,6 +14,7 @@ import sys
 from typing import TextIO
 
 from ..errors import visible
+from ..report import Progress
 
 _broken: set[int] = set()
 
@@ -49,6 +50,30 @@ def error(text: str, *, json_mode: bool = False) -> None:
     _write(sys.stderr, "".join(line + "\n" for line in shown))
     if json_mode:
         _write(sys.stdout, json.dumps({"error": text}) + "\n")
+
+
+class ProgressLine:
+    """One line on a terminal's stderr, rewritten as a run goes: done of total, being
+    ordered, failed. Nothing at all when stderr is not a terminal (cron, pipes)."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    @staticmethod
+    def wanted() -> bool:
+        return sys.stderr.isatty()
+
+    def __call__(self, progress: Progress) -> None:
+        text = (f"certfleet: {progress.done}/{progress.total} done, {progress.working} "
+                f"being ordered, {progress.failed} failed")
+        _write(sys.stderr, f"\r{text}\x1b[K")
+        self.shown = True
+
+    def clear(self) -> None:
+        """Before a certificate's line, and at the end: the line is gone."""
+        if self.shown:
+            _write(sys.stderr, "\r\x1b[K")
+            self.shown = False
 
 
 def flush() -> None:
