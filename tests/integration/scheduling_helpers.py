@@ -9,6 +9,7 @@ systemd would make from the unit (setpriv(1): user, no_new_privs, capability set
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import shlex
@@ -152,6 +153,18 @@ def setpriv(unit: Unit, user: tuple[int, int] | None) -> list[str]:
     return argv
 
 
+EXPOSE = r"""
+# Test only: show the unprivileged user the test's Python behind a closed directory.
+closed=$1 keep=$2 aside=$3; shift 3
+mount --bind "$keep" "$aside"
+mount -t tmpfs -o mode=0755 tmpfs "$closed"
+mkdir -p "$keep"
+mount --bind "$aside" "$keep"
+umount "$aside"
+exec "$@"
+"""
+
+
 # -- a directory the unprivileged user can use ----------------------------------------------
 
 @dataclass
@@ -172,6 +185,32 @@ class World:
     @property
     def state(self) -> Path:
         return self.root / "state"
+
+    def reach(self) -> list[str]:
+        """A command prefix that lets the user run the test's Python: where it lives below
+        a directory the user cannot enter (pyenv in root's 0700 home, as on the CI
+        machines), a private mount namespace shows that directory as a 0755 tmpfs holding
+        only the interpreter's tree, as an install in /usr/local or /opt would be. The
+        user gets no privilege from it. Empty when nothing is in the way."""
+        if self.user is None:
+            return []
+        blocked: set[tuple[Path, Path]] = set()
+        for path in (sys.executable, sys.base_prefix, sys.prefix):
+            route = Path(os.path.realpath(path))
+            steps = [*reversed(route.parents), route]
+            for parent, child in itertools.pairwise(steps):
+                if not os.stat(parent).st_mode & 0o001:
+                    blocked.add((parent, child))
+                    break
+        if not blocked:
+            return []
+        if len(blocked) > 1:
+            pytest.fail(f"the test's Python is behind several closed directories: {blocked}")
+        ((parent, child),) = blocked
+        aside = self.root / "python-aside"
+        aside.mkdir(exist_ok=True)
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", EXPOSE, "sh",
+                str(parent), str(child), str(aside)]
 
     def owned_dir(self, path: Path, mode: int = 0o755) -> Path:
         path.mkdir(mode=mode)
