@@ -154,13 +154,26 @@ def setpriv(unit: Unit, user: tuple[int, int] | None) -> list[str]:
 
 
 EXPOSE = r"""
-# Test only: show the unprivileged user the test's Python behind a closed directory.
-closed=$1 keep=$2 aside=$3; shift 3
-mount --bind "$keep" "$aside"
-mount -t tmpfs -o mode=0755 tmpfs "$closed"
-mkdir -p "$keep"
-mount --bind "$aside" "$keep"
-umount "$aside"
+# Test only: show the unprivileged user the test's Python (interpreter, virtualenv,
+# certfleet's source) where it lies behind directories it cannot enter. Arguments:
+# ASIDE, then CLOSED KEEP pairs, then --, then the command.
+aside=$1; shift
+n=0 pairs=""
+while [ "$1" != "--" ]; do
+	n=$((n + 1)); mkdir -p "$aside/$n"; mount --bind "$2" "$aside/$n"
+	pairs="$pairs $1:$2:$n"; shift 2
+done
+shift
+covered=""
+for pair in $pairs; do
+	closed=${pair%%:*}
+	case " $covered " in *" $closed "*) continue ;; esac
+	mount -t tmpfs -o mode=0755 tmpfs "$closed"; covered="$covered $closed"
+done
+for pair in $pairs; do
+	rest=${pair#*:}; keep=${rest%:*}; n=${rest##*:}
+	mkdir -p "$keep"; mount --bind "$aside/$n" "$keep"; umount "$aside/$n"
+done
 exec "$@"
 """
 
@@ -194,8 +207,11 @@ class World:
         user gets no privilege from it. Empty when nothing is in the way."""
         if self.user is None:
             return []
+        import certfleet
+        needed = (sys.executable, sys.base_prefix, sys.prefix,
+                  Path(certfleet.__file__).parent)
         blocked: set[tuple[Path, Path]] = set()
-        for path in (sys.executable, sys.base_prefix, sys.prefix):
+        for path in needed:
             route = Path(os.path.realpath(path))
             steps = [*reversed(route.parents), route]
             for parent, child in itertools.pairwise(steps):
@@ -204,13 +220,15 @@ class World:
                     break
         if not blocked:
             return []
-        if len(blocked) > 1:
-            pytest.fail(f"the test's Python is behind several closed directories: {blocked}")
-        ((parent, child),) = blocked
+        closed = {parent for parent, _ in blocked}
+        for parent, child in blocked:
+            assert not {*child.parents} & closed - {parent}, f"nested: {blocked}"
+            assert not set(":\n\t ") & set(str(child)), child
         aside = self.root / "python-aside"
         aside.mkdir(exist_ok=True)
+        pairs = [str(p) for pair in sorted(blocked) for p in pair]
         return ["unshare", "--mount", "--propagation", "private", "sh", "-ec", EXPOSE, "sh",
-                str(parent), str(child), str(aside)]
+                str(aside), *pairs, "--"]
 
     def owned_dir(self, path: Path, mode: int = 0o755) -> Path:
         path.mkdir(mode=mode)

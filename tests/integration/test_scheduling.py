@@ -263,9 +263,10 @@ def _sandboxed_serve(serve: dict[str, Any], world: World, config: Path,
     """certfleet-serve.service's ExecStartPre= (as root, "+") and then its ExecStart= in
     the namespace its settings make, as its user with its capabilities."""
     s = serve["Service"]
-    rebase = {UNIT_STATE: str(world.state)}
-    def here(path: str) -> str:
-        return path.replace(UNIT_STATE, rebase[UNIT_STATE], 1)
+
+    def here(path: str) -> str:       # the unit's state directory is the test's here
+        return path.replace(UNIT_STATE, str(world.state), 1)
+
     for line in s.get("ExecStartPre", []):
         assert line.startswith("+"), line
         pre = [here(a) for a in exec_argv(line, certfleet_program())]
@@ -280,7 +281,7 @@ def _sandboxed_serve(serve: dict[str, Any], world: World, config: Path,
     aside = world.root / "aside"
     aside.mkdir(exist_ok=True)
     argv = exec_argv(one(serve, "Service", "ExecStart"), certfleet_program())
-    env = unit_environment(serve, CERTFLEET_CONFIG=str(config))
+    env = unit_environment(serve, world.user, CERTFLEET_CONFIG=str(config))
     command = ["unshare", "--mount", "--propagation", "private"]
     if netns:
         command += ["--net"]
