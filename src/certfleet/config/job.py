@@ -274,4 +274,7 @@ def _default_ssh_config() -> tuple[Path, ...]:
         path = Path("~/.ssh/config").expanduser()
     except RuntimeError:
         return ()
-    return (path,) if path.is_file() else ()
+    try:
+        return (path,) if path.is_file() else ()
+    except OSError:  # a home this user may not look into (a sandbox's ProtectHome=): none
+        return ()
