@@ -102,8 +102,10 @@ def test_import_seed_layout(pebble: Any, seed: Seed, tmp_path: Path) -> None:
     for name in NAMES:
         assert f"{name}: would be imported as version 1 (rsa4096, serial " \
                f"{seed.serials[name]:x}, expires " in out
-    assert "account: " in out and ": rsa4096 key of https://" in out
-    assert not state.exists() and not config.parent.exists()  # --dry-run wrote nothing
+    assert "account: " in out
+    assert ": rsa4096 key of https://" in out
+    assert not state.exists()
+    assert not config.parent.exists()
     assert tree_state(seed.base) == before
 
     orders = orders_seen(pebble)
@@ -127,7 +129,8 @@ def test_import_seed_layout(pebble: Any, seed: Seed, tmp_path: Path) -> None:
         meta = json.loads((state / "certs" / name / "versions/1/meta.json").read_bytes())
         assert meta["directory"] == pebble.directory_url
     account = json.loads(next((state / "accounts").glob("*/account.json")).read_bytes())
-    assert account["url"].startswith("https://") and account["status"] == "valid"
+    assert account["url"].startswith("https://")
+    assert account["status"] == "valid"
 
     rc, out = run_cli("run", "--dry-run", "--config", str(config))
     for name in NAMES:
@@ -151,7 +154,8 @@ def test_next_run_orders_nothing(pebble: Any, issued: Path, tmp_path: Path) -> N
     assert rc == 0, out  # the targets lacked the files: deployed, nothing ordered
     assert orders_seen(pebble) == orders
     for name in NAMES:
-        assert f"{name}: not due until 20" in out and "deployed to 2/2 targets" in out
+        assert f"{name}: not due until 20" in out
+        assert "deployed to 2/2 targets" in out
         for target in targets:
             assert serial_of(target / name / "cert.pem") == seed.serials[name]
     rc, out = run_cli("run", "--config", str(config))
@@ -170,9 +174,12 @@ def test_account_unknown_to_ca_imports_nothing(pebble: Any, seed: Seed,
     state, config = tmp_path / "state", tmp_path / "etc" / "certfleet.toml"
     rc, out, err = import_cli(*seed_args(pebble, seed, state, config))
     assert rc == 1
-    assert err.count("\n") == 1 and "knows no account for this key" in err
-    assert "nothing was imported" in err and "Traceback" not in out + err
-    assert not state.exists() and not config.parent.exists()
+    assert err.count("\n") == 1
+    assert "knows no account for this key" in err
+    assert "nothing was imported" in err
+    assert "Traceback" not in out + err
+    assert not state.exists()
+    assert not config.parent.exists()
 
 
 def _mismatch(folder: Path, other: Path) -> None:
@@ -212,7 +219,9 @@ def test_bad_input_one_line_each(pebble: Any, seed: Seed, tmp_path: Path, spoil:
     state, config = tmp_path / "state", tmp_path / "etc" / "certfleet.toml"
     for dry in (["--dry-run"], []):
         rc, out, err = import_cli(*seed_args(pebble, seed, state, config), *dry)
-        assert rc == 1 and err == "" and "Traceback" not in out
+        assert rc == 1
+        assert err == ""
+        assert "Traceback" not in out
         refused = [line for line in out.splitlines() if line.startswith(f"{bad}: ")]
         assert len(refused) == 1, out
         assert refused[0].startswith(f"{bad}: not imported: {seed.ssl / bad}")
@@ -230,11 +239,13 @@ def test_existing_state_is_never_replaced(pebble: Any, seed: Seed, tmp_path: Pat
     stored = {n: (state / "certs" / n / "versions/1/meta.json").read_bytes() for n in NAMES}
     rc, out, err = import_cli(*seed_args(pebble, seed, state,
                                          tmp_path / "b" / "certfleet.toml"))
-    assert rc == 1 and err == ""
+    assert rc == 1
+    assert err == ""
     for name in NAMES:
         assert f"{name}: not imported: {state} has a certificate {name} already; it is not " \
                "replaced" in out
         assert (state / "certs" / name / "versions/1/meta.json").read_bytes() == stored[name]
         assert not (state / "certs" / name / "versions/2").exists()
     rc, out, err = import_cli(*seed_args(pebble, seed, state, tmp_path / "a" / "certfleet.toml"))
-    assert rc == 1 and "exists; certfleet import writes a new file" in err
+    assert rc == 1
+    assert "exists; certfleet import writes a new file" in err

@@ -48,8 +48,8 @@ def config_text(migration: Migration, config: Path, domains: Path,
     s = migration.settings
     when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     lines = [comment(HEADER.format(kind=migration.kind, origin=migration.origin, when=when)),
-             comment("Check it with `certfleet --config THIS status` and `certfleet run "
-                     "--dry-run --config THIS`; see certfleet.toml(5)."),
+             comment("Check it with `certfleet status --config THIS` and `certfleet run "
+                     "--dry-run --config THIS`; see certfleet.toml(5), docs/migrating.md."),
              *(comment(c) for c in s.comments), "",
              f"state_dir = {toml_value(str(s.state_dir))}",
              f"domains = {toml_value(_relative(domains, config))}", "", "[ca]",
@@ -67,7 +67,7 @@ def config_text(migration: Migration, config: Path, domains: Path,
                   comment('webroot = "/var/www/acme"      # or http_listen = "0.0.0.0:80"')]
     lines += [f"{key} = {toml_value(value)}" for key, value in s.challenge.items()]
     key_types = [v["key_type"] for v in s.certs.values() if "key_type" in v]
-    common = max(set(key_types), key=key_types.count) if key_types else None
+    common = max(sorted(set(key_types)), key=key_types.count) if key_types else None
     if common is not None and common != "ec256":
         lines += ["", "[defaults]", comment("the key type of the imported keys; a new key "
                                             "of this type with every renewal"),
