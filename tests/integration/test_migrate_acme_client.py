@@ -12,6 +12,11 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from certfleet.account_key import AccountKey
+from certfleet.keytypes import KeyType
+from certfleet.store import Store
 
 from .fleet_helpers import orders_seen, run_cli, write_config
 from .migrate_helpers import import_cli, serial_of, status_rows, tree_state
@@ -165,8 +170,6 @@ def test_next_run_orders_nothing(pebble: Any, issued: Path, tmp_path: Path) -> N
 
 def test_account_unknown_to_ca_imports_nothing(pebble: Any, seed: Seed,
                                                 tmp_path: Path) -> None:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (seed.ssl / "privkey.pem").write_bytes(stranger.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
@@ -249,3 +252,18 @@ def test_existing_state_is_never_replaced(pebble: Any, seed: Seed, tmp_path: Pat
     rc, out, err = import_cli(*seed_args(pebble, seed, state, tmp_path / "a" / "certfleet.toml"))
     assert rc == 1
     assert "exists; certfleet import writes a new file" in err
+
+
+def test_another_account_key_in_state_is_never_replaced(pebble: Any, seed: Seed,
+                                                         tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    path = Store(state).account_key_path(pebble.directory_url)
+    AccountKey.generate(KeyType.EC256).save_new(path)
+    kept = path.read_bytes()
+    rc, _, err = import_cli(*seed_args(pebble, seed, state, tmp_path / "etc" / "c.toml"))
+    assert rc == 1
+    assert err == f"certfleet: {path}: the state directory has another account key for " \
+                  f"{pebble.directory_url}; it is not replaced, and nothing was imported\n"
+    assert path.read_bytes() == kept
+    assert os.listdir(state / "certs") == []
+    assert not (tmp_path / "etc").exists()

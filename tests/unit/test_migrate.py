@@ -17,6 +17,7 @@ from certfleet.errors import ConfigError
 from certfleet.keytypes import KeyType
 from certfleet.migrate import certbot_map, found, render, renewal_conf, source
 from certfleet.protocol.b64 import int_to_b64url
+from tests.cli import run_main
 
 from .pki import CA, new_key
 
@@ -186,3 +187,31 @@ def test_hook_suggestions() -> None:
         'reload = ["systemctl", "reload", "nginx"]')
     for shell in ("nginx -t && systemctl reload nginx", "echo $HOME", "a 'b"):
         assert "certfleet runs no shell" in certbot_map.suggestion(shell)
+
+
+@pytest.mark.parametrize(("spoil", "says"), [
+    (lambda p: None, "account key {p}: missing"),
+    (os.mkfifo, "account key {p}: a FIFO, not a file"),
+    (lambda p: os.symlink(p.name, p), "account key {p}: a symbolic link loop"),
+    (lambda p: p.write_bytes(b"-----BEGIN CERTIFICATE-----\n"),
+     "account key {p}: not an unencrypted PEM private key"),
+])
+def test_account_key_faults_stop_the_import(tmp_path: Path, spoil: object,
+                                            says: str) -> None:
+    """One line on stderr naming the file; nothing written; no CA asked (none exists)."""
+    ssl = tmp_path / "SSL"
+    ssl.mkdir()
+    (tmp_path / "domains.txt").write_text("www.example.com|/srv/certs\n")
+    key = ssl / "privkey.pem"
+    spoil(key)  # type: ignore[operator]
+    state, config = tmp_path / "state", tmp_path / "etc" / "certfleet.toml"
+    rc, out, err = run_main(["import", "acme-client", "--domains-file",
+                             str(tmp_path / "domains.txt"), "--ssl-dir", str(ssl),
+                             "--to-config", str(config), "--state-dir", str(state),
+                             "--directory", "https://127.0.0.1:9/dir"])
+    assert rc == 1
+    assert out == ""
+    assert err.startswith("certfleet: " + says.format(p=key))
+    assert err.count("\n") == 1
+    assert not state.exists()
+    assert not config.parent.exists()

@@ -56,12 +56,15 @@ async def carry(migration: Migration, job: JobConfig, config: Path, domains: Pat
             say(f"{cert.name}: would be imported as version 1 ({cert.describe()}) from "
                 f"{cert.origin}")
         _report(migration, say)
+        for account in migration.accounts:
+            say(f"account: {account.origin}: would be imported as the account key for "
+                f"{safe_text(account.directory)}")
         say(f"would write {source.shown(config)} and {source.shown(domains)}; nothing was "
             "written (--dry-run)")
         return _summary(migration, len(todo), say, would=True)
     store = Store(job.state_dir)
     for account in migration.accounts:
-        await _install(job, store, account)
+        await _install(job, store, account, say)
     imported = sum([_activate(store, cert, migration, say) for cert in todo])
     _report(migration, say)
     _write(domains, render.domains_text(migration))
@@ -110,13 +113,15 @@ def _taken(store: Store | None, cert: FoundCert, migration: Migration) -> bool:
     return True
 
 
-async def _install(job: JobConfig, store: Store, account: FoundAccount) -> None:
+async def _install(job: JobConfig, store: Store, account: FoundAccount, say: Say) -> None:
     """The key as this CA's account key, and its record as a lookup writes it."""
     path = store.account_key_path(account.directory)
-    if not os.path.lexists(path):
+    there = os.path.lexists(path)
+    if not there:
         account.key.install(path)
     async with ca.client(job, account.directory) as client:
         await find_or_register(client, store, account.key.key_type, (), register=False)
+    say(f"account: {'already' if there else 'imported as'} {source.shown(path)}")
 
 
 def _activate(store: Store, cert: FoundCert, migration: Migration, say: Say) -> bool:

@@ -28,6 +28,10 @@ from . import certbot_map, renewal_conf, source
 from .certbot_map import Lineage
 from .found import FoundAccount, Migration, Settings, checked, read_four
 
+# Let's Encrypt's ACME v1 directories, still named in old renewal configurations.
+ACME_V1 = {"https://acme-v01.api.letsencrypt.org/directory": LETSENCRYPT,
+           "https://acme-staging.api.letsencrypt.org/directory":
+               "https://acme-staging-v02.api.letsencrypt.org/directory"}
 CONF_LIMIT = 64 * 1024
 JSON_LIMIT = 64 * 1024
 MAX_DEPTH = 8
@@ -78,6 +82,7 @@ def _lineage(migration: Migration, config_dir: Path, name: str,
 
 
 def _server(url: str, conf_path: Path, allow_http: bool) -> str:
+    url = ACME_V1.get(url.rstrip("/"), url)  # certbot renews these with ACME v2 as well
     try:
         url = values.directory(url)
     except ConfigError as exc:
