@@ -57,6 +57,11 @@ def gather(domains_file: Path, ssl_dir: Path, account_key: Path,
         if name not in used and source.is_dir(ssl_dir / name):
             migration.notes.append(f"{source.shown(ssl_dir / name)}: not in "
                                    f"{source.shown(domains_file)}; left out")
+    if any(spec.targets for spec in specs):
+        settings.comments.append("The first `certfleet run` copies each certificate to every "
+                                 "target of its line (no deployment was recorded), into "
+                                 "DIR/<name>/; give the target hosts [hosts.\"HOST\"] user "
+                                 "and reload (certfleet.toml(5), HOSTS).")
     if not specs:
         migration.notes.append(f"{source.shown(domains_file)}: no certificates listed")
     return migration
