@@ -20,7 +20,7 @@ from .. import __version__
 from ..config.defaults import DEFAULT_CONFIG, DEFAULT_STATE_DIR
 from ..errors import CertfleetError
 from ..report import EXIT_FAILED
-from . import account, certs, challenge, fleet, monitor, output
+from . import account, certs, challenge, fleet, migrate, monitor, output
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -33,11 +33,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_FAILED, f"{self.prog}: error: {message}\n")
 
 
-def common_options() -> argparse.ArgumentParser:
-    """What every command takes: where the configuration, the state and the CA are."""
+def common_options(*, config: bool = True) -> argparse.ArgumentParser:
+    """What every command takes: where the configuration, the state and the CA are
+    (``import``, which writes a configuration, reads none)."""
     common = Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="certfleet.toml (env "
-                        f"CERTFLEET_CONFIG; default {DEFAULT_CONFIG} if present)")
+    if config:
+        common.add_argument("--config", metavar="FILE", help="certfleet.toml (env "
+                            f"CERTFLEET_CONFIG; default {DEFAULT_CONFIG} if present)")
     common.add_argument("--state-dir", metavar="DIR", help="state directory (env "
                         f"CERTFLEET_STATE_DIR; default {DEFAULT_STATE_DIR})")
     common.add_argument("--directory", metavar="URL", help="ACME directory URL or preset "
@@ -74,6 +76,7 @@ def parser() -> Parser:
     challenge.add_arguments(sub, common, job)
     account.add_arguments(sub, common, job)
     monitor.add_arguments(sub, common, job)
+    migrate.add_arguments(sub, common_options(config=False))
     return top
 
 
@@ -81,7 +84,7 @@ COMMANDS: dict[str, Command] = {
     "run": fleet.run, "deploy": fleet.deploy, "status": fleet.status,
     "issue": certs.issue, "revoke": certs.revoke,
     "serve": challenge.serve, "check": challenge.check, "nginx-config": challenge.nginx,
-    "account": account.account, "monitor": monitor.monitor,
+    "account": account.account, "monitor": monitor.monitor, "import": migrate.run,
 }
 
 

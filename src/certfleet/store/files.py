@@ -198,6 +198,10 @@ class Store:
         except StoreError as exc:
             return Snapshot(None, CertState(), str(exc))
 
+    def has_cert(self, name: str) -> bool:
+        """Whether the store holds anything of this certificate (creates nothing)."""
+        return os.path.lexists(self.root / "certs" / storage_name(name))
+
     def all_names(self) -> list[str]:
         """The names of every certificate with a directory in the store, sorted."""
         certs = self.root / "certs"
