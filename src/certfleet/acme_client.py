@@ -15,6 +15,7 @@ import json
 import logging
 import ssl
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,10 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import aiohttp
-
 from . import __version__
 from .errors import AcmeProblem, BadNonce, ProtocolError, TransportError, acme_problem, safe_text
+from .http11 import HttpError, Pool, Reply
 from .protocol.messages import Directory, MalformedMessage, Problem
 from .protocol.timing import parse_retry_after
 
@@ -39,8 +39,7 @@ PEM_CHAIN = "application/pem-certificate-chain"
 MAX_BODY = 1 << 20          # no ACME object or certificate chain comes near 1 MiB
 MAX_REDIRECTS = 3
 NONCE_POOL = 64
-USER_AGENT = (f"certfleet/{__version__} aiohttp/{aiohttp.__version__} "
-              f"Python/{sys.version_info.major}.{sys.version_info.minor}")
+USER_AGENT = f"certfleet/{__version__} Python/{sys.version_info.major}.{sys.version_info.minor}"
 
 
 @dataclass(frozen=True)
@@ -119,6 +118,7 @@ class AcmeClient:
     def __init__(
         self, directory_url: str, *, ca_bundle: Path | None = None, allow_http: bool = False,
         timeout: float = 30.0, max_bad_nonce: int = 100, connections: int = 4,
+        rate: float | None = None,
     ) -> None:
         self.directory_url = directory_url
         self.allow_http = allow_http
@@ -127,10 +127,11 @@ class AcmeClient:
         self.server_date: datetime | None = None
         self._check_url(directory_url)
         self._ca_bundle = ca_bundle
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
+        self._timeout = timeout
         self._connections = connections
+        self._budget = RateBudget(rate) if rate else None
         self._nonces: collections.deque[str] = collections.deque(maxlen=NONCE_POOL)
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
         self._directory: Directory | None = None
 
     async def __aenter__(self) -> AcmeClient:
@@ -141,22 +142,23 @@ class AcmeClient:
         await self.close()
 
     async def open(self) -> None:
-        if self._session is not None:
+        if self._pool is not None:
             return
-        context = ssl.create_default_context(
-            cafile=str(self._ca_bundle) if self._ca_bundle else None
-        )
+        try:
+            context = ssl.create_default_context(
+                cafile=str(self._ca_bundle) if self._ca_bundle else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise TransportError(f"{self._ca_bundle}: not a usable CA bundle: "
+                                 f"{safe_text(str(exc))}") from None
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        connector = aiohttp.TCPConnector(ssl=context, limit=self._connections)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT}, auto_decompress=False,
-        )
+        self._pool = Pool(context=context, limit=self._connections, timeout=self._timeout,
+                          connect_timeout=min(self._timeout, 10.0), max_body=MAX_BODY,
+                          user_agent=USER_AGENT)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     @property
     def total_requests(self) -> int:
@@ -257,21 +259,18 @@ class AcmeClient:
         self, method: str, url: str, data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Response:
-        if self._session is None:
+        if self._pool is None:
             await self.open()
-        assert self._session is not None
+        assert self._pool is not None
+        if self._budget is not None:
+            await self._budget.take()
         self.requests[method] += 1
         try:
-            async with self._session.request(
-                method, url, data=data, headers=headers, allow_redirects=False
-            ) as resp:
-                body = await _read_capped(resp, url)
-                response = Response(
-                    url=url, status=resp.status, headers=dict(resp.headers), body=body,
-                    links=_links(resp, url),
-                )
-        except (aiohttp.ClientError, TimeoutError, ssl.SSLError, OSError) as exc:
-            raise TransportError(f"{safe_text(url)}: {_describe(exc)}") from None
+            reply = await self._pool.request(method, url, headers, data)
+        except HttpError as exc:
+            raise TransportError(f"{safe_text(url)}: {safe_text(str(exc))}") from None
+        response = Response(url=url, status=reply.status, headers=_headers(reply),
+                            body=reply.body, links=_links(reply.all("link"), url))
         log.debug("%s %s -> %s", method, url, response.status)
         if method == "POST" and 300 <= response.status < 400:
             raise ProtocolError(f"{safe_text(url)}: unexpected redirect (HTTP {response.status})")
@@ -291,24 +290,51 @@ class AcmeClient:
         self.server_date = when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
-    declared = resp.content_length
-    if declared is not None and declared > MAX_BODY:
-        raise TransportError(f"{safe_text(url)}: response of {declared} bytes exceeds "
-                             f"{MAX_BODY}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise TransportError(f"{safe_text(url)}: response exceeds {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class RateBudget:
+    """At most ``rate`` requests a second on average, bursts of up to a quarter second's worth: a
+    token bucket, waited on without blocking the other tasks."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.capacity = rate, max(1.0, rate / 4)
+        self._tokens = self.capacity
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self._lock:  # one waiter at a time: the order of requests is kept
+            now = time.monotonic()
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens < 1:
+                await asyncio.sleep((1 - self._tokens) / self.rate)
+                self._stamp = time.monotonic()
+                self._tokens = 1
+            self._tokens -= 1
 
 
-def _links(resp: aiohttp.ClientResponse, url: str) -> tuple[tuple[str, str], ...]:
+class _Headers(dict[str, str]):
+    """Header names looked up in any case (the wire gives them in lower case)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return super().get(key.lower(), default)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+
+def _headers(reply: Reply) -> _Headers:
+    found = _Headers()
+    for name, value in reply.headers:
+        found.setdefault(name, value)  # the first of repeated headers, as for a dict
+    return found
+
+
+def _links(values: list[str], url: str) -> tuple[tuple[str, str], ...]:
     found: list[tuple[str, str]] = []
-    for value in resp.headers.getall("Link", [])[:100]:
+    for value in values[:100]:
         for part in value.split(",")[:100]:
             target, _, params = part.partition(";")
             target = target.strip()
@@ -320,13 +346,3 @@ def _links(resp: aiohttp.ClientResponse, url: str) -> tuple[tuple[str, str], ...
                 if key.strip().lower() == "rel" and joined is not None:
                     found.append((rel.strip().strip('"'), joined))
     return tuple(found[:100])
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate not trusted: {exc.certificate_error}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
-    return safe_text(str(exc) or type(exc).__name__)

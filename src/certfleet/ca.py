@@ -17,11 +17,19 @@ from .session import Session
 from .spec import JobConfig
 from .store import Store
 
+# Kept-alive connections to one CA at most: HTTP/1.1 carries one request at a time, and a
+# few dozen carry a CA's whole request rate at internet round-trip times.
+MAX_CONNECTIONS = 32
+
 
 def client(job: JobConfig, url: str | None = None, *, connections: int = 4) -> AcmeClient:
-    """A client for ``url`` (the job's CA if not given), with the job's trust settings."""
-    return AcmeClient(url or job.directory, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
-                      connections=connections)
+    """A client for ``url`` (the job's CA if not given), with the job's trust settings and
+    the request rate that CA allows."""
+    url = url or job.directory
+    limits = job.limits(url)
+    return AcmeClient(url, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
+                      connections=connections,
+                      rate=limits.request_rate if limits is not None else None)
 
 
 class CaSessions:
@@ -45,7 +53,8 @@ class CaSessions:
     async def client(self, url: str) -> AcmeClient:
         if url not in self._clients:
             self._clients[url] = await self._stack.enter_async_context(
-                client(self.job, url, connections=max(4, self.job.concurrency)))
+                client(self.job, url,
+                       connections=min(MAX_CONNECTIONS, max(4, self.job.concurrency))))
         return self._clients[url]
 
     async def session(self, url: str) -> Session:
@@ -58,6 +67,10 @@ class CaSessions:
                     await self.client(url), self.store, self.job.account_key_type,
                     self.job.contact, eab=eab)
         return self._sessions[url]
+
+    def orders_placed(self) -> dict[str, int]:
+        """New orders each CA took in this run, by directory URL."""
+        return {url: session.orders_placed for url, session in self._sessions.items()}
 
     @property
     def requests(self) -> int:

@@ -13,15 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
-from . import alerts, clockcheck, fleet_deploy
+from . import alerts, clockcheck, fleet_deploy, ratelimits
 from .ca import CaSessions
 from .errors import AcmeProblem, CertfleetError, ConfigError, is_ca_fault
 from .plan import CertPlan, make_plans
 from .protocol import ari
+from .ratelimits import Ledger
 from .report import Outcome, Progress, Report
 from .solvers.choose import make_solver, unusable
 from .spec import CertSpec, JobConfig
@@ -104,11 +106,14 @@ async def _plan(cas: CaSessions, store: Store, job: JobConfig, specs: Sequence[C
         refreshed = await refresh_windows(cas, store, snaps)
         if refreshed is not snaps:
             plans = _planned(job, specs, refreshed, force)
+        plans = within_limits(job, store, plans, now)
     for plan in plans:
         outcome = report[plan.name]
         outcome.renew_at, outcome.targets = plan.renew_at, len(plan.spec.targets)
         outcome.error = plan.blocked or plan.backoff
         outcome.waiting = plan.backoff is not None
+        if plan.deferred:
+            outcome.result, outcome.note = "deferred", plan.deferred
         issues_later = not deploy_only and plan.due and not plan.blocked
         deploys_later = bool(plan.stale_targets) or (deploy_only and bool(plan.spec.targets))
         if not issues_later and not deploys_later:
@@ -120,6 +125,16 @@ def _planned(job: JobConfig, specs: Sequence[CertSpec], snaps: dict[str, Snapsho
              force: bool) -> list[CertPlan]:
     return make_plans(specs, snaps, job, datetime.now(UTC), lambda c: unusable(job, c),
                       force=force)
+
+
+def within_limits(job: JobConfig, store: Store | None, plans: Sequence[CertPlan],
+                  now: datetime) -> list[CertPlan]:
+    """The plans with what exceeds a CA's new-order limit deferred (``ratelimits``)."""
+    ca_of = {p.name: job.cas(p.spec)[0] for p in plans if p.due and not p.blocked}
+    urls = set(ca_of.values())
+    ledgers = {url: store.order_ledger(url) for url in urls} if store is not None else {}
+    limits = {url: found for url in urls if (found := job.limits(url)) is not None}
+    return ratelimits.budget(plans, ca_of, limits, ledgers, now)
 
 
 async def refresh_windows(cas: CaSessions, store: Store,
@@ -172,8 +187,49 @@ async def issue_due(cas: CaSessions, store: Store, job: JobConfig,
             if not (report[plan.name].stored and plan.spec.targets) and not plan.stale_targets:
                 report.done(plan.name)
 
-        await asyncio.gather(*(one(p) for p in due if p.spec.challenge in solvers))
+        ordering = [p for p in due if p.spec.challenge in solvers]
+        with _orders_counted(cas, store, job, ordering):
+            await asyncio.gather(*(one(p) for p in ordering))
     log.info("%d requests to the CA", cas.requests)
+
+
+@contextlib.contextmanager
+def _orders_counted(cas: CaSessions, store: Store, job: JobConfig,
+                    plans: Sequence[CertPlan]) -> Iterator[None]:
+    """Reserve the run's new orders in each limited CA's ledger before ordering (so that an
+    overlapping run counts them), and record the orders placed instead when it ends. A run
+    killed meanwhile leaves its reservation: counted, as the orders may have been placed."""
+    start = datetime.now(UTC)
+    reserved: dict[str, list[datetime]] = {}
+    for plan in plans:
+        reserved.setdefault(job.cas(plan.spec)[0], []).append(start)
+    limited = {url: limits.window for url in {*reserved, *job.ca_limits}
+               if (limits := job.limits(url)) is not None and limits.new_orders is not None}
+    reserved = {url: times for url, times in reserved.items() if url in limited}
+    for url, times in reserved.items():
+        store.change_order_ledger(url, partial(_reserve, times, start, limited[url]))
+    try:
+        yield
+    finally:
+        end = datetime.now(UTC)
+        placed = cas.orders_placed()
+        for url in {*reserved, *placed}.intersection(limited):
+            settle = partial(_settle, reserved.get(url, []), [end] * placed.get(url, 0),
+                             end, limited[url])
+            try:
+                store.change_order_ledger(url, settle)
+            except CertfleetError as exc:  # the CA still enforces its limit
+                log.warning("%s: cannot record the orders placed: %s", url, exc)
+
+
+def _reserve(times: list[datetime], now: datetime, window: timedelta,
+             ledger: Ledger) -> Ledger:
+    return ledger.with_orders(times, now, window)
+
+
+def _settle(reserved: list[datetime], placed: list[datetime], now: datetime,
+            window: timedelta, ledger: Ledger) -> Ledger:
+    return ledger.without(reserved).with_orders(placed, now, window)
 
 
 async def _issue_one(cas: CaSessions, store: Store, job: JobConfig, plan: CertPlan,

@@ -201,9 +201,11 @@ async def _new_order(
     if replaces is not None and directory.renewal_info is not None:
         log.info("%s: ordering as the replacement of %s", what, replaces)
         try:
-            return await session.client.post(directory.new_order,
-                                             {**payload, "replaces": replaces},
-                                             session.signer())
+            response = await session.client.post(directory.new_order,
+                                                  {**payload, "replaces": replaces},
+                                                  session.signer())
+            session.orders_placed += 1
+            return response
         except (RateLimited, BadNonce):
             raise
         except AcmeProblem as exc:
@@ -212,7 +214,9 @@ async def _new_order(
             # of them is worth one order without it; a rate limit is not.
             log.info("%s: the CA refused replaces=%s (%s); ordering without it", what,
                      replaces, exc.short_type)
-    return await session.client.post(directory.new_order, payload, session.signer())
+    response = await session.client.post(directory.new_order, payload, session.signer())
+    session.orders_placed += 1
+    return response
 
 
 def _identifier(name: str) -> Identifier:

@@ -31,6 +31,7 @@ class CertPlan:
     serial: int | None = None        # the active version's serial when planned
     backoff: str | None = None       # "next attempt after ...: last error", when waiting
     blocked: str | None = None       # why it fails before any network: damage, no solver
+    deferred: str | None = None      # due, but left to a later run: the CA's order limit
 
     @property
     def name(self) -> str:
@@ -122,6 +123,8 @@ def describe(plans: Sequence[CertPlan], job: JobConfig) -> list[str]:
             continue
         if plan.backoff:
             what = f"waiting: {plan.backoff}"
+        elif plan.deferred:
+            what = plan.deferred
         elif plan.due:
             what = f"will be ordered ({plan.due}; {plan.spec.challenge})"
         elif plan.renew_at:

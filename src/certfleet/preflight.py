@@ -16,9 +16,8 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiohttp
-
 from .errors import ChallengeError, safe_text
+from .http11 import HttpError, Pool
 from .protocol.b64 import b64url
 from .protocol.challenges import HTTP_01, HTTP_01_PREFIX, key_authorization
 from .solvers import Solver
@@ -53,21 +52,20 @@ async def resolve(name: str, port: int) -> list[tuple[str, str, int]]:
     return [(f"[{a}]:{port}" if ":" in a else f"{a}:{port}", a, port) for a in addresses]
 
 
-async def _fetch(session: aiohttp.ClientSession, name: str, host: str, port: int,
+async def _fetch(pool: Pool, name: str, host: str, port: int,
                  token: str, expected: str) -> str | None:
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}{HTTP_01_PREFIX}{token}"
     try:
-        async with session.get(url, headers={"Host": name}, allow_redirects=False) as resp:
-            body = await resp.content.read(MAX_BODY)
-            if resp.status != 200:
-                return f"HTTP {resp.status} for the probe token"
-            if body.decode("ascii", "replace").strip() != expected:
-                return "answered, but not with the probe's key authorization " \
-                       f"(got {safe_text(body.decode('ascii', 'replace'), 60)!r})"
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return f"cannot fetch the probe: {safe_text(reason or type(exc).__name__)}"
+        reply = await pool.request("GET", url, {"Host": name})
+    except HttpError as exc:
+        return f"cannot fetch the probe: {safe_text(str(exc))}"
+    if reply.status != 200:
+        return f"HTTP {reply.status} for the probe token"
+    answer = reply.body.decode("ascii", "replace").strip()
+    if answer != expected:
+        return f"answered, but not with the probe's key authorization " \
+               f"(got {safe_text(answer, 60)!r})"
     return None
 
 
@@ -83,19 +81,18 @@ async def probe(
     tokens = {name: b64url(secrets.token_bytes(32)) for name in names}
     results: list[ProbeResult] = []
     presented: list[str] = []
-    timeout = aiohttp.ClientTimeout(total=TIMEOUT)
     try:
         for name in names:
             await solver.present(name, tokens[name], key_authorization(tokens[name], thumbprint))
             presented.append(name)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with _pool() as pool:
             for name in names:
                 targets = list(endpoints) or await resolve(name, default_port)
                 if not targets:
                     results.append(ProbeResult(name, "DNS", "the name has no address"))
                 expected = key_authorization(tokens[name], thumbprint)
                 errors = await asyncio.gather(*(
-                    _fetch(session, name, host, port, tokens[name], expected)
+                    _fetch(pool, name, host, port, tokens[name], expected)
                     for _, host, port in targets))
                 results += [ProbeResult(name, label, error)
                             for (label, _, _), error in zip(targets, errors, strict=True)]
@@ -103,6 +100,12 @@ async def probe(
         for name in presented:
             await solver.cleanup(name, tokens[name], key_authorization(tokens[name], thumbprint))
     return results
+
+
+def _pool() -> Pool:
+    # Plain http only: a CA starts every http-01 validation on port 80 without TLS.
+    return Pool(context=None, limit=32, timeout=TIMEOUT,
+                connect_timeout=TIMEOUT, max_body=MAX_BODY, user_agent="certfleet-preflight")
 
 
 async def before_order(job: JobConfig, spec: CertSpec, solver: Solver, thumbprint: str) -> None:

@@ -27,7 +27,7 @@ class Outcome:
     """What happened to one certificate in this run."""
 
     name: str
-    result: str = "not due"          # issued | renewed | not due | failed
+    result: str = "not due"          # issued | renewed | not due | deferred | failed
     error: str | None = None
     stored: StoredCert | None = None
     renew_at: datetime | None = None
@@ -36,6 +36,7 @@ class Outcome:
     attempted: bool = False          # the CA was (or would have been) asked this run
     waiting: bool = False            # left alone: an earlier failure's backoff runs
     retry_after: float | None = None  # the CA's Retry-After on the failure, if any
+    note: str | None = None          # why it was deferred
 
     @property
     def failed(self) -> bool:
@@ -50,6 +51,8 @@ class Outcome:
             text = f"{self.name}: failed: {visible(self.error)}"
         elif self.result in CHANGED and self.stored is not None:
             text = f"{self.name}: {self.result} (expires {self.stored.meta.not_after[:10]})"
+        elif self.note is not None:
+            text = f"{self.name}: {self.note}"
         elif self.renew_at is not None:
             text = f"{self.name}: not due until {self.renew_at:%Y-%m-%d}"
         else:

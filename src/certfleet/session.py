@@ -29,6 +29,7 @@ class Session:
     kid: str
     sleep: Sleep = field(default=asyncio.sleep)
     validation_timeout: float = 300.0
+    orders_placed: int = 0     # new orders the CA took in this run (for the order ledger)
 
     def signer(self) -> Signer:
         key, kid = self.key, self.kid

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .keytypes import KeyType
+from .ratelimits import CaLimits
 
 PEM_NAMES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
@@ -225,7 +226,8 @@ class JobConfig:
     challenges: Challenges = field(default_factory=Challenges)
     lb: LoadBalancers = field(default_factory=LoadBalancers)
     dns: DnsSettings | None = None
-    concurrency: int = 4
+    concurrency: int = 500               # orders in flight at most (config.defaults)
+    ca_limits: Mapping[str, CaLimits] = field(default_factory=dict)  # by directory URL
     renew_fraction: float = 1 / 3
     fallback: tuple[str, ...] = ()        # CAs tried, in order, when issuance fails at the CA
     eab_kid: str | None = None            # external account binding (RFC 8555 §7.3.4)
@@ -245,6 +247,10 @@ class JobConfig:
         chain = (spec.ca or self.directory,
                  *(spec.fallback if spec.fallback is not None else self.fallback))
         return tuple(dict.fromkeys(chain))
+
+    def limits(self, url: str) -> CaLimits | None:
+        """What the CA at ``url`` allows (set for every CA the job names)."""
+        return self.ca_limits.get(url)
 
     def host(self, target: Target) -> HostSettings:
         """Settings for ``target``'s host: its own section, else ``default``, else built-in."""

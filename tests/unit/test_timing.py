@@ -74,8 +74,9 @@ def test_clamp_custom_bounds() -> None:
 
 def test_poll_intervals_grow_then_cap() -> None:
     values = list(itertools.islice(poll_intervals(), 20))
-    assert values[0] == 0.25
-    assert values[1] == pytest.approx(0.4)
+    assert values[0] == MIN_POLL == 0.05
+    assert values[1] == pytest.approx(0.1)
+    assert sum(values[:7]) < 7.0     # seven polls within seconds, not minutes
     assert all(a <= b for a, b in itertools.pairwise(values))
     assert values[1] > values[0]
     assert max(values) == 5.0

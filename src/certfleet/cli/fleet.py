@@ -102,8 +102,11 @@ def _dry_plans(job: Any, specs: Any, store: Any, force: bool) -> Any:
 
     snaps = store.snapshot([s.name for s in specs]) if store is not None else \
         {s.name: Snapshot(None, CertState()) for s in specs}
-    return make_plans(specs, snaps, job, datetime.now(UTC), lambda c: unusable(job, c),
-                      force=force)
+    from ..fleet import within_limits
+
+    now = datetime.now(UTC)
+    plans = make_plans(specs, snaps, job, now, lambda c: unusable(job, c), force=force)
+    return within_limits(job, store, plans, now)
 
 
 def deploy(args: argparse.Namespace) -> int:

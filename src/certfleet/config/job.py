@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,17 @@ from .. import fsutil
 from ..errors import ConfigError, safe_text
 from ..keytypes import KeyType
 from ..layout import placement
+from ..ratelimits import CaLimits
 from ..spec import CertDefaults, CertSpec, Challenges, JobConfig
 from . import sections, values
-from .defaults import DEFAULT_STATE_DIR, LETSENCRYPT
+from .defaults import (
+    CA_LIMITS,
+    CONCURRENCY,
+    DEFAULT_STATE_DIR,
+    LETSENCRYPT,
+    MAX_CONCURRENCY,
+    PRIVATE_CA_LIMITS,
+)
 from .domains import BOM, MAX_FILE, scan_domains
 from .problems import CMDLINE, ConfigErrors, Problems
 from .tomlfile import Table, TomlLines, checked, resolve_path
@@ -79,7 +88,8 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     data, index = _load_toml(config_path, problems) if config_path else ({}, TomlLines())
     base = Path(os.path.abspath(config_path)).parent if config_path else Path.cwd()
     top = Table(str(config_path or CMDLINE), index, problems, base, (), data)
-    job: dict[str, Any] = {"directory": LETSENCRYPT, "state_dir": DEFAULT_STATE_DIR}
+    job: dict[str, Any] = {"directory": LETSENCRYPT, "state_dir": DEFAULT_STATE_DIR,
+                           "concurrency": CONCURRENCY}
     where: dict[str, str] = {}
 
     def put(table: Table, key: str, value: Any, name: str | None = None) -> None:
@@ -89,7 +99,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     put(top, "state_dir", top.path_of("state_dir"))
     put(top, "domains", top.path_of("domains"))
     put(top, "concurrency", top.check("concurrency", int, "an integer",
-                                      values.int_range("concurrency", 1, 1000)))
+                                      values.int_range("concurrency", 1, MAX_CONCURRENCY)))
     put(top, "renew_fraction",
         top.check("renew_fraction", (int, float), "a number", values.fraction))
     ca, how, lbs, ssh = (top.table(key) for key in ("ca", "challenge", "lb", "ssh"))
@@ -127,6 +137,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
                             job.pop("mode", None), job.pop("serve_listen", None),
                             job.pop("tls_alpn_listen", None))
     specs = _with_variants(specs, default, certs)
+    job["ca_limits"] = _ca_limits(job, specs)
     result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, dns=dns, notify=notify,
                        defaults=default, cert_settings={k: v for k, (v, _) in certs.items()},
                        **job)
@@ -134,6 +145,21 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
         problems.add(source, reason)
     problems.raise_if_any()
     return result
+
+
+def _ca_limits(job: dict[str, Any], specs: list[CertSpec]) -> dict[str, CaLimits]:
+    """The limits of every CA the job can order from: the preset's (or a private CA's),
+    with ``[ca]``'s own values for the job's CA."""
+    urls = {job["directory"], *job.get("fallback", ())}
+    urls.update(url for spec in specs for url in (spec.ca, *(spec.fallback or ())) if url)
+    limits = {url: CA_LIMITS.get(url, PRIVATE_CA_LIMITS) for url in urls}
+    own = limits[job["directory"]]
+    limits[job["directory"]] = CaLimits(
+        job.pop("request_rate", own.request_rate),
+        job.pop("new_order_limit", own.new_orders),
+        timedelta(seconds=job.pop("new_order_window")) if "new_order_window" in job
+        else own.window)
+    return limits
 
 
 def _path(value: Any) -> Path:
@@ -148,7 +174,7 @@ _OVERRIDES: dict[str, tuple[tuple[type, ...], Callable[[Any], Any]]] = {
     "allow_http": ((bool,), bool),
     "http_listen": ((str,), values.listen),
     "contact": ((str, list, tuple), values.contact),
-    "concurrency": ((int,), values.int_range("concurrency", 1, 1000)),
+    "concurrency": ((int,), values.int_range("concurrency", 1, MAX_CONCURRENCY)),
     "account_key_type": ((str,), KeyType.parse),
 }
 

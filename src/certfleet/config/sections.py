@@ -200,6 +200,15 @@ def ca(table: Table, put: Callable[..., None], job: dict[str, Any],
                                        values.fallback))
     put(table, "max_clock_skew", table.check("max_clock_skew", (int, float), "seconds",
                                              values.seconds("max_clock_skew", 0, 86400)))
+    put(table, "request_rate", table.check("request_rate", (int, float),
+                                           "requests per second",
+                                           values.per_second("request_rate", 0.1, 10_000)))
+    put(table, "new_order_limit", table.check("new_order_limit", int, "an integer",
+                                              values.int_range("new_order_limit", 1,
+                                                               10_000_000)))
+    put(table, "new_order_window", table.check("new_order_window", (int, float), "seconds",
+                                               values.seconds("new_order_window", 60,
+                                                              30 * 86400)))
     put(table, "eab_kid", table.check("eab_kid", str, "a string", values.eab_kid))
     key = secret(table, "eab_hmac_key_file", "eab_hmac_key", None)
     put(table, "eab_hmac_key", checked(problems, table.where("eab_hmac_key"),

@@ -154,6 +154,17 @@ def seconds(key: str, low: float, high: float) -> Callable[[Any], float]:
     return convert
 
 
+def per_second(key: str, low: float, high: float) -> Callable[[Any], float]:
+    """A rate: a finite number of requests per second from ``low`` to ``high``."""
+    def convert(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or not low <= value <= high:
+            raise ConfigError(f"{key} must be a number of requests per second from {low:g} "
+                              f"to {high:g}, not {safe_text(str(value))}")
+        return float(value)
+    return convert
+
+
 def fraction(value: float) -> float:
     if not math.isfinite(value) or not 0 < value < 1:
         raise ConfigError(f"renew_fraction must be between 0 and 1 (exclusive), not {value}")

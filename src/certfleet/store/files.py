@@ -3,6 +3,7 @@
 Touches the state directory only. Layout (every file written temp → fsync → rename)::
 
     STATE/accounts/<ca-id>/account.key, account.json
+    STATE/accounts/<ca-id>/orders.json, orders.lock   new orders placed lately (ledger.py)
     STATE/certs/<name>/versions/<n>/{privkey,cert,chain,fullchain}.pem, meta.json
     STATE/certs/<name>/current -> versions/<n>        one atomic symlink swap activates
     STATE/certs/<name>/{cert,chain,fullchain,privkey}.pem -> current/...   stable paths
@@ -34,7 +35,9 @@ from typing import Any
 from .. import fsutil
 from ..errors import FleetBusy, StoreError
 from ..names import storage_name
+from ..ratelimits import Ledger
 from ..state import CertState, StateDamaged
+from . import ledger
 from .index import Snapshot, snapshot
 from .locks import LOCK_WAIT, Locks
 from .meta import PEM_FILES, StoredCert, VersionMeta, ca_id
@@ -76,6 +79,14 @@ class Store:
     def save_account(self, directory_url: str, record: dict[str, Any]) -> None:
         path = self.account_dir(directory_url) / "account.json"
         fsutil.write_atomic(path, _dump(record), mode=0o600)
+
+    def order_ledger(self, directory_url: str) -> Ledger:
+        """The new orders placed at ``directory_url`` lately (``ledger``)."""
+        return ledger.read(self.root / "accounts" / ca_id(directory_url))
+
+    def change_order_ledger(self, directory_url: str,
+                            how: Callable[[Ledger], Ledger]) -> Ledger:
+        return ledger.change(self.account_dir(directory_url), how)
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -1,0 +1,222 @@
+"""HTTP/1.1 over asyncio streams, with h11 doing the framing: certfleet's one HTTP client.
+
+Touches the network only. Connections are kept alive and reused per origin (scheme, host,
+port), at most ``limit`` open at once; every exchange is bounded by ``timeout``; a body is
+read completely but never beyond ``max_body`` (its declared length is refused at once);
+TLS is always verified against the given context (a pool without one speaks plain
+http only). h11 parses and frames the messages
+(chunked bodies, keep-alive, header limits), so nothing here parses HTTP by hand.
+
+A request on a kept-alive connection that the server had closed meanwhile is sent once
+more on a new one, when not a byte of an answer had come back (as urllib3 does): the
+server never saw it (and an ACME POST sent twice is refused by its nonce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import h11
+
+MAX_HEAD = 64 * 1024      # a response's status line and headers
+MAX_HEADERS = 256         # header lines in one response
+READ_CHUNK = 65536
+Origin = tuple[str, str, int]
+
+
+class HttpError(Exception):
+    """The exchange failed below HTTP's answer: connect, TLS, timeout, framing, size."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: tuple[tuple[str, str], ...]   # lower-case names, in order, repeats kept
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower case), if any."""
+        return next((v for k, v in self.headers if k == name), None)
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k == name]
+
+
+def origin_of(url: str) -> tuple[Origin, str]:
+    """(scheme, host, port) and the request target (path and query) of ``url``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HttpError(f"not an http(s) URL: {url[:200]!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, parts.hostname, port), target
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.answered = False   # a byte of the current answer has arrived
+
+    async def exchange(self, method: str, target: str, headers: Sequence[tuple[str, str]],
+                       body: bytes | None, max_body: int) -> Reply:
+        conn = self.h11
+        self.answered = False
+        lines = [(k.encode(), v.encode()) for k, v in headers]
+        if body is not None:
+            lines.append((b"content-length", str(len(body)).encode()))
+        out = conn.send(h11.Request(method=method.encode(), target=target.encode(),
+                                    headers=lines)) or b""
+        if body is not None:
+            out += conn.send(h11.Data(data=body)) or b""
+        out += conn.send(h11.EndOfMessage()) or b""
+        self.writer.write(out)
+        await self.writer.drain()
+        return await self._read(max_body)
+
+    async def _read(self, max_body: int) -> Reply:
+        conn, status = self.h11, 0
+        headers: tuple[tuple[str, str], ...] = ()
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.reader.read(READ_CHUNK)
+                self.answered = self.answered or bool(data)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                if len(event.headers) > MAX_HEADERS:
+                    raise HttpError(f"too many headers (more than {MAX_HEADERS})")
+                headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
+                                for k, v in event.headers)
+                declared = next((v for k, v in headers if k == "content-length"), None)
+                if declared is not None and declared.isdigit() and int(declared) > max_body:
+                    raise HttpError(f"response of {declared} bytes exceeds {max_body}")
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > max_body:
+                    raise HttpError(f"response exceeds {max_body} bytes")
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return Reply(status, headers, b"".join(chunks))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionResetError("the server closed the connection")
+            # InformationalResponse (1xx): read on
+
+    @property
+    def reusable(self) -> bool:
+        conn = self.h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
+
+    def close(self) -> None:
+        self.writer.transport.abort()
+
+
+class Pool:
+    """Kept-alive connections for one client; ``async with`` closes them all."""
+
+    def __init__(self, *, context: ssl.SSLContext | None, limit: int, timeout: float,
+                 connect_timeout: float, max_body: int, user_agent: str) -> None:
+        self.context, self.timeout, self.connect_timeout = context, timeout, connect_timeout
+        self.max_body, self.user_agent = max_body, user_agent
+        self._slots = asyncio.Semaphore(limit)
+        self._idle: dict[Origin, list[_Connection]] = {}
+
+    async def __aenter__(self) -> Pool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+
+    async def request(self, method: str, url: str, headers: Mapping[str, str] | None = None,
+                      body: bytes | None = None) -> Reply:
+        """One exchange; a ``Host`` in ``headers`` replaces the one taken from ``url``."""
+        origin, target = origin_of(url)
+        host = origin[1] if ":" not in origin[1] else f"[{origin[1]}]"
+        default_port = 443 if origin[0] == "https" else 80
+        given = {k.lower(): v for k, v in (headers or {}).items()}
+        lines = [("host", given.pop("host", "")
+                  or (host if origin[2] == default_port else f"{host}:{origin[2]}")),
+                 ("user-agent", self.user_agent), *given.items()]
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    return await self._exchange(origin, method, target, lines, body)
+            except TimeoutError:
+                raise HttpError("timed out") from None
+
+    async def _exchange(self, origin: Origin, method: str, target: str,
+                        lines: list[tuple[str, str]], body: bytes | None) -> Reply:
+        for attempt in (1, 2):
+            conn = self._take(origin)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(origin)
+            try:
+                reply = await conn.exchange(method, target, lines, body, self.max_body)
+            except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError) \
+                    as exc:
+                conn.close()
+                if reused and attempt == 1 and not conn.answered:
+                    continue  # a kept-alive connection the server had dropped: not seen
+                raise HttpError(_describe(exc)) from None
+            except BaseException:
+                conn.close()
+                raise
+            if conn.reusable:
+                self._idle.setdefault(origin, []).append(conn)
+            else:
+                conn.close()
+            return reply
+        raise AssertionError("unreachable")
+
+    def _take(self, origin: Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.writer.transport.is_closing():
+                return conn
+        return None
+
+    async def _connect(self, origin: Origin) -> _Connection:
+        scheme, host, port = origin
+        if scheme == "https" and self.context is None:
+            raise HttpError("https is not allowed here")
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=self.context if scheme == "https" else None,
+                    server_hostname=host if scheme == "https" else None, limit=READ_CHUNK)
+        except TimeoutError:
+            raise HttpError("timed out connecting") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise HttpError(f"TLS certificate not trusted: {exc.verify_message}") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise HttpError(f"cannot connect: {_describe(exc)}") from None
+        return _Connection(reader, writer)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, h11.RemoteProtocolError):
+        if exc.error_status_hint == 431:
+            return f"response headers exceed {MAX_HEAD} bytes"
+        return f"not a valid HTTP/1.1 answer: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
