@@ -69,7 +69,9 @@ class Ledger:
         over = len(recent) + wanted - limits.new_orders
         if over <= 0:
             return now
-        return recent[min(over, len(recent)) - 1] + limits.window
+        if over > len(recent):  # only orders placed from now on leave room behind
+            return now + limits.window
+        return recent[over - 1] + limits.window
 
     def with_orders(self, times: Iterable[datetime], now: datetime,
                     window: timedelta) -> Ledger:
@@ -110,7 +112,7 @@ def budget(plans: Sequence[CertPlan], ca_of: Mapping[str, str],
         ranked = sorted(wanting, key=_urgency)
         later = ranked[left:]
         assert ca_limits is not None
-        room = ledger.room_at(ca_limits, now, 1)
+        room = ledger.room_at(ca_limits, now, left + 1)  # after this run's own orders
         note = (f"deferred: {url} allows {ca_limits.new_orders} new orders per account per "
                 f"{_span(ca_limits.window)}; {len(wanting)} are due and {left} left now; "
                 f"room for more from {room:%Y-%m-%d %H:%M} UTC")

@@ -531,7 +531,7 @@ def test_bad_overrides_are_reported(tmp_path: Path) -> None:
     problems = load_problems(None, overrides={"concurrency": 0, "directory": "ftp://x",
                                               "http_listen": "nowhere", "webroot": 3})
     assert problems == [
-        "command line: concurrency must be an integer from 1 to 1000, not 0",
+        "command line: concurrency must be an integer from 1 to 10000, not 0",
         "command line: directory 'ftp://x' is not an https:// URL or one of letsencrypt, "
         "letsencrypt-staging, google, google-staging, zerossl, sslcom-rsa, sslcom-ecc, actalis",
         "command line: http_listen 'nowhere': expected HOST:PORT",
@@ -585,10 +585,21 @@ SEVEN = "# 1\n# 2\n# 3\n# 4\n[defaults]\n# 6\n"
                                   "string"),
         ("concurrency = true\n", "certfleet.toml:1: concurrency must be an integer, not true "
                                  "or false"),
-        ("concurrency = 0\n", "certfleet.toml:1: concurrency must be an integer from 1 to 1000, "
+        ("concurrency = 0\n", "certfleet.toml:1: concurrency must be an integer from 1 to 10000, "
                               "not 0"),
-        ("\nconcurrency = 1001\n", "certfleet.toml:2: concurrency must be an integer from 1 to "
-                                 "1000, not 1001"),
+        ("\nconcurrency = 10001\n", "certfleet.toml:2: concurrency must be an integer from 1 to "
+                                 "10000, not 10001"),
+        ("[ca]\nrequest_rate = 0\n", "certfleet.toml:2: request_rate must be a number of "
+                                    "requests per second from 0.1 to 10000, not 0"),
+        ("[ca]\nrequest_rate = nan\n", "certfleet.toml:2: request_rate must be a number"),
+        ("[ca]\nrequest_rate = '5'\n", "certfleet.toml:2: request_rate must be requests per "
+                                      "second, not a string"),
+        ("[ca]\nnew_order_limit = 0\n", "certfleet.toml:2: new_order_limit must be an "
+                                       "integer from 1 to 10000000, not 0"),
+        ("[ca]\nnew_order_limit = 2.5\n", "certfleet.toml:2: new_order_limit must be an "
+                                         "integer"),
+        ("[ca]\nnew_order_window = 10\n", "certfleet.toml:2: new_order_window must be a "
+                                         "number of seconds from 60 to 2592000, not 10"),
         ("renew_fraction = 1\n", "certfleet.toml:1: renew_fraction must be between 0 and 1"),
         ("renew_fraction = 0.0\n", "certfleet.toml:1: renew_fraction must be between 0 and 1"),
         ("[ca]\nallow_http = 'yes'\n", "certfleet.toml:2: allow_http must be true or false, "

@@ -148,8 +148,8 @@ def seconds(key: str, low: float, high: float) -> Callable[[Any], float]:
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not math.isfinite(value) or not low <= value <= high:
-            raise ConfigError(f"{key} must be a number of seconds from {low:g} to {high:g}, "
-                              f"not {safe_text(str(value))}")
+            raise ConfigError(f"{key} must be a number of seconds from {_number(low)} to "
+                              f"{_number(high)}, not {safe_text(str(value))}")
         return float(value)
     return convert
 
@@ -159,10 +159,14 @@ def per_second(key: str, low: float, high: float) -> Callable[[Any], float]:
     def convert(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) \
                 or not math.isfinite(value) or not low <= value <= high:
-            raise ConfigError(f"{key} must be a number of requests per second from {low:g} "
-                              f"to {high:g}, not {safe_text(str(value))}")
+            raise ConfigError(f"{key} must be a number of requests per second from "
+                              f"{_number(low)} to {_number(high)}, not {safe_text(str(value))}")
         return float(value)
     return convert
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def fraction(value: float) -> float:
