@@ -130,9 +130,9 @@ def _own_dir(parent: int, name: str, where: str, settings: HostSettings,
                           "it") from None
     try:
         if made:
-            if ids != (-1, -1):
-                os.fchown(fd, *ids)
             os.fchmod(fd, settings.dir_mode)  # the umask narrowed it
+            if ids != (-1, -1):  # after the mode: see _write_all
+                os.fchown(fd, *ids)
         if trust is not None and (why := problem(_seen(where, os.fstat(fd)), trust,
                                                  last=True)) is not None:
             raise DeployError(f"{where}: refused: {why}")
@@ -223,9 +223,12 @@ def _write_all(dir_fd: int, where: str, files: Sequence[DeployFile],
             tmp = temp_name(item.name)
             fd = os.open(tmp, _CREATE, item.mode, dir_fd=dir_fd)
             written.append((tmp, item, fd))
+            os.fchmod(fd, item.mode)  # the umask may have narrowed it
+            # The owner last: a file given to another user can no longer have its mode
+            # set without CAP_FOWNER, which the documented unit does not grant (a chown
+            # keeps these permission bits).
             if ids != (-1, -1):
                 os.fchown(fd, *ids)
-            os.fchmod(fd, item.mode)  # after the owner; the umask may have narrowed it
             view = memoryview(item.data)
             while view:
                 view = view[os.write(fd, view):]
