@@ -15,6 +15,8 @@ from . import metrics, notify
 from .errors import CertfleetError
 from .report import Expiring, Outcome
 from .spec import CertSpec, JobConfig
+from .standing import Standing
+from .state import CertState
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -27,11 +29,11 @@ def expiring(store: Store, job: JobConfig, specs: Sequence[CertSpec],
     found: list[Expiring] = []
     share = job.notify.expiry_alarm
     for name, snap in store.snapshot([s.name for s in specs]).items():
-        meta, state = snap.meta, snap.state
-        if meta is None or state.backoff is None or not state.may_alarm(now):
+        held = snap.standing
+        if not held.names or not held.failures or not _may_alarm(held, now):
             continue
-        lifetime = meta.not_after_dt - meta.not_before_dt
-        if meta.not_after_dt - now > lifetime * share:
+        lifetime = held.not_after - held.not_before
+        if held.not_after - now.timestamp() > lifetime * share:
             continue
         if not store.try_lock(name):
             continue  # another run holds it: the alarm is that run's to raise
@@ -42,9 +44,13 @@ def expiring(store: Store, job: JobConfig, specs: Sequence[CertSpec],
             continue
         finally:
             store.unlock(name)
-        found.append(Expiring(name, meta.not_after_dt, state.backoff.failures,
-                              state.backoff.error))
+        found.append(Expiring(name, held.time(held.not_after), held.failures,
+                              held.last_error or ""))
     return found
+
+
+def _may_alarm(held: Standing, now: datetime) -> bool:
+    return held.alarm_at is None or CertState(alarm_at=held.time(held.alarm_at)).may_alarm(now)
 
 
 async def after_run(store: Store, job: JobConfig, specs: Sequence[CertSpec],

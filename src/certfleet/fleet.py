@@ -94,7 +94,7 @@ async def _plan(cas: CaSessions, store: Store, job: JobConfig, specs: Sequence[C
     snaps = store.snapshot([spec.name for spec in specs])
     plans = _planned(job, specs, snaps, force and not deploy_only)
     if not deploy_only:
-        stored = any(s.meta is not None and s.damage is None for s in snaps.values())
+        stored = any(s.standing.names and s.damage is None for s in snaps.values())
         ordering = any(p.due and not p.blocked for p in plans)
         # Clock: compared daily (or when it went back) while certificates are kept, since
         # "not due" is decided by it too; and always before anything is ordered.
@@ -145,9 +145,7 @@ async def refresh_windows(cas: CaSessions, store: Store,
     now = datetime.now(UTC)
     stale: dict[str, list[tuple[str, VersionMeta]]] = {}
     for name, snap in snaps.items():
-        meta = snap.meta
-        if meta is not None and meta.aki and snap.damage is None \
-                and ari.fetch_due(snap.state.ari, meta.serial, now):
+        if snap.damage is None and snap.standing.ari_due(now) and (meta := snap.meta):
             stale.setdefault(meta.directory, []).append((name, meta))
     if not stale:
         return snaps

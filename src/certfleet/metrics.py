@@ -52,20 +52,17 @@ def _lines(store: Store, job: JobConfig, outcomes: Sequence[Outcome], started: d
     for name, snap in store.snapshot(names).items():
         who = f'name="{label(name)}"'
         yield "certfleet_certificate_damaged", who, float(snap.damage is not None)
-        meta, state = snap.meta, snap.state
-        yield ("certfleet_certificate_failures", who,
-               float(state.backoff.failures if state.backoff else 0))
-        if meta is None:
+        held = snap.standing
+        yield "certfleet_certificate_failures", who, float(held.failures)
+        if not held.names:
             continue
-        yield "certfleet_certificate_not_after_seconds", who, meta.not_after_dt.timestamp()
+        yield "certfleet_certificate_not_after_seconds", who, held.not_after
         yield ("certfleet_certificate_renew_at_seconds", who,
-               renewal(meta, state, job.renew_fraction)[0].timestamp())
-        yield ("certfleet_certificate_last_issued_seconds", who,
-               datetime.fromisoformat(meta.issued_at).timestamp())
+               renewal(held, job.renew_fraction)[0].timestamp())
+        yield "certfleet_certificate_last_issued_seconds", who, held.issued_at
         for target in specs[name].targets if name in specs else ():
-            current = state.deployed_serial(target.key) == f"{meta.serial:x}"
             yield ("certfleet_target_current", f'{who},target="{label(target.key)}"',
-                   float(current))
+                   float(target.key in held.deployed))
     yield "certfleet_run_started_seconds", "", started.timestamp()
     yield "certfleet_run_finished_seconds", "", finished.timestamp()
     yield "certfleet_run_duration_seconds", "", (finished - started).total_seconds()

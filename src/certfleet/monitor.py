@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from . import standing
 from .errors import visible
 from .plan import renewal
 from .spec import CertSpec
@@ -85,7 +86,7 @@ def judge(specs: Sequence[CertSpec], snaps: Mapping[str, Snapshot], now: datetim
         elif state.backoff is not None:
             verdict.add(WARNING, f"{name} renewal failing ({state.backoff.failures} in a "
                         f"row): {state.backoff.error}")
-        elif now - renewal(meta, state, fraction)[0] > LATE:
+        elif now - renewal(standing.of(meta, state), fraction)[0] > LATE:
             verdict.add(WARNING, f"{name} past its renewal time and not renewed")
         for target in spec.targets:
             if state.deployed_serial(target.key) != f"{meta.serial:x}":

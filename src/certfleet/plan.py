@@ -12,11 +12,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from .layout import placement
-from .protocol import ari
 from .protocol.renewal import due_reason, renewal_time
 from .spec import CertSpec, JobConfig, Target
-from .state import CertState
-from .store import Snapshot, VersionMeta
+from .standing import Standing
+from .store import Snapshot
 
 
 @dataclass(frozen=True)
@@ -38,53 +37,52 @@ class CertPlan:
         return self.spec.name
 
 
-def stale_targets(spec: CertSpec, meta: VersionMeta | None,
-                  state: CertState) -> tuple[Target, ...]:
-    """Targets whose recorded deploy is not the current version (all of them if none)."""
-    if meta is None:
+def stale_targets(spec: CertSpec, standing: Standing) -> tuple[Target, ...]:
+    """Targets whose recorded deploy is not the current version (none if nothing is
+    issued yet)."""
+    if not standing.names:
         return ()
-    current = f"{meta.serial:x}"
-    return tuple(t for t in spec.targets if state.deployed_serial(t.key) != current)
+    deployed = standing.deployed
+    return tuple(t for t in spec.targets if t.key not in deployed)
 
 
 def plan_cert(spec: CertSpec, snap: Snapshot, now: datetime, *, force: bool = False,
               fraction: float = 1 / 3, unusable: str | None = None) -> CertPlan:
-    """Decide for one certificate from its spec and what the store holds of it.
+    """Decide for one certificate from its spec and its standing in the store.
 
     ``unusable`` says why its challenge cannot be answered as configured: then it is not
     ordered (the run fails it before asking any CA), whatever else holds.
     """
-    meta, state = snap.meta, snap.state
-    serial = meta.serial if meta else None
+    held = snap.standing
+    serial = held.serial if held.names else None
     if snap.damage is not None:
         return CertPlan(spec, None, None, (), serial=serial, blocked=snap.damage)
-    waiting = None if force else state.waiting_until(now)
+    waiting = None if force else held.waiting(now)
     if waiting is not None:
-        last = state.backoff.error if state.backoff else ""
-        note = f"next attempt after {waiting:%Y-%m-%d %H:%M} UTC; last failure: {last}"
-        return CertPlan(spec, None, waiting, stale_targets(spec, meta, state),
-                        serial=serial, backoff=note)
-    if meta is None:
+        note = (f"next attempt after {waiting:%Y-%m-%d %H:%M} UTC; last failure: "
+                f"{held.last_error or ''}")
+        return CertPlan(spec, None, waiting, stale_targets(spec, held), serial=serial,
+                        backoff=note)
+    if not held.names:
         return _checked(CertPlan(spec, "forced" if force else "new", None, ()), unusable)
-    renew_at, source = renewal(meta, state, fraction)
+    renew_at, source = renewal(held, fraction)
     reason = due_reason(
         wanted_names=spec.names, wanted_key_type=spec.key_label,
-        current_names=meta.names, current_key_type=meta.key_type,
-        not_before=meta.not_before_dt, not_after=meta.not_after_dt,
-        revoked=state.is_revoked(meta.serial), now=now, forced=force, renew_at=renew_at,
+        current_names=held.names, current_key_type=held.key_type,
+        not_before=held.time(held.not_before), not_after=held.time(held.not_after),
+        revoked=held.revoked, now=now, forced=force, renew_at=renew_at,
     )
-    plan = CertPlan(spec, reason, renew_at, stale_targets(spec, meta, state), source,
-                    meta.serial)
+    plan = CertPlan(spec, reason, renew_at, stale_targets(spec, held), source, held.serial)
     return _checked(plan, unusable)
 
 
-def renewal(meta: VersionMeta, state: CertState, fraction: float) -> tuple[datetime, str]:
+def renewal(held: Standing, fraction: float) -> tuple[datetime, str]:
     """When the active version becomes due, and by which rule: RFC 9773's time chosen in
     the CA's window wins ("ARI"); the lifetime rule is the fallback ("lifetime")."""
-    chosen = ari.chosen_time(state.ari, meta.serial)
-    if chosen is not None:
-        return chosen, "ARI"
-    return renewal_time(meta.not_before_dt, meta.not_after_dt, fraction), "lifetime"
+    if held.ari_chosen is not None:
+        return held.time(held.ari_chosen), "ARI"
+    return renewal_time(held.time(held.not_before), held.time(held.not_after),
+                        fraction), "lifetime"
 
 
 def _checked(plan: CertPlan, unusable: str | None) -> CertPlan:

@@ -95,6 +95,7 @@ class Report:
         self._emit, self._progress = emit, progress
         self._done: set[str] = set()
         self._working: set[str] = set()
+        self._failed = 0
 
     def __getitem__(self, name: str) -> Outcome:
         return self.outcomes[name]
@@ -108,14 +109,14 @@ class Report:
         if name not in self._done:
             self._done.add(name)
             self._working.discard(name)
+            self._failed += self.outcomes[name].failed
             if self._emit is not None:
                 self._emit(self.outcomes[name])
             self._tell()
 
     def _tell(self) -> None:
-        if self._progress is not None:
-            failed = sum(1 for n in self._done if self.outcomes[n].failed)
-            self._progress(Progress(len(self._done), len(self._working), failed,
+        if self._progress is not None:  # counted as they come: a line per certificate
+            self._progress(Progress(len(self._done), len(self._working), self._failed,
                                     len(self.outcomes)))
 
     def finish(self) -> list[Outcome]:

@@ -42,7 +42,8 @@ def test_new_orders_beyond_the_limit_wait_for_a_later_run(pebble_lab_factory: An
     assert "will be ordered" in lines["a.limit.example"]
     assert "will be ordered" in lines["b.limit.example"]
     assert lines["c.limit.example"].startswith(
-        "c.limit.example: deferred: ") and "allows 2 new orders per account per hour; " \
+        "c.limit.example: deferred: ")
+    assert "allows 2 new orders per account per hour; " \
         "3 are due and 2 left now" in lines["c.limit.example"]
 
     before = datetime.now(UTC)
@@ -52,10 +53,12 @@ def test_new_orders_beyond_the_limit_wait_for_a_later_run(pebble_lab_factory: An
     assert lines["a.limit.example"].startswith("a.limit.example: issued")
     assert lines["b.limit.example"].startswith("b.limit.example: issued")
     assert "deferred: " in lines["c.limit.example"]
-    assert "1 deferred" in lines[""] and "2 issued" in lines[""]
+    assert "1 deferred" in lines[""]
+    assert "2 issued" in lines[""]
     assert orders_seen(lab) == 2
     placed = _ledger(tmp_path / "state")
-    assert len(placed) == 2 and all(before <= t <= datetime.now(UTC) for t in placed)
+    assert len(placed) == 2
+    assert all(before <= t <= datetime.now(UTC) for t in placed)
 
     # cron again: nothing left in the window, so nothing is ordered; the time named is
     # when the first order leaves the window.

@@ -15,8 +15,8 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 def _pool(**overrides: object) -> Pool:
-    options: dict[str, object] = dict(context=None, limit=4, timeout=5.0, connect_timeout=5.0,
-                                      max_body=1024, user_agent="t/1")
+    options: dict[str, object] = {"context": None, "limit": 4, "timeout": 5.0,
+                                  "connect_timeout": 5.0, "max_body": 1024, "user_agent": "t/1"}
     options.update(overrides)
     return Pool(**options)  # type: ignore[arg-type]
 

@@ -63,8 +63,10 @@ def test_beyond_the_room_the_least_urgent_are_deferred() -> None:
              _plan("soon.test", soon, "renewal window"), _plan("fine.test", None, None)]
     ca_of = {p.name: CA for p in plans}
     out = {p.name: p for p in budget(plans, ca_of, {CA: LE}, {CA: _ledger(298)}, NOW)}
-    assert out["new.test"].due == "new" and out["new.test"].deferred is None
-    assert out["soon.test"].due and out["soon.test"].deferred is None
+    assert out["new.test"].due == "new"
+    assert out["new.test"].deferred is None
+    assert out["soon.test"].due
+    assert out["soon.test"].deferred is None
     assert out["late.test"].due is None
     note = out["late.test"].deferred or ""
     assert "300 new orders per account per 3 hours" in note

@@ -369,32 +369,67 @@ def test_one_damaged_certificate_is_reported_not_raised(store: Store) -> None:
 def test_snapshot_uses_the_index_only_while_the_directory_is_unchanged(store: Store) -> None:
     activate(store, 1)
     _age(store)
-    assert store.snapshot([NAME])[NAME].meta.version == 1  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].standing.serial == 0xABC1
     index = store.root / "index.json"
-    assert '"version": 1' in index.read_text()
+    assert '"abc1"' in index.read_text()
     # A cached entry is trusted: prove it by planting a marker in the index.
-    index.write_text(index.read_text().replace('"issuer": "CN=Test CA"', '"issuer": "CN=cached"'))
-    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+    index.write_text(index.read_text().replace('"ec256"', '"cached"'))
+    snap = store.snapshot([NAME])[NAME]
+    assert snap.standing.key_type == "cached"
+    assert snap.meta is not None
+    assert snap.meta.key_type == "ec256"  # the records themselves are read when asked for
     activate(store, 2)  # renames inside the directory: its mtime moves, the entry is stale
-    assert store.snapshot([NAME])[NAME].meta.version == 2  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].standing.serial == 0xABC2
     _age(store)
     store.snapshot([NAME])
-    state = update(store, NAME, lambda s: s.deployed("x", NOW, 2, 2))
-    assert store.snapshot([NAME])[NAME].state == state
+    state = update(store, NAME, lambda s: s.deployed("x", NOW, 0xABC2, 2))
+    snap = store.snapshot([NAME])[NAME]
+    assert snap.state == state
+    assert snap.standing.deployed == {"x"}
 
 
 def test_snapshot_does_not_trust_a_fresh_entry(store: Store) -> None:
     activate(store, 1)
     store.snapshot([NAME])  # the directory changed just now: not cached as valid
     index = store.root / "index.json"
-    index.write_text(index.read_text().replace('"issuer": "CN=Test CA"', '"issuer": "CN=cached"'))
-    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=Test CA"  # type: ignore[union-attr]
+    index.write_text(index.read_text().replace('"ec256"', '"cached"'))
+    assert store.snapshot([NAME])[NAME].standing.key_type == "ec256"
 
 
-def test_damaged_index_is_ignored(store: Store) -> None:
+@pytest.mark.parametrize("text", ["{not json", '{"format": 1, "certs": {}}', "[]",
+                                  '{"format": 2, "certs": {"www.example.com": [1, 2, 3]}}'])
+def test_damaged_index_is_ignored(store: Store, text: str) -> None:
     activate(store, 1)
-    (store.root / "index.json").write_text("{not json")
-    assert store.snapshot([NAME])[NAME].meta.version == 1  # type: ignore[union-attr]
+    _age(store)
+    (store.root / "index.json").write_text(text)
+    assert store.snapshot([NAME])[NAME].standing.serial == 0xABC1
+
+
+def test_a_bad_entry_is_read_again_from_the_records(store: Store) -> None:
+    activate(store, 1)
+    _age(store)
+    store.snapshot([NAME])
+    index = store.root / "index.json"
+    for bad in ('"abc1"', "1735689600.0", "true", "[]"):
+        text = index.read_text()
+        planted = text.replace(bad, '"?"' if bad != '"abc1"' else '"not hex!"', 1)
+        assert planted != text
+        index.write_text(planted)
+        assert store.snapshot([NAME])[NAME].standing.serial == 0xABC1
+        _age(store)  # the rewritten entry would be racy otherwise
+        store.snapshot([NAME])
+
+
+def test_records_that_changed_behind_the_index_are_damage_not_a_crash(store: Store) -> None:
+    activate(store, 1)
+    _age(store)
+    store.snapshot([NAME])
+    meta_file = store.root / "certs" / NAME / "versions" / "1" / "meta.json"
+    meta_file.write_text("{damaged")  # inside the version: the entry still looks fresh
+    snap = store.snapshot([NAME])[NAME]
+    assert snap.standing.serial == 0xABC1
+    assert snap.meta is None
+    assert "damaged JSON" in (snap.damage or "")
 
 
 def test_sweep_drops_a_pending_key_that_is_already_active(store: Store) -> None:

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import standing
 from ..errors import StoreError, visible
 from ..layout import placement
 from ..plan import renewal
@@ -46,7 +47,7 @@ def rows(store: Store, job: JobConfig | None) -> list[dict[str, Any]]:
 
 
 def _version(meta: VersionMeta, state: CertState, fraction: float) -> dict[str, Any]:
-    renew_at, source = renewal(meta, state, fraction)
+    renew_at, source = renewal(standing.of(meta, state), fraction)
     chosen = renew_at if source == "ARI" else None
     window = state.ari if state.ari is not None and state.ari.serial == f"{meta.serial:x}" \
         else None

@@ -1,12 +1,14 @@
-"""What planning needs of every certificate, fast: ``STATE/index.json``, a cache.
+"""What a run weighs of every certificate, fast: ``STATE/index.json``, a cache.
 
-Touches ``index.json`` and reads the certificate directories. Planning over thousands of
-certificates would otherwise read two files each. Each entry is keyed by the certificate
-directory's mtime: activating a version or writing state renames a file in that directory,
-which changes it. An entry younger than two seconds is not trusted (a change within the
-same timestamp tick would go unseen), the way git treats "racy" index entries. The index is
-only a cache: deleting it, or a stale one, costs time, never correctness; a read-only store
-uses it but never writes it.
+Touches ``index.json`` and reads the certificate directories. It holds each certificate's
+``Standing`` (a short array), so a run over thousands of certificates reads one file, not
+two per certificate, and parses no record it does not work on: the full version and state
+records are read only when asked for (``Snapshot.meta``, ``Snapshot.state``). Each entry
+is keyed by the certificate directory's mtime: activating a version or writing state
+renames a file in that directory, which changes it. An entry younger than two seconds is
+not trusted (a change within the same timestamp tick would go unseen), the way git treats
+"racy" index entries. The index is only a cache: deleting it, or a stale one, costs time,
+never correctness; a read-only store uses it but never writes it.
 """
 
 from __future__ import annotations
@@ -16,37 +18,78 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from .. import fsutil
 from ..errors import StoreError
 from ..names import storage_name
+from ..standing import NOTHING, Standing, from_json, of
 from ..state import CertState, StateDamaged
 from .meta import VersionMeta
 
 INDEX_LIMIT = 1 << 30  # ~500 bytes a certificate: room for two million
 RACY_NS = 2_000_000_000
+FORMAT = 2            # entries are [mtime, standing]; an index of another format is ignored
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """One certificate as planning sees it: its active version, its state record, or why
-    they cannot be read (``damage``: the certificate fails alone, the others go on)."""
+    """One certificate as a run sees it: its standing, its active version and state
+    record, or why they cannot be read (``damage``: the certificate fails alone, the others
+    go on). From the index, the records are read when first asked for."""
 
-    meta: VersionMeta | None
-    state: CertState
-    damage: str | None = None
+    __slots__ = ("_load", "_meta", "_state", "damage", "standing")
+
+    def __init__(self, meta: VersionMeta | None, state: CertState, damage: str | None = None,
+                 *, standing: Standing | None = None,
+                 load: Callable[[], tuple[VersionMeta | None, CertState]] | None = None):
+        self._meta, self._state, self.damage, self._load = meta, state, damage, load
+        self.standing = standing if standing is not None else \
+            of(meta, state) if damage is None else NOTHING
+
+    @classmethod
+    def cached(cls, standing: Standing,
+               load: Callable[[], tuple[VersionMeta | None, CertState]]) -> Snapshot:
+        return cls(None, CertState(), standing=standing, load=load)
+
+    def _records(self) -> None:
+        load, self._load = self._load, None
+        if load is not None:
+            try:
+                self._meta, self._state = load()
+            except (StoreError, StateDamaged) as exc:  # changed since the index saw it
+                self.damage = str(exc)
+
+    @property
+    def meta(self) -> VersionMeta | None:
+        self._records()
+        return self._meta
+
+    @property
+    def state(self) -> CertState:
+        self._records()
+        return self._state
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Snapshot):
+            return NotImplemented
+        return (self.meta, self.state, self.damage) == (other.meta, other.state, other.damage)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.meta!r}, {self.state!r}, {self.damage!r})"
 
 
 def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
              writable: bool) -> dict[str, Snapshot]:
     """Each name's ``Snapshot``: from the index where it is fresh, else ``read(name)``
-    (whose answer, unless damaged, goes into the index when ``writable``)."""
+    (whose standing, unless damaged, goes into the index when ``writable``)."""
     index_path = root / "index.json"
     try:
-        index = json.loads(fsutil.read_small(index_path, INDEX_LIMIT))
+        data = json.loads(fsutil.read_small(index_path, INDEX_LIMIT))
+        index = data.get("certs") if isinstance(data, dict) and \
+            data.get("format") == FORMAT else None
         if not isinstance(index, dict):
             index = {}
     except (FileNotFoundError, StoreError, ValueError, RecursionError):
@@ -54,8 +97,9 @@ def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
     result: dict[str, Snapshot] = {}
     racy = time.time_ns() - RACY_NS
     changed = False
+    certs = os.path.join(root, "certs")
     for name in names:
-        folder = os.path.join(root, "certs", storage_name(name))
+        folder = os.path.join(certs, storage_name(name))
         try:
             mtime = os.stat(folder).st_mtime_ns
         except FileNotFoundError:
@@ -65,24 +109,25 @@ def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
             result[name] = Snapshot(None, CertState(), f"{folder}: {exc.strerror}")
             continue
         entry = index.get(name)
-        if isinstance(entry, dict) and entry.get("mtime") == mtime and mtime < racy:
-            with contextlib.suppress(StoreError, StateDamaged):
-                result[name] = _from_entry(entry, str(index_path))
-                continue
-        result[name] = read(name)
-        if result[name].damage is None:
-            meta = result[name].meta
-            index[name] = {"mtime": mtime if mtime < racy else 0,
-                           "meta": meta.to_json() if meta else None,
-                           "state": result[name].state.to_json()}
+        if isinstance(entry, list) and len(entry) == 2 and entry[0] == mtime and mtime < racy \
+                and (standing := from_json(entry[1])) is not None:
+            result[name] = Snapshot.cached(standing, partial(_records, read, name))
+            continue
+        result[name] = snap = read(name)
+        if snap.damage is None:
+            index[name] = [mtime if mtime < racy else 0, snap.standing.to_json()]
             changed = True
     if changed and writable:
         with contextlib.suppress(StoreError):  # a cache that cannot be written is no fault
-            fsutil.write_atomic(index_path, json.dumps(index).encode(), mode=0o600)
+            fsutil.write_atomic(index_path, json.dumps({"format": FORMAT, "certs": index},
+                                                       separators=(",", ":")).encode(),
+                                mode=0o600)
     return result
 
 
-def _from_entry(entry: dict[str, Any], where: str) -> Snapshot:
-    raw = entry.get("meta")
-    meta = VersionMeta.from_json(raw, where) if raw else None
-    return Snapshot(meta, CertState.from_json(entry.get("state") or {}))
+def _records(read: Callable[[str], Snapshot], name: str) -> tuple[VersionMeta | None,
+                                                                   CertState]:
+    snap = read(name)
+    if snap.damage is not None:
+        raise StoreError(snap.damage)
+    return snap.meta, snap.state
