@@ -51,15 +51,33 @@ class _Lines:
     and the summary only after such a line. On a terminal, a progress line on stderr."""
 
     def __init__(self, quiet: bool) -> None:
-        self.quiet, self.printed = quiet, False
+        self.quiet, self.printed, self.flushing = quiet, False, False
         self.progress = output.ProgressLine() if output.ProgressLine.wanted() else None
 
     def __call__(self, outcome: Outcome) -> None:
         if not self.quiet or outcome.changed or outcome.failed:
             if self.progress is not None:
                 self.progress.clear()
-            output.say(outcome.line())
+            output.say(outcome.line(), flush=False)
             self.printed = True
+            self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Flush once the run's task yields: the lines of a burst (every certificate found
+        not due, at once) go out in one write, a line on its own goes out at once."""
+        if self.flushing:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            output.flush()
+            return
+        self.flushing = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flushing = False
+        output.flush()
 
     def finish(self, outcomes: list[Outcome]) -> int:
         if self.progress is not None:

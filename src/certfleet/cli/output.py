@@ -19,12 +19,13 @@ from ..report import Progress
 _broken: set[int] = set()
 
 
-def _write(stream: TextIO, text: str) -> None:
+def _write(stream: TextIO, text: str, flush: bool = True) -> None:
     if id(stream) in _broken:
         return
     try:
         stream.write(text)
-        stream.flush()
+        if flush:
+            stream.flush()
     except BrokenPipeError:
         _broken.add(id(stream))
         # Python flushes stdout once more at exit; point it at /dev/null so that cannot fail.
@@ -37,14 +38,23 @@ def _write(stream: TextIO, text: str) -> None:
             os.close(devnull)
 
 
-def say(line: str) -> None:
-    """One line of the command's output on stdout."""
-    _write(sys.stdout, line + "\n")
+_held: list[str] = []
+
+
+def say(line: str, *, flush: bool = True) -> None:
+    """One line of the command's output on stdout; with ``flush=False`` held until the
+    next ``flush()`` (or line said with flush), so that a burst of lines is one write even
+    on an unbuffered stdout."""
+    _held.append(line + "\n")
+    if flush:
+        _write(sys.stdout, "".join(_held))
+        _held.clear()
 
 
 def error(text: str, *, json_mode: bool = False) -> None:
     """An error on stderr: ``certfleet: <text>``, or, for the ``file:line: reason`` lines of a
     configuration, each line as it is. With ``json_mode``, stdout gets ``{"error": ...}``."""
+    flush()  # the lines held so far come first
     lines = [visible(line) for line in text.split("\n")]
     shown = lines if len(lines) > 1 else [f"certfleet: {lines[0]}"]
     _write(sys.stderr, "".join(line + "\n" for line in shown))
@@ -77,6 +87,9 @@ class ProgressLine:
 
 
 def flush() -> None:
+    if _held:
+        _write(sys.stdout, "".join(_held), False)
+        _held.clear()
     for stream in (sys.stdout, sys.stderr):
         if id(stream) not in _broken:
             try:

@@ -125,6 +125,7 @@ class _Parser:
         Both give the same result for a good line; ``_line`` also says what is wrong."""
         seen, good, certs, default = self.names, self.good_targets.get, self.certs, self.default
         plain, source, specs = _PLAIN_NAMES.fullmatch, self.source, self.specs
+        templates: dict[int, CertSpec] = {}   # one per settings object
         for lineno, text in enumerate(lines, 1):
             if not text:
                 continue
@@ -145,12 +146,11 @@ class _Parser:
                 seen[names[0]] = (lineno, True)
                 for name in names[1:]:
                     seen[name] = (lineno, False)
-                specs.append(CertSpec(
-                    names=tuple(names), targets=tuple(targets),  # type: ignore[arg-type]
-                    key_type=settings.key_type, challenge=settings.challenge,
-                    reuse_key=settings.reuse_key, profile=settings.profile,
-                    preferred_chain=settings.preferred_chain, ca=settings.ca,
-                    fallback=settings.fallback, source=f"{source}:{lineno}"))
+                template = templates.get(id(settings))
+                if template is None:
+                    template = templates[id(settings)] = _spec((names[0],), (), settings, "")
+                specs.append(CertSpec.like(template, tuple(names), tuple(targets),  # type: ignore[arg-type]
+                                           f"{source}:{lineno}"))
             else:
                 self._line(line.strip(" \t"), lineno)
 
@@ -197,11 +197,7 @@ class _Parser:
                                   "[defaults])")
         targets, targets_ok = self._targets(raw_targets, where)
         if ok and targets_ok:
-            self.specs.append(CertSpec(
-                names=tuple(names), targets=targets, key_type=settings.key_type,
-                challenge=settings.challenge, reuse_key=settings.reuse_key,
-                profile=settings.profile, preferred_chain=settings.preferred_chain,
-                ca=settings.ca, fallback=settings.fallback, source=where))
+            self.specs.append(_spec(tuple(names), tuple(targets), settings, where))
 
     def _names(self, raw_names: list[str], lineno: int, where: str) -> tuple[list[str], bool]:
         names: list[str] = []
@@ -287,3 +283,12 @@ def parse_domains(text: bytes, source: str, *, default: CertDefaults,
                             problems=problems)
     problems.raise_if_any()
     return specs
+
+
+def _spec(names: tuple[str, ...], targets: tuple[Target, ...], settings: CertDefaults,
+          source: str) -> CertSpec:
+    """The certificate a good line asks for, with the settings that apply to it."""
+    return CertSpec(names=names, targets=targets, key_type=settings.key_type,
+                    challenge=settings.challenge, reuse_key=settings.reuse_key,
+                    profile=settings.profile, preferred_chain=settings.preferred_chain,
+                    ca=settings.ca, fallback=settings.fallback, source=source)

@@ -18,18 +18,18 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
 
 from .. import fsutil
 from ..errors import StoreError
 from ..names import storage_name
 from ..standing import NOTHING, Standing, from_json, of
-from ..state import CertState, StateDamaged
+from ..state import CertState
 from .meta import VersionMeta
 
 INDEX_LIMIT = 1 << 30  # ~500 bytes a certificate: room for two million
 RACY_NS = 2_000_000_000
+NO_STATE = CertState()
 FORMAT = 2            # entries are [mtime, standing]; an index of another format is ignored
 
 
@@ -41,24 +41,20 @@ class Snapshot:
     __slots__ = ("_load", "_meta", "_state", "damage", "standing")
 
     def __init__(self, meta: VersionMeta | None, state: CertState, damage: str | None = None,
-                 *, standing: Standing | None = None,
-                 load: Callable[[], tuple[VersionMeta | None, CertState]] | None = None):
+                 standing: Standing | None = None,
+                 load: tuple[Callable[[str], Snapshot], str] | None = None):
         self._meta, self._state, self.damage, self._load = meta, state, damage, load
         self.standing = standing if standing is not None else \
             of(meta, state) if damage is None else NOTHING
 
-    @classmethod
-    def cached(cls, standing: Standing,
-               load: Callable[[], tuple[VersionMeta | None, CertState]]) -> Snapshot:
-        return cls(None, CertState(), standing=standing, load=load)
-
     def _records(self) -> None:
-        load, self._load = self._load, None
-        if load is not None:
-            try:
-                self._meta, self._state = load()
-            except (StoreError, StateDamaged) as exc:  # changed since the index saw it
-                self.damage = str(exc)
+        """Read the records the index stood in for (``load``: the reader and the name)."""
+        if self._load is None:
+            return
+        read, name = self._load
+        self._load = None
+        snap = read(name)
+        self._meta, self._state, self.damage = snap.meta, snap.state, snap.damage
 
     @property
     def meta(self) -> VersionMeta | None:
@@ -111,7 +107,7 @@ def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
         entry = index.get(name)
         if isinstance(entry, list) and len(entry) == 2 and entry[0] == mtime and mtime < racy \
                 and (standing := from_json(entry[1])) is not None:
-            result[name] = Snapshot.cached(standing, partial(_records, read, name))
+            result[name] = Snapshot(None, NO_STATE, None, standing, (read, name))
             continue
         result[name] = snap = read(name)
         if snap.damage is None:
@@ -123,11 +119,3 @@ def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
                                                        separators=(",", ":")).encode(),
                                 mode=0o600)
     return result
-
-
-def _records(read: Callable[[str], Snapshot], name: str) -> tuple[VersionMeta | None,
-                                                                   CertState]:
-    snap = read(name)
-    if snap.damage is not None:
-        raise StoreError(snap.damage)
-    return snap.meta, snap.state
