@@ -442,11 +442,13 @@ def test_a_version_written_but_never_switched_to_is_activated_next_time(
         with pytest.raises(_Killed):
             activate(store, 2)
     current = store.current(NAME)
-    assert current is not None and current.meta.version == 1
+    assert current is not None
+    assert current.meta.version == 1
     assert store.versions(NAME) == [1, 2]
     assert store.finish_activation(NAME, "https://ca/order/9") is None  # another order's
     done = store.finish_activation(NAME, meta(2).order_url)
-    assert done is not None and done.meta == meta(2)
+    assert done is not None
+    assert done.meta == meta(2)
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/2"
     assert (store.root / "certs" / NAME / "privkey.pem").read_bytes() == files(2)["privkey.pem"]
     assert store.finish_activation(NAME, meta(2).order_url) is None  # nothing left to finish
