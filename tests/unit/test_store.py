@@ -461,3 +461,21 @@ def test_finishing_skips_a_damaged_newer_version(store: Store) -> None:
     (newer / "meta.json").write_text("{damaged")
     assert store.finish_activation(NAME, meta(2).order_url) is None
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/1"
+
+
+def test_the_stable_links_exist_before_the_first_current(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed right after ``current`` first appears: the paths nginx reads are there."""
+    real = os.replace
+    base = store.root / "certs" / NAME
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        real(src, dst)
+        if Path(dst) == base / "current":
+            assert all(os.readlink(base / pem) == f"current/{pem}" for pem in PEM_FILES)
+            raise _Killed
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):
+        activate(store, 1)
+    assert all((base / pem).read_bytes() == files(1)[pem] for pem in PEM_FILES)

@@ -294,16 +294,18 @@ class Store:
         return None
 
     def _switch(self, base: Path, version: int, has_key: bool) -> None:
-        """``current`` to ``versions/<version>`` in one rename, then the stable links."""
-        fsutil.replace_symlink(base / "current", f"versions/{version}")
+        """``current`` to ``versions/<version>`` in one rename. The stable links point
+        through ``current`` and are made before it moves (on a first issuance they dangle
+        until then), so no moment has a current version without them."""
         for pem in PEM_FILES:
             link = base / pem
-            existing = os.readlink(link) if link.is_symlink() else None
-            if pem == "privkey.pem" and not has_key:
-                with contextlib.suppress(FileNotFoundError):
-                    link.unlink()  # would dangle
-            elif existing != f"current/{pem}":
+            if (pem != "privkey.pem" or has_key) and \
+                    (os.readlink(link) if link.is_symlink() else None) != f"current/{pem}":
                 fsutil.replace_symlink(link, f"current/{pem}")
+        fsutil.replace_symlink(base / "current", f"versions/{version}")
+        if not has_key:  # the operator's own CSR: no key, and a key link would dangle
+            with contextlib.suppress(FileNotFoundError):
+                (base / "privkey.pem").unlink()
 
     def next_version(self, name: str) -> int:
         return max(self.versions(name), default=0) + 1
