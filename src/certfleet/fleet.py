@@ -27,6 +27,7 @@ from .ratelimits import Ledger
 from .report import Outcome, Progress, Report
 from .solvers.choose import make_solver, unusable
 from .spec import CertSpec, JobConfig
+from .state import CertState
 from .store import Snapshot, Store, StoredCert, VersionMeta
 
 if TYPE_CHECKING:
@@ -255,9 +256,10 @@ async def _issue_one(cas: CaSessions, store: Store, job: JobConfig, plan: CertPl
                 if isinstance(cause, AcmeProblem):
                     outcome.retry_after = cause.retry_after
             # Record: the result and, after a failure, how long to leave it alone.
-            store.update_state(spec.name, lambda state: state.after_attempt(
-                datetime.now(UTC), outcome.result, outcome.error, asked_ca=True,
-                retry_after=outcome.retry_after))
+            attempt = partial(CertState.after_attempt, now=datetime.now(UTC),
+                              result=outcome.result, error=outcome.error, asked_ca=True,
+                              retry_after=outcome.retry_after)
+            await asyncio.to_thread(store.update_state, spec.name, attempt)
     except CertfleetError as exc:  # the lock or the record itself failed
         outcome.error = outcome.error or str(exc)
 

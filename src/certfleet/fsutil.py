@@ -64,15 +64,17 @@ def remove_leftover(path: Path) -> None:
             path.unlink()
 
 
-def write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (which must not exist) with ``mode`` from creation, write, fsync."""
+def write_new(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
+    """Create ``path`` (which must not exist) with ``mode`` from creation, write, fsync
+    (unless ``sync=False``: a probe whose content does not matter)."""
     fd = os.open(path, _CREATE, mode)
     try:
         os.fchmod(fd, mode)  # the umask may have narrowed it; the file is still empty here
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -108,8 +110,9 @@ def write_exclusive(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def replace_symlink(link: Path, target: str) -> None:
-    """Point ``link`` at ``target`` in one atomic step (create temp link, rename over)."""
+def replace_symlink(link: Path, target: str, *, sync: bool = True) -> None:
+    """Point ``link`` at ``target`` in one atomic step (create temp link, rename over);
+    ``sync=False`` leaves the directory's fsync to the caller (one for several links)."""
     tmp = temp_name(link)
     try:
         os.symlink(target, tmp)
@@ -118,7 +121,8 @@ def replace_symlink(link: Path, target: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise StoreError(f"{link}: cannot switch link: {exc.strerror or exc}") from exc
-    fsync_dir(link.parent)
+    if sync:
+        fsync_dir(link.parent)
 
 
 def secure_dir(path: Path, mode: int = 0o700) -> Path:

@@ -12,6 +12,7 @@ key.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ async def issue(session: Session, store: Store, spec: CertSpec, solver: Solver, 
                 replaces: str | None = None) -> StoredCert:
     """Obtain a certificate for ``spec`` and activate it as its next stored version."""
     name, names = spec.name, list(spec.names)
-    store.preflight(name)
+    await asyncio.to_thread(store.preflight, name)
     if spec.csr is not None:
         return await _issue_csr(session, store, spec, solver)
     record = store.load_state(name).order
@@ -44,13 +45,15 @@ async def issue(session: Session, store: Store, spec: CertSpec, solver: Solver, 
                  "activating it; activated now", name, done.meta.version, record.url)
         store.update_state(name, CertState.without_order)
         return done
-    key_pem = _domain_key_pem(store, name, spec.key_type, spec.reuse_key)
+    key_pem = await asyncio.to_thread(_domain_key_pem, store, name, spec.key_type,
+                                      spec.reuse_key)
     domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
     bundle_url = await _resume_recorded(session, store, name, names, domain_key, solver,
                                         spec.preferred_chain)
     if bundle_url is None:
-        def remember(url: str) -> None:
-            store.update_state(name, lambda state: state.with_order(url, names))
+        async def remember(url: str) -> None:
+            await asyncio.to_thread(store.update_state, name,
+                                    lambda state: state.with_order(url, names))
 
         bundle_url = await obtain(session, names, domain_key, solver, profile=spec.profile,
                                   replaces=replaces, preferred_chain=spec.preferred_chain,
@@ -59,6 +62,12 @@ async def issue(session: Session, store: Store, spec: CertSpec, solver: Solver, 
     meta = _meta(store, session, name, bundle, order_url, spec.key_label)
     files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
              "fullchain.pem": bundle.fullchain_pem, "privkey.pem": key_pem}
+    stored = await asyncio.to_thread(_activate, store, name, files, meta)
+    return stored
+
+
+def _activate(store: Store, name: str, files: dict[str, bytes],
+              meta: VersionMeta) -> StoredCert:
     stored = store.activate(name, files, meta)
     store.update_state(name, CertState.without_order)
     return stored

@@ -12,7 +12,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -232,7 +232,7 @@ async def obtain(
     solver: Solver, *, profile: str | None = None, replaces: str | None = None,
     preferred_chain: str | None = None,
     csr: tuple[bytes, keytypes.PublicKey] | None = None,
-    on_order: Callable[[str], None] | None = None,
+    on_order: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[Bundle, str]:
     """Order, authorize, finalize and download a certificate for ``names``; verify it.
 
@@ -247,7 +247,7 @@ async def obtain(
         raise ProtocolError(f"{safe_text(directory.new_order)}: no usable order URL in answer")
     log.info("%s: order %s is %s", names[0], order_url, order.status.value)
     if on_order is not None:
-        on_order(order_url)
+        await on_order(order_url)
     return await _complete(session, order, order_url, names, domain_key, solver,
                            preferred_chain, csr)
 

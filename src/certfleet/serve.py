@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import stat
+import time
 from pathlib import Path
 
 from . import fsutil
@@ -57,7 +58,8 @@ async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    responder = Responder(host, port, lambda token: read_token(directory, token))
+    responder = Responder(host, port, lambda token: read_token(directory, token),
+                          demand=_TokenCount(directory))
     await responder.start()
     log.info("serving http-01 tokens from %s on %s (at most %d connections, %d per client)",
              directory, listen, responder.capacity, responder.limits.per_client)
@@ -68,3 +70,22 @@ async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopped")
+
+
+class _TokenCount:
+    """How many tokens ``run`` presents in the directory, counted at most once a second
+    (the responder's caps follow it; ``http_limits``)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.count, self.at = directory, 0, -1.0
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self.at >= 1.0:
+            self.at = now
+            try:
+                with os.scandir(self.directory) as entries:
+                    self.count = sum(1 for _ in entries)
+            except OSError:
+                self.count = 0
+        return self.count

@@ -94,12 +94,14 @@ async def exchange(port: int, pieces: bytes | Sequence[bytes], *, source: str = 
 
 def served(scenario: Callable[[int, Responder], Awaitable[T]], *,
            limits: Limits | None = None,
-           tokens: dict[str, tuple[str, str]] | None = None) -> T:
-    """Run ``scenario(port, responder)`` against a started responder on 127.0.0.1."""
+           tokens: dict[str, tuple[str, str]] | None = None, demand: bool = False) -> T:
+    """Run ``scenario(port, responder)`` against a started responder on 127.0.0.1
+    (``demand``: its caps follow the number of tokens, as ``run``'s responder's do)."""
     table = {TOKEN: (NAME, KEY_AUTH)} if tokens is None else tokens
 
     async def main() -> T:
-        responder = Responder("127.0.0.1", 0, table.get, limits)
+        responder = Responder("127.0.0.1", 0, table.get, limits,
+                              demand=table.__len__ if demand else None)
         await responder.start()
         try:
             return await scenario(responder.sockets[0][1], responder)

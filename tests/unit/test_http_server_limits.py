@@ -16,12 +16,14 @@ import time
 
 import pytest
 
-from certfleet.solvers.http_limits import Limits, client_key, connection_budget
+from certfleet.solvers.http_limits import PER_TOKEN, Limits, client_key, connection_budget
 from certfleet.solvers.http_responder import Responder
 
 from .rawhttp import (
     KEY_AUTH,
     LOGGER,
+    NAME,
+    TOKEN,
     Answer,
     capture,
     connect,
@@ -197,6 +199,31 @@ def test_over_the_per_client_cap_new_connections_are_closed_at_once(
     assert "2 over the per-client cap, closed at once" in report
     assert "at most" in report
     assert "4 per client" in report
+
+
+def test_the_caps_grow_with_the_tokens_being_validated() -> None:
+    """Hundreds of orders in flight: the CA (or a load balancer proxying it) asks for every
+    token from each perspective at once, all from one address; with 20 tokens presented a
+    client may hold 20 x PER_TOKEN connections, not the 4 of an idle responder."""
+    limits = Limits(per_client=4, max_connections=8, header_timeout=30.0,
+                    idle_timeout=30.0)
+    tokens = {TOKEN: (NAME, KEY_AUTH), **{f"t{i:040d}": (NAME, KEY_AUTH) for i in range(19)}}
+
+    async def scenario(port: int, responder: Responder) -> None:
+        assert responder.capacity == 20 * PER_TOKEN + 4
+        held = await _idle(port, "127.0.0.2", 60)
+        assert len(held) == 60
+        assert responder.open_connections == 60
+        for conn in held[:3]:
+            assert not await _closed(conn, 0.1)
+        assert (await exchange(port, request(), source="127.0.0.2")).status == 200
+        tokens.clear()                                   # the run is done: caps shrink back
+        tokens[TOKEN] = (NAME, KEY_AUTH)
+        extra = await _idle(port, "127.0.0.2", 1)
+        assert not extra or await _closed(extra[0], 2)   # over the per-client cap again
+        _close_all(held + extra)
+
+    served(scenario, limits=limits, tokens=tokens, demand=True)
 
 
 def test_over_the_total_cap_the_oldest_idle_of_the_heaviest_client_is_dropped() -> None:

@@ -19,8 +19,13 @@ before anything else is done with it, and closes what it is told to.
   own address and, being nginx, connect only once they hold a complete request head, so
   their connections last milliseconds. 64 is far above the few requests a CA makes per
   name at once (Pebble 3, Let's Encrypt one per perspective).
-* In total (``capacity``: ``max_connections``, 512, but at most half the process's
-  RLIMIT_NOFILE soft limit less ``backlog``): a new connection over it is **admitted, and
+* Demand. A run with hundreds of orders in flight has hundreds of tokens being validated
+  at once, and the CA (or the load balancers proxying it, all from one address each) asks
+  for each from every perspective within moments: both caps grow with the tokens presented
+  (``PER_TOKEN`` connections a token, a client; the total that plus one ordinary client's
+  share), never beyond the descriptor budget below.
+* In total (``capacity``: ``max_connections``, 512, or the demand's, but at most half the
+  process's RLIMIT_NOFILE soft limit less ``backlog``): a new connection over it is **admitted, and
   the oldest idle connection is dropped**, chosen from the client holding the most idle
   connections. Idle means still waiting for its head, or already answered and lingering;
   a connection being answered is never dropped (if every one is, the newcomer is closed).
@@ -48,11 +53,17 @@ import collections
 import ipaddress
 import logging
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .http_head import MAX_HEAD
 
 log = logging.getLogger("certfleet.solvers.http_responder")   # the responder's own log
+
+# Connections one client may need for one token under validation: Let's Encrypt asks from
+# up to five perspectives, all arriving from one load balancer's address when proxied
+# (Pebble asks three times); one more for a retry.
+PER_TOKEN = 6
 
 
 @dataclass(frozen=True)
@@ -71,14 +82,20 @@ class Limits:
     report_every: float = 10.0
 
 
-def connection_budget(limits: Limits, nofile: int | None = None) -> int:
-    """How many connections may be open at once: ``max_connections``, but at most half the
-    RLIMIT_NOFILE soft limit less the accept batch (and never fewer than 16)."""
+def descriptor_budget(limits: Limits, nofile: int | None = None) -> int:
+    """Connections the descriptors allow: half the RLIMIT_NOFILE soft limit less the accept
+    batch (and never fewer than 16)."""
     if nofile is None:
         nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if nofile == resource.RLIM_INFINITY or nofile <= 0:
         nofile = 1 << 20
-    return min(limits.max_connections, max(16, nofile // 2 - limits.backlog))
+    return max(16, nofile // 2 - limits.backlog)
+
+
+def connection_budget(limits: Limits, nofile: int | None = None) -> int:
+    """How many connections may be open at once with no token presented:
+    ``max_connections``, within the descriptor budget."""
+    return min(limits.max_connections, descriptor_budget(limits, nofile))
 
 
 def client_key(address: str) -> str:
@@ -107,8 +124,10 @@ class Conn:
 class ConnectionTable:
     """The open connections by client, and the idle (droppable) ones, oldest first."""
 
-    def __init__(self, limits: Limits, capacity: int) -> None:
-        self.limits, self.capacity = limits, capacity
+    def __init__(self, limits: Limits, budget: int,
+                 demand: Callable[[], int] | None = None) -> None:
+        self.limits, self.budget = limits, budget
+        self.demand = demand or (lambda: 0)
         self._conns: dict[str, dict[Conn, None]] = {}
         self._idle: dict[str, dict[Conn, None]] = {}
         self._open = 0
@@ -119,6 +138,18 @@ class ConnectionTable:
     def open(self) -> int:
         return self._open
 
+    @property
+    def capacity(self) -> int:
+        """Connections at once: the larger of ``max_connections`` and the demand's (room
+        for the tokens' validations and one ordinary client), within the budget."""
+        wanted = PER_TOKEN * self.demand() + self.limits.per_client
+        return min(self.budget, max(self.limits.max_connections, wanted))
+
+    @property
+    def per_client(self) -> int:
+        """Connections one client may hold: ``per_client``, or the tokens' share."""
+        return min(self.capacity, max(self.limits.per_client, PER_TOKEN * self.demand()))
+
     def all(self) -> list[Conn]:
         return [conn for conns in self._conns.values() for conn in conns]
 
@@ -126,7 +157,7 @@ class ConnectionTable:
         """Count a just-accepted connection in, or None: close it at once. May drop the
         oldest idle connection of the heaviest client to make room (module doc)."""
         client = client_key(address)
-        if len(self._conns.get(client, ())) >= self.limits.per_client:
+        if len(self._conns.get(client, ())) >= self.per_client:
             self.count("over the per-client cap, closed at once")
             return None
         if self._open >= self.capacity:
@@ -191,5 +222,5 @@ class ConnectionTable:
             counts = ", ".join(f"{n} {why}" for why, n in sorted(self._dropped.items()))
             log.warning("http-01 responder: connections without a request: %s "
                         "(%d open now, at most %d, %d per client)", counts, self._open,
-                        self.capacity, self.limits.per_client)
+                        self.capacity, self.per_client)
             self._dropped.clear()

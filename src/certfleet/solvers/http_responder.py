@@ -39,7 +39,7 @@ from ..errors import ChallengeError, safe_text
 from ..protocol.challenges import HTTP_01_PREFIX
 from ..protocol.messages import token_is_safe
 from .http_head import BadRequest, Head, early_fault, head_end, host_matches, parse_head, text_of
-from .http_limits import Conn, ConnectionTable, Limits, connection_budget
+from .http_limits import Conn, ConnectionTable, Limits, descriptor_budget
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,11 @@ class Responder:
     """The listener: answers validation requests from ``lookup`` within ``limits``."""
 
     def __init__(self, host: str, port: int, lookup: Lookup,
-                 limits: Limits | None = None) -> None:
-        self.host, self.port, self.lookup = host, port, lookup
+                 limits: Limits | None = None, demand: Callable[[], int] | None = None) -> None:
+        """``demand``: how many tokens are presented now (the caps grow with it)."""
+        self.host, self.port, self.lookup, self.demand = host, port, lookup, demand
         self.limits = limits or Limits()
-        self._table = ConnectionTable(self.limits, connection_budget(self.limits))
+        self._table = ConnectionTable(self.limits, descriptor_budget(self.limits), demand)
         self._listeners: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -78,7 +79,8 @@ class Responder:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._table = ConnectionTable(self.limits, connection_budget(self.limits))
+        self._table = ConnectionTable(self.limits, descriptor_budget(self.limits),
+                                      self.demand)
         try:
             infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM,
                                            flags=socket.AI_PASSIVE)

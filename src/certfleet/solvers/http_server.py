@@ -42,7 +42,8 @@ class HttpServerSolver(Solver):
 
     def __init__(self, host: str, port: int) -> None:
         self._tokens: dict[str, tuple[str, str]] = {}
-        self._responder = Responder(host, port, self._tokens.get)
+        self._responder = Responder(host, port, self._tokens.get,
+                                    demand=self._tokens.__len__)
 
     async def __aenter__(self) -> HttpServerSolver:
         await self._responder.start()

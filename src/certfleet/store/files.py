@@ -53,6 +53,7 @@ class Store:
 
     def __init__(self, root: Path, *, create: bool = True) -> None:
         self.writable = create
+        self._cert_dirs: set[str] = set()
         self.locks = Locks()
         if create:
             self.root = fsutil.secure_dir(root)
@@ -159,8 +160,12 @@ class Store:
 
     def cert_dir(self, name: str) -> Path:
         path = self.root / "certs" / storage_name(name)
-        fsutil.secure_dir(path)
-        fsutil.secure_dir(path / "versions")
+        # Made and checked once per process: only this user can change what is inside
+        # STATE (0700, checked when the store was opened).
+        if name not in self._cert_dirs:
+            fsutil.secure_dir(path)
+            fsutil.secure_dir(path / "versions")
+            self._cert_dirs.add(name)
         return path
 
     def try_lock(self, name: str) -> bool:
@@ -244,8 +249,8 @@ class Store:
         if free < MIN_FREE_BYTES:
             raise StoreError(f"{path}: only {free} bytes free; need {MIN_FREE_BYTES}")
         probe = fsutil.temp_name(path / "probe")
-        try:
-            fsutil.write_new(probe, b"\0" * 16384, 0o600)
+        try:  # not synced: a full or read-only disk refuses the write itself
+            fsutil.write_new(probe, b"\0" * 16384, 0o600, sync=False)
         except OSError as exc:
             raise StoreError(f"{path}: not writable: {exc.strerror or exc}") from exc
         finally:
@@ -308,11 +313,15 @@ class Store:
         """``current`` to ``versions/<version>`` in one rename. The stable links point
         through ``current`` and are made before it moves (on a first issuance they dangle
         until then), so no moment has a current version without them."""
+        made = False
         for pem in PEM_FILES:
             link = base / pem
             if (pem != "privkey.pem" or has_key) and \
                     (os.readlink(link) if link.is_symlink() else None) != f"current/{pem}":
-                fsutil.replace_symlink(link, f"current/{pem}")
+                fsutil.replace_symlink(link, f"current/{pem}", sync=False)
+                made = True
+        if made:
+            fsutil.fsync_dir(base)  # the links, durable before current moves
         fsutil.replace_symlink(base / "current", f"versions/{version}")
         if not has_key:  # the operator's own CSR: no key, and a key link would dangle
             with contextlib.suppress(FileNotFoundError):
