@@ -104,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         return EXIT_CHANGED if any(p.due or p.stale_targets for p in plans) else EXIT_NOTHING
     lines = _Lines(args.quiet)
+    output.more_open_files()
     outcomes = asyncio.run(fleet.run(job, specs, force=args.force, emit=lines,
                                      whole=not args.names, progress=lines.progress))
     return lines.finish(outcomes)

@@ -7,6 +7,7 @@ the work goes on. Errors go to stderr; with ``--json`` stdout still gets valid J
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -121,3 +122,17 @@ class SafeFormatter(logging.Formatter):
     def formatException(self, ei: object) -> str:
         text = super().formatException(ei)  # type: ignore[arg-type]
         return "\n".join(f"    {visible(line)}" for line in text.split("\n"))
+
+
+def more_open_files(wanted: int = 8192) -> None:
+    """Raise the soft open-file limit towards the hard one (at most ``wanted``) for a run:
+    hundreds of orders in flight hold the CA's connections, the responder's and the
+    deploys' at once, and a default soft limit of 1,024 leaves the responder only 384
+    (``solvers.http_limits``). The hard limit, the administrator's, is never touched."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
