@@ -99,8 +99,13 @@ class Store:
         try:
             yield bool(dead)
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 marker.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # the next run takes it for a killed one and sweeps
+                log.warning("%s: cannot remove this run's marker: %s", marker,
+                            exc.strerror or exc)
 
     @contextlib.contextmanager
     def whole_fleet(self) -> Iterator[None]:
