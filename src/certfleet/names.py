@@ -10,8 +10,6 @@ from __future__ import annotations
 import ipaddress
 import re
 
-import idna
-
 from .errors import ConfigError
 
 MAX_NAME = 253
@@ -20,14 +18,19 @@ _LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _to_alabel(label: str, raw: str) -> str:
+    # idna is imported only for a label that needs it: an ASCII name never loads its tables.
     if label.isascii():
         lowered = label.lower()
         if lowered.startswith("xn--"):
+            import idna
+
             try:
                 idna.decode(lowered)  # a bad punycode label is refused, not passed on
             except idna.IDNAError as exc:
                 raise ConfigError(f"{raw!r}: bad punycode label {label!r}: {exc}") from None
         return lowered
+    import idna
+
     try:
         return idna.encode(label, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
