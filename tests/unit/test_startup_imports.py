@@ -104,3 +104,17 @@ def test_status_with_every_kind_of_configuration(state: Path, tmp_path: Path) ->
                                  env={"CERTFLEET_TSIG_SECRET": "c2VjcmV0"})
         assert code == 0, argv
         assert heavy(modules) == [], argv
+
+
+def test_every_command_of_the_parser_runs_something() -> None:
+    """The parser (cli/arguments.py) and the table of commands (cli/__init__.py) are
+    written apart: they must name the same commands, each a function that exists."""
+    import argparse
+
+    from certfleet.cli import COMMANDS, command
+    from certfleet.cli.arguments import parser
+
+    [sub] = [a for a in parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) == set(COMMANDS)
+    for name in COMMANDS:
+        assert callable(command(name)), name
