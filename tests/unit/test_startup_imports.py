@@ -81,29 +81,45 @@ def test_status_loads_no_network_or_crypto(state: Path, tmp_path: Path) -> None:
     assert heavy(modules) == []
 
 
-def test_status_with_every_kind_of_configuration(state: Path, tmp_path: Path) -> None:
-    """A configuration naming dns-01, SSH targets, two key types and an IDN still loads
-    nothing of what ordering or deploying would need."""
+@pytest.fixture
+def config(state: Path, tmp_path: Path) -> Path:
+    """A configuration naming dns-01, SSH targets, two key types and an IDN."""
     domains = tmp_path / "domains.txt"
     domains.write_text(f"www.example.com|web1:/srv/certs {tmp_path / 'local'}\n"
                        "*.example.net example.net|deploy@[2001:db8::1]:/srv/certs\n"
                        "bücher.example\n")
-    config = tmp_path / "certfleet.toml"
-    config.write_text(f'state_dir = "{state}"\ndomains = "{domains}"\n'
-                      '[ca]\ndirectory = "letsencrypt-staging"\n'
-                      '[challenge]\nwebroot = "/var/www/acme"\n'
-                      '[dns]\nserver = "192.0.2.53:53"\ntsig_key_name = "certfleet"\n'
-                      '[certs."www.example.com"]\nkey_type = ["ec256", "rsa2048"]\n'
-                      '[certs."*.example.net"]\nchallenge = "dns-01"\n'
-                      '[hosts.web1]\nreload = ["sudo", "systemctl", "reload", "nginx"]\n'
-                      'probe = { port = 443 }\n')
-    for path in (domains, config):
-        path.chmod(0o600)
+    path = tmp_path / "certfleet.toml"
+    path.write_text(f'state_dir = "{state}"\ndomains = "{domains}"\n'
+                    '[ca]\ndirectory = "letsencrypt-staging"\n'
+                    '[challenge]\nwebroot = "/var/www/acme"\n'
+                    '[dns]\nserver = "192.0.2.53:53"\ntsig_key_name = "certfleet"\n'
+                    '[certs."www.example.com"]\nkey_type = ["ec256", "rsa2048"]\n'
+                    '[certs."*.example.net"]\nchallenge = "dns-01"\n'
+                    '[hosts.web1]\nreload = ["sudo", "systemctl", "reload", "nginx"]\n'
+                    'probe = { port = 443 }\n')
+    for file in (domains, path):
+        file.chmod(0o600)
+    return path
+
+
+TSIG = {"CERTFLEET_TSIG_SECRET": "c2VjcmV0"}
+
+
+def test_status_with_every_kind_of_configuration(config: Path, tmp_path: Path) -> None:
+    """Whatever the configuration names, status loads nothing of what ordering or
+    deploying would need."""
     for argv in (["status"], ["status", "--json"]):
-        code, modules = imported([*argv, "--config", str(config)], tmp_path,
-                                 env={"CERTFLEET_TSIG_SECRET": "c2VjcmV0"})
+        code, modules = imported([*argv, "--config", str(config)], tmp_path, env=TSIG)
         assert code == 0, argv
         assert heavy(modules) == [], argv
+
+
+def test_a_dry_run_loads_no_ca_client_ssh_dns_or_crypto(config: Path, tmp_path: Path) -> None:
+    """`run --dry-run` plans from what is on disk (it runs the runner's module, so asyncio
+    is there), and asks no CA, target or DNS server."""
+    code, modules = imported(["run", "--dry-run", "--config", str(config)], tmp_path, env=TSIG)
+    assert code == 0
+    assert [m for m in heavy(modules) if m.split(".")[0] not in ("asyncio", "ssl")] == []
 
 
 def test_every_command_of_the_parser_runs_something() -> None:
