@@ -14,8 +14,10 @@ modules each command imports is checked by tests/unit/test_startup_imports.py; t
 measures, it never fails on a time. For a paired comparison of two builds, farm-bench
 (`farm-bench --vs "B" -- A`) gives the ratio run by run.
 
-    .venv/bin/python bench/startup_bench.py [--count 1000] [--repeat 15]
-                                            [--certfleet "python3 dist/certfleet.pyz"]
+    .venv/bin/python bench/startup_bench.py [--count 1000] [--repeat 15] [--certfleet CMD]
+
+The command inherits this environment (CERTFLEET_* removed); for the zipapp, clear it:
+--certfleet "env -i PATH=/usr/bin:/bin HOME=$HOME /usr/bin/python3 dist/certfleet.pyz".
 """
 
 from __future__ import annotations
