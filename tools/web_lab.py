@@ -45,6 +45,7 @@ from typing import IO, Any, Self
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
@@ -115,6 +116,7 @@ def self_signed(
     dns_names: Iterable[str] = (),
     *,
     days: int = 30,
+    rsa: bool = False,
 ) -> tuple[x509.Certificate, bytes, bytes]:
     """A throwaway self-signed ECDSA P-256 server certificate.
 
@@ -122,7 +124,8 @@ def self_signed(
     them as ``fullchain.pem``/``privkey.pem`` into a host's ``deploy_dir`` to play a
     deployment."""
     now = dt.datetime.now(dt.UTC)
-    key = ec.generate_private_key(ec.SECP256R1())
+    key: Any = (rsa_keys.generate_private_key(public_exponent=65537, key_size=2048) if rsa
+                else ec.generate_private_key(ec.SECP256R1()))
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     builder = (
         x509.CertificateBuilder()
@@ -380,7 +383,7 @@ class WebHost:
 
     def __init__(
         self, workdir: Path, address: str, *, name: str, sites: Sequence[str] = (),
-        mounts: Mapping[str, Path] | None = None,
+        mounts: Mapping[str, Path] | None = None, rsa_too: bool = False,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.address = address
@@ -392,6 +395,9 @@ class WebHost:
         # Each site gets its own TLS server block reading deploy_dir/<site>/{fullchain,
         # privkey}.pem, selected by SNI; the default server reads deploy_dir itself.
         self.sites = tuple(sites)
+        # Each site also serves an RSA certificate (fullchain.rsa2048.pem beside the
+        # ECDSA one): nginx then shows a client the one its offer suits.
+        self.rsa_too = rsa_too
 
         self.host_key_path: Path = self.workdir / self.HOST_KEY_NAME
         self.sshd_config_path: Path = self.workdir / "sshd_config"
@@ -505,6 +511,12 @@ class WebHost:
                 _, cert_pem, key_pem = self_signed("placeholder", ["placeholder.invalid"])
                 (folder / "fullchain.pem").write_bytes(cert_pem)
                 _write_private(folder / "privkey.pem", key_pem)
+            rsa = folder / "fullchain.rsa2048.pem"
+            if self.rsa_too and folder != self.deploy_dir and not rsa.exists():
+                _, cert_pem, key_pem = self_signed("placeholder", ["placeholder.invalid"],
+                                                   rsa=True)
+                rsa.write_bytes(cert_pem)
+                _write_private(folder / "privkey.rsa2048.pem", key_pem)
         if not self.host_key_path.exists():
             self._generate_host_key()
         if not self.authorized_keys.exists():
@@ -671,12 +683,18 @@ class WebHost:
         listen {self.address}:{self.tls_port} ssl;
         server_name {site};
         ssl_certificate {_quote(folder / "fullchain.pem")};
-        ssl_certificate_key {_quote(folder / "privkey.pem")};
+        ssl_certificate_key {_quote(folder / "privkey.pem")};{self._rsa_lines(folder)}
         location / {{{{
             return 200 "{self.name} {site}\\n";
         }}}}
     }}}}""".replace("{{", "{").replace("}}", "}"))
         return "".join(blocks)
+
+    def _rsa_lines(self, folder: Path) -> str:
+        if not self.rsa_too:
+            return ""
+        return (f"\n        ssl_certificate {_quote(folder / 'fullchain.rsa2048.pem')};"
+                f"\n        ssl_certificate_key {_quote(folder / 'privkey.rsa2048.pem')};")
 
     def _write_nginx_conf(self) -> None:
         temp = self.nginx_prefix / "temp"

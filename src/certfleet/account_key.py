@@ -27,7 +27,7 @@ from . import fsutil, keytypes
 from .errors import ConfigError, StoreError
 from .keytypes import KeyType
 from .protocol import jws
-from .protocol.b64 import int_to_b64url
+from .protocol.b64 import b64url_decode, int_to_b64url
 
 if TYPE_CHECKING:
     from .keytypes import PrivateKey, PublicKey
@@ -66,6 +66,26 @@ class AccountKey:
         return None
 
     @classmethod
+    def from_pem(cls, data: bytes, where: str) -> AccountKey:
+        """A key another ACME client kept as PEM (acme-client's ``-f`` file), held in memory;
+        ``ConfigError`` naming ``where`` if it is not a usable account key."""
+        return cls(keytypes.load_pem(data, where))
+
+    @classmethod
+    def from_jwk(cls, jwk: Mapping[str, Any], where: str) -> AccountKey:
+        """A private JWK (RFC 7517/7518: certbot's ``private_key.json``), held in memory;
+        ``ConfigError`` naming ``where`` if it is not an RSA or P-256/P-384 private key."""
+        try:
+            key = _private_from_jwk(jwk)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: not a private RSA or EC JWK ({exc or 'bad value'})"
+                              ) from None
+        try:
+            return cls(key)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    @classmethod
     def generate(cls, key_type: KeyType) -> AccountKey:
         """A new key held only in memory (a rollover target before it is saved)."""
         return cls(keytypes.generate(key_type))
@@ -85,6 +105,15 @@ class AccountKey:
     def save_new(self, path: Path) -> None:
         """Write this key to ``path`` atomically, 0600 from creation."""
         fsutil.write_atomic(path, keytypes.to_pem(self._key), mode=0o600)
+
+    def install(self, path: Path) -> None:
+        """Make this key (one brought from another client) the account key at ``path``,
+        0600 from creation; ``StoreError`` if a key is there already (never replaced)."""
+        try:
+            fsutil.write_exclusive(path, keytypes.to_pem(self._key), mode=0o600)
+        except FileExistsError:
+            raise StoreError(f"{path}: an account key is there already; not replaced"
+                             ) from None
 
     def sign(
         self, url: str, nonce: str | None, payload: Mapping[str, Any] | None,
@@ -298,6 +327,26 @@ def _public_jwk(key: PrivateKey, key_type: KeyType) -> dict[str, str]:
     _, crv, _, size = _EC[key_type]
     return {"crv": crv, "kty": "EC", "x": int_to_b64url(point.x, size),
             "y": int_to_b64url(point.y, size)}
+
+
+def _private_from_jwk(jwk: Mapping[str, Any]) -> PrivateKey:
+    def number(name: str) -> int:
+        value = jwk[name]
+        if not isinstance(value, str) or len(value) > 2048:
+            raise ValueError(f"member {name!r} is not a base64url number")
+        return int.from_bytes(b64url_decode(value.rstrip("=")), "big")
+
+    if jwk.get("kty") == "RSA":
+        public = rsa.RSAPublicNumbers(number("e"), number("n"))
+        return rsa.RSAPrivateNumbers(number("p"), number("q"), number("d"), number("dp"),
+                                     number("dq"), number("qi"), public).private_key()
+    if jwk.get("kty") == "EC":
+        curves: dict[Any, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
+        if jwk.get("crv") not in curves:
+            raise ValueError(f"curve {str(jwk.get('crv'))[:20]!r} is not P-256 or P-384")
+        point = ec.EllipticCurvePublicNumbers(number("x"), number("y"), curves[jwk["crv"]])
+        return ec.EllipticCurvePrivateNumbers(number("d"), point).private_key()
+    raise ValueError(f"kty {str(jwk.get('kty'))[:20]!r} is not RSA or EC")
 
 
 def _load(path: Path) -> PrivateKey:

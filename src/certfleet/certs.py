@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from .errors import CertificateError, safe_text
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .keytypes import PublicKey
 
 MAX_CHAIN = 10
+_SHA256 = hashes.SHA256()
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\r\n]+-----END \1-----\r?\n?"
 )
@@ -150,6 +151,36 @@ def _verify(pem: bytes, public_key: PublicKey, names: Sequence[str], where: str)
         issuer=leaf.issuer.rfc4514_string(),
         aki=_aki(leaf),
     )
+
+
+def verify_kept(cert_pem: bytes, chain_pem: bytes, fullchain_pem: bytes,
+                public_key: PublicKey, where: str) -> Bundle:
+    """Check the four files another client kept for one certificate (its ``cert.pem``,
+    ``chain.pem``, ``fullchain.pem`` and the private key's public half) as ``verify_issued``
+    checks what a CA sent: the key is the certificate's, each certificate is signed by the
+    next, and ``fullchain.pem`` is ``cert.pem`` then ``chain.pem``. The names are the
+    certificate's own (the caller compares them with what it wants)."""
+    try:
+        leaf = split_pem_chain(cert_pem, f"{where}/cert.pem")
+        chain = split_pem_chain(chain_pem, f"{where}/chain.pem")
+        full = split_pem_chain(fullchain_pem, f"{where}/fullchain.pem")
+        if len(leaf) != 1:
+            raise CertificateError(f"{where}/cert.pem: {len(leaf)} certificates, not one")
+        if not _same_key(public_key, leaf[0].public_key()):
+            raise CertificateError(f"{where}: privkey.pem does not belong to cert.pem")
+        if [c.fingerprint(_SHA256) for c in full] != \
+                [c.fingerprint(_SHA256) for c in leaf + chain]:
+            raise CertificateError(f"{where}/fullchain.pem: not cert.pem followed by "
+                                   "chain.pem")
+        names = cert_names(leaf[0])
+        if not names:
+            raise CertificateError(f"{where}/cert.pem: no DNS names or IP addresses")
+    except CertificateError:
+        raise
+    except Exception as exc:  # lazily parsed fields: as in verify_issued
+        raise CertificateError(f"{where}: malformed certificate: "
+                               f"{safe_text(str(exc) or type(exc).__name__)}") from None
+    return verify_issued(fullchain_pem, public_key, names, where)
 
 
 def load_leaf(pem: bytes, where: str) -> x509.Certificate:

@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from . import clockcheck, fleet_deploy
+from . import alerts, clockcheck, fleet_deploy
 from .errors import AcmeProblem, CertfleetError, ConfigError, is_ca_fault
 from .plan import CertPlan, make_plans
 from .protocol import ari
-from .report import Outcome, Report
+from .report import Outcome, Progress, Report
 from .solvers.choose import make_solver, unusable
 from .spec import CertSpec, JobConfig
 from .store import Snapshot, Store, StoredCert, VersionMeta
@@ -55,7 +55,8 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
 async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
               deploy_only: bool = False, transport: TransportFactory | None = None,
               emit: Callable[[Outcome], None] | None = None,
-              store: Store | None = None, whole: bool = False) -> list[Outcome]:
+              store: Store | None = None, whole: bool = False,
+              progress: Callable[[Progress], None] | None = None) -> list[Outcome]:
     """The whole job for ``specs``; one outcome per certificate, in their order.
 
     ``whole``: this is a run over the whole fleet (cron's); a second one while another
@@ -65,7 +66,8 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
     from .ca import CaSessions  # the CA client (aiohttp): not for `run --dry-run`
 
     store = store or Store(job.state_dir)
-    report = Report([spec.name for spec in specs], emit)
+    report = Report([spec.name for spec in specs], emit, progress)
+    started = datetime.now(UTC)
     with store.whole_fleet() if whole else contextlib.nullcontext(), \
             store.running() as crashed:
         # Sweep: a killed run may have left half-uploaded files in local targets.
@@ -77,7 +79,10 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
                 await issue_due(cas, store, job, plans, report, force)
         await fleet_deploy.deploy(store, job, plans, report, everything=deploy_only,
                                   transport=transport)
-    return report.finish()
+        outcomes = report.finish()
+        # Record and tell: the metrics file, the expiry alarm, the notifications.
+        await alerts.after_run(store, job, specs, outcomes, started)
+    return outcomes
 
 
 async def _plan(cas: CaSessions, store: Store, job: JobConfig, specs: Sequence[CertSpec],
@@ -163,6 +168,7 @@ async def issue_due(cas: CaSessions, store: Store, job: JobConfig,
 
         async def one(plan: CertPlan) -> None:
             async with gate:
+                report.working(plan.name)
                 await _issue_one(cas, store, job, plan, solvers[plan.spec.challenge], force,
                                  report[plan.name])
             if not (report[plan.name].stored and plan.spec.targets) and not plan.stale_targets:

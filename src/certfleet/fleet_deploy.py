@@ -113,7 +113,7 @@ def _job(store: Store, job: JobConfig, stored: StoredCert, name: str,
         files.append(DeployFile(file_name, store.read_file(stored, pem), mode))
     assert set(dict(where.files)) <= set(PEM_NAMES)
     return DeployJob(name, target, tuple(files), stored.meta.serial, settings,
-                     stored.meta.version, where)
+                     stored.meta.version, where, stored.meta.key_type)
 
 
 def _mark(store: Store, plan: CertPlan, keys: list[str], now: datetime) -> None:

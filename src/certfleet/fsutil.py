@@ -90,6 +90,24 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
+def write_exclusive(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Create ``path`` whole, or not at all, and never over an existing file (or link):
+    written under a temporary name, then hard-linked to ``path``. ``FileExistsError`` if
+    something is there already."""
+    tmp = temp_name(path)
+    try:
+        write_new(tmp, data, mode)
+        os.link(tmp, path, follow_symlinks=False)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    fsync_dir(path.parent)
+
+
 def replace_symlink(link: Path, target: str) -> None:
     """Point ``link`` at ``target`` in one atomic step (create temp link, rename over)."""
     tmp = temp_name(link)

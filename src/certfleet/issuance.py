@@ -38,6 +38,12 @@ async def issue(session: Session, store: Store, spec: CertSpec, solver: Solver, 
     store.preflight(name)
     if spec.csr is not None:
         return await _issue_csr(session, store, spec, solver)
+    record = store.load_state(name).order
+    if record is not None and (done := store.finish_activation(name, record.url)):
+        log.info("%s: version %d of order %s was stored by a run that stopped before "
+                 "activating it; activated now", name, done.meta.version, record.url)
+        store.update_state(name, CertState.without_order)
+        return done
     key_pem = _domain_key_pem(store, name, spec.key_type, spec.reuse_key)
     domain_key = keytypes.load_pem(key_pem, f"{name}: domain key")
     bundle_url = await _resume_recorded(session, store, name, names, domain_key, solver,

@@ -2,19 +2,47 @@
 
 Touches nothing. A name from input becomes an ACME identifier and a directory name, so it is
 checked here once, strictly: LDH labels, lengths (RFC 1035), IDNA 2008 (RFC 5891) for
-U-labels, a wildcard only as the whole leftmost label.
+U-labels, a wildcard only as the whole leftmost label. An internationalised label must keep
+to one script, or to a mix a language really writes (Unicode TS #39's "highly
+restrictive" level: Latin with Han, Hiragana and Katakana; Latin with Han and Bopomofo;
+Latin with Han and Hangul): `example.com` written with a Cyrillic U+0430 for its `a` is a
+look-alike, refused.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 
 from .errors import ConfigError
 
 MAX_NAME = 253
 MAX_LABEL = 63
 _LDH = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+_KNOWN_SCRIPTS = {"CJK": "Han", "HIRAGANA": "Hiragana", "KATAKANA": "Katakana",
+                  "KATAKANA-HIRAGANA": "Japanese", "HANGUL": "Hangul", "BOPOMOFO": "Bopomofo"}
+_WRITTEN_MIXES = ({"Latin", "Han", "Hiragana", "Katakana", "Japanese"},
+                  {"Latin", "Han", "Bopomofo"}, {"Latin", "Han", "Hangul"})
+
+
+def _scripts(label: str) -> set[str]:
+    """The scripts of a label's letters (digits and '-' belong to none)."""
+    found = set()
+    for ch in label:
+        if unicodedata.category(ch).startswith("L"):
+            word = unicodedata.name(ch, "?").split(" ")[0]
+            found.add(_KNOWN_SCRIPTS.get(word, word.title()))
+    return found
+
+
+def _one_script(ulabel: str, raw: str) -> None:
+    scripts = _scripts(ulabel)
+    if len(scripts) > 1 and not any(scripts <= mix for mix in _WRITTEN_MIXES):
+        raise ConfigError(f"{raw!r}: label {ulabel!r} mixes scripts "
+                          f"({', '.join(sorted(scripts))}): refused as a look-alike")
 
 
 def _to_alabel(label: str, raw: str) -> str:
@@ -25,16 +53,19 @@ def _to_alabel(label: str, raw: str) -> str:
             import idna
 
             try:
-                idna.decode(lowered)  # a bad punycode label is refused, not passed on
+                # a bad punycode label is refused, not passed on
+                _one_script(idna.decode(lowered), raw)
             except idna.IDNAError as exc:
                 raise ConfigError(f"{raw!r}: bad punycode label {label!r}: {exc}") from None
         return lowered
     import idna
 
     try:
-        return idna.encode(label, uts46=True).decode("ascii")
+        alabel = idna.encode(label, uts46=True).decode("ascii")
     except idna.IDNAError as exc:
         raise ConfigError(f"{raw!r}: label {label!r} is not a valid IDN: {exc}") from None
+    _one_script(idna.decode(alabel), raw)
+    return alabel
 
 
 def normalize_name(raw: str) -> str:

@@ -172,6 +172,30 @@ async def find_or_register(
     return Session(client, key, found.location, sleep), registered
 
 
+async def existing_account(client: AcmeClient,
+                           key: AccountKey) -> tuple[str, AccountResource] | None:
+    """§7.3.1: the URL and resource of the account of ``key`` at the client's CA
+    (``onlyReturnExisting``), or None if the CA knows none. Nothing is stored: this is for
+    a key brought from another client, before it is kept. An account that is not valid
+    (deactivated, revoked) is a ``ConfigError``."""
+    directory = await client.directory()
+    try:
+        found = await _lookup(client, directory.new_account, key)
+    except _Deactivated:
+        raise ConfigError(f"{safe_text(client.directory_url)}: the account of key "
+                          f"{key.thumbprint} is deactivated; it cannot be used") from None
+    if found is None:
+        return None
+    account = parse_response(AccountResource.from_json, found)
+    if account.status is not AccountStatus.VALID:
+        raise ConfigError(f"{safe_text(client.directory_url)}: the account of key "
+                          f"{key.thumbprint} is {account.status.value}; it cannot be used")
+    if not found.location or len(found.location) > MAX_URL:
+        raise ProtocolError(f"{safe_text(directory.new_account)}: no usable account URL in "
+                            "answer")
+    return found.location, account
+
+
 def external_account_binding(eab: Eab, jwk: Mapping[str, Any], url: str) -> dict[str, Any]:
     """§7.3.4: a JWS over the new account's JWK, MAC'd with the CA-issued key.
 

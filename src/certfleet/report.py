@@ -62,23 +62,58 @@ class Outcome:
         return text
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands: certificates done, being ordered, failed, in all."""
+
+    done: int
+    working: int
+    failed: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """A certificate near its end whose renewal keeps failing (the expiry alarm)."""
+
+    name: str
+    not_after: datetime
+    failures: int
+    last_error: str
+
+
 class Report:
     """The outcomes of a run in file order; each certificate's line is emitted as soon as
     that certificate is done (issued, deployed everywhere, or found with nothing to do)."""
 
-    def __init__(self, names: Sequence[str], emit: Callable[[Outcome], None] | None = None):
+    def __init__(self, names: Sequence[str], emit: Callable[[Outcome], None] | None = None,
+                 progress: Callable[[Progress], None] | None = None):
         self.outcomes = {name: Outcome(name) for name in names}
-        self._emit = emit
+        self._emit, self._progress = emit, progress
         self._done: set[str] = set()
+        self._working: set[str] = set()
 
     def __getitem__(self, name: str) -> Outcome:
         return self.outcomes[name]
 
+    def working(self, name: str) -> None:
+        """The certificate is being ordered now (for the progress line)."""
+        self._working.add(name)
+        self._tell()
+
     def done(self, name: str) -> None:
         if name not in self._done:
             self._done.add(name)
+            self._working.discard(name)
             if self._emit is not None:
                 self._emit(self.outcomes[name])
+            self._tell()
+
+    def _tell(self) -> None:
+        if self._progress is not None:
+            failed = sum(1 for n in self._done if self.outcomes[n].failed)
+            self._progress(Progress(len(self._done), len(self._working), failed,
+                                    len(self.outcomes)))
 
     def finish(self) -> list[Outcome]:
         """Every outcome, in file order, after emitting any not emitted yet."""

@@ -1,22 +1,53 @@
 """``certfleet serve``: the Work host's long-running http-01 responder.
 
 Touches one listening socket and reads ``STATE/challenges/`` (written by ``certfleet run``
-in another process). Answers only ``GET /.well-known/acme-challenge/<token>`` for a token
-presented there and a Host that is the name being validated; logs one line per request;
-stops gracefully on SIGTERM or SIGINT.
+in another process), and nothing else of the state directory, so a sandbox may show it
+that directory alone (contrib/systemd/certfleet-serve.service). Answers only
+``GET /.well-known/acme-challenge/<token>`` for a token presented there and a Host that is
+the name being validated; logs one line per request; stops gracefully on SIGTERM or
+SIGINT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import stat
 from pathlib import Path
 
+from . import fsutil
+from .errors import StoreError
 from .solvers.http_server import Responder, parse_listen
 from .solvers.token_dir import read_token
+from .store import Store
 
 log = logging.getLogger(__name__)
+
+
+def challenge_dir(state_dir: Path) -> Path:
+    """``STATE/challenges``, the one part of the state directory ``serve`` reads.
+
+    An existing one must be this user's and writable by no one else, in a state directory
+    that is this user's or root's (a read-only tmpfs a sandbox mounts there, with only
+    ``challenges/`` bound into it) and writable by no one else; nothing else in it is
+    looked at. A missing one is created with the state directory, as ``run`` would.
+    """
+    path = state_dir / "challenges"
+    if not os.path.lexists(path):
+        return Store(state_dir).challenge_dir()
+    try:
+        info = os.lstat(state_dir)
+    except OSError as exc:
+        raise StoreError(f"{state_dir}: cannot inspect: {exc.strerror or exc}") from exc
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{state_dir}: not a directory (symlinks are not followed)")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise StoreError(f"{state_dir}: writable by group or others; refusing to use it")
+    if info.st_uid not in (os.geteuid(), 0):
+        raise StoreError(f"{state_dir}: owned by uid {info.st_uid}, not by this user or root")
+    return fsutil.check_dir(path)
 
 
 async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None) -> None:

@@ -70,6 +70,8 @@ class HostSettings:
     key_mode: int = 0o600                 # privkey
     dir_mode: int = 0o755                 # a certificate's own directory, when created
     probe: TlsProbe | None = None
+    trust_target_dir: bool = False        # skip the owner/mode/symlink checks of target dirs
+    allow_group_writable: bool = False    # accept target dirs any group may write
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,35 @@ class LoadBalancers:
         return found
 
 
+NOTIFY_EVENTS = ("failure", "renewal", "deploy_failure", "expiring")
+QUIET_EVENTS = ("failure", "deploy_failure", "expiring")  # what needs a person
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Who hears of a run, and of what (``[notify]``)."""
+
+    hook: tuple[str, ...] = ()                 # argv; the report as JSON on its stdin
+    hook_events: tuple[str, ...] = QUIET_EVENTS
+    hook_timeout: float = 60.0
+    mail: str | None = None                    # "sendmail" | "smtp"
+    mail_events: tuple[str, ...] = QUIET_EVENTS
+    mail_to: tuple[str, ...] = ()
+    mail_from: str | None = None
+    mail_timeout: float = 30.0
+    sendmail: tuple[str, ...] = ("/usr/sbin/sendmail",)
+    smtp_server: str = "127.0.0.1:25"
+    smtp_starttls: bool = True
+    smtp_user: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)  # secret: never printed
+    smtp_ca_bundle: Path | None = None
+    expiry_alarm: float = 0.1                  # share of the lifetime left that alarms
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.hook or self.mail)
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Everything one ``certfleet run`` needs, validated."""
@@ -205,6 +236,8 @@ class JobConfig:
     ssh_config: tuple[Path, ...] = ()
     known_hosts: Path | None = None
     defaults: CertDefaults = field(default_factory=CertDefaults)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    metrics_textfile: Path | None = None
     cert_settings: Mapping[str, CertDefaults] = field(default_factory=dict)  # [certs."NAME"]
 
     def cas(self, spec: CertSpec) -> tuple[str, ...]:

@@ -12,20 +12,20 @@ damaged or hostile record fails its own certificate with a clear reason, never t
      "ari": {"serial", "next_fetch", "start", "end", "chosen", "explanation", "error"},
      "order": {"url", "names"},
      "deploy": {TARGET: {"at", "serial", "version"} | {"at", "error"}},
-     "revocation": {"serial", "at", "confirmed"}}
+     "revocation": {"serial", "at", "confirmed"}, "alarm_at": time}
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .protocol import backoff
 from .protocol.ari import Schedule
 from .protocol.backoff import Backoff
-from .protocol.records import RecordError, optional_when, serial_hex, text, when
+from .protocol.records import RecordError, serial_hex, text, when
 
 MAX_ERROR = 1000      # an error kept in the record (CA text included), in characters
 MAX_URL = 2048
@@ -33,6 +33,7 @@ MAX_NAMES = 100
 MAX_TARGETS = 1000
 MAX_TARGET_KEY = 1400
 INTERRUPTED = "interrupted while deploying"
+ALARM_EVERY = timedelta(days=1)
 RESULTS = ("issued", "renewed", "not due", "failed", "deployed")
 
 
@@ -86,6 +87,7 @@ class CertState:
     order: PendingOrder | None = None
     deploys: Mapping[str, DeployRecord] = field(default_factory=dict)
     revocation: Revocation | None = None
+    alarm_at: datetime | None = None    # when the expiry alarm last went off
 
     # -- questions ----------------------------------------------------------------------
 
@@ -101,6 +103,10 @@ class CertState:
 
     def waiting_until(self, now: datetime) -> datetime | None:
         return backoff.waiting_until(self.backoff, now)
+
+    def may_alarm(self, now: datetime) -> bool:
+        """The expiry alarm goes off at most once a day."""
+        return self.alarm_at is None or now - self.alarm_at >= ALARM_EVERY or now < self.alarm_at
 
     # -- transitions --------------------------------------------------------------------
 
@@ -145,6 +151,9 @@ class CertState:
         wanted = set(keep)
         return replace(self, deploys={k: v for k, v in self.deploys.items() if k in wanted})
 
+    def alarmed(self, now: datetime) -> CertState:
+        return replace(self, alarm_at=now)
+
     def revoking(self, serial: int, now: datetime) -> CertState:
         return replace(self, revocation=Revocation(f"{serial:x}", now, confirmed=False))
 
@@ -166,6 +175,8 @@ class CertState:
             data["order"] = {"url": self.order.url, "names": list(self.order.names)}
         if self.deploys:
             data["deploy"] = {key: _deploy_json(record) for key, record in self.deploys.items()}
+        if self.alarm_at is not None:
+            data["alarm_at"] = self.alarm_at.isoformat()
         if self.revocation is not None:
             data["revocation"] = {"serial": self.revocation.serial,
                                   "at": self.revocation.at.isoformat(),
@@ -225,6 +236,8 @@ def _from_json(data: Any) -> CertState:
         state = replace(state, deploys={text(key, "deploy key", MAX_TARGET_KEY):
                                         _deploy_record(value, key)
                                         for key, value in deploys.items()})
+    if data.get("alarm_at") is not None:
+        state = replace(state, alarm_at=when(data["alarm_at"], "alarm_at"))
     if (revocation := data.get("revocation")) is not None:
         revocation = _object(revocation, "revocation")
         state = replace(state, revocation=Revocation(
@@ -247,4 +260,4 @@ def _deploy_record(value: Any, key: str) -> DeployRecord:
 
 
 __all__ = ["CertState", "DeployRecord", "LastResult", "PendingOrder", "Revocation",
-           "StateDamaged", "optional_when"]
+           "StateDamaged"]

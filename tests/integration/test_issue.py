@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -166,6 +167,10 @@ def test_authorization_reuse(pebble_lab_factory: object, tmp_path: Path, reuse: 
     # A webroot nobody serves: a second order succeeds only if its authorization is reused.
     unserved = tmp_path / "unserved"
     unserved.mkdir()
+    if reuse == "0":
+        # Pebble (2.10) reuses a valid authorization for 1 order in 100 even at 0 (it
+        # makes a new one when rand.Intn(100) > percentage): a new account has none.
+        shutil.rmtree(tmp_path / "state" / "accounts")
     rc, out = cf.run("issue", "reuse.example.com", "--force", "--webroot", str(unserved))
     if reuse == "100":
         assert rc == 0, out

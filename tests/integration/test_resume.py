@@ -65,3 +65,36 @@ def test_lost_finalize_answer_is_resumed(pebble_lab_factory: Any, tmp_path: Path
     assert "order" not in json.loads(
         (tmp_path / "state" / "certs" / NAME / "state.json").read_text())
     assert not (tmp_path / "state" / "certs" / NAME / "pending").exists()
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one moment: nothing after it runs."""
+
+
+def test_an_activation_cut_short_is_finished_without_a_new_order(
+        pebble_lab_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after the new version is written, before ``current`` moves to it: the next
+    attempt switches to that version instead of ordering (or storing) it again."""
+    lab = pebble_lab_factory(env={"PEBBLE_AUTHZREUSE": "0"})
+    store = Store(tmp_path / "state")
+    first = asyncio.run(_attempt(lab, store, AcmeClient))
+    assert first.meta.version == 1
+
+    def killed(self: Store, base: Path, version: int, has_key: bool) -> None:
+        raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "_switch", killed)
+        with pytest.raises(_Killed):
+            asyncio.run(_attempt(lab, Store(tmp_path / "state"), AcmeClient))
+    assert orders_seen(lab) == 2
+    cert_dir = tmp_path / "state" / "certs" / NAME
+    assert (cert_dir / "current").readlink() == Path("versions/1")
+    assert not (cert_dir / "pending").exists()     # never both pending and written
+
+    stored = asyncio.run(_attempt(lab, Store(tmp_path / "state"), AcmeClient))
+    assert orders_seen(lab) == 2                   # no third order
+    assert stored.meta.version == 2
+    assert (cert_dir / "current").readlink() == Path("versions/2")
+    assert sorted(p.name for p in (cert_dir / "versions").iterdir()) == ["1", "2"]
+    assert "order" not in json.loads((cert_dir / "state.json").read_text())

@@ -777,3 +777,23 @@ def test_two_certificates_forced_onto_one_file_are_refused(tmp_path: Path) -> No
                       ' "fullchain.pem" = "{name}.fullchain.pem", "privkey.pem" = "{name}.key" }\n')
     job = load_job(config)
     assert [spec.name for spec in job.certs] == ["www.example.com", "www.example.net"]
+
+
+def test_target_dir_trust_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, "[hosts.default]\nallow_group_writable = true\n"
+                 '[hosts."web1a"]\ntrust_target_dir = true\n', domains=SEED_OWN_DIRS)
+    job = load(path)
+    assert (job.hosts["default"].trust_target_dir,
+            job.hosts["default"].allow_group_writable) == (False, True)
+    assert (job.hosts["web1a"].trust_target_dir,
+            job.hosts["web1a"].allow_group_writable) == (True, True)  # default's, inherited
+    assert HostSettings().trust_target_dir is False
+    assert HostSettings().allow_group_writable is False
+
+
+def test_target_dir_trust_settings_must_be_booleans(tmp_path: Path) -> None:
+    path = write(tmp_path, '[hosts.default]\ntrust_target_dir = "yes"\n'
+                 "allow_group_writable = 1\n", domains=SEED_OWN_DIRS)
+    assert load_problems(path) == [
+        f"{path}:2: trust_target_dir must be true or false, not a string",
+        f"{path}:3: allow_group_writable must be true or false, not an integer"]

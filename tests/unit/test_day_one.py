@@ -4,6 +4,7 @@ a certificate that cannot be answered caught before any network, damaged state."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -201,7 +202,7 @@ def test_back_off_is_visible_in_status_and_dry_run(tmp_path: Path) -> None:
     store = _store_with(tmp_path / "state", ["flaky.example.com"], days_left=5)
     assert store.try_lock("flaky.example.com")
     store.update_state("flaky.example.com", lambda s: s.after_attempt(
-        NOW, "renewed", "https://ca/order: rateLimited: too many", asked_ca=True,
+        datetime.now(UTC), "renewed", "https://ca/order: rateLimited: too many", asked_ca=True,
         retry_after=3600))
     store.unlock("flaky.example.com")
     state = ["--state-dir", str(tmp_path / "state")]
@@ -309,3 +310,47 @@ def test_log_lines_escape_what_they_carry(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert err == ("certfleet: INFO: order https://ca/\\x1b]0;x\\x07 is "
                    "valid\\x1b[2J\\nFAKE\n")  # one record, one line
+
+
+def test_status_table_for_a_terminal(tmp_path: Path) -> None:
+    store = _store_with(tmp_path / "state", ["a.example.com", "bb.example.com"])
+    assert store.try_lock("bb.example.com")
+    # The failure is now, not at import: the suite may reach this test after the first
+    # backoff step (5 minutes) has passed.
+    store.update_state("bb.example.com", lambda s: s.after_attempt(
+        datetime.now(UTC), "renewed", "boom", asked_ca=True))
+    store.unlock("bb.example.com")
+    rc, out, _ = run_main(["status", "--table", "--state-dir", str(store.root)])
+    assert rc == 0
+    head, first, second = out.splitlines()
+    assert head.split() == ["NAME", "EXPIRES", "RENEW", "AT", "LAST", "TARGETS", "NOTE"]
+    assert first.split()[:2] == ["a.example.com", (NOW + timedelta(days=60)).date().isoformat()]
+    assert second.split()[0] == "bb.example.com"
+    assert "retry after" in second
+    assert second.index("retry") == head.index("NOTE")  # columns line up
+    rc, out, _ = run_main(["status", "--state-dir", str(store.root)])  # piped: lines
+    assert out.startswith("a.example.com: a.example.com; expires ")
+
+
+def test_progress_is_shown_on_a_terminal_only(tmp_path: Path) -> None:
+    """A run on a terminal rewrites one progress line on stderr; piped, it prints none."""
+    import pty
+
+    domains = tmp_path / "domains.txt"
+    domains.write_text("a.example.com\nb.example.com\n")
+    argv = [sys.executable, "-m", "certfleet", "run", "--domains", str(domains),
+            "--state-dir", str(tmp_path / "state")]  # no way to answer: fails offline
+    master, slave = pty.openpty()
+    proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=slave, check=False,
+                          timeout=60)
+    os.close(slave)
+    seen = b""
+    with contextlib.suppress(OSError):
+        while chunk := os.read(master, 65536):
+            seen += chunk
+    os.close(master)
+    assert proc.returncode == 1
+    assert b"certfleet: 2/2 done, 0 being ordered, 2 failed" in seen
+    assert b"\x1b" not in proc.stdout  # the report itself stays plain
+    piped = subprocess.run(argv, capture_output=True, check=False, timeout=60)
+    assert b"being ordered" not in piped.stderr

@@ -158,3 +158,17 @@ def test_read_small_refuses_symlink_and_missing(tmp_path: Path) -> None:
         fsutil.read_small(tmp_path / "link")
     with pytest.raises(FileNotFoundError):  # absence is the caller's to judge
         fsutil.read_small(tmp_path / "missing")
+
+
+def test_write_exclusive_never_writes_over(tmp_path: Path) -> None:
+    path = tmp_path / "certfleet.toml"
+    fsutil.write_exclusive(path, b"new\n", 0o644)
+    assert path.read_bytes() == b"new\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    os.symlink("elsewhere", tmp_path / "link")
+    for existing in (path, tmp_path / "link"):
+        with pytest.raises(FileExistsError):
+            fsutil.write_exclusive(existing, b"other\n", 0o644)
+    assert path.read_bytes() == b"new\n"
+    assert not (tmp_path / "elsewhere").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["certfleet.toml", "link"]

@@ -113,3 +113,20 @@ def test_normalize_identifier_refuses_broken_addresses(raw: str) -> None:
 
     with pytest.raises(ConfigError):
         normalize_identifier(raw)
+
+
+@pytest.mark.parametrize("raw", ["ex\u0430mple.com", "xn--exmple-4nf.com", "p\u0430ypal.example",
+                                 "\u03b1pple.example", "www.g\u043e\u043egle.example"])
+def test_mixed_script_look_alikes_are_refused(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"mixes scripts .*refused as a look-alike"):
+        normalize_name(raw)
+
+
+@pytest.mark.parametrize(("raw", "alabel"), [
+    ("bücher.example", "xn--bcher-kva.example"), ("日本語.jp", "xn--wgv71a119e.jp"),
+    ("東京タワー.jp", "xn--5ck2eqb538s34z.jp"), ("한국어.kr", "xn--3e0bk47br7k.kr"),
+    ("παράδειγμα.gr", "xn--hxajbheg2az3al.gr"), ("mail-中国.cn", "xn--mail--9n1hm04c.cn"),
+    ("xn--d1acufc.xn--p1ai", "xn--d1acufc.xn--p1ai"),
+])
+def test_names_a_language_writes_are_taken(raw: str, alabel: str) -> None:
+    assert normalize_name(raw) == alabel

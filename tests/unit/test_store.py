@@ -405,3 +405,77 @@ def test_sweep_drops_a_pending_key_that_is_already_active(store: Store) -> None:
     store.save_pending_key(NAME, b"a different, real pending key")
     store.sweep()
     assert store.load_pending_key(NAME) == b"a different, real pending key"
+
+
+# -- an activation cut short between writing the version and switching to it -----------------
+
+class _Killed(BaseException):
+    """Stands for SIGKILL at one moment: nothing after it runs."""
+
+
+def test_no_moment_of_an_activation_has_the_pending_key_active(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    activate(store, 1)
+    store.save_pending_key(NAME, files(2)["privkey.pem"])
+    seen: list[tuple[bytes | None, str]] = []
+    real = Store._switch
+
+    def watched(self: Store, base: Path, version: int, has_key: bool) -> None:
+        seen.append((store.load_pending_key(NAME), os.readlink(base / "current")))
+        real(self, base, version, has_key)
+
+    monkeypatch.setattr(Store, "_switch", watched)
+    activate(store, 2)
+    assert seen == [(None, "versions/1")]  # the pending key went before the switch
+
+
+def test_a_version_written_but_never_switched_to_is_activated_next_time(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    activate(store, 1)
+    store.save_pending_key(NAME, files(2)["privkey.pem"])
+
+    def killed(self: Store, base: Path, version: int, has_key: bool) -> None:
+        raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "_switch", killed)
+        with pytest.raises(_Killed):
+            activate(store, 2)
+    current = store.current(NAME)
+    assert current is not None
+    assert current.meta.version == 1
+    assert store.versions(NAME) == [1, 2]
+    assert store.finish_activation(NAME, "https://ca/order/9") is None  # another order's
+    done = store.finish_activation(NAME, meta(2).order_url)
+    assert done is not None
+    assert done.meta == meta(2)
+    assert os.readlink(store.root / "certs" / NAME / "current") == "versions/2"
+    assert (store.root / "certs" / NAME / "privkey.pem").read_bytes() == files(2)["privkey.pem"]
+    assert store.finish_activation(NAME, meta(2).order_url) is None  # nothing left to finish
+
+
+def test_finishing_skips_a_damaged_newer_version(store: Store) -> None:
+    activate(store, 1)
+    newer = store.root / "certs" / NAME / "versions" / "2"
+    newer.mkdir(mode=0o700)
+    (newer / "meta.json").write_text("{damaged")
+    assert store.finish_activation(NAME, meta(2).order_url) is None
+    assert os.readlink(store.root / "certs" / NAME / "current") == "versions/1"
+
+
+def test_the_stable_links_exist_before_the_first_current(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed right after ``current`` first appears: the paths nginx reads are there."""
+    real = os.replace
+    base = store.root / "certs" / NAME
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        real(src, dst)
+        if Path(dst) == base / "current":
+            assert all(os.readlink(base / pem) == f"current/{pem}" for pem in PEM_FILES)
+            raise _Killed
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(_Killed):
+        activate(store, 1)
+    assert all((base / pem).read_bytes() == files(1)[pem] for pem in PEM_FILES)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "issue": ("certs", "issue"), "revoke": ("certs", "revoke"),
     "serve": ("challenge", "serve"), "check": ("challenge", "check"),
     "nginx-config": ("challenge", "nginx"), "account": ("account", "account"),
+    "monitor": ("monitor", "monitor"), "import": ("migrate", "run"),
 }
 
 
@@ -51,15 +52,10 @@ def _log_handler() -> logging.Handler:
     """
     import logging
 
-    from ..errors import visible
-    from .output import SafeStream
-
-    class Escaping(logging.Formatter):
-        def format(self, record: logging.LogRecord) -> str:
-            return visible(super().format(record))
+    from .output import SafeFormatter, SafeStream
 
     handler = logging.StreamHandler(SafeStream())
-    handler.setFormatter(Escaping("certfleet: %(levelname)s: %(message)s"))
+    handler.setFormatter(SafeFormatter("certfleet: %(levelname)s: %(message)s"))
     return handler
 
 
@@ -78,7 +74,20 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:
+        # A monitoring plugin's own convention: anything that is not a verdict is UNKNOWN.
+        from ..report import EXIT_FAILED
+
+        if exc.code == EXIT_FAILED and argv[:1] == ["monitor"]:
+            from ..monitor import UNKNOWN
+
+            raise SystemExit(UNKNOWN) from None
+        raise
     from ..errors import CertfleetError
     from ..report import EXIT_FAILED
     from . import output

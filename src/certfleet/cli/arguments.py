@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 ACCOUNT_ACTIONS = ("register", "show", "update", "rollover", "deactivate")
 ACCOUNT_KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
+CERTBOT_DIR = "/etc/letsencrypt"
 REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
                       "cessationOfOperation")
 
@@ -33,11 +34,13 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_FAILED, f"{self.prog}: error: {message}\n")
 
 
-def common_options() -> argparse.ArgumentParser:
-    """What every command takes: where the configuration, the state and the CA are."""
+def common_options(*, config: bool = True) -> argparse.ArgumentParser:
+    """What every command takes: where the configuration, the state and the CA are
+    (``import``, which writes a configuration, reads none)."""
     common = Parser(add_help=False)
-    common.add_argument("--config", metavar="FILE", help="certfleet.toml (env "
-                        f"CERTFLEET_CONFIG; default {DEFAULT_CONFIG} if present)")
+    if config:
+        common.add_argument("--config", metavar="FILE", help="certfleet.toml (env "
+                            f"CERTFLEET_CONFIG; default {DEFAULT_CONFIG} if present)")
     common.add_argument("--state-dir", metavar="DIR", help="state directory (env "
                         f"CERTFLEET_STATE_DIR; default {DEFAULT_STATE_DIR})")
     common.add_argument("--directory", metavar="URL", help="ACME directory URL or preset "
@@ -73,6 +76,8 @@ def parser() -> Parser:
     cert_commands(sub, common, job)
     challenge_commands(sub, common, job)
     account_commands(sub, common, job)
+    monitor_command(sub, common, job)
+    import_command(sub, common_options(config=False))
     return top
 
 
@@ -99,7 +104,12 @@ def fleet_commands(sub: Any, common: argparse.ArgumentParser,
 
     p = sub.add_parser("status", parents=[common, job],
                        help="certificates, renewal times, last results and targets")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="machine-readable output")
+    shown.add_argument("--table", action="store_true",
+                       help="one row per certificate (the default on a terminal)")
+    shown.add_argument("--lines", action="store_true",
+                       help="everything, in lines (the default when piped)")
 
 
 def cert_commands(sub: Any, common: argparse.ArgumentParser,
@@ -175,3 +185,54 @@ def account_commands(sub: Any, common: argparse.ArgumentParser,
                         "with a new key (after a deactivation)")
     p.add_argument("--yes", action="store_true",
                    help="deactivate: yes, really (it cannot be undone)")
+
+
+def monitor_command(sub: Any, common: argparse.ArgumentParser,
+                    job: argparse.ArgumentParser) -> None:
+    """``monitor`` (done by ``cli.monitor``)."""
+    p = sub.add_parser("monitor", parents=[common, job],
+                       help="a monitoring plugin: OK, WARNING, CRITICAL or UNKNOWN, one line")
+    p.add_argument("--critical", type=float, metavar="SHARE", default=0.1,
+                   help="CRITICAL below this share of a certificate's lifetime left "
+                        "(default 0.1)")
+    p.add_argument("--critical-days", type=float, metavar="DAYS",
+                   help="CRITICAL below this many days left (instead of --critical)")
+    p.add_argument("--probe", action="store_true",
+                   help="also check over TLS that every target serves the active version")
+
+
+def import_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``import acme-client|certbot`` (done by ``cli.migrate``); ``common`` without
+    ``--config``."""
+    p = sub.add_parser("import", help="bring acme-client's or certbot's account and "
+                       "certificates into certfleet (nothing is re-issued)",
+                       description="Read another ACME client's files (never changing them), "
+                       "find its account at the CA, store each certificate as version 1 and "
+                       "write a new certfleet.toml and domains file.")
+    kinds = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    seed = kinds.add_parser("acme-client", parents=[common],
+                            help="OpenBSD acme-client as the seed's crt-update.sh runs it")
+    seed.add_argument("--domains-file", required=True, metavar="FILE",
+                      help="the seed's domains.txt (domain|server:dir ...); kept as it is")
+    seed.add_argument("--ssl-dir", required=True, metavar="DIR",
+                      help="the directory of <domain>/{cert,chain,fullchain,privkey}.pem "
+                           "(the seed's ${SSL})")
+    seed.add_argument("--account-key", metavar="FILE",
+                      help="the account key, acme-client's -f (default: SSL_DIR/privkey.pem)")
+    seed.add_argument("--webroot", metavar="DIR", help="the directory the web server serves "
+                      "as /.well-known/acme-challenge/ (acme-client's -C), for [challenge]")
+    seed.add_argument("--http-listen", metavar="HOST:PORT",
+                      help="or: certfleet's own http-01 responder, for [challenge]")
+    bot = kinds.add_parser("certbot", parents=[common],
+                           help="certbot's configuration directory")
+    bot.add_argument("--config-dir", default=CERTBOT_DIR, metavar="DIR",
+                     help=f"certbot's configuration directory (default {CERTBOT_DIR})")
+    for kind in (seed, bot):
+        kind.add_argument("--to-config", required=True, metavar="FILE",
+                          help=f"the certfleet.toml to write (a new file; e.g. "
+                               f"{DEFAULT_CONFIG})")
+        kind.add_argument("--to-domains", metavar="FILE",
+                          help="the domains file to write (a new file; default: domains.txt "
+                               "beside --to-config)")
+        kind.add_argument("--dry-run", action="store_true",
+                          help="say what would be imported, line by line; write nothing")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 
 from ..config.sources import job_from
@@ -68,7 +67,6 @@ def issue(args: argparse.Namespace) -> int:
 
     job = job_from(vars(args), need_domains=False)
     spec = _spec(job, args)
-    job = replace(job, certs=(spec,))
     outcomes = asyncio.run(fleet.run(job, [spec], force=args.force,
                                      emit=lambda o: output.say(o.line())))
     return exit_code(outcomes)

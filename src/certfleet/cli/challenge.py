@@ -63,14 +63,13 @@ def serve(args: argparse.Namespace) -> int:
     import asyncio
 
     from .. import serve as serving
-    from ..store import Store
 
     job = job_from(vars(args), need_domains=False)
     listen = args.listen or job.challenges.serve_listen
     if not listen:
         raise ConfigError("serve: no address; pass --listen HOST:PORT or set "
                           "[challenge] serve_listen")
-    asyncio.run(serving.serve(listen, Store(job.state_dir).challenge_dir()))
+    asyncio.run(serving.serve(listen, serving.challenge_dir(job.state_dir)))
     return 0
 
 

@@ -5,6 +5,7 @@ the work is ``fleet``'s, the input ``config``'s, the status rows ``cli.status``'
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ..config.sources import job_from
@@ -18,17 +19,22 @@ from . import status as status_view
 
 class _Lines:
     """Each certificate's line as it is done; with ``quiet``, only what changed or failed,
-    and the summary only after such a line."""
+    and the summary only after such a line. On a terminal, a progress line on stderr."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet, self.printed = quiet, False
+        self.progress = output.ProgressLine() if output.ProgressLine.wanted() else None
 
     def __call__(self, outcome: Outcome) -> None:
         if not self.quiet or outcome.changed or outcome.failed:
+            if self.progress is not None:
+                self.progress.clear()
             output.say(outcome.line())
             self.printed = True
 
     def finish(self, outcomes: list[Outcome]) -> int:
+        if self.progress is not None:
+            self.progress.clear()
         if self.printed or not self.quiet:
             output.say(summary(outcomes))
         return exit_code(outcomes)
@@ -54,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CHANGED if any(p.due or p.stale_targets for p in plans) else EXIT_NOTHING
     lines = _Lines(args.quiet)
     outcomes = asyncio.run(fleet.run(job, specs, force=args.force, emit=lines,
-                                     whole=not args.names))
+                                     whole=not args.names, progress=lines.progress))
     return lines.finish(outcomes)
 
 
@@ -81,7 +87,8 @@ def deploy(args: argparse.Namespace) -> int:
     job = job_from(vars(args), need_domains=True)
     specs = fleet.select(job, args.names)
     lines = _Lines(args.quiet)
-    outcomes = asyncio.run(fleet.run(job, specs, deploy_only=True, emit=lines))
+    outcomes = asyncio.run(fleet.run(job, specs, deploy_only=True, emit=lines,
+                                     progress=lines.progress))
     return lines.finish(outcomes)
 
 
@@ -93,10 +100,13 @@ def status(args: argparse.Namespace) -> int:
     job = job_from(vars(args), need_domains=False)
     store = Store(job.state_dir, create=False)
     rows = status_view.rows(store, job if configured else None)
+    table = args.table or (not args.lines and sys.stdout.isatty())
     if args.json:
         output.say(status_view.as_json(rows))
     else:  # one write, not one a line: the table is whole before anything is printed
-        output.say("\n".join(status_view.as_text(rows)))
+        shown = (status_view.as_table(rows) if table and rows else
+                 status_view.as_text(rows))
+        output.say("\n".join(shown))
     # A damaged certificate needs a person: say so in the exit code too.
     return EXIT_FAILED if any("damaged" in row for row in rows) else 0
 

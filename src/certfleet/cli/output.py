@@ -8,11 +8,13 @@ the work goes on. Errors go to stderr; with ``--json`` stdout still gets valid J
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import TextIO
 
 from ..errors import visible
+from ..report import Progress
 
 _broken: set[int] = set()
 
@@ -50,6 +52,30 @@ def error(text: str, *, json_mode: bool = False) -> None:
         _write(sys.stdout, json.dumps({"error": text}) + "\n")
 
 
+class ProgressLine:
+    """One line on a terminal's stderr, rewritten as a run goes: done of total, being
+    ordered, failed. Nothing at all when stderr is not a terminal (cron, pipes)."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    @staticmethod
+    def wanted() -> bool:
+        return sys.stderr.isatty()
+
+    def __call__(self, progress: Progress) -> None:
+        text = (f"certfleet: {progress.done}/{progress.total} done, {progress.working} "
+                f"being ordered, {progress.failed} failed")
+        _write(sys.stderr, f"\r{text}\x1b[K")
+        self.shown = True
+
+    def clear(self) -> None:
+        """Before a certificate's line, and at the end: the line is gone."""
+        if self.shown:
+            _write(sys.stderr, "\r\x1b[K")
+            self.shown = False
+
+
 def flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         if id(stream) not in _broken:
@@ -68,3 +94,17 @@ class SafeStream:
 
     def flush(self) -> None:
         return None
+
+
+class SafeFormatter(logging.Formatter):
+    """Log lines with every control character made visible: a message may quote what a CA,
+    an SSH server or a file said, and one record's message must stay one line on the
+    terminal. A traceback (``-vv``) keeps its lines, each indented, so that no text in an
+    exception's message can start a line that looks like a record of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return visible(super().formatMessage(record))
+
+    def formatException(self, ei: object) -> str:
+        text = super().formatException(ei)  # type: ignore[arg-type]
+        return "\n".join(f"    {visible(line)}" for line in text.split("\n"))

@@ -146,3 +146,36 @@ def _target_text(key: str, record: dict[str, Any]) -> str:
         return f"  {shown}: failed {record['at'][:16]}: {visible(record['error'])}"
     return (f"  {shown}: version {record['version']} (serial {record['serial']}) deployed "
             f"{record['at'][:16]}")
+
+
+def as_table(table: list[dict[str, Any]]) -> list[str]:
+    """One row per certificate, for a terminal: name, expiry, renewal, last result,
+    targets that have the active version."""
+    rows: list[tuple[str, ...]] = [("NAME", "EXPIRES", "RENEW AT", "LAST", "TARGETS", "NOTE")]
+    for row in table:
+        rows.append(_table_row(row))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)),
+                       r[-1]]).rstrip() for r in rows]
+
+
+def _table_row(row: dict[str, Any]) -> tuple[str, ...]:
+    name = visible(row["name"])
+    if "damaged" in row:
+        return (name, "-", "-", "-", "-", "DAMAGED (certfleet status shows why)")
+    targets = row["targets"].values()
+    current = sum(1 for t in targets if t and t.get("serial") == row.get("serial")
+                  and not t.get("error"))
+    last = row.get("last") or {}
+    note = ""
+    if row.get("revoked"):
+        note = "REVOKED"
+    elif row.get("next_attempt"):
+        note = f"retry after {row['next_attempt'][5:16].replace('T', ' ')}"
+    elif last.get("error"):
+        note = visible(last["error"])[:60]
+    if "not_after" not in row:
+        return (name, "not issued", "-", last.get("result", "-"), f"0/{len(targets)}", note)
+    renew = row["renew_at"][:10] + (" ARI" if row["renewal"]["source"] == "ARI" else "")
+    return (name, row["not_after"][:10], renew, last.get("result", "-"),
+            f"{current}/{len(targets)}", note)

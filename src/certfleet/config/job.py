@@ -107,6 +107,10 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     job["hosts"] = sections.hosts(top.table("hosts"))
     certs = sections.certs(top.table("certs"), default)
     dns = sections.dns(top.table("dns"))
+    notify = sections.notify(top.table("notify"))
+    metrics = top.table("metrics")
+    put(metrics, "textfile", metrics.path_of("textfile"), "metrics_textfile")
+    metrics.finish()
     for table in (ssh, ca, how, lbs, top):
         table.finish()
     _apply_overrides(overrides or {}, origins or {}, job, where, problems)
@@ -123,7 +127,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
                             job.pop("mode", None), job.pop("serve_listen", None),
                             job.pop("tls_alpn_listen", None))
     specs = _with_variants(specs, default, certs)
-    result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, dns=dns,
+    result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, dns=dns, notify=notify,
                        defaults=default, cert_settings={k: v for k, (v, _) in certs.items()},
                        **job)
     for source, reason in file_clashes(result):
@@ -270,4 +274,7 @@ def _default_ssh_config() -> tuple[Path, ...]:
         path = Path("~/.ssh/config").expanduser()
     except RuntimeError:
         return ()
-    return (path,) if path.is_file() else ()
+    try:
+        return (path,) if path.is_file() else ()
+    except OSError:  # a home this user may not look into (a sandbox's ProtectHome=): none
+        return ()

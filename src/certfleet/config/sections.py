@@ -17,7 +17,15 @@ from .. import fsutil
 from ..errors import ConfigError
 from ..keytypes import KeyType
 from ..names import normalize_identifier
-from ..spec import CertDefaults, DnsSettings, HostSettings, LoadBalancers
+from ..spec import (
+    NOTIFY_EVENTS,
+    QUIET_EVENTS,
+    CertDefaults,
+    DnsSettings,
+    HostSettings,
+    LoadBalancers,
+    NotifySettings,
+)
 from . import values
 from .problems import Problems
 from .tomlfile import Table, checked
@@ -112,6 +120,8 @@ def host(table: Table) -> dict[str, Any]:
         raw = table.index.raw.get((*table.path, key), "")
         fields[key] = table.check(key, (str, int), octal,
                                   partial(values.check_mode, key, raw=raw))
+    for key in ("trust_target_dir", "allow_group_writable"):
+        fields[key] = table.get(key, bool, "true or false")
     fields["files"] = table.check("files", dict, "a table", values.check_files)
     fields["probe"] = table.check("probe", dict, "a table", values.check_probe)
     table.finish()
@@ -197,6 +207,47 @@ def ca(table: Table, put: Callable[..., None], job: dict[str, Any],
     put(table, "eab_alg", table.check("eab_alg", str, "a string", values.eab_alg))
     if ("eab_kid" in job) != ("eab_hmac_key" in job):
         problems.add(table.where(), "[ca] eab_kid and eab_hmac_key go together")
+
+
+def notify(table: Table) -> NotifySettings:
+    """``[notify]``: the hook and the mail that hear of a run, and the expiry alarm."""
+    events = partial(values.events, allowed=NOTIFY_EVENTS)
+    mail = table.check("mail", str, "\"sendmail\" or \"smtp\"", values.mail_method)
+    settings = NotifySettings(
+        hook=tuple(table.check("hook", list, "an argv list", values.argv) or ()),
+        hook_events=table.check("hook_events", list, "a list of events", events)
+        or QUIET_EVENTS,
+        hook_timeout=_number(table, "hook_timeout", 60.0,
+                             partial(values.seconds, low=1, high=3600)),
+        mail=mail,
+        mail_events=table.check("mail_events", list, "a list of events", events)
+        or QUIET_EVENTS,
+        mail_to=tuple(table.check("mail_to", (list, str), "a list of addresses",
+                                  values.contact) or ()),
+        mail_from=table.check("mail_from", str, "an address",
+                              lambda v: values.contact(v)[0]),
+        mail_timeout=_number(table, "mail_timeout", 30.0,
+                             partial(values.seconds, low=1, high=600)),
+        sendmail=tuple(table.check("sendmail", list, "an argv list", values.argv)
+                       or ("/usr/sbin/sendmail",)),
+        smtp_server=table.check("smtp_server", str, "HOST:PORT",
+                                partial(values.listen, key="smtp_server")) or "127.0.0.1:25",
+        smtp_starttls=table.get("smtp_starttls", bool, "true or false") is not False,
+        smtp_user=table.check("smtp_user", str, "a user name", values.printable),
+        smtp_password=secret(table, "smtp_password_file", "smtp_password",
+                             "CERTFLEET_SMTP_PASSWORD"),
+        smtp_ca_bundle=table.path_of("smtp_ca_bundle"),
+        expiry_alarm=table.check("expiry_alarm", (int, float), "a share of the lifetime",
+                                 values.fraction) or 0.1,
+    )
+    present = bool(table.data)
+    table.finish()
+    if present and mail is not None and not settings.mail_to:
+        table.problems.add(table.where("mail"), "mail needs mail_to = [addresses]")
+    if settings.smtp_user and not settings.smtp_password and mail == "smtp":
+        table.problems.add(table.where("smtp_user"), "smtp_user needs smtp_password_file "
+                           "(or CERTFLEET_SMTP_PASSWORD)")
+    return settings
 
 
 def lb(table: Table) -> LoadBalancers:

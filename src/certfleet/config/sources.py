@@ -43,11 +43,12 @@ def config_path(options: Mapping[str, Any], environ: Mapping[str, str]) -> Path 
 
 
 def job_from(options: Mapping[str, Any], environ: Mapping[str, str] | None = None, *,
-             need_domains: bool = False) -> JobConfig:
+             need_domains: bool = False, read_config: bool = True) -> JobConfig:
     """The job for a command, from its options (``argparse`` names) and the environment.
 
     ``need_domains``: the command works on the domains file's certificates, so one of the
-    configuration or ``--domains`` must be there.
+    configuration or ``--domains`` must be there. ``read_config=False``: no certfleet.toml
+    is read, not even the default one (``import`` writes a new one).
     """
     env = os.environ if environ is None else environ
     overrides: dict[str, Any] = {}
@@ -62,7 +63,7 @@ def job_from(options: Mapping[str, Any], environ: Mapping[str, str] | None = Non
             origins[key] = f"environment ({variable})"
     if options.get("insecure_http"):
         overrides["allow_http"] = True
-    config = config_path(options, env)
+    config = config_path(options, env) if read_config else None
     domains = options.get("domains")
     if config is None and domains is None and need_domains:
         raise ConfigError(f"no configuration: pass --config FILE or --domains FILE "

@@ -254,6 +254,27 @@ def profile(value: str) -> str:
     return value
 
 
+def events(value: list[Any], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of notification events, each one of ``allowed``."""
+    for item in value:
+        if item not in allowed:
+            raise ConfigError(f"unknown event {safe_text(str(item))!r}; the events are "
+                              + ", ".join(allowed))
+    return tuple(value)
+
+
+def mail_method(value: str) -> str:
+    if value not in ("sendmail", "smtp"):
+        raise ConfigError(f"mail {safe_text(value)!r}: use \"sendmail\" or \"smtp\"")
+    return value
+
+
+def printable(value: str) -> str:
+    if not value or not value.isprintable() or len(value) > 256:
+        raise ConfigError(f"{safe_text(value, 60)!r} is not a usable value")
+    return value
+
+
 def http_mode(value: str) -> str:
     if value not in HTTP_MODES:
         raise ValueError(f"mode {safe_text(value)!r}: use one of {', '.join(HTTP_MODES)}")

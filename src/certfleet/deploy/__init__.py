@@ -1,11 +1,16 @@
 """Deploy: give each target the current version's files, reload each host once, verify.
 
-Touches remote hosts (``ssh.py``) and local target directories (``local.py``); this module
-holds what both share. A target gets its files the same way everywhere: each file is
-written to a temporary name in the target directory with its final mode (and owner),
-read back and compared (size and SHA-256), and only when every file of the target is in
-place under its temporary name are they renamed over the old ones, so a reader never sees
-a half-written file and a failure leaves the previous files in place.
+Touches remote hosts (``ssh.py``, ``sftp_files.py``) and local target directories
+(``local.py``); this module holds what both share and touches nothing itself. A target
+gets its files the same way everywhere: the directories on the way are checked
+(``dircheck.py``); each file is created exclusively under a temporary name in the target
+directory (never following a link) with its final mode, its owner and mode are set through
+the open file (never by path), it is read back through it and compared (size and
+SHA-256), and only when every file of the target is in place under its temporary name, and
+every final name holds a regular file or nothing, are they renamed over the old ones and
+checked again. A reader never sees a half-written file, a failure leaves the previous
+files in place, and a user who can write the directory can fail the target but not turn
+certfleet's privileges to another file.
 """
 
 from __future__ import annotations
@@ -64,7 +69,7 @@ def is_leftover(name: str, age: float) -> bool:
 
 
 def check_owner(owner: str | None, group: str | None, where: str) -> None:
-    """Owner and group end up in a remote ``chown`` argument: names or numbers only."""
+    """Owner and group end up in a remote ``id``/``getent`` argument: names or numbers only."""
     for value in (owner, group):
         if value is not None and not _ACCOUNT.fullmatch(value):
             raise DeployError(f"{where}: invalid owner or group {value!r}")

@@ -13,12 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DeployError
+from ..errors import DeployError, safe_text
 from ..layout import Placement
 from ..spec import HostSettings, Target
 from . import DeployFile, Transport
 from .local import LocalTransport
-from .probe import expect_serial
+from .probe import expect_serial, key_kind
 from .ssh import SshTransport
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class DeployJob:
     settings: HostSettings
     version: int
     placement: Placement
+    key_type: str = ""    # ec256, rsa2048...: which certificate the probe asks for
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,11 @@ async def _deploy_host(jobs: list[DeployJob], transport: Transport) -> list[Depl
     except DeployError as exc:
         for i in range(len(jobs)):
             errors.setdefault(i, str(exc))
+    except Exception as exc:  # a fault of certfleet's own must not stop the other hosts
+        log.debug("deploy to %s", jobs[0].target.host_label or "local", exc_info=True)
+        for i in range(len(jobs)):
+            errors.setdefault(i, f"unexpected error: {type(exc).__name__}: "
+                                 f"{safe_text(str(exc))}")
     return [DeployResult(job.cert, job.target, errors.get(i), job.serial, job.version)
             for i, job in enumerate(jobs)]
 
@@ -131,7 +137,9 @@ async def _probe_all(
         if probe is None:
             continue
         address = probe.address or transport.peer_address() or jobs[i].target.host_key
+        name = jobs[i].cert.partition("+")[0]  # NAME+rsa2048: the name is NAME's
         try:
-            await expect_serial(address, probe.port, jobs[i].cert, jobs[i].serial)
+            await expect_serial(address, probe.port, name, jobs[i].serial,
+                                kind=key_kind(jobs[i].key_type))
         except DeployError as exc:
             errors[i] = str(exc)

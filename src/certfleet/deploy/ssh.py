@@ -1,10 +1,18 @@
 """SSH targets: ``[user@]host:/dir`` reached with asyncssh, honouring ssh_config and known_hosts.
 
-Touches remote hosts only. Files go over SFTP (no remote shell is needed for them); the
-reload command and ``chown`` run as argv joined with ``shlex.join``, so no domain name,
-path or server reply is ever interpreted by a shell. A host key that known_hosts does not
-vouch for is refused, with its fingerprint in the error; it is never accepted or learned.
-The account key never leaves the Work host: only a certificate's own four files are sent.
+Touches remote hosts only. Files go over SFTP (``sftp_files``: created exclusively, mode
+and owner set through the open handle, never by path). Commands (the reload, and the
+``id``/``getent`` look-ups that turn the host's ``owner`` and ``group`` into numbers) run
+as argv joined with ``shlex.join``, so no domain name, path or server reply is ever
+interpreted by a shell. A host key that known_hosts does not vouch for is refused, with its
+fingerprint in the error; it is never accepted or learned. The account key never leaves
+the Work host: only a certificate's own four files are sent.
+
+Everything the server says (disconnect reasons, SFTP error texts, command output) reaches
+a message only through ``safe_text``; the authentication banner is never shown (asyncssh's
+``SSHClient.auth_banner_received`` ignores it). Every exchange is bounded in time: the
+connection (``CONNECT_TIMEOUT``), each SFTP request (``sftp_files.OP_TIMEOUT``; a session
+that stopped answering is replaced for the next target), each command.
 """
 
 from __future__ import annotations
@@ -12,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,10 +29,14 @@ import asyncssh
 from ..errors import DeployError, safe_text
 from ..layout import Placement
 from ..spec import HostSettings, Target
-from . import TMP_PREFIX, DeployFile, check_owner, is_leftover, temp_name, verify_copy
+from . import DeployFile, check_owner
+from . import sftp_files as files_
+from .dircheck import Trust
 
 CONNECT_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 120.0
+LOOKUP_TIMEOUT = 30.0
+OUTPUT_KEPT = 4096           # the tail of a command's output kept for the message
 
 
 class SshTransport:
@@ -44,7 +55,8 @@ class SshTransport:
         user = f"{self.user}@" if self.user else ""
         self.label = f"{user}{self.host}"
         self._conn: asyncssh.SSHClientConnection | None = None
-        self._sftp: asyncssh.SFTPClient | None = None
+        self._sftp: files_.Sftp | None = None
+        self._ids: dict[tuple[str, str], int] = {}
 
     def _options(self) -> dict[str, object]:
         options: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT,
@@ -61,8 +73,9 @@ class SshTransport:
 
     async def __aenter__(self) -> SshTransport:
         try:
-            self._conn = await asyncssh.connect(self.host, **self._options())
-            self._sftp = await self._conn.start_sftp_client()
+            self._conn = await asyncio.wait_for(
+                asyncssh.connect(self.host, **self._options()), CONNECT_TIMEOUT + 5)
+            await self._session()
         except asyncssh.HostKeyNotVerifiable:
             raise DeployError(f"{self.label}: host key not trusted ({await self._fingerprint()}"
                               "); add it to known_hosts after checking it") from None
@@ -70,6 +83,8 @@ class SshTransport:
             raise DeployError(f"{self.label}: SSH authentication refused") from None
         except (OSError, asyncssh.Error) as exc:
             raise DeployError(f"{self.label}: cannot connect: {_describe(exc)}") from None
+        except DeployError as exc:
+            raise DeployError(f"{self.label}: cannot connect: {exc}") from None
         return self
 
     async def __aexit__(
@@ -77,11 +92,28 @@ class SshTransport:
         tb: TracebackType | None,
     ) -> None:
         if self._sftp is not None:
-            self._sftp.exit()
+            self._sftp.client.exit()
         if self._conn is not None:
             self._conn.close()
             with contextlib.suppress(Exception):
-                await self._conn.wait_closed()
+                await asyncio.wait_for(self._conn.wait_closed(), 5.0)
+
+    async def _session(self) -> files_.Sftp:
+        """The SFTP session; a fresh one if the last stopped answering."""
+        assert self._conn is not None
+        if self._sftp is not None and not self._sftp.broken:
+            return self._sftp
+        if self._sftp is not None:
+            self._sftp.client.exit()
+            self._sftp = None
+        try:
+            client = await asyncio.wait_for(self._conn.start_sftp_client(),
+                                            files_.OP_TIMEOUT)
+        except TimeoutError:
+            raise DeployError("no SFTP session within "
+                              f"{files_.OP_TIMEOUT:g} s") from None
+        self._sftp = files_.Sftp(client, self.label)
+        return self._sftp
 
     async def _fingerprint(self) -> str:
         """The offered host key's fingerprint, fetched without trusting or storing it."""
@@ -103,84 +135,95 @@ class SshTransport:
     async def install(
         self, placement: Placement, files: Sequence[DeployFile], settings: HostSettings,
     ) -> None:
-        assert self._sftp is not None
-        owner, group, directory = settings.owner, settings.group, placement.directory
-        where = f"{self.label}:{directory}"
-        check_owner(owner, group, where)
-        sftp = self._sftp
-        written: list[tuple[str, str]] = []
+        where = f"{self.label}:{placement.directory}"
+        check_owner(settings.owner, settings.group, where)
         try:
-            if placement.own_directory:
-                await self._make_own_dir(directory, settings)
-            if not await sftp.isdir(directory):
-                raise DeployError(f"{where}: target directory missing")
-            await self._sweep(directory)
-            for item in files:
-                tmp = f"{directory}/{temp_name(item.name)}"
-                written.append((tmp, f"{directory}/{item.name}"))
-                attrs = asyncssh.SFTPAttrs(permissions=item.mode)
-                async with sftp.open(tmp, "xb", attrs) as handle:
-                    await sftp.chmod(tmp, item.mode)  # the remote umask may have narrowed it
-                    await handle.write(item.data)
-                if owner or group:
-                    spec = f"{owner or ''}:{group}" if group else str(owner)
-                    await self.run(["chown", "--", spec, tmp])
-                async with sftp.open(tmp, "rb") as handle:
-                    verify_copy(item, await handle.read(), f"{where}/{item.name}")
-            for tmp, final in written:
-                await sftp.posix_rename(tmp, final)
-            written.clear()
+            ids = files_.Ids(await self._lookup("user", settings.owner),
+                             await self._lookup("group", settings.group))
+            trust = None if settings.trust_target_dir else Trust(
+                frozenset({0, await self._lookup_login(),
+                           *([] if ids.uid is None else [ids.uid])}),
+                ids.gid, settings.allow_group_writable)
+            target = files_.Target(await self._session(), where, placement, settings, ids,
+                                   trust)
+            await files_.install(target, files)
         except asyncssh.SFTPError as exc:
             raise DeployError(f"{where}: {safe_text(exc.reason or type(exc).__name__)}") from None
         except (OSError, asyncssh.Error) as exc:
             raise DeployError(f"{where}: {_describe(exc)}") from None
-        finally:
-            for tmp, _ in written:
-                with contextlib.suppress(asyncssh.SFTPError, OSError, asyncssh.Error):
-                    await sftp.remove(tmp)
 
-    async def _make_own_dir(self, directory: str, settings: HostSettings) -> None:
-        """The certificate's own directory inside the target directory, made if missing."""
-        assert self._sftp is not None
-        parent = directory.rpartition("/")[0] or "/"
-        if not await self._sftp.isdir(parent):
-            raise DeployError(f"{self.label}:{parent}: target directory missing")
-        if await self._sftp.exists(directory):
-            return
-        await self._sftp.mkdir(directory, asyncssh.SFTPAttrs(permissions=settings.dir_mode))
-        await self._sftp.chmod(directory, settings.dir_mode)  # the remote umask narrowed it
-        if settings.owner or settings.group:
-            spec = f"{settings.owner or ''}:{settings.group}" if settings.group \
-                else str(settings.owner)
-            await self.run(["chown", "--", spec, directory])
+    async def _lookup_login(self) -> int:
+        """The login user's uid on the host (``id -u``), once per connection."""
+        key = ("login", "")
+        if key not in self._ids:
+            self._ids[key] = _number(await self._output(["id", "-u"]), "id -u", self.label)
+        return self._ids[key]
 
-    async def _sweep(self, directory: str) -> None:
-        """Remove what killed deploys left in the target directory."""
-        assert self._sftp is not None
-        now = time.time()
-        for entry in await self._sftp.readdir(directory):
-            name = entry.filename if isinstance(entry.filename, str) else ""
-            if name.startswith(TMP_PREFIX):
-                age = now - float(entry.attrs.mtime or now)
-                if is_leftover(name, age):
-                    with contextlib.suppress(asyncssh.SFTPError):
-                        await self._sftp.remove(f"{directory}/{name}")
+    async def _lookup(self, what: str, name: str | None) -> int | None:
+        """``owner``/``group`` as a number on the host, asked once per connection (a number
+        in the settings is used as it is)."""
+        if name is None:
+            return None
+        if name.isascii() and name.isdigit():
+            return int(name)
+        if (what, name) not in self._ids:
+            argv = ["id", "-u", "--", name] if what == "user" else ["getent", "group", "--", name]
+            out = await self._output(argv)
+            text = out if what == "user" else [*out.split(":"), "", "", ""][2]
+            self._ids[(what, name)] = _number(text, f"{what} {name}", self.label)
+        return self._ids[(what, name)]
 
-    async def run(self, argv: Sequence[str]) -> None:
+    async def _output(self, argv: Sequence[str]) -> str:
+        status, output = await self._exec(argv, LOOKUP_TIMEOUT)
+        if status != 0:
+            raise DeployError(f"{self.label}: {safe_text(shlex.join(argv))} failed "
+                              f"({status}): {safe_text(output.strip())}")
+        return output
+
+    async def _exec(self, argv: Sequence[str], timeout: float) -> tuple[int | str, str]:
+        """Run ``argv`` (quoted for the login shell); its exit status (or the signal that
+        ended it) and the tail of its output. Bounded in time and in memory."""
         assert self._conn is not None
-        command = shlex.join(argv)
+        conn, command = self._conn, shlex.join(argv)
+        process: asyncssh.SSHClientProcess[bytes] | None = None
+
+        async def go() -> tuple[int | str, str]:
+            nonlocal process
+            process = await conn.create_process(command, stdin=asyncssh.DEVNULL,
+                                                stderr=asyncssh.STDOUT, encoding=None)
+            kept = bytearray()
+            while chunk := await process.stdout.read(65536):
+                kept += chunk
+                del kept[:-OUTPUT_KEPT]
+            await process.wait_closed()
+            signal = process.exit_signal
+            status: int | str = process.exit_status if process.exit_status is not None \
+                else f"signal {safe_text(str(signal[0]) if signal else '?')}"
+            return status, kept.decode("utf-8", "replace")
+
         try:
-            result = await self._conn.run(command, check=False, timeout=COMMAND_TIMEOUT,
-                                          stdin=asyncssh.DEVNULL)
+            return await asyncio.wait_for(go(), timeout)
+        except TimeoutError:
+            if process is not None:
+                process.close()
+            raise DeployError(f"{self.label}: {safe_text(argv[0])}: timed out after "
+                              f"{timeout:g} s") from None
         except (OSError, asyncssh.Error) as exc:
             raise DeployError(f"{self.label}: {safe_text(argv[0])}: {_describe(exc)}") from None
-        if result.exit_status != 0:
-            output = "".join(
-                part.decode("utf-8", "replace") if isinstance(part, bytes) else str(part or "")
-                for part in (result.stderr, result.stdout)
-            ).strip()
+
+    async def run(self, argv: Sequence[str]) -> None:
+        status, output = await self._exec(argv, COMMAND_TIMEOUT)
+        if status != 0:
             raise DeployError(f"{self.label}: {safe_text(argv[0])} exited "
-                              f"{result.exit_status}: {safe_text(output[-300:])}")
+                              f"{status}: {safe_text(output.strip()[-300:])}")
+
+
+def _number(text: str, what: str, label: str) -> int:
+    value = text.strip()
+    if not (value.isascii() and value.isdigit() and len(value) <= 10):
+        raise DeployError(f"{label}: cannot resolve {safe_text(what)}: got "
+                          f"'{safe_text(value, 60)}'")
+    return int(value)
 
 
 def _describe(exc: BaseException) -> str:

@@ -201,6 +201,10 @@ class Store:
         except StoreError as exc:
             return Snapshot(None, CertState(), str(exc))
 
+    def has_cert(self, name: str) -> bool:
+        """Whether the store holds anything of this certificate (creates nothing)."""
+        return os.path.lexists(self.root / "certs" / storage_name(name))
+
     def all_names(self) -> list[str]:
         """The names of every certificate with a directory in the store, sorted."""
         certs = self.root / "certs"
@@ -265,18 +269,47 @@ class Store:
                 raise StoreError(f"{final}: incomplete version: no {exc}") from None
             reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
             raise StoreError(f"{final}: cannot write new version: {reason}") from exc
-        fsutil.replace_symlink(base / "current", f"versions/{meta.version}")
-        for pem in PEM_FILES:
-            link = base / pem
-            existing = os.readlink(link) if link.is_symlink() else None
-            if pem not in files:
-                with contextlib.suppress(FileNotFoundError):
-                    link.unlink()  # would dangle
-            elif existing != f"current/{pem}":
-                fsutil.replace_symlink(link, f"current/{pem}")
+        # The pending key lives in the new version now. It goes before the switch, so no
+        # moment has it both pending and active; a crash between the two leaves a version
+        # newer than ``current``, which ``finish_activation`` switches to.
         self.clear_pending(name)
+        self._switch(base, meta.version, "privkey.pem" in files)
         self.prune(name)
         return StoredCert(name, base, meta)
+
+    def finish_activation(self, name: str, order_url: str) -> StoredCert | None:
+        """Switch to the version written for ``order_url`` if a crash cut its activation
+        short (it is newer than ``current``); None if there is no such version."""
+        current = self.current(name)
+        base = self.cert_dir(name)
+        newer = [v for v in self.versions(name) if current is None or v > current.meta.version]
+        for number in sorted(newer, reverse=True):
+            path = base / "versions" / str(number)
+            try:
+                _check_version_dir(path)
+                data = self._read_json(path / "meta.json")
+                meta = VersionMeta.from_json(data, str(path / "meta.json")) if data else None
+            except StoreError:
+                continue
+            if meta is not None and meta.version == number and meta.order_url == order_url:
+                self.clear_pending(name)
+                self._switch(base, number, meta.key_type != "csr")
+                return StoredCert(name, base, meta)
+        return None
+
+    def _switch(self, base: Path, version: int, has_key: bool) -> None:
+        """``current`` to ``versions/<version>`` in one rename. The stable links point
+        through ``current`` and are made before it moves (on a first issuance they dangle
+        until then), so no moment has a current version without them."""
+        for pem in PEM_FILES:
+            link = base / pem
+            if (pem != "privkey.pem" or has_key) and \
+                    (os.readlink(link) if link.is_symlink() else None) != f"current/{pem}":
+                fsutil.replace_symlink(link, f"current/{pem}")
+        fsutil.replace_symlink(base / "current", f"versions/{version}")
+        if not has_key:  # the operator's own CSR: no key, and a key link would dangle
+            with contextlib.suppress(FileNotFoundError):
+                (base / "privkey.pem").unlink()
 
     def next_version(self, name: str) -> int:
         return max(self.versions(name), default=0) + 1

@@ -1,0 +1,265 @@
+"""A hostile local user on a target host: links, FIFOs, devices and directories planted
+where certfleet writes, before the deploy and at exactly the wrong moment.
+
+The user owns the target directory and is the host's ``owner`` (``hostile_lab``), so the
+directory checks accept the directory and only the per-file care stands between it and
+root. The races are made deterministic: a planting "before" happens before the deploy;
+one "at the wrong moment" happens from inside the deploy, by wrapping the SFTP session's
+``create``/``mkdir`` (the session talks to the real sshd) or, locally, the read-back check
+between a temporary file's creation and its rename.
+
+Every test: the victims outside the target (a root 0600 key file, a 0644 file, a 0700
+directory) keep content, mode and owner; the hostile target's part of the line names the
+reason; ``a``'s other target and ``b`` (on the same host as the hostile target) get their
+files. Before this module's fixes, the chmod/chown of the temporary file and of a new
+certificate directory went by path and followed the planted link to the victim.
+
+* mode/owner of another file through a link: a temporary name right after its creation
+  (SSH, local); the certificate's own directory before the deploy (SSH, local) and right
+  after its ``mkdir`` (SSH);
+* a special file at a temporary name: FIFO, directory (SSH);
+* a special file at a final name: symlink, FIFO, device, directory before the deploy
+  (SSH), a symlink while the files are written (SSH), FIFO, device, symlink (local);
+* a link at a final name after the checks: replaced by the rename, never followed (SSH).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from certfleet.deploy import local, sftp_files
+
+from .hostile_lab import TMP_PREFIX, Lab, Layout, start, wrap
+
+pytestmark = pytest.mark.integration
+BOUND = 60.0  # seconds a deploy facing a FIFO may take at most (an SFTP read would hang)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    yield from start()
+
+
+def _hostile(lab: Lab, top: Path) -> Path:
+    return lab.hostile_dir(top / "hostile")
+
+
+def _ssh(lab: Lab, tmp_path: Path) -> tuple[Path, Path, Layout]:
+    """``a``'s hostile target on web1b: a directory the hostile user owns; ``a`` gets its
+    own directory inside."""
+    top = lab.base / f"h-{tmp_path.name}"
+    top.mkdir(mode=0o755)
+    hostile = _hostile(lab, top)
+    layout = lab.layout(tmp_path, str(hostile))
+    return hostile, hostile / lab.names[0], layout
+
+
+def _own(lab: Lab, own: Path) -> Path:
+    lab.as_hostile("mkdir", "--", str(own))
+    return own
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n.startswith(TMP_PREFIX)) \
+        if folder.is_dir() and not folder.is_symlink() else []
+
+
+# ------------------------------------------------------------------ SSH: temporary names
+
+
+def test_ssh_symlink_at_a_temporary_name_changes_no_other_file(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Right after the key's temporary file is created, the user replaces it with a link
+    to the victim: owner and mode go through the open handle, so the victim keeps both."""
+    _, own, layout = _ssh(lab, tmp_path)
+
+    def plant(path: str, mode: int) -> None:
+        if path.startswith(str(own)) and path.endswith("-privkey.pem"):
+            lab.plant_symlink(Path(path), lab.victim)
+
+    calls = wrap(monkeypatch, sftp_files.Sftp, "create", after=plant)
+    cause = layout.deploy_and_check("privkey.pem was swapped during the deploy: it is now "
+                                    "a symlink")
+    assert any(str(p).endswith("-privkey.pem") for p, _ in calls)
+    assert os.readlink(own / "privkey.pem") == str(lab.victim), cause  # the user's link
+    assert not _temps(own)
+
+
+def test_ssh_fifo_at_a_temporary_name_does_not_hang(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, own, layout = _ssh(lab, tmp_path)
+
+    def plant(path: str, mode: int) -> None:
+        if path.startswith(str(own)) and path.endswith("-cert.pem"):
+            lab.plant_fifo(Path(path))
+
+    wrap(monkeypatch, sftp_files.Sftp, "create", after=plant)
+    started = time.monotonic()
+    layout.deploy_and_check("cert.pem was swapped during the deploy: it is now a FIFO")
+    assert time.monotonic() - started < BOUND
+
+
+def test_ssh_directory_at_a_temporary_name(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, own, layout = _ssh(lab, tmp_path)
+
+    def plant(path: str, mode: int) -> None:
+        if path.startswith(str(own)) and path.endswith("-chain.pem"):
+            lab.plant_dir(Path(path))
+
+    wrap(monkeypatch, sftp_files.Sftp, "create", after=plant)
+    layout.deploy_and_check("chain.pem was swapped during the deploy: it is now a directory")
+
+
+# ------------------------------------------------------------------ SSH: final names
+
+
+@pytest.mark.parametrize(("plant", "reason"), [
+    ("symlink", "privkey.pem is a symlink, not a regular file"),
+    ("fifo", "privkey.pem is a FIFO, not a regular file"),
+    ("device", "privkey.pem is a character device, not a regular file"),
+    ("directory", "privkey.pem is a directory, not a regular file"),
+])
+def test_ssh_special_file_at_a_final_name_is_refused(
+        lab: Lab, tmp_path: Path, plant: str, reason: str) -> None:
+    _, own, layout = _ssh(lab, tmp_path)
+    final = _own(lab, own) / "privkey.pem"
+    {"symlink": lambda: lab.plant_symlink(final, lab.victim),
+     "fifo": lambda: lab.plant_fifo(final),
+     "device": lambda: lab.plant_device(final),
+     "directory": lambda: lab.plant_dir(final)}[plant]()
+    started = time.monotonic()
+    layout.deploy_and_check(f"refused: {reason}")
+    assert time.monotonic() - started < BOUND
+    assert not stat.S_ISREG(os.lstat(final).st_mode), "the planted file is left alone"
+    assert not (own / "cert.pem").exists(), "nothing is renamed when one name is refused"
+    assert not _temps(own)
+
+
+def test_ssh_symlink_at_a_final_name_while_the_files_are_written(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, own, layout = _ssh(lab, tmp_path)
+
+    def plant(path: str, mode: int) -> None:
+        if path.startswith(str(own)) and path.endswith("-fullchain.pem"):
+            lab.plant_symlink(own / "fullchain.pem", lab.victim)
+
+    wrap(monkeypatch, sftp_files.Sftp, "create", after=plant)
+    layout.deploy_and_check("refused: fullchain.pem is a symlink, not a regular file")
+    assert not _temps(own)
+
+
+def test_ssh_symlink_at_a_final_name_after_the_checks_is_replaced(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted after the final names were checked, just before the rename: ``rename``
+    replaces the link itself, so nothing fails and nothing is followed."""
+    _, own, layout = _ssh(lab, tmp_path)
+
+    def plant(old: str, new: str) -> None:
+        if new == str(own / "privkey.pem"):
+            lab.plant_symlink(Path(new), lab.victim)
+
+    calls = wrap(monkeypatch, sftp_files.Sftp, "rename", before=plant)
+    before = lab.victims()
+    rc, lines = lab.deploy(layout.config)
+    assert rc == 0, lines
+    assert any(new == str(own / "privkey.pem") for _, new in calls)
+    assert not (own / "privkey.pem").is_symlink()
+    lab.assert_current(lab.names[0], own)
+    layout.assert_good()
+    assert lab.victims() == before
+
+
+# ------------------------------------------------------------------ SSH: the own directory
+
+
+def test_ssh_own_directory_planted_as_a_symlink_is_refused(lab: Lab, tmp_path: Path) -> None:
+    _, own, layout = _ssh(lab, tmp_path)
+    lab.plant_symlink(own, lab.victim_dir)
+    layout.deploy_and_check("the certificate's own directory is a symlink, not a "
+                            "directory; certfleet never follows it")
+    assert own.is_symlink()
+
+
+@pytest.mark.parametrize("moment", ["after mkdir", "before lsetstat"])
+def test_ssh_own_directory_swapped_right_after_mkdir(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str) -> None:
+    """Right after ``mkdir``, or between the check of the new directory and setting its
+    owner (``lsetstat``): the new directory is moved away and a link to the victim
+    directory put in its place. ``lsetstat`` does not follow it (it changes the link's own
+    owner at most), so the victim directory stays root's, 0700, and empty of certificates."""
+    _, own, layout = _ssh(lab, tmp_path)
+
+    def swap(path: str, *_: object) -> None:
+        if path == str(own) and not own.is_symlink():
+            lab.as_hostile("mv", "--", path, f"{path}.moved")
+            lab.plant_symlink(own, lab.victim_dir)
+
+    if moment == "after mkdir":
+        calls = wrap(monkeypatch, sftp_files.Sftp, "mkdir", after=swap)
+    else:
+        calls = wrap(monkeypatch, sftp_files.Sftp, "lsetstat", before=swap)
+    layout.deploy_and_check("refused: the certificate's own directory is a symlink, not a "
+                            "directory; certfleet never follows it")
+    assert calls
+    assert own.is_symlink()
+
+
+# ------------------------------------------------------------------ local targets
+
+
+def _local(lab: Lab, tmp_path: Path) -> tuple[Path, Path, Layout]:
+    top = lab.base / f"l-{tmp_path.name}"
+    top.mkdir(mode=0o755)
+    hostile = _hostile(lab, top)
+    layout = lab.layout(tmp_path, str(hostile), hostile_host="")
+    return hostile, hostile / lab.names[0], layout
+
+
+def test_local_symlink_at_a_temporary_name_changes_no_other_file(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the key's creation (and fchown/fchmod) and its rename."""
+    _, own, layout = _local(lab, tmp_path)
+    original = local.verify_copy
+
+    def verify(item: object, got: bytes, where: str) -> None:
+        original(item, got, where)  # type: ignore[arg-type]
+        if where == f"{own}/privkey.pem":
+            temp = next(n for n in _temps(own) if n.endswith("-privkey.pem"))
+            lab.plant_symlink(own / temp, lab.victim)
+
+    monkeypatch.setattr(local, "verify_copy", verify)
+    layout.deploy_and_check("privkey.pem was swapped during the deploy: it is now a "
+                            "symlink")
+    assert os.readlink(own / "privkey.pem") == str(lab.victim)
+
+
+@pytest.mark.parametrize(("plant", "reason"), [
+    ("fifo", "privkey.pem is a FIFO, not a regular file"),
+    ("device", "privkey.pem is a character device, not a regular file"),
+    ("symlink", "privkey.pem is a symlink, not a regular file"),
+])
+def test_local_special_file_at_a_final_name_is_refused(
+        lab: Lab, tmp_path: Path, plant: str, reason: str) -> None:
+    _, own, layout = _local(lab, tmp_path)
+    final = _own(lab, own) / "privkey.pem"
+    {"symlink": lambda: lab.plant_symlink(final, lab.victim),
+     "fifo": lambda: lab.plant_fifo(final),
+     "device": lambda: lab.plant_device(final)}[plant]()
+    started = time.monotonic()
+    layout.deploy_and_check(f"refused: {reason}")
+    assert time.monotonic() - started < BOUND
+    assert not _temps(own)
+
+
+def test_local_own_directory_planted_as_a_symlink_is_refused(
+        lab: Lab, tmp_path: Path) -> None:
+    _, own, layout = _local(lab, tmp_path)
+    lab.plant_symlink(own, lab.victim_dir)
+    layout.deploy_and_check("the certificate's own directory is a symlink")
