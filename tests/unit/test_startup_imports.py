@@ -1,5 +1,6 @@
-"""Start-up stays light: `certfleet --version` and `certfleet status` load neither the
-network stack nor the crypto stack, whatever the configuration holds.
+"""Start-up stays light: `certfleet --version`, `certfleet status` and `certfleet monitor`
+(without --probe) load neither the network stack nor the crypto stack, whatever the
+configuration holds.
 
 Each command runs in a fresh interpreter (what was imported there is what the command
 imported), then the test reads its ``sys.modules``. Times are measured by
@@ -112,6 +113,13 @@ def test_status_with_every_kind_of_configuration(config: Path, tmp_path: Path) -
         code, modules = imported([*argv, "--config", str(config)], tmp_path, env=TSIG)
         assert code == 0, argv
         assert heavy(modules) == [], argv
+
+
+def test_monitor_without_probes_loads_no_network_or_crypto(config: Path, tmp_path: Path) -> None:
+    """`monitor` judges from the store as `status` reads it; only --probe needs TLS."""
+    code, modules = imported(["monitor", "--config", str(config)], tmp_path, env=TSIG)
+    assert code in (0, 1, 2)  # a verdict, not UNKNOWN (3)
+    assert heavy(modules) == []
 
 
 def test_a_dry_run_loads_no_ca_client_ssh_dns_or_crypto(config: Path, tmp_path: Path) -> None:
