@@ -72,8 +72,20 @@ def test_version_loads_no_command(tmp_path: Path) -> None:
     code, modules = imported(["--version"], tmp_path)
     assert code == 0
     assert heavy(modules) == []
-    # Only the parser: no command module, no configuration parser, no store.
-    assert not {"certfleet.cli.fleet", "certfleet.config.job", "certfleet.store"} & modules
+    # Only the parser: no command module, no configuration parser, no store, not even the
+    # exit codes (`--version` exits through argparse, as a usage error would).
+    assert not {"certfleet.cli.fleet", "certfleet.config.job", "certfleet.store",
+                "certfleet.report"} & modules
+
+
+def test_a_usage_error_loads_no_command(tmp_path: Path) -> None:
+    """A usage error exits 1 (never argparse's 2, "nothing to do"); for `monitor`, 3
+    (UNKNOWN, as a monitoring plugin's caller expects). Neither runs a command."""
+    for argv, expected in ((["run", "--bogus"], 1), (["monitor", "--bogus"], 3)):
+        code, modules = imported(argv, tmp_path)
+        assert code == expected, argv
+        assert heavy(modules) == [], argv
+        assert "certfleet.cli.fleet" not in modules, argv
 
 
 def test_status_loads_no_network_or_crypto(state: Path, tmp_path: Path) -> None:

@@ -81,12 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser().parse_args(argv)
     except SystemExit as exc:
         # A monitoring plugin's own convention: anything that is not a verdict is UNKNOWN.
-        from ..report import EXIT_FAILED
-
-        if exc.code == EXIT_FAILED and argv[:1] == ["monitor"]:
+        # (Checked on the arguments first: `--version` exits here too, and loads nothing.)
+        if argv[:1] == ["monitor"]:
             from ..monitor import UNKNOWN
+            from ..report import EXIT_FAILED
 
-            raise SystemExit(UNKNOWN) from None
+            if exc.code == EXIT_FAILED:
+                raise SystemExit(UNKNOWN) from None
         raise
     from ..errors import CertfleetError
     from ..report import EXIT_FAILED
