@@ -1,15 +1,14 @@
 """The built-in defaults every command shares, and the CA presets. Touches nothing.
 
 Each default exists here and nowhere else: the configuration falls back to these, the
-command line's help text quotes them.
+command line's help text quotes them. Plain strings, and no import: the parser that quotes
+them is built for ``certfleet --version`` too.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-DEFAULT_CONFIG = Path("/etc/certfleet/certfleet.toml")
-DEFAULT_STATE_DIR = Path("/var/lib/certfleet")
+DEFAULT_CONFIG = "/etc/certfleet/certfleet.toml"
+DEFAULT_STATE_DIR = "/var/lib/certfleet"
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 # Public ACME CAs by the directory URLs they document. ZeroSSL and Google need EAB.

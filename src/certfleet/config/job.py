@@ -79,7 +79,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     data, index = _load_toml(config_path, problems) if config_path else ({}, TomlLines())
     base = Path(os.path.abspath(config_path)).parent if config_path else Path.cwd()
     top = Table(str(config_path or CMDLINE), index, problems, base, (), data)
-    job: dict[str, Any] = {"directory": LETSENCRYPT, "state_dir": DEFAULT_STATE_DIR}
+    job: dict[str, Any] = {"directory": LETSENCRYPT, "state_dir": Path(DEFAULT_STATE_DIR)}
     where: dict[str, str] = {}
 
     def put(table: Table, key: str, value: Any, name: str | None = None) -> None:
