@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv pebble test-components lint unit bench clean
+.PHONY: demo demo-zipapp test venv pebble test-components lint unit bench zipapp clean
 
 $(BIN)/certfleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,31 @@ test: venv test-components lint
 bench: venv test-components
 	$(BIN)/python bench/issue_bench.py
 
+# One file holding certfleet and every dependency (a shiv zipapp), run by the system Python
+# with nothing installed: `python3 dist/certfleet.pyz run`. cryptography and aiohttp carry
+# compiled code, so the file is for one platform and Python version: the system Python's
+# (here cp311, manylinux x86_64). Built with a shiv of its own venv under .cache/, made from
+# that same Python. docs/dependencies.md says what is inside and why.
+SYSTEM_PYTHON ?= /usr/bin/python3
+PYZ           ?= dist/certfleet.pyz
+ZIPAPP_VENV   := .cache/zipapp-venv
+SHIV          := $(ZIPAPP_VENV)/bin/shiv
+SHIV_VERSION  := 1.0.8
+
+$(SHIV):
+	$(SYSTEM_PYTHON) -m venv $(ZIPAPP_VENV)
+	$(ZIPAPP_VENV)/bin/pip install -q 'shiv==$(SHIV_VERSION)'
+
+zipapp: $(SHIV)
+	mkdir -p $(dir $(PYZ))
+	rm -rf build  # setuptools' leftovers: a module deleted from src/ must not come back
+	$(SHIV) -q --reproducible --console-script certfleet --output-file $(PYZ) \
+		--python "/usr/bin/env $$($(SYSTEM_PYTHON) -c 'import sys; print("python%d.%d" % sys.version_info[:2])')" .
+	@ls -l $(PYZ)
+
+# The demo with the zipapp: certfleet started with nothing of this environment (no venv).
+demo-zipapp: venv pebble zipapp
+	$(BIN)/python tools/demo.py --certfleet "$(SYSTEM_PYTHON) $(PYZ)" --clean-env
+
 clean:
-	rm -rf $(VENV) .cache demo-state
+	rm -rf $(VENV) .cache demo-state dist

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -25,9 +25,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from . import fsutil, keytypes
 from .errors import ConfigError, StoreError
-from .keytypes import KeyType, PrivateKey, PublicKey
+from .keytypes import KeyType
 from .protocol import jws
 from .protocol.b64 import b64url_decode, int_to_b64url
+
+if TYPE_CHECKING:
+    from .keytypes import PrivateKey, PublicKey
 
 _EC = {KeyType.EC256: ("ES256", "P-256", hashes.SHA256(), 32),
        KeyType.EC384: ("ES384", "P-384", hashes.SHA384(), 48)}

@@ -13,13 +13,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from .errors import CertificateError, safe_text
-from .keytypes import PublicKey
+
+if TYPE_CHECKING:
+    from .keytypes import PublicKey
 
 MAX_CHAIN = 10
 _SHA256 = hashes.SHA256()

@@ -19,7 +19,6 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from . import alerts, clockcheck, fleet_deploy, ratelimits
-from .ca import CaSessions
 from .errors import AcmeProblem, CertfleetError, ConfigError, is_ca_fault
 from .plan import CertPlan, make_plans
 from .protocol import ari
@@ -31,6 +30,7 @@ from .state import CertState
 from .store import Snapshot, Store, StoredCert, VersionMeta
 
 if TYPE_CHECKING:
+    from .ca import CaSessions
     from .deploy.batch import TransportFactory
     from .solvers import Solver
 
@@ -66,6 +66,8 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
     holds the fleet stops at once with ``FleetBusy`` instead of waiting its turn on every
     certificate.
     """
+    from .ca import CaSessions  # the CA client (ssl, h11): not for `run --dry-run`
+
     store = store or Store(job.state_dir)
     report = Report([spec.name for spec in specs], emit, progress)
     started = datetime.now(UTC)

@@ -155,7 +155,7 @@ def check_dir(path: Path) -> Path:
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-def read_small(path: Path, limit: int = 1 << 20) -> bytes:
+def read_small(path: Path | str, limit: int = 1 << 20) -> bytes:
     """Read a regular file of at most ``limit`` bytes without following a final symlink.
 
     Opened non-blocking, so a FIFO planted in its place is refused instead of hanging the
@@ -189,19 +189,26 @@ def read_private(path: Path, limit: int = 1 << 20) -> tuple[bytes, int | None]:
     return _read_fd(fd, path, limit), was
 
 
-def _read_fd(fd: int, path: Path, limit: int) -> bytes:
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise StoreError(f"{path}: not a regular file")
-    os.set_blocking(fd, True)
-    with os.fdopen(fd, "rb") as handle:
+def _read_fd(fd: int, path: Path | str, limit: int) -> bytes:
+    """Read and close ``fd``. With ``os.read`` (no file object): `status` reads two small
+    files per certificate, and a buffered reader costs more than the reading."""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"{path}: not a regular file")
+        os.set_blocking(fd, True)
         # read(limit + 1) would allocate the whole limit up front (a gigabyte for the index);
         # the size is known, and a file that grows meanwhile is still cut at the limit.
-        size = os.fstat(handle.fileno()).st_size
+        size = info.st_size
         if size > limit:
             raise StoreError(f"{path}: larger than {limit} bytes")
-        data = handle.read(size + 1)
+        chunks, wanted = [], size + 1
+        while wanted > 0 and (chunk := os.read(fd, wanted)):
+            chunks.append(chunk)
+            wanted -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > size:  # it grew while being read: a writer that did not rename
         raise StoreError(f"{path}: changed while being read")
     return data

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -15,8 +16,11 @@ from cryptography.x509.oid import NameOID
 
 from . import keytypes
 from .errors import ConfigError
-from .keytypes import KeyType, PrivateKey, PublicKey
+from .keytypes import KeyType
 from .names import normalize_identifier
+
+if TYPE_CHECKING:
+    from .keytypes import PrivateKey, PublicKey
 
 MAX_CN = 64  # RFC 5280 ub-common-name
 

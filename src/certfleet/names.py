@@ -15,8 +15,6 @@ import ipaddress
 import re
 import unicodedata
 
-import idna
-
 from .errors import ConfigError
 
 MAX_NAME = 253
@@ -48,15 +46,20 @@ def _one_script(ulabel: str, raw: str) -> None:
 
 
 def _to_alabel(label: str, raw: str) -> str:
+    # idna is imported only for a label that needs it: an ASCII name never loads its tables.
     if label.isascii():
         lowered = label.lower()
         if lowered.startswith("xn--"):
+            import idna
+
             try:
                 # a bad punycode label is refused, not passed on
                 _one_script(idna.decode(lowered), raw)
             except idna.IDNAError as exc:
                 raise ConfigError(f"{raw!r}: bad punycode label {label!r}: {exc}") from None
         return lowered
+    import idna
+
     try:
         alabel = idna.encode(label, uts46=True).decode("ascii")
     except idna.IDNAError as exc:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .config.defaults import LETSENCRYPT, PRESETS
 from .protocol.records import RecordError, when
 
 if TYPE_CHECKING:
@@ -45,6 +46,20 @@ class CaLimits:
         if self.new_orders is None:
             return rate
         return f"{rate}, {self.new_orders} new orders per {_span(self.window)}"
+
+
+# What each CA allows. Let's Encrypt documents 250 requests/s per address
+# on most endpoints (20/s on newNonce, which a run asks once) and 300 new orders per
+# account per 3 hours (1,500 on staging); certfleet keeps to 200/s. The other public CAs
+# document no request rate: 20/s keeps well clear of any. A private CA (a directory URL
+# of one's own) gets 200/s; ``[ca] request_rate`` and ``new_order_limit`` change any.
+CA_LIMITS = {
+    LETSENCRYPT: CaLimits(200.0, 300, timedelta(hours=3)),
+    PRESETS["letsencrypt-staging"]: CaLimits(200.0, 1500, timedelta(hours=3)),
+    **{PRESETS[name]: CaLimits(20.0) for name in
+       ("google", "google-staging", "zerossl", "sslcom-rsa", "sslcom-ecc", "actalis")},
+}
+PRIVATE_CA_LIMITS = CaLimits(200.0)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certfleet.keytypes import PrivateKey, PublicKey
+if TYPE_CHECKING:  # type aliases only: keytypes imports cryptography when used
+    from certfleet.keytypes import PrivateKey, PublicKey
 
 NOT_BEFORE = datetime(2025, 1, 1, tzinfo=UTC)
 NOT_AFTER = NOT_BEFORE + timedelta(days=90)

@@ -24,17 +24,15 @@ import pytest
 from certfleet.errors import ChallengeError, ConfigError
 from certfleet.solvers import dns_common
 from certfleet.solvers.dns_common import (
-    Server,
     TxtCheck,
     find_zone,
     follow_cname,
-    parse_server,
     record_name,
-    server_text,
     to_name,
     wait_for_txt,
     zone_servers,
 )
+from certfleet.solvers.dns_server import Server, parse_server, server_text
 
 PRIMARY: Server = ("192.0.2.53", 53)
 

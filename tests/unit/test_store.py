@@ -514,3 +514,18 @@ def test_the_stable_links_exist_before_the_first_current(
     with pytest.raises(_Killed):
         activate(store, 1)
     assert all((base / pem).read_bytes() == files(1)[pem] for pem in PEM_FILES)
+
+
+def test_a_run_marker_that_cannot_be_removed_is_a_warning_not_a_traceback(
+        store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Path.unlink
+
+    def unlink(path: Path, missing_ok: bool = False) -> None:
+        if path.parent.name == "runs":  # the state directory changed under the run
+            raise PermissionError(13, "Permission denied")
+        real(path, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with store.running():
+        pass
+    assert "cannot remove this run's marker: Permission denied" in caplog.text

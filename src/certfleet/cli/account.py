@@ -7,42 +7,12 @@ alone touches the key.
 from __future__ import annotations
 
 import argparse
-import asyncio
-from typing import Any
 
 from ..config.sources import job_from
 from ..errors import ConfigError
 from ..report import EXIT_CHANGED, EXIT_NOTHING
 from ..spec import JobConfig
 from .output import say
-
-ACCOUNT_ACTIONS = ("register", "show", "update", "rollover", "deactivate")
-ACCOUNT_KEY_TYPES = ("ec256", "ec384", "rsa2048", "rsa3072", "rsa4096")
-
-
-def add_arguments(sub: Any, common: argparse.ArgumentParser,
-                  job: argparse.ArgumentParser) -> None:
-    p = sub.add_parser(
-        "account", parents=[common], help="the ACME account: register, show, update, "
-        "rollover, deactivate",
-        description="register [--contact EMAIL]... [--new-key]: find or register the "
-        "account (external account binding from [ca] eab_kid, eab_hmac_key or "
-        "CERTFLEET_EAB_KID, CERTFLEET_EAB_HMAC_KEY); show: what is on disk; update "
-        "--contact EMAIL...: replace the contact addresses; rollover [--key-type T]: "
-        "replace the account key (RFC 8555 section 7.3.5); deactivate --yes: end the "
-        "account for good")
-    p.add_argument("action", choices=ACCOUNT_ACTIONS)
-    p.add_argument("--contact", action="append", default=None, metavar="EMAIL",
-                   help="register, update: a contact address (repeatable; register "
-                        "defaults to [ca] contact)")
-    p.add_argument("--key-type", choices=ACCOUNT_KEY_TYPES,
-                   help="rollover, register --new-key: type of the new account key "
-                        "(default: [ca] account_key_type, ec256)")
-    p.add_argument("--new-key", action="store_true",
-                   help="register: move the current key aside and register a new account "
-                        "with a new key (after a deactivation)")
-    p.add_argument("--yes", action="store_true",
-                   help="deactivate: yes, really (it cannot be undone)")
 
 
 def account(args: argparse.Namespace) -> int:
@@ -67,6 +37,8 @@ def account(args: argparse.Namespace) -> int:
     job = job_from(vars(args), need_domains=False)
     if action == "show":
         return _account_show(job)
+    import asyncio  # not for `show`, which only reads files
+
     return asyncio.run(_account_online(action, args, job))
 
 

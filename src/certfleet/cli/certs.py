@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
-from typing import Any
 
 from ..config.sources import job_from
 from ..errors import CertfleetError, ConfigError, visible
@@ -18,37 +17,7 @@ from ..report import EXIT_CHANGED, EXIT_FAILED, exit_code
 from ..spec import CertSpec, JobConfig
 from . import output
 
-REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded",
-                      "cessationOfOperation")
 CSR_LIMIT = 64 * 1024
-
-
-def add_arguments(sub: Any, common: argparse.ArgumentParser,
-                  job: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("issue", parents=[common, job],
-                       help="issue or renew one certificate (no deploy: `run NAME` deploys)")
-    p.add_argument("names", nargs="*", metavar="NAME", help="the name, then alternative names")
-    p.add_argument("--csr", metavar="FILE",
-                   help="use this CSR (PEM or DER): names come from it, no key is written")
-    p.add_argument("--profile", help="the CA's certificate profile (e.g. shortlived)")
-    p.add_argument("--preferred-chain", metavar="ROOT_CN",
-                   help="prefer the alternate chain to this root, if the CA offers one")
-    p.add_argument("--key-type", help="domain key: ec256 ec384 rsa2048 rsa3072 rsa4096 "
-                   "(default: key_type in certfleet.toml, else ec256)")
-    p.add_argument("--account-key-type", help="account key type, used when the account "
-                   "key is created (default: [ca] account_key_type, else ec256)")
-    p.add_argument("--contact", action="append", metavar="EMAIL",
-                   help="account contact address (repeatable; default [ca] contact)")
-    p.add_argument("--reuse-key", action="store_true", help="keep the current domain key")
-    p.add_argument("--force", action="store_true", help="renew even if not due")
-
-    p = sub.add_parser("revoke", parents=[common],
-                       help="revoke a certificate's current version")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
-    p.add_argument("--with-cert-key", action="store_true",
-                   help="sign with the certificate's own private key (RFC 8555 §7.6): "
-                        "needs no account, e.g. after it was lost or deactivated")
 
 
 def _spec(job: JobConfig, args: argparse.Namespace) -> CertSpec:

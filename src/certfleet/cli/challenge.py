@@ -7,34 +7,11 @@ Parses and prints; the work is done by ``serve``, ``preflight`` and ``nginx_conf
 from __future__ import annotations
 
 import argparse
-import asyncio
-import secrets
-from typing import Any
 
 from ..config.sources import job_from
 from ..errors import ConfigError
-from ..protocol.b64 import b64url
 from ..spec import JobConfig
 from .output import say
-
-
-def add_arguments(sub: Any, common: argparse.ArgumentParser,
-                  job: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("serve", parents=[common],
-                       help="answer http-01 for runs in other processes (the Work host)")
-    p.add_argument("--listen", metavar="HOST:PORT", help="default: [challenge] serve_listen")
-
-    p = sub.add_parser("check", parents=[common, job],
-                       help="probe the http-01 path of each name through each load balancer")
-    p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
-
-    p = sub.add_parser("nginx-config", parents=[common, job],
-                       help="print the nginx snippets for the load balancers and Work host")
-    p.add_argument("--stateless", action="store_true",
-                   help="load balancers answer token.thumbprint themselves")
-    p.add_argument("--work", metavar="HOST:PORT",
-                   help="where the load balancers reach the Work host (default: "
-                        "[challenge] serve_listen or http_listen)")
 
 
 def _thumbprint(job: JobConfig) -> str | None:
@@ -83,6 +60,8 @@ def nginx(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .. import serve as serving
 
     job = job_from(vars(args), need_domains=False)
@@ -95,7 +74,11 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    import asyncio
+    import secrets
+
     from .. import fleet, preflight
+    from ..protocol.b64 import b64url
     from ..solvers.choose import make_solver, unusable
 
     job = job_from(vars(args), need_domains=True)

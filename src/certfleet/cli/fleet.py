@@ -5,7 +5,6 @@ the work is ``fleet``'s, the input ``config``'s, the status rows ``cli.status``'
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
@@ -14,36 +13,8 @@ from ..report import EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING, Outcome, exit_code
 from . import output
 from . import status as status_view
 
-
-def add_arguments(sub: Any, common: argparse.ArgumentParser,
-                  job: argparse.ArgumentParser) -> None:
-    """Register run, deploy and status on the main parser's subcommands."""
-    p = sub.add_parser("run", parents=[common, job],
-                       help="renew what is due in the domains file and deploy it")
-    p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
-    p.add_argument("--dry-run", action="store_true",
-                   help="say what would be done and why, and stop (changes nothing)")
-    p.add_argument("--force", action="store_true", help="renew even if not due")
-    p.add_argument("--concurrency", type=int, metavar="N",
-                   help="orders in flight at once (default: concurrency in certfleet.toml)")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="print only what changed or failed: nothing at all when nothing "
-                        "was to do (for cron, which mails any output)")
-
-    p = sub.add_parser("deploy", parents=[common, job],
-                       help="push the current certificates to all their targets now")
-    p.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
-    p.add_argument("-q", "--quiet", action="store_true",
-                   help="print only what changed or failed")
-
-    p = sub.add_parser("status", parents=[common, job],
-                       help="certificates, renewal times, last results and targets")
-    shown = p.add_mutually_exclusive_group()
-    shown.add_argument("--json", action="store_true", help="machine-readable output")
-    shown.add_argument("--table", action="store_true",
-                       help="one row per certificate (the default on a terminal)")
-    shown.add_argument("--lines", action="store_true",
-                       help="everything, in lines (the default when piped)")
+# `status` reads the store and prints: asyncio and everything that talks to a CA or a target
+# are imported by `run` and `deploy` when they run.
 
 
 class _Lines:
@@ -67,6 +38,8 @@ class _Lines:
         not due, at once) go out in one write, a line on its own goes out at once."""
         if self.flushing:
             return
+        import asyncio  # loaded already: the lines come from a run's event loop
+
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -88,6 +61,8 @@ class _Lines:
 
 
 def run(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .. import fleet, plan
     from ..store import Store
 
@@ -129,6 +104,8 @@ def _dry_plans(job: Any, specs: Any, store: Any, force: bool) -> Any:
 
 
 def deploy(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .. import fleet
 
     job = job_from(vars(args), need_domains=True)
@@ -150,10 +127,10 @@ def status(args: argparse.Namespace) -> int:
     table = args.table or (not args.lines and sys.stdout.isatty())
     if args.json:
         output.say(status_view.as_json(rows))
-    else:
-        for line in (status_view.as_table(rows) if table and rows else
-                     status_view.as_text(rows)):
-            output.say(line)
+    else:  # one write, not one a line: the table is whole before anything is printed
+        shown = (status_view.as_table(rows) if table and rows else
+                 status_view.as_text(rows))
+        output.say("\n".join(shown))
     # A damaged certificate needs a person: say so in the exit code too.
     return EXIT_FAILED if any("damaged" in row for row in rows) else 0
 

@@ -6,55 +6,18 @@ the import out.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from ..config.defaults import DEFAULT_CONFIG
 from ..config.sources import job_from
 from ..errors import ConfigError
 from . import output
 
-CERTBOT_DIR = "/etc/letsencrypt"
-
-
-def add_arguments(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("import", help="bring acme-client's or certbot's account and "
-                       "certificates into certfleet (nothing is re-issued)",
-                       description="Read another ACME client's files (never changing them), "
-                       "find its account at the CA, store each certificate as version 1 and "
-                       "write a new certfleet.toml and domains file.")
-    kinds = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    seed = kinds.add_parser("acme-client", parents=[common],
-                            help="OpenBSD acme-client as the seed's crt-update.sh runs it")
-    seed.add_argument("--domains-file", required=True, metavar="FILE",
-                      help="the seed's domains.txt (domain|server:dir ...); kept as it is")
-    seed.add_argument("--ssl-dir", required=True, metavar="DIR",
-                      help="the directory of <domain>/{cert,chain,fullchain,privkey}.pem "
-                           "(the seed's ${SSL})")
-    seed.add_argument("--account-key", metavar="FILE",
-                      help="the account key, acme-client's -f (default: SSL_DIR/privkey.pem)")
-    seed.add_argument("--webroot", metavar="DIR", help="the directory the web server serves "
-                      "as /.well-known/acme-challenge/ (acme-client's -C), for [challenge]")
-    seed.add_argument("--http-listen", metavar="HOST:PORT",
-                      help="or: certfleet's own http-01 responder, for [challenge]")
-    bot = kinds.add_parser("certbot", parents=[common],
-                           help="certbot's configuration directory")
-    bot.add_argument("--config-dir", default=CERTBOT_DIR, metavar="DIR",
-                     help=f"certbot's configuration directory (default {CERTBOT_DIR})")
-    for kind in (seed, bot):
-        kind.add_argument("--to-config", required=True, metavar="FILE",
-                          help=f"the certfleet.toml to write (a new file; e.g. "
-                               f"{DEFAULT_CONFIG})")
-        kind.add_argument("--to-domains", metavar="FILE",
-                          help="the domains file to write (a new file; default: domains.txt "
-                               "beside --to-config)")
-        kind.add_argument("--dry-run", action="store_true",
-                          help="say what would be imported, line by line; write nothing")
-
 
 def run(args: argparse.Namespace) -> int:
-    """``certfleet import acme-client|certbot``."""
+    """``certfleet import acme-client|certbot`` ."""
+    import asyncio
+
     from ..migrate import carry, found
 
     options = {k: v for k, v in vars(args).items() if k in ("state_dir", "directory",

@@ -6,37 +6,26 @@ with ``--probe``, what each target serves over TLS; prints one line.
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
 from ..config.sources import job_from
 from ..errors import CertfleetError, visible
 from ..monitor import UNKNOWN, Verdict, judge
-
-__all__ = ["UNKNOWN", "add_arguments", "monitor"]
 from ..spec import CertSpec, JobConfig
 from . import output
 
+__all__ = ["UNKNOWN", "monitor"]
 
-def add_arguments(sub: Any, common: argparse.ArgumentParser,
-                  job: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("monitor", parents=[common, job],
-                       help="a monitoring plugin: OK, WARNING, CRITICAL or UNKNOWN, one line")
-    p.add_argument("--critical", type=float, metavar="SHARE", default=0.1,
-                   help="CRITICAL below this share of a certificate's lifetime left "
-                        "(default 0.1)")
-    p.add_argument("--critical-days", type=float, metavar="DAYS",
-                   help="CRITICAL below this many days left (instead of --critical)")
-    p.add_argument("--probe", action="store_true",
-                   help="also check over TLS that every target serves the active version")
+# Without --probe, monitor reads the store as `status` does: asyncio and the TLS client
+# are imported by the probes when they run.
 
 
 def monitor(args: argparse.Namespace) -> int:
     """Never raises: whatever goes wrong is UNKNOWN, as the plugin conventions ask."""
     try:
         job = job_from(vars(args), need_domains=True)
-        verdict = asyncio.run(_judge(job, args))
+        verdict = _judge(job, args)
     except CertfleetError as exc:
         output.say(f"CERTFLEET UNKNOWN - {visible(str(exc).splitlines()[0])}")
         return UNKNOWN
@@ -44,20 +33,23 @@ def monitor(args: argparse.Namespace) -> int:
     return verdict.code
 
 
-async def _judge(job: JobConfig, args: argparse.Namespace) -> Verdict:
+def _judge(job: JobConfig, args: argparse.Namespace) -> Verdict:
     from ..store import Store
 
     store = Store(job.state_dir, create=False)
     specs = list(job.certs)
     snaps = store.snapshot([s.name for s in specs])
-    served = await _probe(job, specs, snaps) if args.probe else None
+    served = _probe(job, specs, snaps) if args.probe else None
     return judge(specs, snaps, datetime.now(UTC), fraction=job.renew_fraction,
                  critical_share=args.critical, critical_days=args.critical_days,
                  served=served)
 
 
-async def _probe(job: JobConfig, specs: list[CertSpec],
-                 snaps: dict[str, Any]) -> dict[tuple[str, str], str | None]:
+def _probe(job: JobConfig, specs: list[CertSpec],
+           snaps: dict[str, Any]) -> dict[tuple[str, str], str | None]:
+    """What every target of an issued certificate serves, asked all at once."""
+    import asyncio
+
     from ..deploy.probe import key_kind, serving
 
     checks = []
@@ -68,7 +60,11 @@ async def _probe(job: JobConfig, specs: list[CertSpec],
             address = (probe.address if probe and probe.address
                        else target.host or "127.0.0.1")
             port = probe.port if probe else 443
-            checks.append(((spec.name, target.key), serving(
+            checks.append(((spec.name, target.key), (
                 address, port, spec.names[0], meta.serial, key_kind(meta.key_type))))
-    answers = await asyncio.gather(*(check for _, check in checks))
+
+    async def ask() -> list[str | None]:
+        return list(await asyncio.gather(*(serving(*check) for _, check in checks)))
+
+    answers = asyncio.run(ask())
     return {key: answer for (key, _), answer in zip(checks, answers, strict=True)}

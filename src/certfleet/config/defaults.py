@@ -1,18 +1,14 @@
 """The built-in defaults every command shares, and the CA presets. Touches nothing.
 
 Each default exists here and nowhere else: the configuration falls back to these, the
-command line's help text quotes them.
+command line's help text quotes them. Plain strings, and no import: the parser that quotes
+them is built for ``certfleet --version`` too.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from pathlib import Path
-
-from ..ratelimits import CaLimits
-
-DEFAULT_CONFIG = Path("/etc/certfleet/certfleet.toml")
-DEFAULT_STATE_DIR = Path("/var/lib/certfleet")
+DEFAULT_CONFIG = "/etc/certfleet/certfleet.toml"
+DEFAULT_STATE_DIR = "/var/lib/certfleet"
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 
 # Public ACME CAs by the directory URLs they document. ZeroSSL and Google need EAB.
@@ -26,19 +22,6 @@ PRESETS = {
     "sslcom-ecc": "https://acme.ssl.com/sslcom-dv-ecc",
     "actalis": "https://acme-api.actalis.com/acme/directory",
 }
-
-# What each CA allows (``ratelimits``). Let's Encrypt documents 250 requests/s per address
-# on most endpoints (20/s on newNonce, which a run asks once) and 300 new orders per
-# account per 3 hours (1,500 on staging); certfleet keeps to 200/s. The other public CAs
-# document no request rate: 20/s keeps well clear of any. A private CA (a directory URL
-# of one's own) gets 200/s; ``[ca] request_rate`` and ``new_order_limit`` change any.
-CA_LIMITS = {
-    LETSENCRYPT: CaLimits(200.0, 300, timedelta(hours=3)),
-    PRESETS["letsencrypt-staging"]: CaLimits(200.0, 1500, timedelta(hours=3)),
-    **{PRESETS[name]: CaLimits(20.0) for name in
-       ("google", "google-staging", "zerossl", "sslcom-rsa", "sslcom-ecc", "actalis")},
-}
-PRIVATE_CA_LIMITS = CaLimits(200.0)
 
 # Orders in flight at once, at most: the request rate is what paces a run; this only
 # bounds memory and open challenges.

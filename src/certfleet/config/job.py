@@ -25,17 +25,10 @@ from .. import fsutil
 from ..errors import ConfigError, safe_text
 from ..keytypes import KeyType
 from ..layout import placement
-from ..ratelimits import CaLimits
+from ..ratelimits import CA_LIMITS, PRIVATE_CA_LIMITS, CaLimits
 from ..spec import CertDefaults, CertSpec, Challenges, JobConfig
 from . import sections, values
-from .defaults import (
-    CA_LIMITS,
-    CONCURRENCY,
-    DEFAULT_STATE_DIR,
-    LETSENCRYPT,
-    MAX_CONCURRENCY,
-    PRIVATE_CA_LIMITS,
-)
+from .defaults import CONCURRENCY, DEFAULT_STATE_DIR, LETSENCRYPT, MAX_CONCURRENCY
 from .domains import BOM, MAX_FILE, scan_domains
 from .problems import CMDLINE, ConfigErrors, Problems
 from .tomlfile import Table, TomlLines, checked, resolve_path
@@ -88,7 +81,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     data, index = _load_toml(config_path, problems) if config_path else ({}, TomlLines())
     base = Path(os.path.abspath(config_path)).parent if config_path else Path.cwd()
     top = Table(str(config_path or CMDLINE), index, problems, base, (), data)
-    job: dict[str, Any] = {"directory": LETSENCRYPT, "state_dir": DEFAULT_STATE_DIR,
+    job: dict[str, Any] = {"directory": LETSENCRYPT, "state_dir": Path(DEFAULT_STATE_DIR),
                            "concurrency": CONCURRENCY}
     where: dict[str, str] = {}
 

@@ -38,7 +38,8 @@ def config_path(options: Mapping[str, Any], environ: Mapping[str, str]) -> Path 
         return Path(options["config"])
     if environ.get(ENV_CONFIG):
         return Path(environ[ENV_CONFIG])
-    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+    default = Path(DEFAULT_CONFIG)
+    return default if default.exists() else None
 
 
 def job_from(options: Mapping[str, Any], environ: Mapping[str, str] | None = None, *,

@@ -198,7 +198,7 @@ def dns_method(value: str) -> str:
 
 
 def dns_server(value: Any) -> str:
-    from ..solvers.dns_common import parse_server
+    from ..solvers.dns_server import parse_server  # stdlib only: no dnspython to check it
 
     if not isinstance(value, str):
         raise ValueError(f"{safe_text(repr(value))} is not IP[:PORT]")

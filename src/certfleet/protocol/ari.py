@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .b64 import b64url
-from .messages import MalformedMessage
 from .records import RecordError, optional_when, serial_hex, text, when
 
 # RFC 9773 §4.3: honour Retry-After, within reason.
@@ -38,6 +37,8 @@ def cert_id(aki: bytes, serial: int) -> str:
 
 
 def _time(value: Any, what: str) -> datetime:
+    from .messages import MalformedMessage
+
     if not isinstance(value, str):
         raise MalformedMessage(f"renewalInfo: {what} is missing or not a string")
     try:
@@ -51,6 +52,10 @@ def _time(value: Any, what: str) -> datetime:
 
 def parse_window(obj: Any) -> tuple[datetime, datetime, str | None]:
     """The suggested window (start, end) and explanationURL of a renewalInfo response."""
+    # Imported here: the state record (``Schedule``) is read by `status`, which parses no
+    # CA message and need not build the message classes.
+    from .messages import MalformedMessage
+
     if not isinstance(obj, Mapping):
         raise MalformedMessage("renewalInfo is not a JSON object")
     window = obj.get("suggestedWindow")

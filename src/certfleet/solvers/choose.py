@@ -70,7 +70,7 @@ def make_solver(job: JobConfig, challenge: str, challenge_dir: Path) -> Solver:
 
 
 def _dns_solver(job: JobConfig) -> Solver:
-    from .dns_common import parse_server
+    from .dns_server import parse_server
 
     dns = job.dns
     assert dns is not None

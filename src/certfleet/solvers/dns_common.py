@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,46 +26,18 @@ import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
-from ..errors import ChallengeError, ConfigError, safe_text
+from ..errors import ChallengeError, safe_text
 from ..protocol.challenges import dns01_record_name
+from .dns_server import Server, server_text
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Server = tuple[str, int]
-"""An IP address and port of a DNS server."""
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 
 MAX_CNAME_HOPS = 8
 _NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
-
-
-def server_text(server: Server) -> str:
-    """``127.0.0.1:53``, ``[::1]:53``."""
-    host, port = server
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def parse_server(text: str, default_port: int = 53) -> Server:
-    """``IP``, ``IP:PORT``, ``[V6]:PORT`` or a bare IPv6 address to a ``Server``."""
-    host, port = text.strip(), str(default_port)
-    if host.startswith("["):
-        host, _, rest = host[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise ConfigError(f"DNS server {safe_text(text)!r}: expected IP[:PORT]")
-            port = rest[1:]
-    elif host.count(":") == 1:
-        host, port = host.split(":")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(f"DNS server {safe_text(text)!r}: not an IP address "
-                          "(give the address, not a host name)") from None
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigError(f"DNS server {safe_text(text)!r}: bad port")
-    return host, int(port)
 
 
 def to_name(text: str) -> dns.name.Name:

@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 from ..errors import ChallengeError, ConfigError, safe_text
 from ..protocol.challenges import DNS_01, dns01_record_name, dns01_txt_value
 from . import Solver
-from .dns_common import Clock, PerTask, Server, Sleep, TxtCheck, to_name, wait_for_txt
+from .dns_common import Clock, PerTask, Sleep, TxtCheck, to_name, wait_for_txt
+from .dns_server import Server
 
 log = logging.getLogger(__name__)
 

@@ -43,18 +43,17 @@ from . import Solver
 from .dns_common import (
     Clock,
     PerTask,
-    Server,
     Sleep,
     TxtCheck,
     describe,
     find_zone,
     follow_cname,
     record_name,
-    server_text,
     show,
     wait_for_txt,
     zone_servers,
 )
+from .dns_server import Server, server_text
 
 log = logging.getLogger(__name__)
 

@@ -111,8 +111,13 @@ class Store:
         try:
             yield bool(dead)
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 marker.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # the next run takes it for a killed one and sweeps
+                log.warning("%s: cannot remove this run's marker: %s", marker,
+                            exc.strerror or exc)
 
     @contextlib.contextmanager
     def whole_fleet(self) -> Iterator[None]:
@@ -185,22 +190,25 @@ class Store:
 
     def current(self, name: str) -> StoredCert | None:
         """The active version, or None if the certificate was never issued."""
-        path = self.root / "certs" / storage_name(name)
+        # `status` calls this for every certificate: one Path made, the rest plain strings.
+        path = self.root.joinpath("certs", storage_name(name))
+        link = f"{path}/current"
         try:
-            target = os.readlink(path / "current")
+            target = os.readlink(link)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreError(f"{path / 'current'}: unreadable: {exc.strerror}") from exc
+            raise StoreError(f"{link}: unreadable: {exc.strerror}") from exc
         version = target.removeprefix("versions/")
         if not version.isdigit() or target != f"versions/{version}":
-            raise StoreError(f"{path / 'current'}: points outside versions/: {target!r}")
-        _check_version_dir(path / "versions" / version)
-        meta_path = path / "versions" / version / "meta.json"
+            raise StoreError(f"{link}: points outside versions/: {target!r}")
+        version_dir = f"{path}/versions/{version}"
+        _check_version_dir(version_dir)
+        meta_path = f"{version_dir}/meta.json"
         data = self._read_json(meta_path)
         if data is None:
             raise StoreError(f"{meta_path}: missing (the active version is gone)")
-        return StoredCert(name, path, VersionMeta.from_json(data, str(meta_path)))
+        return StoredCert(name, path, VersionMeta.from_json(data, meta_path))
 
     def snapshot(self, names: Sequence[str]) -> dict[str, Snapshot]:
         """Each certificate's active version and state record, from the index if fresh;
@@ -223,7 +231,8 @@ class Store:
         certs = self.root / "certs"
         if not certs.is_dir():
             return []
-        return sorted(entry.name for entry in certs.iterdir() if entry.is_dir())
+        with os.scandir(certs) as entries:  # no Path and no stat per entry
+            return sorted(entry.name for entry in entries if entry.is_dir())
 
     def read_file(self, stored: StoredCert, pem: str) -> bytes:
         """One file of the active version; a domain key others could read is made 0600
@@ -366,7 +375,7 @@ class Store:
 
     def load_state(self, name: str) -> CertState:
         """The certificate's state record (empty if it has none); ``StoreError`` if damaged."""
-        path = self.root / "certs" / storage_name(name) / "state.json"
+        path = f"{self.root}/certs/{storage_name(name)}/state.json"
         data = self._read_json(path, STATE_LIMIT)
         try:
             return CertState.from_json(data or {})
@@ -396,7 +405,7 @@ class Store:
     def write_clock(self, record: dict[str, Any]) -> None:
         fsutil.write_atomic(self.root / "clock.json", _dump(record), mode=0o600)
 
-    def _read_json(self, path: Path, limit: int = 1 << 20) -> dict[str, Any] | None:
+    def _read_json(self, path: Path | str, limit: int = 1 << 20) -> dict[str, Any] | None:
         try:
             data = json.loads(fsutil.read_small(path, limit))
         except FileNotFoundError:
@@ -408,7 +417,7 @@ class Store:
         return data
 
 
-def _check_version_dir(path: Path) -> None:
+def _check_version_dir(path: Path | str) -> None:
     """A version directory must be certfleet's own: a real directory (not a link planted
     by someone), owned by this user, that no one else can write to."""
     try:

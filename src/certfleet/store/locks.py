@@ -8,7 +8,6 @@ would, and the store can check that a state change happens under the lock.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -54,6 +53,8 @@ class Locks:
     @contextlib.asynccontextmanager
     async def held(self, name: str, path: Path, wait: float = LOCK_WAIT) -> AsyncIterator[None]:
         """Hold the lock, waiting up to ``wait`` seconds without blocking other tasks."""
+        import asyncio  # loaded already (a loop runs); not at import: `status` needs no loop
+
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         delay = POLL
