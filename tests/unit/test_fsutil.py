@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import pwd
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +163,144 @@ def test_read_small_refuses_symlink_and_missing(tmp_path: Path) -> None:
         fsutil.read_small(tmp_path / "link")
     with pytest.raises(FileNotFoundError):  # absence is the caller's to judge
         fsutil.read_small(tmp_path / "missing")
+
+
+# -- the atomic switch of a link ----------------------------------------------------------------
+
+class Crash(BaseException):
+    """The process dies here: nothing after it runs, no ``except OSError`` catches it."""
+
+
+DIRECTORY_CHANGES = ("symlink", "replace", "rename", "unlink", "remove", "rmdir")
+
+
+@pytest.mark.parametrize("survives", [0, 1])
+def test_replace_symlink_crashing_at_any_step_leaves_a_whole_link(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, survives: int) -> None:
+    """A crash after any number of the switch's steps leaves ``current`` pointing at the old
+    version or the new one, never missing: the switch is one rename over the old link."""
+    link = tmp_path / "current"
+    fsutil.replace_symlink(link, "versions/1")
+    steps: list[str] = []
+
+    def crashing(name: str) -> object:
+        real = getattr(os, name)
+
+        def step(*args: object, **kwargs: object) -> object:
+            steps.append(name)
+            if len(steps) > survives:
+                raise Crash(name)
+            return real(*args, **kwargs)
+        return step
+
+    for name in DIRECTORY_CHANGES:
+        monkeypatch.setattr(os, name, crashing(name))
+    with pytest.raises(Crash):
+        fsutil.replace_symlink(link, "versions/2")
+    monkeypatch.undo()
+    assert os.readlink(link) == "versions/1", steps
+
+
+def test_replace_symlink_steps_then_the_new_link(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The switch is a temporary link renamed over the old one, and nothing else."""
+    link = tmp_path / "current"
+    fsutil.replace_symlink(link, "versions/1")
+    steps: list[tuple[str, str]] = []
+    for name in DIRECTORY_CHANGES:
+        real = getattr(os, name)
+
+        def step(*args: object, _real: object = real, _name: str = name, **kw: object) -> object:
+            steps.append((_name, Path(str(args[-1])).name))
+            return _real(*args, **kw)  # type: ignore[operator]
+        monkeypatch.setattr(os, name, step)
+    fsutil.replace_symlink(link, "versions/2")
+    monkeypatch.undo()
+    assert [name for name, _ in steps] == ["symlink", "replace"]
+    assert steps[1][1] == "current"
+    assert steps[0][1].startswith(".current" + fsutil.TMP_MARK)
+    assert os.readlink(link) == "versions/2"
+    assert os.listdir(tmp_path) == ["current"]
+
+
+READER = """
+import os, sys
+link, stop = sys.argv[1], sys.argv[2]
+reads = misses = 0
+print("ready", flush=True)
+while not os.path.exists(stop):
+    for _ in range(200):
+        try:
+            os.readlink(link)
+            os.stat(link)
+            reads += 1
+        except FileNotFoundError:
+            misses += 1
+print(reads, misses, flush=True)
+"""
+
+
+def test_replace_symlink_never_shows_a_reader_a_missing_link(tmp_path: Path) -> None:
+    """Another process reading ``current`` while it is switched hundreds of times always
+    finds it (nginx reading the stable links during a renewal sees the old or the new)."""
+    for version in ("1", "2"):
+        (tmp_path / "versions" / version).mkdir(parents=True)
+    link, stop = tmp_path / "current", tmp_path / "stop"
+    fsutil.replace_symlink(link, "versions/1")
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(link), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    assert reader.stdout is not None
+    try:
+        assert reader.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 1.5
+        switches = 0
+        while switches < 2000 and time.monotonic() < deadline:
+            switches += 1
+            fsutil.replace_symlink(link, f"versions/{switches % 2 + 1}")
+    finally:
+        stop.touch()
+        reads, misses = map(int, reader.stdout.readline().split())
+        reader.wait(timeout=30)
+    assert switches >= 50
+    assert reads > 0
+    assert misses == 0, f"{misses} of {reads + misses} reads found no link"
+
+
+def test_replace_symlink_failure_is_a_store_error_and_leaves_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    link = tmp_path / "current"
+    fsutil.replace_symlink(link, "versions/1")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(StoreError, match=r"current: cannot switch link: Input/output error$"):
+        fsutil.replace_symlink(link, "versions/2")
+    monkeypatch.undo()
+    assert os.readlink(link) == "versions/1"
+    assert os.listdir(tmp_path) == ["current"]
+
+
+# -- directories of another user ------------------------------------------------------------------
+
+@pytest.fixture
+def nobody() -> int:
+    """The uid of ``nobody``; chown needs root (CI runs as root: there it must not skip)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("a directory owned by another user needs root to make [CI is set]")
+        pytest.skip("a directory owned by another user needs root to make")
+    return pwd.getpwnam("nobody").pw_uid
+
+
+def test_secure_dir_refuses_a_directory_another_user_owns(tmp_path: Path, nobody: int) -> None:
+    """Its owner could swap files under certfleet (a key, a version): never used."""
+    path = tmp_path / "state"
+    path.mkdir(mode=0o700)
+    os.chown(path, nobody, -1)
+    for check in (fsutil.secure_dir, fsutil.check_dir):
+        with pytest.raises(StoreError, match=f"owned by uid {nobody}, not by this user"):
+            check(path)
+    os.chown(path, os.geteuid(), -1)
+    assert fsutil.secure_dir(path) == path

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -405,3 +407,80 @@ def test_sweep_drops_a_pending_key_that_is_already_active(store: Store) -> None:
     store.save_pending_key(NAME, b"a different, real pending key")
     store.sweep()
     assert store.load_pending_key(NAME) == b"a different, real pending key"
+
+
+# -- what `current` may point at ----------------------------------------------------------------
+
+def _planted_version(folder: Path, version: int = 9) -> Path:
+    """A complete version directory outside ``versions/``, as a local attacker (or a
+    damaged link) would offer it: certfleet's own ownership and modes, valid metadata."""
+    folder.mkdir(mode=0o700, parents=True)
+    for pem in PEM_FILES:
+        (folder / pem).write_bytes(b"planted " + pem.encode())
+    (folder / "meta.json").write_text(json.dumps(meta(version).to_json()))
+    return folder
+
+
+@pytest.mark.parametrize("target", [
+    "ABSOLUTE",                      # anywhere on the disk
+    "../other.example.com/versions/1",  # another certificate's version
+    "1",                             # beside versions/ (certs/NAME/1)
+    "versions/1/../../../planted",   # out through a version
+    "./versions/1", "versions//1", "versions/1/", "versions/01x", "versions/",
+])
+def test_current_pointing_outside_versions_is_refused(store: Store, tmp_path: Path,
+                                                      target: str) -> None:
+    activate(store, 1)
+    activate(store, 1, "other.example.com")
+    base = store.root / "certs" / NAME
+    _planted_version(base / "1")
+    _planted_version(store.root / "certs" / "planted")
+    outside = _planted_version(tmp_path / "elsewhere" / "versions" / "9")
+    target = str(outside) if target == "ABSOLUTE" else target
+    (base / "current").unlink()
+    (base / "current").symlink_to(target)
+    with pytest.raises(StoreError, match=r"current: points outside versions/: "):
+        store.current(NAME)
+    assert "points outside versions/" in (store.snapshot([NAME])[NAME].damage or "")
+
+
+def test_current_that_is_not_a_link_is_an_error(store: Store) -> None:
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    (base / "current").unlink()
+    (base / "current").mkdir()
+    with pytest.raises(StoreError, match=r"current: unreadable: Invalid argument"):
+        store.current(NAME)
+
+
+# -- a state directory of another user --------------------------------------------------------
+
+@pytest.fixture
+def nobody() -> int:
+    """The uid of ``nobody``; chown needs root (CI runs as root: there it must not skip)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("a directory owned by another user needs root to make [CI is set]")
+        pytest.skip("a directory owned by another user needs root to make")
+    return pwd.getpwnam("nobody").pw_uid
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_state_directory_another_user_owns_is_refused(tmp_path: Path, nobody: int,
+                                                        create: bool) -> None:
+    root = tmp_path / "state"
+    Store(root)
+    os.chown(root, nobody, -1)
+    with pytest.raises(StoreError, match=f"{root}: owned by uid {nobody}, not by this user"):
+        Store(root, create=create)
+
+
+def test_a_certificate_directory_another_user_owns_is_refused(store: Store, nobody: int) -> None:
+    activate(store, 1)
+    os.chown(store.root / "certs" / NAME, nobody, -1)
+    with pytest.raises(StoreError, match=f"owned by uid {nobody}"):
+        activate(store, 2)
+    os.chown(store.root / "certs" / NAME, os.geteuid(), -1)
+    os.chown(store.root / "certs" / NAME / "versions" / "1", nobody, -1)
+    with pytest.raises(StoreError, match=f"versions/1: owned by uid {nobody}, not by this user"):
+        store.current(NAME)
