@@ -96,6 +96,31 @@ def test_temp_name_is_hidden_marked_and_beside(tmp_path: Path) -> None:
     assert tmp != fsutil.temp_name(tmp_path / "cert.pem")
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_is_leftover_only_for_temporary_names_of_dead_processes(tmp_path: Path) -> None:
+    dead = _dead_pid()
+    assert fsutil.is_leftover(f".cert.pem{fsutil.TMP_MARK}{dead}-0123456789ab")
+    assert fsutil.is_leftover(f".1{fsutil.TMP_MARK}{dead}-abcdefabcdef")
+    assert not fsutil.is_leftover(fsutil.temp_name(tmp_path / "cert.pem").name)  # this process
+    assert not fsutil.is_leftover(f".cert.pem{fsutil.TMP_MARK}1-0123456789ab")  # init lives
+    for name in (f"www.tmp-{dead}-a.example.com",          # a certificate's own directory
+                 f"www.tmp-{dead}-0123456789ab",
+                 f"cert.pem.tmp-{dead}-0123456789ab",      # not hidden
+                 f".cert.pem.tmp-{dead}-0123456789a",      # not temp_name's random part
+                 f".cert.pem.tmp-{dead}-0123456789abc",
+                 f".cert.pem.tmp-{dead}-0123456789AB",
+                 f".cert.pem.tmp-x{dead}-0123456789ab",
+                 f".cert.pem.tmp-{dead}x-0123456789ab",
+                 f".cert.pem.tmp-{dead}", f".tmp-{dead}-0123456789ab",
+                 ".cert.pem.tmp--0123456789ab", "cert.pem"):
+        assert not fsutil.is_leftover(name), name
+
+
 def test_replace_symlink(tmp_path: Path) -> None:
     link = tmp_path / "current"
     fsutil.replace_symlink(link, "versions/1")

@@ -166,8 +166,9 @@ def test_a_killed_run_is_swept_by_the_next(store: Store) -> None:
     activate(store, 1)
     dead = _dead_pid()
     base = store.root / "certs" / NAME
-    leftovers = [store.root / f".index.json.tmp-{dead}-aa", base / f".state.json.tmp-{dead}-bb",
-                 store.root / "accounts" / f".account.key.tmp-{dead}-cc"]
+    leftovers = [store.root / f".index.json.tmp-{dead}-0123456789aa",
+                 base / f".state.json.tmp-{dead}-0123456789bb",
+                 store.root / "accounts" / f".account.key.tmp-{dead}-0123456789cc"]
     for path in leftovers:
         path.write_bytes(b"x")
     (store.root / "runs").mkdir(exist_ok=True)
@@ -176,6 +177,24 @@ def test_a_killed_run_is_swept_by_the_next(store: Store) -> None:
         assert (store.root / "runs" / str(os.getpid())).exists()
     assert not any(path.exists() for path in leftovers)
     assert os.listdir(store.root / "runs") == []
+
+
+def test_a_certificate_whose_name_looks_temporary_is_never_swept(store: Store) -> None:
+    """``www.tmp-<pid>-a.example.com`` is a valid name; a killed run's sweep and the pruning
+    of versions remove temporary files only, never that certificate."""
+    dead = _dead_pid()
+    name = f"www.tmp-{dead}-a.example.com"
+    for version in range(1, 8):
+        activate(store, version, name)
+    (store.root / "runs").mkdir(exist_ok=True)
+    (store.root / "runs" / str(dead)).write_bytes(b"")  # a killed run's marker
+    with store.running() as killed:
+        assert killed
+    current = store.current(name)
+    assert current is not None
+    assert current.meta.version == 7
+    assert store.versions(name) == [3, 4, 5, 6, 7]
+    assert store.read_file(current, "privkey.pem") == b"privkey.pem v7\n"
 
 
 def test_activate_clears_pending_key(store: Store) -> None:
