@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import pwd
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from certfleet import fsutil
-from certfleet.errors import StoreError
+from certfleet.errors import ConfigError, StoreError
 
 
 def mode_of(path: Path) -> int:
@@ -329,3 +333,420 @@ def test_secure_dir_refuses_a_directory_another_user_owns(tmp_path: Path, nobody
             check(path)
     os.chown(path, os.geteuid(), -1)
     assert fsutil.secure_dir(path) == path
+
+
+# -- as another user ---------------------------------------------------------------------------
+
+def as_user(uid: int, work: Callable[[], object]) -> object:
+    """``work()`` in a forked child that is ``uid`` through and through (real, effective and
+    saved IDs, no groups): certfleet run by an ordinary user. Its exception comes back as
+    ``"Name: message"``."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            try:
+                result: object = ("ok", work())
+            except Exception as exc:
+                result = ("raised", f"{type(exc).__name__}: {exc}")
+            os.write(write, pickle.dumps(result))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        data = reader.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    return value if kind == "ok" else f"raised {value}"
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A directory every user may enter (pytest's own are root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="certfleet-fsutil-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- fsync_dir, write_new, write_atomic ---------------------------------------------------------
+
+def test_fsync_dir_takes_only_a_directory(tmp_path: Path) -> None:
+    fsutil.fsync_dir(tmp_path)
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        fsutil.fsync_dir(tmp_path / "f")
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o644, 0o400])
+def test_write_new_gives_the_mode_at_creation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              mode: int) -> None:
+    """Never, not even before the first byte, is the file more open than its mode: a
+    reader who opened it in such a moment would keep reading what is written later."""
+    seen: list[int] = []
+    real = os.fchmod
+
+    def fchmod(fd: int, new: int) -> None:
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real(fd, new)
+
+    monkeypatch.setattr(os, "fchmod", fchmod)
+    old = os.umask(0)
+    try:
+        fsutil.write_new(tmp_path / "key", b"secret", mode)
+    finally:
+        os.umask(old)
+    assert seen == [mode]
+    assert mode_of(tmp_path / "key") == mode
+    assert (tmp_path / "key").read_bytes() == b"secret"
+
+
+def test_write_new_writes_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short writes (a signal, a pipe-sized chunk) are continued, not dropped."""
+    real = os.write
+
+    def short(fd: int, data: bytes | memoryview) -> int:
+        return real(fd, bytes(data[:1000]))
+
+    monkeypatch.setattr(os, "write", short)
+    data = bytes(range(256)) * 40
+    fsutil.write_new(tmp_path / "f", data, 0o644)
+    assert (tmp_path / "f").read_bytes() == data
+
+
+def test_write_atomic_failure_names_the_file_and_the_cause(tmp_path: Path) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(StoreError, match=r"/dir: cannot write: Is a directory$"):
+        fsutil.write_atomic(tmp_path / "dir", b"x")
+    assert os.listdir(tmp_path) == ["dir"]
+
+
+# -- processes and leftovers ----------------------------------------------------------------------
+
+def test_process_gone() -> None:
+    assert not fsutil.process_gone(os.getpid())
+    assert fsutil.process_gone(_dead_pid())
+    assert not fsutil.process_gone(1)
+
+
+def test_process_gone_only_asks(tmp_path: Path) -> None:
+    """The question is signal 0: a live process is neither stopped nor disturbed."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert not fsutil.process_gone(child.pid)
+        with pytest.raises(subprocess.TimeoutExpired):
+            child.wait(timeout=0.3)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_process_of_another_user_counts_as_alive(nobody: int) -> None:
+    """Signalling it is not permitted: it exists, and its files are not swept."""
+    me = os.getpid()
+    assert as_user(nobody, lambda: fsutil.process_gone(me)) is False
+
+
+def test_remove_leftover_file_directory_and_link(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_bytes(b"keep")
+    leftovers = tmp_path / "leftovers"
+    leftovers.mkdir()
+    (leftovers / "file").write_bytes(b"x")
+    (leftovers / "tree" / "sub").mkdir(parents=True)
+    (leftovers / "tree" / "sub" / "f").write_bytes(b"x")
+    (leftovers / "link").symlink_to(victim)
+    for name in ("file", "tree", "link", "missing"):
+        fsutil.remove_leftover(leftovers / name)
+    assert os.listdir(leftovers) == []
+    assert (victim / "keep").read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("what", ["file", "tree"])
+def test_remove_leftover_never_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     what: str) -> None:
+    """A leftover that cannot be removed is left for the next sweep; the run goes on."""
+    path = tmp_path / what
+    if what == "tree":
+        (path / "sub").mkdir(parents=True)
+    else:
+        path.write_bytes(b"x")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    monkeypatch.setattr(os, "rmdir", refuse)
+    fsutil.remove_leftover(path)
+    monkeypatch.undo()
+    assert path.exists()
+
+
+# -- reading files --------------------------------------------------------------------------------
+
+def test_read_small_refuses_a_fifo_without_waiting(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(StoreError, match=r"/fifo: not a regular file$"):
+        fsutil.read_small(tmp_path / "fifo")
+    with pytest.raises(StoreError, match=r"/fifo: not a regular file$"):
+        fsutil.read_private(tmp_path / "fifo")
+
+
+def test_read_small_names_the_file_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 10)
+    with pytest.raises(StoreError, match=rf"^{tmp_path}/f: larger than 9 bytes$"):
+        fsutil.read_small(tmp_path / "f", limit=9)
+    with pytest.raises(StoreError, match=rf"^{tmp_path}/f/x: cannot read: Not a directory$"):
+        fsutil.read_small(tmp_path / "f" / "x")
+    (tmp_path / "link").symlink_to(tmp_path / "f")
+    with pytest.raises(StoreError, match=r"/link: cannot read: Too many levels of symbolic"):
+        fsutil.read_small(tmp_path / "link")
+
+
+def test_a_file_that_grows_while_read_is_refused() -> None:
+    """/proc files say size 0 and have content: like a file appended to while read."""
+    with pytest.raises(StoreError, match=r"^/proc/self/status: changed while being read$"):
+        fsutil.read_small(Path("/proc/self/status"))
+
+
+@pytest.mark.parametrize(("mode", "was"), [(0o644, 0o644), (0o640, 0o640), (0o604, 0o604),
+                                           (0o700, None), (0o600, None), (0o400, None)])
+def test_read_private_makes_a_readable_key_private_again(tmp_path: Path, mode: int,
+                                                         was: int | None) -> None:
+    key = tmp_path / "privkey.pem"
+    key.write_bytes(b"key")
+    key.chmod(mode)
+    assert fsutil.read_private(key) == (b"key", was)
+    assert mode_of(key) == (mode if was is None else 0o600)
+
+
+def test_read_private_leaves_other_users_files_and_other_kinds_alone(
+        tmp_path: Path, nobody: int) -> None:
+    key = tmp_path / "privkey.pem"
+    key.write_bytes(b"key")
+    key.chmod(0o644)
+    os.chown(key, nobody, -1)
+    assert fsutil.read_private(key) == (b"key", None)
+    assert mode_of(key) == 0o644
+    os.mkfifo(tmp_path / "fifo", 0o644)
+    with pytest.raises(StoreError, match="not a regular file"):
+        fsutil.read_private(tmp_path / "fifo")
+    assert mode_of(tmp_path / "fifo") == 0o644
+
+
+def test_read_private_refuses_links_and_names_the_file(tmp_path: Path) -> None:
+    key = tmp_path / "privkey.pem"
+    key.write_bytes(b"k" * 10)
+    (tmp_path / "link").symlink_to(key)
+    with pytest.raises(StoreError, match=r"/link: cannot read: Too many levels of symbolic"):
+        fsutil.read_private(tmp_path / "link")
+    with pytest.raises(StoreError, match=rf"^{key}: larger than 5 bytes$"):
+        fsutil.read_private(key, limit=5)
+    with pytest.raises(FileNotFoundError):
+        fsutil.read_private(tmp_path / "missing")
+
+
+# -- read_trusted: input files that decide what certfleet does ---------------------------------
+
+def trusted(path: Path, mode: int = 0o644, data: bytes = b"setting = 1\n") -> Path:
+    path.write_bytes(data)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o600, 0o755, 0o444, 0o640])
+def test_read_trusted_takes_a_file_only_its_owner_can_write(tmp_path: Path, mode: int) -> None:
+    path = trusted(tmp_path / "certfleet.toml", mode)
+    assert fsutil.read_trusted(path, 100) == b"setting = 1\n"
+
+
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o666, 0o620, 0o602])
+def test_read_trusted_refuses_a_file_others_can_write(tmp_path: Path, mode: int) -> None:
+    path = trusted(tmp_path / "certfleet.toml", mode)
+    with pytest.raises(ConfigError, match=rf"^{path}: writable by group or others \(mode "
+                                          rf"{mode:o}\); chmod go-w it$"):
+        fsutil.read_trusted(path, 100)
+
+
+@pytest.mark.parametrize(("mode", "ok"), [(0o600, True), (0o400, True), (0o700, True),
+                                          (0o640, False), (0o604, False), (0o610, False)])
+def test_a_secret_must_be_private(tmp_path: Path, mode: int, ok: bool) -> None:
+    path = trusted(tmp_path / "tsig.key", mode)
+    if ok:
+        assert fsutil.read_trusted(path, 100, secret=True) == b"setting = 1\n"
+        return
+    with pytest.raises(ConfigError, match=rf"^{path}: a secret readable by group or others "
+                                          rf"\(mode {mode:o}\); chmod 600 it$"):
+        fsutil.read_trusted(path, 100, secret=True)
+    assert fsutil.read_trusted(path, 100) == b"setting = 1\n"  # fine when not a secret
+
+
+@pytest.mark.parametrize(("mode", "ok"), [(0o755, True), (0o700, True), (0o1777, True),
+                                          (0o1770, True), (0o775, False), (0o757, False),
+                                          (0o777, False)])
+def test_read_trusted_refuses_a_directory_others_can_write(tmp_path: Path, mode: int,
+                                                          ok: bool) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = trusted(folder / "domains.txt")
+    folder.chmod(mode)
+    if ok:   # a sticky directory (/tmp) lets no one replace another's file
+        assert fsutil.read_trusted(path, 100) == b"setting = 1\n"
+        return
+    with pytest.raises(ConfigError, match=rf"^{path}: its directory {folder} is writable by "
+                                          rf"group or others \(mode {mode:o}\), who could "
+                                          "replace it$"):
+        fsutil.read_trusted(path, 100)
+
+
+def test_read_trusted_follows_a_link_and_checks_what_it_leads_to(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    path = trusted(real / "certfleet.toml")
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    link = open_dir / "certfleet.toml"
+    link.symlink_to(path)
+    assert fsutil.read_trusted(link, 100) == b"setting = 1\n"  # the link's folder is not it
+    real.chmod(0o777)
+    with pytest.raises(ConfigError, match=f"its directory {real} is writable"):
+        fsutil.read_trusted(link, 100)
+
+
+def test_read_trusted_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo", 0o600)
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/fifo: not a regular file$"):
+        fsutil.read_trusted(tmp_path / "fifo", 100)   # and never opened: no hang
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}: not a regular file$"):
+        fsutil.read_trusted(tmp_path, 100)
+    with pytest.raises(FileNotFoundError):
+        fsutil.read_trusted(tmp_path / "missing", 100)
+    trusted(tmp_path / "f")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/f/x: cannot read: Not a directory$"):
+        fsutil.read_trusted(tmp_path / "f" / "x", 100)
+
+
+def test_read_trusted_size_limit_is_a_config_error(tmp_path: Path) -> None:
+    path = trusted(tmp_path / "domains.txt", data=b"x" * 11)
+    assert fsutil.read_trusted(path, 11) == b"x" * 11
+    with pytest.raises(ConfigError, match=rf"^{path}: larger than 10 bytes$"):
+        fsutil.read_trusted(path, 10)
+
+
+def test_read_trusted_refuses_a_file_replaced_while_opened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = trusted(tmp_path / "certfleet.toml")
+    evil = trusted(tmp_path / "evil", data=b"reload = ['/bin/sh']\n")
+    real = os.open
+
+    def swap(file: object, flags: int, *args: object, **kwargs: object) -> int:
+        if file == path:
+            os.rename(evil, path)   # between the checks and the open
+        return real(file, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", swap)
+    with pytest.raises(ConfigError, match=rf"^{path}: replaced while being opened$"):
+        fsutil.read_trusted(path, 100)
+
+
+def test_read_trusted_open_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = trusted(tmp_path / "certfleet.toml")
+
+    def refuse(*_args: object, **_kwargs: object) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(ConfigError, match=rf"^{path}: cannot read: Permission denied$"):
+        fsutil.read_trusted(path, 100)
+
+
+def test_read_trusted_owners(tmp_path: Path, nobody: int) -> None:
+    """As root: root's files only. An ordinary user: its own and root's, nobody else's."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = trusted(folder / "certfleet.toml")
+    assert fsutil.read_trusted(path, 100)
+    for owner in (nobody, 1):
+        os.chown(path, owner, -1)
+        with pytest.raises(ConfigError, match=rf"^{path}: owned by uid {owner}, not by this "
+                                              "user or root; whoever owns it decides what "
+                                              "certfleet runs$"):
+            fsutil.read_trusted(path, 100)
+        os.chown(path, 0, -1)
+        os.chown(folder, owner, -1)
+        with pytest.raises(ConfigError, match=rf"^{path}: its directory {folder} is owned by "
+                                              rf"uid {owner}, who could replace it$"):
+            fsutil.read_trusted(path, 100)
+        os.chown(folder, 0, -1)
+
+
+def test_read_trusted_as_an_ordinary_user(shared: Path, nobody: int) -> None:
+    mine = shared / "mine"
+    mine.mkdir()
+    os.chown(mine, nobody, -1)
+    own = trusted(mine / "certfleet.toml")
+    os.chown(own, nobody, -1)
+    roots = trusted(shared / "domains.txt")
+    other = trusted(shared / "other.toml")
+    os.chown(other, 1, -1)
+    assert as_user(nobody, lambda: fsutil.read_trusted(own, 100)) == b"setting = 1\n"
+    assert as_user(nobody, lambda: fsutil.read_trusted(roots, 100)) == b"setting = 1\n"
+    assert as_user(nobody, lambda: fsutil.read_trusted(other, 100)) == (
+        f"raised ConfigError: {other}: owned by uid 1, not by this user or root; whoever "
+        "owns it decides what certfleet runs")
+
+
+def test_check_dir_as_an_ordinary_user(shared: Path, nobody: int) -> None:
+    mine = shared / "state"
+    mine.mkdir(mode=0o700)
+    os.chown(mine, nobody, -1)
+    assert as_user(nobody, lambda: fsutil.check_dir(mine)) == mine
+    assert as_user(nobody, lambda: fsutil.check_dir(shared)) == (
+        f"raised StoreError: {shared}: owned by uid 0, not by this user")
+
+
+def test_check_dir_messages(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=rf"^{tmp_path}/missing: cannot inspect: No such file "
+                                         "or directory$"):
+        fsutil.check_dir(tmp_path / "missing")
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(StoreError, match=rf"^{tmp_path}/f: not a directory \(symlinks are "
+                                         r"not followed\)$"):
+        fsutil.check_dir(tmp_path / "f")
+    (tmp_path / "d").mkdir(mode=0o700)
+    (tmp_path / "d").chmod(0o720)
+    with pytest.raises(StoreError, match=rf"^{tmp_path}/d: writable by group or others; "
+                                         "refusing to use it$"):
+        fsutil.check_dir(tmp_path / "d")
+    for mode in (0o755, 0o700, 0o711, 0o1700):
+        (tmp_path / "d").chmod(mode)
+        assert fsutil.check_dir(tmp_path / "d") == tmp_path / "d"
+
+
+def test_secure_dir_creates_missing_parents_0700_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        made = fsutil.secure_dir(tmp_path / "a" / "b" / "c", 0o755)
+    finally:
+        os.umask(old)
+    assert made == tmp_path / "a" / "b" / "c"
+    assert mode_of(made) == 0o755
+    old = os.umask(0)
+    try:
+        assert mode_of(fsutil.secure_dir(tmp_path / "x")) == 0o700
+    finally:
+        os.umask(old)
+    assert mode_of(fsutil.secure_dir(tmp_path / "x")) == 0o700  # existing: left as it is
+
+
+def test_secure_dir_cannot_create(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    with pytest.raises(StoreError, match=rf"^{tmp_path}/f/d: cannot create directory: Not a "
+                                         "directory$"):
+        fsutil.secure_dir(tmp_path / "f" / "d")
