@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -1043,3 +1044,20 @@ def test_unlock_closes_the_lock_file(store: Store) -> None:
     assert not store.try_lock(NAME)          # refused: its file is closed again
     assert len(os.listdir("/proc/self/fd")) == before + 1
     other.unlock(NAME)
+
+
+def test_ca_id_is_readable_and_exact() -> None:
+    url = "https://localhost:14000/dir"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    assert ca_id(url) == f"localhost_14000-{digest}"
+    v6 = "https://[2001:db8::1]:14000/dir"
+    assert ca_id(v6) == f"2001_db8__1_14000-{hashlib.sha256(v6.encode()).hexdigest()[:8]}"
+    assert ca_id("no host") == f"ca-{hashlib.sha256(b'no host').hexdigest()[:8]}"
+
+
+def test_version_meta_written_before_aki_and_order_url_were_kept() -> None:
+    data = meta(3).to_json()
+    del data["aki"], data["order_url"]
+    read = VersionMeta.from_json(data, "meta.json")
+    assert (read.aki, read.order_url) == ("", "")
+    assert read == replace(meta(3), aki="", order_url="")
