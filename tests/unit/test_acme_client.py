@@ -9,11 +9,13 @@ import asyncio
 import gzip
 import ipaddress
 import json
+import logging
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -574,14 +576,18 @@ def _closed_port() -> int:
 
 
 def test_nothing_listening_is_a_transport_error() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}/dir"
+    port = _closed_port()
+    url = f"http://127.0.0.1:{port}/dir"
 
     async def go() -> None:
         async with AcmeClient(url, allow_http=True) as client:
             await client.directory()
 
-    with pytest.raises(TransportError, match=rf"^{url}: cannot connect: "):
+    with pytest.raises(TransportError) as caught:
         asyncio.run(go())
+    assert str(caught.value) in (
+        f"{url}: cannot connect: Connect call failed ('127.0.0.1', {port})",
+        f"{url}: cannot connect: Connection refused")
 
 
 def test_a_ca_that_never_answers_times_out(ca: FakeCA) -> None:
@@ -687,3 +693,197 @@ def test_join_and_same_origin() -> None:
     assert not same("https://ca.example/a", "https://ca.example:8443/a")
     assert not same("https://ca.example/a", "https://cb.example/a")
     assert not same("https://ca.example/a", "https://[::1/a")
+
+
+# -- what the mutation run found missing -----------------------------------------------------------
+
+def test_links_beyond_the_caps_are_not_read(ca: FakeCA) -> None:
+    """At most 100 Link headers, 100 values each: what comes after is never looked at."""
+    good = f'<{ca.url("/alt/late")}>;rel="alternate"'
+    junk = "no-brackets;rel=alternate"     # not a link: skipped
+
+    async def late_value(request: web.Request) -> web.StreamResponse:
+        return ca.raw(b"{}", "application/json",
+                      extra=[("Link", ", ".join([junk] * 100 + [good]))])
+
+    async def late_header(request: web.Request) -> web.StreamResponse:
+        return ca.raw(b"{}", "application/json", extra=[("Link", junk)] * 100 + [("Link", good)])
+
+    async def in_time(request: web.Request) -> web.StreamResponse:
+        return ca.raw(b"{}", "application/json",
+                      extra=[("Link", ", ".join([junk] * 99 + [good]))] * 1
+                      + [("Link", junk)] * 98 + [("Link", good)])
+
+    for handler, found in ((late_value, []), (late_header, []),
+                           (in_time, [ca.url("/alt/late")] * 2)):
+        ca.overrides["/cert/1"] = handler
+        response = run(with_client(ca, lambda c: c.get(ca.url("/cert/1"))))
+        assert response.link("alternate") == found
+
+
+def test_a_malformed_link_value_spoils_nothing_after_it(ca: FakeCA) -> None:
+    async def mixed(request: web.Request) -> web.StreamResponse:
+        return ca.raw(b"{}", "application/json", extra=[(
+            "Link", f'<{ca.url("/half")};rel="alternate", {ca.url("/x")}>;rel="alternate", '
+                    f'<{ca.url("/alt/1")}>;rel="alternate"')])
+
+    ca.overrides["/cert/1"] = mixed
+    response = run(with_client(ca, lambda c: c.get(ca.url("/cert/1"))))
+    assert response.link("alternate") == [ca.url("/alt/1")]
+
+
+def test_a_relation_type_that_is_a_uri(ca: FakeCA) -> None:
+    """RFC 8288 §2.1.2: extension relation types are URIs, '=' and all."""
+    rel = "https://rel.example/types?kind=X"
+
+    async def linked(request: web.Request) -> web.StreamResponse:
+        return ca.raw(b"{}", "application/json",
+                      extra=[("Link", f'<{ca.url("/other")}>; rel="{rel}"')])
+
+    ca.overrides["/cert/1"] = linked
+    response = run(with_client(ca, lambda c: c.get(ca.url("/cert/1"))))
+    assert response.link(rel) == [ca.url("/other")]
+
+
+def test_an_error_body_that_is_not_utf8_is_shown_escaped(ca: FakeCA) -> None:
+    async def broken(request: web.Request) -> web.StreamResponse:
+        return ca.raw(b"\xff\xfeoops", "text/html", 500)
+
+    ca.overrides["/order"] = broken
+    with pytest.raises(ProtocolError) as caught:
+        run(with_client(ca, lambda c: c.post(ca.url("/order"), {}, Recorder())))
+    assert str(caught.value) == f"{ca.url('/order')}: HTTP 500: \ufffd\ufffdoops"
+
+
+def _http_date(seconds: float) -> str:
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+
+
+@pytest.mark.parametrize("method", ["post", "get"])
+def test_retry_after_as_a_date_is_counted_from_now(ca: FakeCA, method: str) -> None:
+    async def limited(request: web.Request) -> web.StreamResponse:
+        return ca.json({"type": f"{ERR}rateLimited", "detail": "slow down"}, 429,
+                       **{"Retry-After": _http_date(120)})
+
+    ca.overrides["/limited"] = limited
+
+    async def use(client: AcmeClient) -> Response:
+        if method == "post":
+            return await client.post(ca.url("/limited"), {}, Recorder())
+        return await client.get(ca.url("/limited"))
+
+    with pytest.raises(RateLimited) as caught:
+        run(with_client(ca, use))
+    assert caught.value.retry_after is not None
+    assert 100 <= caught.value.retry_after <= 121
+
+
+def test_now_is_aware_utc() -> None:
+    now = AcmeClient("https://ca.example/dir").now()
+    assert now.tzinfo is UTC
+    assert abs((now - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_response_retry_after_as_a_date() -> None:
+    response = Response("https://ca.example/x", 503,
+                        {"Retry-After": "Sun, 29 Nov 2026 12:05:00 GMT"}, b"")
+    assert response.retry_after(NOW) == 300.0
+
+
+def test_the_time_limits() -> None:
+    """30 seconds a request (RFC 8555 gives none; a hung CA must not hang a run), at most
+    10 of them to connect."""
+    default = AcmeClient("https://ca.example/dir")._timeout
+    assert (default.total, default.sock_connect) == (30.0, 10.0)
+    short = AcmeClient("https://ca.example/dir", timeout=4)._timeout
+    assert (short.total, short.sock_connect) == (4, 4)
+
+
+@pytest.mark.parametrize(("connections", "expected"), [(None, 4), (2, 2)])
+def test_connections_to_the_ca_are_bounded(ca: FakeCA, connections: int | None,
+                                           expected: int) -> None:
+    busy = {"now": 0, "most": 0}
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        busy["now"] += 1
+        busy["most"] = max(busy["most"], busy["now"])
+        await asyncio.sleep(0.2)
+        busy["now"] -= 1
+        return ca.json({})
+
+    ca.overrides["/slow"] = slow
+    options = {} if connections is None else {"connections": connections}
+
+    async def use(client: AcmeClient) -> None:
+        await asyncio.gather(*(client.get(ca.url("/slow")) for _ in range(7)))
+
+    run(with_client(ca, use, **options))
+    assert busy["most"] == expected
+
+
+def test_the_nonce_pool_keeps_the_newest_64(ca: FakeCA) -> None:
+    async def quiet(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200, body=b"{}",
+                            headers={"Content-Type": "application/json"})
+
+    ca.overrides["/account"] = quiet      # its answers bring no nonce
+    signer = Recorder()
+
+    async def use(client: AcmeClient) -> None:
+        for _ in range(70):               # 70 nonces offered, 64 kept
+            await client.get(ca.url("/order/1"))
+        for _ in range(65):
+            await client.post(ca.url("/account"), None, signer)
+
+    run(with_client(ca, use))
+    assert ca.count("HEAD /nonce") == 1
+    assert signer.nonces[:2] == ["nonce70", "nonce69"]
+    assert signer.nonces[63] == "nonce7"
+    assert signer.nonces[64] == "n72"     # the pool ran dry: newNonce (after the directory)
+
+
+def test_https_is_allowed_with_plain_http(ca: FakeCA) -> None:
+    client = AcmeClient("https://ca.example/dir", allow_http=True)
+    client._check_url("https://ca.example/order")
+    with pytest.raises(ProtocolError) as caught:
+        AcmeClient("http://ca.example/dir")
+    assert str(caught.value) == ("http://ca.example/dir: refusing non-https URL from the CA "
+                                 "(plain http only with --insecure-http)")
+
+
+def test_post_as_get_asks_for_what_it_accepts(ca: FakeCA) -> None:
+    seen: dict[str, str] = {}
+
+    async def cert(request: web.Request) -> web.StreamResponse:
+        seen.update(request.headers)
+        return ca.raw(b"chain", acme_client.PEM_CHAIN)
+
+    ca.overrides["/cert/9"] = cert
+    response = run(with_client(ca, lambda c: c.post_as_get(
+        ca.url("/cert/9"), Recorder(), accept=acme_client.PEM_CHAIN)))
+    assert seen["Accept"] == "application/pem-certificate-chain"
+    assert response.body == b"chain"
+
+
+def test_only_method_url_and_status_are_logged(ca: FakeCA,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    tries: list[int] = []
+
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        tries.append(1)
+        if len(tries) == 1:
+            return ca.problem("badNonce", "stale", 400)
+        return await ca.default(request)
+
+    ca.overrides["/account"] = flaky
+    with caplog.at_level(logging.DEBUG, logger="certfleet.acme_client"):
+        run(with_client(ca, lambda c: c.post(ca.url("/account"), {"secret": "s3cr3t"},
+                                             Recorder())))
+    assert caplog.messages == [
+        f"GET {ca.url('/dir')} -> 200",
+        f"HEAD {ca.url('/nonce')} -> 200",
+        f"POST {ca.url('/account')} -> 400",
+        f"badNonce from {ca.url('/account')}; retrying with the nonce it returned",
+        f"POST {ca.url('/account')} -> 200",
+    ]
+    assert "s3cr3t" not in caplog.text

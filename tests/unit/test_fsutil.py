@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -447,8 +448,13 @@ def test_process_gone_only_asks(tmp_path: Path) -> None:
 
 def test_a_process_of_another_user_counts_as_alive(nobody: int) -> None:
     """Signalling it is not permitted: it exists, and its files are not swept."""
-    me = os.getpid()
-    assert as_user(nobody, lambda: fsutil.process_gone(me)) is False
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert fsutil.process_gone(child.pid) is False       # root may signal it
+        assert as_user(nobody, lambda: fsutil.process_gone(child.pid)) is False
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_remove_leftover_file_directory_and_link(tmp_path: Path) -> None:
@@ -695,6 +701,8 @@ def test_read_trusted_as_an_ordinary_user(shared: Path, nobody: int) -> None:
     roots = trusted(shared / "domains.txt")
     other = trusted(shared / "other.toml")
     os.chown(other, 1, -1)
+    with pytest.raises(ConfigError, match=f"owned by uid {nobody}"):
+        fsutil.read_trusted(own, 100)            # root does not take nobody's settings
     assert as_user(nobody, lambda: fsutil.read_trusted(own, 100)) == b"setting = 1\n"
     assert as_user(nobody, lambda: fsutil.read_trusted(roots, 100)) == b"setting = 1\n"
     assert as_user(nobody, lambda: fsutil.read_trusted(other, 100)) == (
@@ -706,6 +714,8 @@ def test_check_dir_as_an_ordinary_user(shared: Path, nobody: int) -> None:
     mine = shared / "state"
     mine.mkdir(mode=0o700)
     os.chown(mine, nobody, -1)
+    with pytest.raises(StoreError, match=f"owned by uid {nobody}, not by this user"):
+        fsutil.check_dir(mine)                   # not root's
     assert as_user(nobody, lambda: fsutil.check_dir(mine)) == mine
     assert as_user(nobody, lambda: fsutil.check_dir(shared)) == (
         f"raised StoreError: {shared}: owned by uid 0, not by this user")
@@ -750,3 +760,91 @@ def test_secure_dir_cannot_create(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=rf"^{tmp_path}/f/d: cannot create directory: Not a "
                                          "directory$"):
         fsutil.secure_dir(tmp_path / "f" / "d")
+
+
+def test_read_trusted_names_a_directory_it_cannot_inspect(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = trusted(tmp_path / "certfleet.toml")
+    real = os.stat
+
+    def stat_(target: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+        if Path(target) == tmp_path:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_)
+    with pytest.raises(ConfigError) as caught:
+        fsutil.read_trusted(path, 100)
+    assert str(caught.value) == f"{tmp_path}: cannot inspect: Permission denied"
+
+
+def test_replace_symlink_failing_twice_is_still_a_store_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    link = tmp_path / "current"
+    fsutil.replace_symlink(link, "versions/1")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    monkeypatch.setattr(os, "unlink", refuse)   # the temporary link stays: swept later
+    with pytest.raises(StoreError, match=r"current: cannot switch link: Input/output error$"):
+        fsutil.replace_symlink(link, "versions/2")
+    monkeypatch.undo()
+    assert os.readlink(link) == "versions/1"
+
+
+def test_secure_dir_made_by_another_run_meanwhile(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs may create the same directory at once: the second one takes it."""
+    path = tmp_path / "certs"
+    real = os.path.lexists
+
+    def racing(target: Any) -> bool:
+        if Path(target) == path and not real(path):
+            path.mkdir(mode=0o700)       # the other run, just now
+            return False
+        return real(target)
+
+    monkeypatch.setattr(os.path, "lexists", racing)
+    assert fsutil.secure_dir(path) == path
+    assert mode_of(path) == 0o700
+
+
+def test_secure_dir_is_private_from_creation(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    real = os.chmod
+
+    def spy(path: Any, mode: int, *args: Any, **kwargs: Any) -> None:
+        seen.append(stat.S_IMODE(os.lstat(path).st_mode))
+        real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "chmod", spy)
+    old = os.umask(0)
+    try:
+        fsutil.secure_dir(tmp_path / "state")
+    finally:
+        os.umask(old)
+    assert seen == [0o700]
+
+
+def test_secure_dir_never_changes_what_a_planted_link_leads_to(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Swapped for a link between being made and its chmod: the link is not followed."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")
+    victim.chmod(0o644)
+    path = tmp_path / "state"
+    real = Path.mkdir
+
+    def swapped(self: Path, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        if self == path:
+            self.rmdir()
+            self.symlink_to(victim)
+
+    monkeypatch.setattr(Path, "mkdir", swapped)
+    with pytest.raises((StoreError, NotImplementedError)):
+        fsutil.secure_dir(path)
+    assert mode_of(victim) == 0o644

@@ -70,3 +70,8 @@ def test_a_further_key_type_goes_before_the_last_extension_only() -> None:
                                  "privkey.pem": "sitekey.rsa2048"}
     assert where.describe() == ("/srv/{a.example+rsa2048.crt,chain.rsa2048.pem,"
                                 "site.full.rsa2048.pem,sitekey.rsa2048}")
+
+
+def test_a_target_directory_ending_in_any_letter_is_kept_whole() -> None:
+    assert placement(Target("/srv/X"), HostSettings(), "a.example").directory == \
+        "/srv/X/a.example"

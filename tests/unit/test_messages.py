@@ -590,3 +590,9 @@ def test_account_reads_every_field() -> None:
     with pytest.raises(MalformedMessage) as caught:
         AccountResource.from_json([])
     assert str(caught.value) == "account is not a JSON object"
+
+
+def test_an_unknown_account_status_is_named() -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        AccountResource.from_json({"status": "pending"})
+    assert str(caught.value) == "account: unknown status 'pending'"

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -1061,3 +1062,211 @@ def test_version_meta_written_before_aki_and_order_url_were_kept() -> None:
     read = VersionMeta.from_json(data, "meta.json")
     assert (read.aki, read.order_url) == ("", "")
     assert read == replace(meta(3), aki="", order_url="")
+
+
+# -- the planning index ---------------------------------------------------------------------------
+
+def _index(store: Store) -> dict[str, Any]:
+    data = json.loads((store.root / "index.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _plant(store: Store, name: str, **entry: Any) -> None:
+    """Change a cached entry: what snapshot then returns shows whether the cache was used."""
+    index = _index(store)
+    index[name].update(entry)
+    (store.root / "index.json").write_text(json.dumps(index))
+
+
+def _cached(store: Store, name: str = NAME) -> None:
+    """Age the certificate's directory, then let a snapshot cache it."""
+    _age(store, name)
+    store.snapshot([name])
+    assert _index(store)[name]["mtime"] != 0
+
+
+def test_the_index_keeps_meta_and_state_and_is_private(store: Store) -> None:
+    activate(store, 1)
+    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    _cached(store)
+    entry = _index(store)[NAME]
+    assert entry == {"mtime": (store.root / "certs" / NAME).stat().st_mtime_ns,
+                     "meta": meta(1).to_json(), "state": state.to_json()}
+    assert mode_of(store.root / "index.json") == 0o600
+    planted = CertState().revoked(0xCD, NOW)
+    _plant(store, NAME, state=planted.to_json())
+    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), planted)
+
+
+def test_a_certificate_never_issued_is_indexed_with_its_state(store: Store) -> None:
+    state = update(store, NAME, lambda s: s.after_attempt(NOW, "failed", "no", asked_ca=True))
+    assert store.snapshot([NAME])[NAME] == Snapshot(None, state)
+    _cached(store)
+    assert _index(store)[NAME]["meta"] is None
+    planted = CertState().revoked(0xCD, NOW)
+    _plant(store, NAME, state=planted.to_json())
+    assert store.snapshot([NAME])[NAME] == Snapshot(None, planted)
+    _plant(store, NAME, state=None)
+    assert store.snapshot([NAME])[NAME] == Snapshot(None, CertState())
+
+
+def test_a_fresh_entry_is_stored_as_untrusted(store: Store) -> None:
+    activate(store, 1)
+    store.snapshot([NAME])
+    assert _index(store)[NAME]["mtime"] == 0
+
+
+def test_an_entry_exactly_two_seconds_old_is_still_racy(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certfleet.store import index as index_module
+
+    activate(store, 1)
+    mtime = (store.root / "certs" / NAME).stat().st_mtime_ns
+    monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
+    store.snapshot([NAME])
+    assert _index(store)[NAME]["mtime"] == 0
+    monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS + 1)
+    store.snapshot([NAME])
+    assert _index(store)[NAME]["mtime"] == mtime
+    _plant(store, NAME, meta={**meta(1).to_json(), "issuer": "CN=cached"})
+    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+    monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
+    assert store.snapshot([NAME])[NAME].meta == meta(1)          # not trusted at the edge
+
+
+def test_every_name_is_answered_in_order(store: Store) -> None:
+    for name in ("a.example", "c.example"):
+        activate(store, 1, name)
+        _cached(store, name)
+    (store.root / "certs" / "loop.example").symlink_to("loop.example")
+    names = ["a.example", "missing.example", "loop.example", "c.example", "b.example"]
+    snaps = store.snapshot(names)
+    assert list(snaps) == names
+    assert snaps["a.example"].meta == meta(1, "a.example")
+    assert snaps["c.example"].meta == meta(1, "c.example")
+    assert snaps["missing.example"] == Snapshot(None, CertState())
+    assert snaps["b.example"] == Snapshot(None, CertState())
+    folder = store.root / "certs" / "loop.example"
+    assert snaps["loop.example"] == Snapshot(None, CertState(),
+                                             f"{folder}: Too many levels of symbolic links")
+
+
+def test_a_damaged_certificate_is_not_indexed(store: Store) -> None:
+    activate(store, 1)
+    (store.cert_dir(NAME) / "state.json").write_text("{")
+    _age(store)
+    snap = store.snapshot([NAME])[NAME]
+    assert snap.meta is None
+    assert snap.state == CertState()
+    assert "damaged JSON" in (snap.damage or "")
+    assert not (store.root / "index.json").exists()
+
+
+@pytest.mark.parametrize("entry", [{"meta": {"version": "x"}}, {"state": {"last": 5}},
+                                   {"meta": {**meta(1).to_json(), "not_after": "later"}}])
+def test_a_damaged_entry_is_read_again_from_the_files(store: Store,
+                                                      entry: dict[str, Any]) -> None:
+    activate(store, 1)
+    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    _cached(store)
+    _plant(store, NAME, **entry)
+    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), state)
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "null", "{", "\"x\""])
+def test_an_index_that_is_not_an_object_is_ignored(store: Store, content: str) -> None:
+    activate(store, 1)
+    (store.root / "index.json").write_text(content)
+    assert store.snapshot([NAME])[NAME].meta == meta(1)
+    assert NAME in _index(store)
+
+
+def test_a_large_index_is_still_used(store: Store) -> None:
+    activate(store, 1)
+    _cached(store)
+    index = _index(store)
+    index["padding"] = "x" * (2 << 20)          # thousands of certificates' worth
+    index[NAME]["meta"]["issuer"] = "CN=cached"
+    (store.root / "index.json").write_text(json.dumps(index))
+    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+
+
+def test_the_index_is_rewritten_only_when_something_changed(store: Store) -> None:
+    activate(store, 1)
+    _cached(store)
+    before = (store.root / "index.json").stat().st_ino
+    store.snapshot([NAME])
+    store.snapshot([NAME, "missing.example"])
+    assert (store.root / "index.json").stat().st_ino == before
+
+
+def test_a_read_only_store_never_writes_the_index(store: Store) -> None:
+    activate(store, 1)
+    _age(store)
+    reader = Store(store.root, create=False)
+    assert reader.snapshot([NAME])[NAME].meta == meta(1)
+    assert not (store.root / "index.json").exists()
+
+
+def test_an_index_that_cannot_be_written_is_no_fault(store: Store) -> None:
+    activate(store, 1)
+    (store.root / "index.json").mkdir()
+    assert store.snapshot([NAME])[NAME].meta == meta(1)
+
+
+def test_a_version_directory_is_private_from_creation(store: Store,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, int]] = []
+    real = os.chmod
+
+    def spy(path: Any, mode: int, *args: Any, **kwargs: Any) -> None:
+        seen.append((Path(path).name, stat.S_IMODE(os.lstat(path).st_mode)))
+        real(path, mode, *args, **kwargs)
+
+    store.cert_dir(NAME)
+    monkeypatch.setattr(os, "chmod", spy)
+    old = os.umask(0)
+    try:
+        activate(store, 1)
+    finally:
+        os.umask(old)
+    assert [mode for name, mode in seen if fsutil.TMP_MARK in name] == [0o700]
+
+
+def test_a_failed_version_is_cleaned_up_even_when_cleaning_fails(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(path: Path, data: bytes, mode: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fsutil, "write_new", failing)
+    monkeypatch.setattr(os, "rmdir", refuse)
+    with pytest.raises(StoreError, match=r"versions/1: cannot write new version: disk full$"):
+        activate(store, 1)
+
+
+def test_the_first_version_from_an_operators_csr(store: Store) -> None:
+    keyless = {pem: data for pem, data in files(1).items() if pem != "privkey.pem"}
+    store.activate(NAME, keyless, replace(meta(1), key_type="csr"))
+    base = store.root / "certs" / NAME
+    assert sorted(p for p in os.listdir(base) if p.endswith(".pem")) == [
+        "cert.pem", "chain.pem", "fullchain.pem"]
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o730])
+def test_a_challenge_directory_others_can_write_is_refused(store: Store, mode: int) -> None:
+    (store.root / "challenges").chmod(mode)
+    with pytest.raises(StoreError, match="challenges: writable by group or others"):
+        store.challenge_dir()
+    shutil.rmtree(store.root / "challenges")
+    assert store.challenge_dir().is_dir()     # made again when missing
+
+
+def test_prune_with_nothing_to_keep_keeps_everything(store: Store) -> None:
+    for version in range(1, 4):
+        activate(store, version)
+    store.prune(NAME, keep=-1)
+    assert store.versions(NAME) == [1, 2, 3]
