@@ -73,7 +73,7 @@ def split_name(name: str) -> tuple[str, str]:
 def changed_lines(diff: str) -> tuple[str, ...]:
     """The removed and added lines of a diff, stripped: what identifies a mutation."""
     return tuple(f"{line[0]}{line[1:].strip()}" for line in diff.splitlines()
-                 if line[:1] in "+-" and not line.startswith(("+++", "---")))
+                 if line.startswith(("+", "-")) and not line.startswith(("+++", "---")))
 
 
 # -- running mutmut ---------------------------------------------------------------------------
@@ -274,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             names += [m.name for m in load_results() if m.status not in DETECTED]
             if not names:
                 print("nothing to rerun")
+            # Tests changed since: let mutmut find again which tests reach which function.
+            (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
         else:
             shutil.rmtree(MUTANTS, ignore_errors=True)
         start = time.monotonic()

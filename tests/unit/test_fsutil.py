@@ -848,3 +848,12 @@ def test_secure_dir_never_changes_what_a_planted_link_leads_to(
     with pytest.raises((StoreError, NotImplementedError)):
         fsutil.secure_dir(path)
     assert mode_of(victim) == 0o644
+
+
+def test_every_temporary_name_is_a_leftover_once_its_process_is_gone(tmp_path: Path) -> None:
+    dead = str(_dead_pid())
+    for path in (tmp_path / "cert.pem", tmp_path / "1", tmp_path / ".hidden", tmp_path / "a-b"):
+        name = fsutil.temp_name(path).name
+        assert not fsutil.is_leftover(name)
+        assert fsutil.is_leftover(name.replace(f"{fsutil.TMP_MARK}{os.getpid()}-",
+                                               f"{fsutil.TMP_MARK}{dead}-"))

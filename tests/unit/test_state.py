@@ -232,3 +232,9 @@ def test_damaged_records_name_the_field_at_fault(data: object, message: str) -> 
     with pytest.raises(StateDamaged) as caught:
         CertState.from_json(data)
     assert str(caught.value) == message
+
+
+def test_a_deploy_record_of_version_zero_is_read() -> None:
+    """The rule is "a non-negative integer": only what is below it is damage."""
+    data = {"deploy": {"k": {"at": AT, "serial": "ab", "version": 0}}}
+    assert CertState.from_json(data).deploys["k"] == DeployRecord(NOW, "ab", 0)
