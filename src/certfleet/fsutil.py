@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -35,6 +36,9 @@ def temp_name(path: Path) -> Path:
     return path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(6)}"
 
 
+_TEMP_NAME = re.compile(rf"\..+{re.escape(TMP_MARK)}([0-9]+)-[0-9a-f]{{12}}")
+
+
 def process_gone(pid: int) -> bool:
     """Whether no process has this ID (then nothing can still be writing its files)."""
     if pid == os.getpid():
@@ -49,10 +53,11 @@ def process_gone(pid: int) -> bool:
 
 
 def is_leftover(name: str) -> bool:
-    """A temporary file of a process that died before renaming it into place."""
-    _, mark, tail = name.partition(TMP_MARK)
-    pid = tail.partition("-")[0]
-    return bool(mark) and pid.isdigit() and process_gone(int(pid))
+    """A temporary file of a process that died before renaming it into place: a name of
+    ``temp_name``'s form, never a certificate's directory that merely contains ``.tmp-``
+    (``www.tmp-42-a.example.com`` is a valid name)."""
+    match = _TEMP_NAME.fullmatch(name)
+    return match is not None and process_gone(int(match.group(1)))
 
 
 def remove_leftover(path: Path) -> None:

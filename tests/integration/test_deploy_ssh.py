@@ -163,3 +163,49 @@ def test_owner_and_group_over_ssh(topology: Topology) -> None:
     assert (folder / "privkey.pem").stat().st_mode & 0o777 == 0o600
     assert (topology.web["web1b"].site_dir("www.example.com") / "privkey.pem").stat().st_uid \
         == 0
+
+
+def test_known_hosts_setting_alone_vouches_for_the_host(
+        pebble_lab_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[ssh] known_hosts`` on its own: the ssh_config names no known_hosts file and HOME
+    holds none, so only the setting in certfleet.toml can make the host key trusted."""
+    web_lab = _require_web_lab()
+    lab = pebble_lab_factory()
+    site = "solo.example.com"
+    host = web_lab.WebHost(tmp_path / "web1", "127.0.0.2", name="web1", sites=(site,))
+    identity, public = web_lab.client_key(tmp_path)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    monkeypatch.setenv("HOME", str(home))  # ~/.ssh/known_hosts cannot vouch either
+    try:
+        host.start()
+        host.authorize(public)
+        known_hosts = tmp_path / "known_hosts"
+        web_lab.write_known_hosts(known_hosts, [host])
+        ssh_config = tmp_path / "ssh_config"
+        web_lab.write_ssh_config(ssh_config, {"web1": host}, identity, known_hosts)
+        text = "".join(line for line in ssh_config.read_text().splitlines(keepends=True)
+                       if "KnownHostsFile" not in line)
+        assert "KnownHosts" not in text
+        assert str(known_hosts.resolve()) not in text
+        ssh_config.write_text(text)
+        domains = tmp_path / "domains.txt"
+        domains.write_text(f"{site}|web1:{host.site_dir(site)}\n")
+
+        def config(**known: str) -> str:
+            sections: dict[str, dict[str, Any]] = {
+                "ssh": {"config": [str(ssh_config)], **known},
+                'hosts."web1"': {"reload": host.reload_argv()}}
+            return str(write_config(tmp_path / "certfleet.toml", lab, tmp_path / "state",
+                                    domains, sections=sections))
+
+        rc, out = run_cli("run", "--config", config())
+        assert rc == 1, out
+        assert "deployed to 0/1 targets" in out
+        assert "web1: host key not trusted (SHA256:" in out
+        rc, out = run_cli("run", "--config", config(known_hosts=str(known_hosts)))
+        assert rc == 0, out
+        assert by_name(out)[site].endswith("deployed to 1/1 targets"), out
+        assert host.wait_for_serial(site, _stored_serial(tmp_path / "state", site))
+    finally:
+        host.stop()

@@ -57,3 +57,15 @@ def test_int_to_b64url_fixed_length_round_trip(value: int) -> None:
     raw = b64url_decode(int_to_b64url(value, 32))
     assert len(raw) == 32
     assert int.from_bytes(raw, "big") == value
+
+
+@pytest.mark.parametrize(("value", "text"), [(255, "_w"), (0x7FFF, "f_8"), (0xFFFF, "__8"),
+                                             (2**64 - 1, "__________8")])
+def test_int_to_b64url_takes_no_spare_byte(value: int, text: str) -> None:
+    assert int_to_b64url(value) == text
+
+
+def test_decode_error_names_nothing_of_the_input() -> None:
+    with pytest.raises(ValueError) as caught:
+        b64url_decode("secret!")
+    assert str(caught.value) == "not base64url"

@@ -50,3 +50,25 @@ def test_error_is_bounded_and_round_trips() -> None:
 def test_damaged_records_are_refused(data: object) -> None:
     with pytest.raises(RecordError):
         Backoff.from_json(data)
+
+
+def test_error_is_bounded_when_read_back() -> None:
+    data = {"failures": 2, "until": NOW.isoformat(), "error": "x" * 5000}
+    assert Backoff.from_json(data) == Backoff(2, NOW, "x" * 1000)
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([], "backoff is not an object"),
+    ({"failures": 0, "until": NOW.isoformat(), "error": ""},
+     "backoff.failures is not a positive integer"),
+    ({"failures": True, "until": NOW.isoformat(), "error": ""},
+     "backoff.failures is not a positive integer"),
+    ({"failures": "1", "until": NOW.isoformat(), "error": ""},
+     "backoff.failures is not a positive integer"),
+    ({"failures": 1, "until": "garbage", "error": ""}, "backoff.until is not a time"),
+    ({"failures": 1, "until": NOW.isoformat(), "error": 5}, "backoff.error is not a string"),
+])
+def test_damaged_records_name_the_field(data: object, message: str) -> None:
+    with pytest.raises(RecordError) as caught:
+        Backoff.from_json(data)
+    assert str(caught.value) == message

@@ -116,3 +116,24 @@ def test_mac_jws_different_keys_differ() -> None:
 def test_mac_jws_refuses_unknown_algorithms(alg: str) -> None:
     with pytest.raises(ValueError, match="unsupported MAC algorithm"):
         jws.mac_jws(alg, b"k", {"alg": alg}, "")
+
+
+def test_canonical_json_is_sorted_and_compact() -> None:
+    assert jws.canonical_json({"y": 1, "crv": "P-256", "kty": "EC", "x": [1, 2]}) == \
+        b'{"crv":"P-256","kty":"EC","x":[1,2],"y":1}'
+    assert jws.canonical_json({"k": "é"}) == b'{"k":"\\u00e9"}'
+
+
+def test_payload_and_header_are_compact_json() -> None:
+    payload = {"identifiers": [{"type": "dns", "value": "example.org"}]}
+    assert b64url_decode(jws.encode_payload(payload)) == \
+        b'{"identifiers":[{"type":"dns","value":"example.org"}]}'
+    protected, to_sign = jws.signing_input({"alg": "ES256", "url": "u", "nonce": "n"}, "e30")
+    assert b64url_decode(protected) == b'{"alg":"ES256","url":"u","nonce":"n"}'
+    assert to_sign == b"eyJhbGciOiJFUzI1NiIsInVybCI6InUiLCJub25jZSI6Im4ifQ.e30"
+
+
+def test_protected_header_message() -> None:
+    with pytest.raises(ValueError) as caught:
+        jws.protected_header("ES256", "https://ca/x", "n")
+    assert str(caught.value) == "exactly one of kid and jwk must be given"

@@ -45,3 +45,33 @@ def test_files_setting_names_the_files_in_the_target_directory() -> None:
     variant = placement(Target("/srv/tls", "h"), settings, "shop.example.net+rsa2048")
     assert variant.path("privkey.pem") == "/srv/tls/site.rsa2048.key"
     assert variant.path("fullchain.pem") == "/srv/tls/shop.example.net+rsa2048.crt"
+
+
+def test_own_directory_is_a_plain_boolean() -> None:
+    assert placement(Target("/c"), HostSettings(), "a.example").own_directory is True
+    assert placement(Target("/c/a.example"), HostSettings(), "a.example").own_directory is False
+    files = HostSettings(files={"cert.pem": "x.pem"})
+    assert placement(Target("/c"), files, "a.example").own_directory is False
+
+
+def test_the_root_directory_as_a_target() -> None:
+    where = placement(Target("/"), HostSettings(), "a.example")
+    assert where.directory == "/a.example"
+    assert where.path("cert.pem") == "/a.example/cert.pem"
+
+
+def test_a_further_key_type_goes_before_the_last_extension_only() -> None:
+    settings = HostSettings(files={"fullchain.pem": "site.full.pem", "privkey.pem": "sitekey",
+                                   "cert.pem": "{name}.crt"})
+    where = placement(Target("/srv"), settings, "a.example+rsa2048")
+    assert dict(where.files) == {"cert.pem": "a.example+rsa2048.crt",
+                                 "chain.pem": "chain.rsa2048.pem",
+                                 "fullchain.pem": "site.full.rsa2048.pem",
+                                 "privkey.pem": "sitekey.rsa2048"}
+    assert where.describe() == ("/srv/{a.example+rsa2048.crt,chain.rsa2048.pem,"
+                                "site.full.rsa2048.pem,sitekey.rsa2048}")
+
+
+def test_a_target_directory_ending_in_any_letter_is_kept_whole() -> None:
+    assert placement(Target("/srv/X"), HostSettings(), "a.example").directory == \
+        "/srv/X/a.example"

@@ -388,3 +388,211 @@ PARSERS = [Directory, Order, Authorization, Challenge, Problem, Identifier, Acco
 def test_from_json_raises_only_malformed_message(cls: Any, value: Any) -> None:
     with contextlib.suppress(MalformedMessage):
         cls.from_json(value)
+
+
+# -- every field read, every fault named ---------------------------------------------------------
+
+def test_directory_reads_every_field() -> None:
+    d = Directory.from_json(DIRECTORY)
+    assert d == Directory(
+        new_nonce="https://example.com/acme/new-nonce",
+        new_account="https://example.com/acme/new-account",
+        new_order="https://example.com/acme/new-order",
+        revoke_cert="https://example.com/acme/revoke-cert",
+        key_change="https://example.com/acme/key-change",
+        renewal_info="https://example.com/acme/renewal-info",
+        terms_of_service="https://example.com/acme/terms/2017-5-30",
+        external_account_required=False,
+        profiles={"classic": "The same profile as always", "shortlived": "6-day certs"})
+    assert d.urls() == ("https://example.com/acme/new-nonce",
+                        "https://example.com/acme/new-account",
+                        "https://example.com/acme/new-order",
+                        "https://example.com/acme/revoke-cert",
+                        "https://example.com/acme/key-change",
+                        "https://example.com/acme/renewal-info")
+
+
+def test_directory_optional_fields_of_the_wrong_kind_are_absent() -> None:
+    data = with_(without(DIRECTORY, "meta"), renewalInfo=5)
+    d = Directory.from_json(data)
+    assert (d.renewal_info, d.terms_of_service, d.external_account_required, d.profiles) == \
+        (None, None, False, {})
+    assert "renewal" not in " ".join(d.urls())
+    meta = {"termsOfService": ["x"], "externalAccountRequired": "yes", "profiles": {5: 6}}
+    d = Directory.from_json(with_(DIRECTORY, meta=meta))
+    assert (d.terms_of_service, d.external_account_required, d.profiles) == \
+        (None, False, {"5": "6"})
+    for profiles in (None, {}):
+        assert Directory.from_json(with_(DIRECTORY, meta={"profiles": profiles})).profiles == {}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([], "directory is not a JSON object"),
+    (with_(DIRECTORY, meta="x"), "directory meta is not a JSON object"),
+    (with_(DIRECTORY, meta={"profiles": ["classic"]}),
+     "directory meta.profiles is not a JSON object"),
+    (without(DIRECTORY, "newNonce"), "directory: field 'newNonce' is missing or not a string"),
+    (with_(DIRECTORY, newAccount=5), "directory: field 'newAccount' is missing or not a string"),
+    (without(DIRECTORY, "newOrder"), "directory: field 'newOrder' is missing or not a string"),
+    (without(DIRECTORY, "revokeCert"),
+     "directory: field 'revokeCert' is missing or not a string"),
+    (without(DIRECTORY, "keyChange"), "directory: field 'keyChange' is missing or not a string"),
+])
+def test_directory_faults_are_named(data: Any, message: str) -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        Directory.from_json(data)
+    assert str(caught.value) == message
+
+
+def test_order_reads_every_field() -> None:
+    data = with_(ORDER, status="invalid", error=PROBLEM, profile="shortlived")
+    o = Order.from_json(data)
+    assert o == Order(OrderStatus.INVALID,
+                      (Identifier("dns", "www.example.org"), Identifier("dns", "example.org")),
+                      tuple(ORDER["authorizations"]), ORDER["finalize"], ORDER["certificate"],
+                      Problem.from_json(PROBLEM), ORDER["expires"], "shortlived")
+    odd = Order.from_json(with_(ORDER, certificate=5, expires=[], profile={}))
+    assert (odd.certificate, odd.expires, odd.profile) == (None, None, None)
+    assert Order.from_json(with_(ORDER, identifiers=[{"type": "dns", "value": "a"}] * 1000))
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("x", "order is not a JSON object"),
+    (without(ORDER, "authorizations"), "order: field 'authorizations' is missing or not a list"),
+    (with_(ORDER, authorizations=["https://a", 5]), "order: authorizations must be URLs"),
+    (with_(ORDER, identifiers="dns"), "order: field 'identifiers' is missing or not a list"),
+    (with_(ORDER, identifiers=[{"type": "dns", "value": "a"}] * 1001),
+     "order: field 'identifiers' has 1001 entries"),
+    (with_(ORDER, identifiers=["a"]), "identifier is not a JSON object"),
+    (with_(ORDER, identifiers=[{"value": "a"}]),
+     "identifier: field 'type' is missing or not a string"),
+    (without(ORDER, "finalize"), "order: field 'finalize' is missing or not a string"),
+    (without(ORDER, "status"), "order: field 'status' is missing or not a string"),
+    (with_(ORDER, status="x" * 100), f"order: unknown status {'x' * 40!r}"),
+    (with_(ORDER, error="boom"), "problem document is not a JSON object"),
+])
+def test_order_faults_are_named(data: Any, message: str) -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        Order.from_json(data)
+    assert str(caught.value) == message
+
+
+def test_every_status_of_rfc_8555() -> None:
+    for status in ("pending", "ready", "processing", "valid", "invalid"):
+        assert Order.from_json(with_(ORDER, status=status)).status.value == status
+    for status in ("pending", "valid", "invalid", "deactivated", "expired", "revoked"):
+        assert Authorization.from_json(with_(AUTHZ, status=status)).status.value == status
+    for status in ("pending", "processing", "valid", "invalid"):
+        chall = with_(AUTHZ["challenges"][0], status=status)
+        assert Challenge.from_json(chall).status.value == status
+    for status in ("valid", "deactivated", "revoked"):
+        assert AccountResource.from_json({"status": status}).status.value == status
+
+
+def test_challenge_reads_every_field() -> None:
+    error = {"type": "urn:ietf:params:acme:error:connection", "detail": "refused"}
+    data = with_(AUTHZ["challenges"][0], status="invalid", error=error)
+    assert Challenge.from_json(data) == Challenge(
+        "http-01", "https://example.com/acme/chall/prV_B7yEyA4", ChallengeStatus.INVALID,
+        "DGyRejmCefe7v4NfDGDKfA", Problem("urn:ietf:params:acme:error:connection", "refused"))
+    assert Challenge.from_json(without(AUTHZ["challenges"][0], "token")).token == ""
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (5, "challenge is not a JSON object"),
+    (without(AUTHZ["challenges"][0], "type"), "challenge: field 'type' is missing or not a "
+                                              "string"),
+    (with_(AUTHZ["challenges"][0], url=["u"]), "challenge: field 'url' is missing or not a "
+                                               "string"),
+    (with_(AUTHZ["challenges"][0], token=5), "challenge: field 'token' is missing or not a "
+                                             "string"),
+    (with_(AUTHZ["challenges"][0], status="ready"), "challenge: unknown status 'ready'"),
+])
+def test_challenge_faults_are_named(data: Any, message: str) -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        Challenge.from_json(data)
+    assert str(caught.value) == message
+
+
+def test_authorization_reads_every_field() -> None:
+    second = {"type": "dns-01", "url": "https://ca/c/2", "status": "invalid", "token": "t",
+              "error": {"type": "urn:ietf:params:acme:error:dns", "detail": "NXDOMAIN"}}
+    third = {"type": "dns-01", "url": "https://ca/c/3", "status": "pending", "token": "u",
+             "error": {"type": "urn:ietf:params:acme:error:caa", "detail": "no"}}
+    a = Authorization.from_json(with_(AUTHZ, challenges=[AUTHZ["challenges"][0], second,
+                                                         third], wildcard=True))
+    assert a.wildcard is True
+    assert a.challenge("dns-01") == Challenge.from_json(second)   # the first of its type
+    assert a.failure() == Problem("urn:ietf:params:acme:error:dns", "NXDOMAIN")
+    assert Authorization.from_json(with_(AUTHZ, expires=5)).expires is None
+    assert Authorization.from_json(without(AUTHZ, "wildcard")).wildcard is False
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (None, "authorization is not a JSON object"),
+    (without(AUTHZ, "identifier"), "identifier is not a JSON object"),
+    (with_(AUTHZ, identifier={"type": "dns"}),
+     "identifier: field 'value' is missing or not a string"),
+    (with_(AUTHZ, status="ready"), "authorization: unknown status 'ready'"),
+    (without(AUTHZ, "challenges"), "authorization: field 'challenges' is missing or not a list"),
+    (with_(AUTHZ, challenges=[{}] * 1001), "authorization: field 'challenges' has 1001 entries"),
+])
+def test_authorization_faults_are_named(data: Any, message: str) -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        Authorization.from_json(data)
+    assert str(caught.value) == message
+
+
+def test_problem_reads_every_field() -> None:
+    p = Problem.from_json({"type": "urn:ietf:params:acme:error:rejectedIdentifier",
+                           "detail": "no", "status": 400,
+                           "identifier": {"type": "dns", "value": "a.example"}})
+    assert p == Problem("urn:ietf:params:acme:error:rejectedIdentifier", "no", 400,
+                        Identifier("dns", "a.example"))
+    assert Problem.from_json({"status": "400"}).status is None
+    assert Problem.from_json({"type": None}).type == "about:blank"
+    assert Problem.from_json({"type": ""}).type == "about:blank"
+    assert Problem("urn:ietf:params:acme:error:", "").short_type == ""
+    assert Problem("urn:ietf:params:acme:errorbadNonce", "").short_type == \
+        "urn:ietf:params:acme:errorbadNonce"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("x", "problem document is not a JSON object"),
+    ({"type": ["x"]}, "problem document: field 'type' is missing or not a string"),
+    ({"detail": 5}, "problem document: field 'detail' is missing or not a string"),
+    ({"subproblems": {"a": 1}}, "problem document: field 'subproblems' is missing or not a "
+                                "list"),
+    ({"subproblems": [{}] * 1001}, "problem document: field 'subproblems' has 1001 entries"),
+    ({"identifier": "example.org"}, "identifier is not a JSON object"),
+])
+def test_problem_faults_are_named(data: Any, message: str) -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        Problem.from_json(data)
+    assert str(caught.value) == message
+
+
+def test_identifier_round_trip() -> None:
+    ident = Identifier.from_json({"type": "ip", "value": "192.0.2.1"})
+    assert ident == Identifier("ip", "192.0.2.1")
+    assert ident.to_json() == {"type": "ip", "value": "192.0.2.1"}
+
+
+def test_account_reads_every_field() -> None:
+    a = AccountResource.from_json({"status": "valid", "contact": ["mailto:a@example.org", 5],
+                                   "orders": 5})
+    assert a == AccountResource(AccountStatus.VALID, ("mailto:a@example.org", "5"), None)
+    assert AccountResource.from_json({"status": "deactivated"}) == \
+        AccountResource(AccountStatus.DEACTIVATED)
+    with pytest.raises(MalformedMessage) as caught:
+        AccountResource.from_json({"status": "valid", "contact": "mailto:a@example.org"})
+    assert str(caught.value) == "account: field 'contact' is missing or not a list"
+    with pytest.raises(MalformedMessage) as caught:
+        AccountResource.from_json([])
+    assert str(caught.value) == "account is not a JSON object"
+
+
+def test_an_unknown_account_status_is_named() -> None:
+    with pytest.raises(MalformedMessage) as caught:
+        AccountResource.from_json({"status": "pending"})
+    assert str(caught.value) == "account: unknown status 'pending'"

@@ -101,3 +101,21 @@ def test_short_lived_expiring_at_half() -> None:
     end = START + timedelta(days=6)
     assert reason(not_after=end, now=START + timedelta(days=2)) is None
     assert reason(not_after=end, now=START + timedelta(days=3)) == "expiring"
+
+
+def test_a_one_day_certificate_renews_at_half() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    assert renewal_time(start, start + timedelta(days=1)) == start + timedelta(hours=12)
+    assert renewal_time(start, start + timedelta(hours=1)) == start + timedelta(minutes=30)
+
+
+def test_the_fraction_is_passed_on() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=90)
+    assert not is_due(start, end, start + timedelta(days=44), fraction=0.5)
+    assert is_due(start, end, start + timedelta(days=45), fraction=0.5)
+    kwargs = {"wanted_names": ("a",), "wanted_key_type": "ec256", "current_names": ("a",),
+              "current_key_type": "ec256", "not_before": start, "not_after": end,
+              "revoked": False}
+    assert due_reason(**kwargs, now=start + timedelta(days=45), fraction=0.5) == "expiring"
+    assert due_reason(**kwargs, now=start + timedelta(days=45)) is None

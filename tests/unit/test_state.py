@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from certfleet.protocol import ari
 from certfleet.protocol.backoff import STEPS
-from certfleet.state import INTERRUPTED, MAX_ERROR, CertState, StateDamaged
+from certfleet.state import (
+    INTERRUPTED,
+    MAX_ERROR,
+    MAX_NAMES,
+    MAX_TARGET_KEY,
+    MAX_TARGETS,
+    MAX_URL,
+    CertState,
+    DeployRecord,
+    Revocation,
+    StateDamaged,
+)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -103,3 +115,126 @@ def test_ari_failure_keeps_a_known_window() -> None:
     assert ari.chosen_time(failed, 0xAB) == window.chosen
     assert failed.error == "timed out"
     assert ari.chosen_time(ari.failed(window, 0xAC, "x", NOW), 0xAC) is None
+
+
+# -- every transition survives the trip through state.json ---------------------------------------
+
+def test_every_kind_of_record_round_trips() -> None:
+    window = ari.failed(None, 0xAB, "timed out", NOW + ari.FAILED_RECHECK)
+    state = (CertState().with_ari(window).after_attempt(NOW, "renewed")
+             .deploying(["web1:/a", "web2:/b", "/c"], NOW)
+             .deployed("web1:/a", NOW + timedelta(seconds=5), 0xAB, 7)
+             .deploy_failed("web2:/b", NOW + timedelta(seconds=6), "web2: cannot connect")
+             .revoked(0xAB, NOW))
+    assert state.ari == window
+    assert state.deploys["/c"] == DeployRecord(NOW, error=INTERRUPTED)
+    assert state.deploys["web2:/b"] == DeployRecord(NOW + timedelta(seconds=6),
+                                                    error="web2: cannot connect")
+    assert state.to_json() == {
+        "last": {"at": NOW.isoformat(), "result": "renewed", "error": None},
+        "ari": window.to_json(),
+        "deploy": {"web1:/a": {"at": (NOW + timedelta(seconds=5)).isoformat(), "serial": "ab",
+                               "version": 7},
+                   "web2:/b": {"at": (NOW + timedelta(seconds=6)).isoformat(),
+                               "error": "web2: cannot connect"},
+                   "/c": {"at": NOW.isoformat(), "error": INTERRUPTED}},
+        "revocation": {"serial": "ab", "at": NOW.isoformat(), "confirmed": True},
+    }
+    back = CertState.from_json(json.loads(json.dumps(state.to_json())))
+    assert back == state
+    assert back.deployed_serial("web1:/a") == "ab"
+    assert back.deployed_serial("web2:/b") is None
+    assert back.deployed_serial("/c") is None
+    assert back.deployed_serial("elsewhere") is None
+
+
+def test_an_empty_record_is_an_empty_object() -> None:
+    assert CertState().to_json() == {}
+    assert CertState.from_json({}) == CertState()
+
+
+def test_a_record_with_an_error_is_not_a_deploy_whatever_serial_it_names() -> None:
+    failed = DeployRecord(NOW, "ab", 1, error="files in place, reload failed")
+    assert not failed.ok
+    assert CertState(deploys={"t": failed}).deployed_serial("t") is None
+    assert CertState(deploys={"t": DeployRecord(NOW)}).deployed_serial("t") is None
+
+
+def test_a_deploy_error_is_bounded() -> None:
+    state = CertState().deploy_failed("t", NOW, "e" * 5000)
+    assert state.deploys["t"].error == "e" * MAX_ERROR
+    data = {"deploy": {"t": {"at": NOW.isoformat(), "error": "e" * 5000}}}
+    assert CertState.from_json(data).deploys["t"].error == "e" * MAX_ERROR
+
+
+def test_bounds_on_the_way_in() -> None:
+    long_key = "web1:/" + "d" * 2000
+    data = {"deploy": {long_key: {"at": NOW.isoformat(), "serial": "ab", "version": 1}},
+            "order": {"url": "https://ca/" + "o" * 3000, "names": ["n.example"] * 150}}
+    state = CertState.from_json(data)
+    assert list(state.deploys) == [long_key[:MAX_TARGET_KEY]]
+    assert state.order is not None
+    assert len(state.order.url) == MAX_URL
+    assert len(state.order.names) == MAX_NAMES
+    targets = {f"t{i}": {"at": NOW.isoformat(), "error": "x"} for i in range(MAX_TARGETS)}
+    assert len(CertState.from_json({"deploy": targets}).deploys) == MAX_TARGETS
+    targets["one more"] = targets["t0"]
+    with pytest.raises(StateDamaged, match=f"^deploy has more than {MAX_TARGETS} targets$"):
+        CertState.from_json({"deploy": targets})
+
+
+def test_confirmed_only_when_true() -> None:
+    for value, confirmed in ((True, True), ("true", False), (1, False), (None, False)):
+        data = {"revocation": {"serial": "ab", "at": NOW.isoformat(), "confirmed": value}}
+        revocation = CertState.from_json(data).revocation
+        assert revocation == Revocation("ab", NOW, confirmed)
+
+
+AT = NOW.isoformat()
+LONG = "k" * 100
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([], "the record is not an object"),
+    ({"last": []}, "last is not an object"),
+    ({"last": {"at": AT, "result": 5}}, "last.result is not a string"),
+    ({"last": {"at": AT, "result": "exploded"}}, "last.result is not a known result"),
+    ({"last": {"at": AT, "result": "issuedXXXXXXXXXXXXXXXXX"}},
+     "last.result is not a known result"),
+    ({"last": {"at": "yesterday", "result": "issued"}}, "last.at is not a time"),
+    ({"last": {"at": AT, "result": "failed", "error": 5}}, "last.error is not a string"),
+    ({"backoff": {"failures": 0}}, "backoff.failures is not a positive integer"),
+    ({"ari": {"serial": "ab"}}, "ari.next_fetch is not a time"),
+    ({"order": "u"}, "order is not an object"),
+    ({"order": {"url": "u", "names": "a.example"}}, "order.names is not a list of names"),
+    ({"order": {"url": "u", "names": ["a.example", 5]}}, "order.names is not a list of names"),
+    ({"order": {"url": 5, "names": []}}, "order.url is not a string"),
+    ({"deploy": []}, "deploy is not an object"),
+    ({"deploy": {5: {"at": AT, "error": "x"}}}, "deploy key is not a string"),
+    ({"deploy": {"k": "x"}}, "deploy['k'] is not an object"),
+    ({"deploy": {"k": {"at": 5, "error": "x"}}}, "deploy['k'].at is not a time"),
+    ({"deploy": {"k": {"at": AT, "error": 5}}}, "deploy['k'].error is not a string"),
+    ({"deploy": {"k": {"at": AT, "serial": "zz", "version": 1}}},
+     "deploy['k'].serial is not a serial number"),
+    ({"deploy": {"k": {"at": AT, "serial": "ab", "version": -1}}},
+     "deploy['k'].version is not a version number"),
+    ({"deploy": {"k": {"at": AT, "serial": "ab", "version": True}}},
+     "deploy['k'].version is not a version number"),
+    ({"deploy": {"k": {"at": AT, "serial": "ab", "version": "1"}}},
+     "deploy['k'].version is not a version number"),
+    ({"deploy": {LONG: {"at": AT, "serial": "ab"}}},
+     f"deploy[{LONG[:80]!r}].version is not a version number"),
+    ({"revocation": 5}, "revocation is not an object"),
+    ({"revocation": {"serial": "AB", "at": AT}}, "revocation.serial is not a serial number"),
+    ({"revocation": {"serial": "ab", "at": "yesterday"}}, "revocation.at is not a time"),
+])
+def test_damaged_records_name_the_field_at_fault(data: object, message: str) -> None:
+    with pytest.raises(StateDamaged) as caught:
+        CertState.from_json(data)
+    assert str(caught.value) == message
+
+
+def test_a_deploy_record_of_version_zero_is_read() -> None:
+    """The rule is "a non-negative integer": only what is below it is damage."""
+    data = {"deploy": {"k": {"at": AT, "serial": "ab", "version": 0}}}
+    assert CertState.from_json(data).deploys["k"] == DeployRecord(NOW, "ab", 0)

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import hashlib
+import json
+import logging
 import os
+import pwd
+import shutil
 import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from certfleet import fsutil
 from certfleet.errors import StoreError
 from certfleet.state import CertState, PendingOrder
-from certfleet.store import PEM_FILES, Snapshot, Store, VersionMeta, ca_id
+from certfleet.store import (
+    MIN_FREE_BYTES,
+    PEM_FILES,
+    Snapshot,
+    Store,
+    StoredCert,
+    VersionMeta,
+    ca_id,
+)
 
 NAME = "www.example.com"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -164,8 +181,9 @@ def test_a_killed_run_is_swept_by_the_next(store: Store) -> None:
     activate(store, 1)
     dead = _dead_pid()
     base = store.root / "certs" / NAME
-    leftovers = [store.root / f".index.json.tmp-{dead}-aa", base / f".state.json.tmp-{dead}-bb",
-                 store.root / "accounts" / f".account.key.tmp-{dead}-cc"]
+    leftovers = [store.root / f".index.json.tmp-{dead}-0123456789aa",
+                 base / f".state.json.tmp-{dead}-0123456789bb",
+                 store.root / "accounts" / f".account.key.tmp-{dead}-0123456789cc"]
     for path in leftovers:
         path.write_bytes(b"x")
     (store.root / "runs").mkdir(exist_ok=True)
@@ -174,6 +192,24 @@ def test_a_killed_run_is_swept_by_the_next(store: Store) -> None:
         assert (store.root / "runs" / str(os.getpid())).exists()
     assert not any(path.exists() for path in leftovers)
     assert os.listdir(store.root / "runs") == []
+
+
+def test_a_certificate_whose_name_looks_temporary_is_never_swept(store: Store) -> None:
+    """``www.tmp-<pid>-a.example.com`` is a valid name; a killed run's sweep and the pruning
+    of versions remove temporary files only, never that certificate."""
+    dead = _dead_pid()
+    name = f"www.tmp-{dead}-a.example.com"
+    for version in range(1, 8):
+        activate(store, version, name)
+    (store.root / "runs").mkdir(exist_ok=True)
+    (store.root / "runs" / str(dead)).write_bytes(b"")  # a killed run's marker
+    with store.running() as killed:
+        assert killed
+    current = store.current(name)
+    assert current is not None
+    assert current.meta.version == 7
+    assert store.versions(name) == [3, 4, 5, 6, 7]
+    assert store.read_file(current, "privkey.pem") == b"privkey.pem v7\n"
 
 
 def test_activate_clears_pending_key(store: Store) -> None:
@@ -529,3 +565,832 @@ def test_a_run_marker_that_cannot_be_removed_is_a_warning_not_a_traceback(
     with store.running():
         pass
     assert "cannot remove this run's marker: Permission denied" in caplog.text
+
+
+# -- what `current` may point at ----------------------------------------------------------------
+
+def _planted_version(folder: Path, version: int = 9) -> Path:
+    """A complete version directory outside ``versions/``, as a local attacker (or a
+    damaged link) would offer it: certfleet's own ownership and modes, valid metadata."""
+    folder.mkdir(mode=0o700, parents=True)
+    for pem in PEM_FILES:
+        (folder / pem).write_bytes(b"planted " + pem.encode())
+    (folder / "meta.json").write_text(json.dumps(meta(version).to_json()))
+    return folder
+
+
+@pytest.mark.parametrize("target", [
+    "ABSOLUTE",                      # anywhere on the disk
+    "../other.example.com/versions/1",  # another certificate's version
+    "1",                             # beside versions/ (certs/NAME/1)
+    "versions/1/../../../planted",   # out through a version
+    "./versions/1", "versions//1", "versions/1/", "versions/01x", "versions/",
+])
+def test_current_pointing_outside_versions_is_refused(store: Store, tmp_path: Path,
+                                                      target: str) -> None:
+    activate(store, 1)
+    activate(store, 1, "other.example.com")
+    base = store.root / "certs" / NAME
+    _planted_version(base / "1")
+    _planted_version(store.root / "certs" / "planted")
+    outside = _planted_version(tmp_path / "elsewhere" / "versions" / "9")
+    target = str(outside) if target == "ABSOLUTE" else target
+    (base / "current").unlink()
+    (base / "current").symlink_to(target)
+    with pytest.raises(StoreError, match=r"current: points outside versions/: "):
+        store.current(NAME)
+    assert "points outside versions/" in (store.snapshot([NAME])[NAME].damage or "")
+
+
+def test_current_that_is_not_a_link_is_an_error(store: Store) -> None:
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    (base / "current").unlink()
+    (base / "current").mkdir()
+    with pytest.raises(StoreError, match=r"current: unreadable: Invalid argument"):
+        store.current(NAME)
+
+
+# -- a state directory of another user --------------------------------------------------------
+
+@pytest.fixture
+def nobody() -> int:
+    """The uid of ``nobody``; chown needs root (CI runs as root: there it must not skip)."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("a directory owned by another user needs root to make [CI is set]")
+        pytest.skip("a directory owned by another user needs root to make")
+    return pwd.getpwnam("nobody").pw_uid
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_state_directory_another_user_owns_is_refused(tmp_path: Path, nobody: int,
+                                                        create: bool) -> None:
+    root = tmp_path / "state"
+    Store(root)
+    os.chown(root, nobody, -1)
+    with pytest.raises(StoreError, match=f"{root}: owned by uid {nobody}, not by this user"):
+        Store(root, create=create)
+
+
+def test_a_certificate_directory_another_user_owns_is_refused(store: Store, nobody: int) -> None:
+    activate(store, 1)
+    os.chown(store.root / "certs" / NAME, nobody, -1)
+    with pytest.raises(StoreError, match=f"owned by uid {nobody}"):
+        activate(store, 2)
+    os.chown(store.root / "certs" / NAME, os.geteuid(), -1)
+    os.chown(store.root / "certs" / NAME / "versions" / "1", nobody, -1)
+    with pytest.raises(StoreError, match=f"versions/1: owned by uid {nobody}, not by this user"):
+        store.current(NAME)
+
+
+# -- the files on disk, as an operator reads them -------------------------------------------------
+
+def test_records_are_sorted_indented_json_with_a_final_newline(store: Store) -> None:
+    url = "https://acme.example/directory"
+    store.save_account(url, {"url": "https://acme.example/acct/1", "contact": ["a"]})
+    account = store.account_dir(url) / "account.json"
+    assert account.read_text() == ('{\n  "contact": [\n    "a"\n  ],\n'
+                                   '  "url": "https://acme.example/acct/1"\n}\n')
+    assert mode_of(account) == 0o600
+    update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    state = store.root / "certs" / NAME / "state.json"
+    assert state.read_text() == (
+        '{\n  "revocation": {\n    "at": "2026-11-29T12:00:00+00:00",\n'
+        '    "confirmed": false,\n    "serial": "ab"\n  }\n}\n')
+    activate(store, 1)
+    meta_json = (store.root / "certs" / NAME / "versions" / "1" / "meta.json").read_text()
+    assert meta_json.startswith('{\n  "aki": "00ff",\n  "directory": "https://ca/dir",\n')
+    assert meta_json.endswith('  "version": 1\n}\n')
+
+
+def test_clock_record(store: Store) -> None:
+    assert store.read_clock() == {}
+    store.write_clock({"checked_at": NOW.isoformat(), "skew_seconds": 1.5})
+    path = store.root / "clock.json"
+    assert path.read_text() == ('{\n  "checked_at": "2026-11-29T12:00:00+00:00",\n'
+                                '  "skew_seconds": 1.5\n}\n')
+    assert mode_of(path) == 0o600
+    assert store.read_clock() == {"checked_at": NOW.isoformat(), "skew_seconds": 1.5}
+    path.write_text("[1]")
+    assert store.read_clock() == {}   # damaged: compared again, never a failure
+    path.write_text("{}")
+    assert store.read_clock() == {}
+
+
+def test_a_damaged_json_record_names_its_file(store: Store) -> None:
+    url = "https://acme.example/directory"
+    path = store.account_dir(url) / "account.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(StoreError, match=rf"^{path}: damaged: not a JSON object$"):
+        store.load_account(url)
+    path.write_text("{not json")
+    with pytest.raises(StoreError, match=rf"^{path}: damaged JSON: Expecting property name"):
+        store.load_account(url)
+    path.write_text("[" * 100_000)
+    with pytest.raises(StoreError, match=rf"^{path}: damaged JSON: "):
+        store.load_account(url)
+
+
+def test_a_damaged_state_record_says_what_to_do(store: Store) -> None:
+    path = store.cert_dir(NAME) / "state.json"
+    path.write_text('{"last": {"at": "x"}}')
+    with pytest.raises(StoreError) as caught:
+        store.load_state(NAME)
+    assert str(caught.value) == (f"{path}: damaged: last.result is not a string; move it "
+                                 "aside to start the record afresh (the certificate itself is "
+                                 "kept)")
+
+
+def test_a_state_record_of_exactly_the_limit_is_written_and_read_back(store: Store) -> None:
+    from certfleet.store.files import STATE_LIMIT
+
+    def sized(extra: int) -> Callable[[CertState], CertState]:
+        def change(state: CertState) -> CertState:
+            for i in range(960):
+                state = state.deploy_failed(f"t{i:04}", NOW, "e" * 1000)
+            return state.with_order("https://ca/order/1", [NAME, "p" * extra])
+        return change
+
+    base = len(json.dumps(sized(0)(CertState()).to_json(), indent=2, sort_keys=True)) + 1
+    assert base < STATE_LIMIT
+    fits = sized(STATE_LIMIT - base)
+    state = update(store, NAME, fits)
+    path = store.root / "certs" / NAME / "state.json"
+    assert path.stat().st_size == STATE_LIMIT
+    assert store.load_state(NAME) == state
+    with pytest.raises(StoreError, match=f"^{NAME}: state record would exceed {STATE_LIMIT} "
+                                         "bytes$"):
+        update(store, NAME, sized(STATE_LIMIT - base + 1))
+    assert store.load_state(NAME) == state
+
+
+# -- opening a store -----------------------------------------------------------------------------
+
+def test_a_read_only_store_creates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    with pytest.raises(StoreError) as caught:
+        Store(root, create=False)
+    assert str(caught.value) == (f"state directory {root} does not exist (nothing issued "
+                                 "there yet, or a mistyped --state-dir / state_dir?)")
+    assert not root.exists()
+    root.mkdir(mode=0o700)
+    reader = Store(root, create=False)
+    assert reader.root == root
+    assert not reader.writable
+    url = "https://acme.example/directory"
+    assert reader.account_dir(url) == root / "accounts" / ca_id(url)
+    assert reader.challenge_dir() == root / "challenges"
+    assert reader.load_account(url) is None
+    assert reader.snapshot([NAME]) == {NAME: Snapshot(None, CertState())}
+    assert os.listdir(root) == []
+
+
+def test_a_writable_store_makes_its_directories(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state")
+    assert store.writable
+    assert sorted(os.listdir(store.root)) == ["accounts", "certs", "challenges"]
+    assert store.challenge_dir() == store.root / "challenges"
+    url = "https://acme.example/directory"
+    assert store.account_dir(url).is_dir()
+    assert mode_of(store.account_dir(url)) == 0o700
+    assert mode_of(store.root) == 0o700
+
+
+def test_a_read_only_store_refuses_a_state_directory_others_can_write(tmp_path: Path) -> None:
+    root = tmp_path / "state"
+    root.mkdir(mode=0o700)
+    root.chmod(0o757)
+    with pytest.raises(StoreError, match=f"^{root}: writable by group or others"):
+        Store(root, create=False)
+
+
+def test_stores_of_one_directory_share_it(tmp_path: Path) -> None:
+    writer = Store(tmp_path / "state")
+    activate(writer, 1)
+    reader = Store(tmp_path / "state", create=False)
+    current = reader.current(NAME)
+    assert current is not None
+    assert current == StoredCert(NAME, writer.root / "certs" / NAME, meta(1))
+    assert reader.all_names() == [NAME]
+
+
+# -- versions ---------------------------------------------------------------------------------
+
+def test_versions_and_next_version(store: Store) -> None:
+    assert store.versions(NAME) == []
+    assert store.next_version(NAME) == 1
+    activate(store, 1)
+    (store.cert_dir(NAME) / "versions" / "notes").mkdir()
+    (store.cert_dir(NAME) / "versions" / f".3{fsutil.TMP_MARK}{os.getpid()}-0123456789ab").mkdir()
+    assert store.versions(NAME) == [1]
+    assert store.next_version(NAME) == 2
+
+
+def test_activate_returns_the_active_version(store: Store) -> None:
+    stored = store.activate(NAME, files(4), meta(4))
+    assert stored == StoredCert(NAME, store.root / "certs" / NAME, meta(4))
+    assert stored.file("cert.pem") == store.root / "certs" / NAME / "versions" / "4" / "cert.pem"
+    assert store.current(NAME) == stored
+
+
+def test_a_certificate_from_the_operators_csr_has_no_key(store: Store) -> None:
+    activate(store, 1)
+    keyless = {pem: data for pem, data in files(2).items() if pem != "privkey.pem"}
+    stored = store.activate(NAME, keyless, replace(meta(2), key_type="csr"))
+    base = store.root / "certs" / NAME
+    assert sorted(os.listdir(base / "versions" / "2")) == ["cert.pem", "chain.pem",
+                                                           "fullchain.pem", "meta.json"]
+    assert not os.path.lexists(base / "privkey.pem")  # the stable link would dangle
+    for pem in ("cert.pem", "chain.pem", "fullchain.pem"):
+        assert (base / pem).read_bytes() == f"{pem} v2\n".encode()
+    with pytest.raises(StoreError, match=r"versions/2/privkey.pem: missing from the active "
+                                         "version$"):
+        store.read_file(stored, "privkey.pem")
+    activate(store, 3)   # a key again: its link comes back
+    assert os.readlink(base / "privkey.pem") == "current/privkey.pem"
+    assert (base / "privkey.pem").read_bytes() == b"privkey.pem v3\n"
+
+
+def test_a_version_without_a_certificate_is_refused_whole(store: Store) -> None:
+    partial = files(1)
+    del partial["cert.pem"]
+    with pytest.raises(StoreError) as caught:
+        store.activate(NAME, partial, meta(1))
+    final = store.root / "certs" / NAME / "versions" / "1"
+    assert str(caught.value) == f"{final}: incomplete version: no 'cert.pem'"
+    assert os.listdir(final.parent) == []
+    assert not os.path.lexists(store.root / "certs" / NAME / "current")
+
+
+@pytest.mark.parametrize(("error", "reason"), [(errno.ENOSPC, "disk full"),
+                                               (errno.EROFS, "Read-only file system")])
+def test_a_version_that_cannot_be_written_leaves_the_old_one(
+        store: Store, monkeypatch: pytest.MonkeyPatch, error: int, reason: str) -> None:
+    activate(store, 1)
+    real = fsutil.write_new
+
+    def failing(path: Path, data: bytes, mode: int) -> None:
+        if path.name == "fullchain.pem":
+            raise OSError(error, os.strerror(error))
+        real(path, data, mode)
+
+    monkeypatch.setattr(fsutil, "write_new", failing)
+    with pytest.raises(StoreError) as caught:
+        activate(store, 2)
+    versions = store.root / "certs" / NAME / "versions"
+    assert str(caught.value) == f"{versions / '2'}: cannot write new version: {reason}"
+    assert os.listdir(versions) == ["1"]
+    assert os.readlink(store.root / "certs" / NAME / "current") == "versions/1"
+
+
+def test_a_version_write_error_without_a_text(store: Store,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(path: Path, data: bytes, mode: int) -> None:
+        raise OSError("no strerror here")
+
+    monkeypatch.setattr(fsutil, "write_new", failing)
+    with pytest.raises(StoreError, match=r"versions/1: cannot write new version: no strerror "
+                                         "here$"):
+        activate(store, 1)
+
+
+def test_stable_links_are_made_once_and_mended(store: Store,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    (base / "chain.pem").unlink()
+    (base / "cert.pem").unlink()
+    (base / "cert.pem").symlink_to("versions/1/cert.pem")   # pinned by hand: mended
+    switched: list[str] = []
+    real = fsutil.replace_symlink
+
+    def spy(link: Path, target: str) -> None:
+        switched.append(link.name)
+        real(link, target)
+
+    monkeypatch.setattr(fsutil, "replace_symlink", spy)
+    activate(store, 2)
+    assert sorted(switched) == ["cert.pem", "chain.pem", "current"]
+    for pem in PEM_FILES:
+        assert os.readlink(base / pem) == f"current/{pem}"
+        assert (base / pem).read_bytes() == f"{pem} v2\n".encode()
+
+
+def test_a_failed_activation_leaves_no_temporary_directory(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(StoreError, match=r"cannot write new version: Input/output error$"):
+        activate(store, 1)
+    assert os.listdir(store.root / "certs" / NAME / "versions") == []
+
+
+def test_prune(store: Store) -> None:
+    for version in range(1, 4):
+        activate(store, version)
+    store.prune(NAME, keep=2)
+    assert store.versions(NAME) == [2, 3]
+    store.prune(NAME, keep=1)
+    assert store.versions(NAME) == [3]
+    versions = store.cert_dir(NAME) / "versions"
+    for number in (1, 2):
+        (versions / str(number)).mkdir()
+    store.prune(NAME, keep=0)   # keep=0 keeps all: never the way to delete versions
+    assert store.versions(NAME) == [1, 2, 3]
+
+
+def test_prune_never_fails_on_a_version_it_cannot_remove(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    for version in range(1, 7):
+        activate(store, version)
+    (store.cert_dir(NAME) / "versions" / "0").mkdir()
+    (store.cert_dir(NAME) / "versions" / "0" / "stuck").write_bytes(b"")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    monkeypatch.setattr(os, "rmdir", refuse)
+    store.prune(NAME)
+    monkeypatch.undo()
+    assert store.versions(NAME) == [0, 2, 3, 4, 5, 6]
+
+
+# -- reading the active version -------------------------------------------------------------------
+
+def test_read_file_repairs_a_readable_key_and_says_so(store: Store,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    activate(store, 1)
+    current = store.current(NAME)
+    assert current is not None
+    key = current.file("privkey.pem")
+    key.chmod(0o640)
+    cert = current.file("cert.pem")
+    cert.chmod(0o666)
+    with caplog.at_level(logging.WARNING, logger="certfleet.store.files"):
+        assert store.read_file(current, "cert.pem") == b"cert.pem v1\n"
+        assert mode_of(cert) == 0o666            # certificates are public
+        assert caplog.messages == []
+        assert store.read_file(current, "privkey.pem") == b"privkey.pem v1\n"
+    assert mode_of(key) == 0o600
+    assert caplog.messages == [f"{key}: private key was mode 640; made it 0600"]
+    assert store.read_file(current, "privkey.pem") == b"privkey.pem v1\n"
+    assert len(caplog.messages) == 1
+
+
+def test_read_file_of_a_missing_file(store: Store) -> None:
+    activate(store, 1)
+    current = store.current(NAME)
+    assert current is not None
+    for pem in ("cert.pem", "privkey.pem"):
+        current.file(pem).unlink()
+        with pytest.raises(StoreError) as caught:
+            store.read_file(current, pem)
+        assert str(caught.value) == f"{current.file(pem)}: missing from the active version"
+
+
+def test_current_names_what_is_wrong(store: Store) -> None:
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    version = base / "versions" / "1"
+    (base / "current").unlink()
+    (base / "current").symlink_to("versions/7")
+    with pytest.raises(StoreError) as caught:
+        store.current(NAME)
+    assert str(caught.value) == f"{base / 'versions' / '7'}: missing (the active version is gone)"
+    (base / "current").unlink()
+    (base / "current").symlink_to("versions/1")
+    (version / "meta.json").unlink()
+    with pytest.raises(StoreError) as caught:
+        store.current(NAME)
+    assert str(caught.value) == f"{version / 'meta.json'}: missing (the active version is gone)"
+    (version / "meta.json").write_text('{"version": 1}')
+    with pytest.raises(StoreError, match=rf"^{version / 'meta.json'}: damaged metadata: "):
+        store.current(NAME)
+    (base / "current").unlink()
+    (base / "current").symlink_to("versions/99999999999999999999")
+    with pytest.raises(StoreError, match="missing"):
+        store.current(NAME)
+
+
+@pytest.mark.parametrize("mode", [0o720, 0o702, 0o770])
+def test_a_version_directory_others_can_write_is_refused(store: Store, mode: int) -> None:
+    activate(store, 1)
+    version = store.root / "certs" / NAME / "versions" / "1"
+    version.chmod(mode)
+    with pytest.raises(StoreError) as caught:
+        store.current(NAME)
+    assert str(caught.value) == f"{version}: writable by group or others (mode {mode:o})"
+    version.chmod(0o701)   # only writability matters
+    assert store.current(NAME) is not None
+
+
+def test_a_version_that_is_a_link_or_a_file_is_refused(store: Store, tmp_path: Path) -> None:
+    activate(store, 1)
+    version = store.root / "certs" / NAME / "versions" / "1"
+    elsewhere = _planted_version(tmp_path / "elsewhere", 1)
+    shutil.rmtree(version)
+    version.symlink_to(elsewhere)
+    with pytest.raises(StoreError) as caught:
+        store.current(NAME)
+    assert str(caught.value) == f"{version}: not a directory (a link or a file was put there)"
+    version.unlink()
+    version.write_bytes(b"")
+    with pytest.raises(StoreError, match="not a directory"):
+        store.current(NAME)
+
+
+def test_a_version_that_cannot_be_inspected(store: Store, tmp_path: Path) -> None:
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    (base / "versions").rename(base / "moved")
+    (base / "versions").write_bytes(b"")  # versions/1 now lies under a file
+    with pytest.raises(StoreError) as caught:
+        store.current(NAME)
+    assert str(caught.value) == f"{base / 'versions' / '1'}: cannot inspect: Not a directory"
+
+
+def test_all_names_lists_certificate_directories_only(store: Store) -> None:
+    assert store.all_names() == []
+    activate(store, 1, "b.example")
+    activate(store, 1, "a.example")
+    (store.root / "certs" / "stray-file").write_bytes(b"")
+    assert store.all_names() == ["a.example", "b.example"]
+    shutil.rmtree(store.root / "certs")
+    assert store.all_names() == []
+
+
+# -- the pending key, the sweep -------------------------------------------------------------------
+
+def test_sweep_keeps_what_it_cannot_judge(store: Store) -> None:
+    activate(store, 1)
+    activate(store, 1, "other.example")
+    live = store.root / f".index.json{fsutil.TMP_MARK}{os.getpid()}-0123456789ab"
+    live.write_bytes(b"a write in progress")
+    store.save_pending_key(NAME, files(1)["privkey.pem"])
+    (store.root / "certs" / NAME / "versions" / "1" / "meta.json").write_text("{")  # damaged
+    pending = store.root / "certs" / "other.example" / "pending"
+    (pending / "privkey.pem").mkdir(parents=True)   # not a file: unreadable
+    store.sweep()
+    assert live.read_bytes() == b"a write in progress"
+    assert store.load_pending_key(NAME) == files(1)["privkey.pem"]
+    assert (pending / "privkey.pem").is_dir()
+
+
+def test_load_pending_key_reads_its_own_file_only(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "key").write_bytes(b"not mine")
+    pending = store.cert_dir(NAME) / "pending"
+    pending.mkdir(mode=0o700)
+    (pending / "privkey.pem").symlink_to(tmp_path / "key")
+    with pytest.raises(StoreError, match="cannot read"):
+        store.load_pending_key(NAME)
+    assert Store(store.root, create=False).load_pending_key("never.example") is None
+
+
+# -- preflight ------------------------------------------------------------------------------------
+
+def test_preflight_writes_a_probe_and_leaves_nothing(store: Store,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    probes: list[tuple[Path, int, int]] = []
+    real = fsutil.write_new
+
+    def spy(path: Path, data: bytes, mode: int) -> None:
+        probes.append((path, len(data), mode))
+        real(path, data, mode)
+
+    monkeypatch.setattr(fsutil, "write_new", spy)
+    store.preflight(NAME)
+    base = store.root / "certs" / NAME
+    ((path, size, mode),) = probes
+    assert path.parent == base
+    assert path.name.startswith(f".probe{fsutil.TMP_MARK}{os.getpid()}-")
+    assert (size, mode) == (16384, 0o600)
+    assert sorted(os.listdir(base)) == ["versions"]
+
+
+def test_preflight_refuses_a_nearly_full_disk(store: Store,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.statvfs
+
+    def nearly_full(path: object, blocks: int) -> object:
+        info = real(path)  # type: ignore[arg-type]
+        return type("Vfs", (), {"f_bavail": blocks, "f_frsize": info.f_frsize})
+
+    frsize = real(store.root).f_frsize
+    exact = MIN_FREE_BYTES // frsize
+    monkeypatch.setattr(os, "statvfs", lambda p: nearly_full(p, exact))
+    store.preflight(NAME)   # exactly enough
+    monkeypatch.setattr(os, "statvfs", lambda p: nearly_full(p, exact - 1))
+    with pytest.raises(StoreError) as caught:
+        store.preflight(NAME)
+    free = (exact - 1) * frsize
+    assert str(caught.value) == (f"{store.root / 'certs' / NAME}: only {free} bytes free; "
+                                 f"need {MIN_FREE_BYTES}")
+
+
+def test_preflight_names_what_fails(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = store.cert_dir(NAME)
+
+    def broken(_path: object) -> object:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "statvfs", broken)
+    with pytest.raises(StoreError) as caught:
+        store.preflight(NAME)
+    assert str(caught.value) == f"{base}: cannot inspect: Input/output error"
+    monkeypatch.undo()
+
+    def read_only(path: Path, data: bytes, mode: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fsutil, "write_new", read_only)
+    with pytest.raises(StoreError) as caught:
+        store.preflight(NAME)
+    assert str(caught.value) == f"{base}: not writable: Read-only file system"
+
+
+def test_preflight_on_a_full_disk_removes_its_partial_probe(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        real(fd, data[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StoreError, match=r"not writable: No space left on device$"):
+        store.preflight(NAME)
+    monkeypatch.undo()
+    assert sorted(os.listdir(store.root / "certs" / NAME)) == ["versions"]
+
+
+# -- locks ----------------------------------------------------------------------------------------
+
+def test_try_lock_and_unlock(store: Store) -> None:
+    assert not store.locks.holds(NAME)
+    assert store.try_lock(NAME)
+    assert store.locks.holds(NAME)
+    assert (store.root / "certs" / NAME / "lock").is_file()
+    assert mode_of(store.root / "certs" / NAME / "lock") == 0o600
+    assert not store.try_lock(NAME)          # held by this process: not taken twice
+    other = Store(store.root)
+    assert not other.try_lock(NAME)          # another holder (an flock per open file)
+    store.unlock(NAME)
+    assert not store.locks.holds(NAME)
+    assert other.try_lock(NAME)
+    other.unlock(NAME)
+    store.unlock(NAME)                       # not held: nothing happens
+    assert store.try_lock(NAME)
+    store.unlock(NAME)
+
+
+def test_a_lock_file_that_is_a_link_is_refused(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "victim").write_bytes(b"keep")
+    lock = store.cert_dir(NAME) / "lock"
+    lock.symlink_to(tmp_path / "victim")
+    with pytest.raises(StoreError) as caught:
+        store.try_lock(NAME)
+    assert str(caught.value) == f"{lock}: cannot lock: Too many levels of symbolic links"
+    assert (tmp_path / "victim").read_bytes() == b"keep"
+
+
+def test_unlock_closes_the_lock_file(store: Store) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        assert store.try_lock(NAME)
+        store.unlock(NAME)
+    assert len(os.listdir("/proc/self/fd")) == before
+    other = Store(store.root)
+    assert other.try_lock(NAME)
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    assert not store.try_lock(NAME)          # refused: its file is closed again
+    assert len(os.listdir("/proc/self/fd")) == before + 1
+    other.unlock(NAME)
+
+
+def test_ca_id_is_readable_and_exact() -> None:
+    url = "https://localhost:14000/dir"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    assert ca_id(url) == f"localhost_14000-{digest}"
+    v6 = "https://[2001:db8::1]:14000/dir"
+    assert ca_id(v6) == f"2001_db8__1_14000-{hashlib.sha256(v6.encode()).hexdigest()[:8]}"
+    assert ca_id("no host") == f"ca-{hashlib.sha256(b'no host').hexdigest()[:8]}"
+
+
+def test_version_meta_written_before_aki_and_order_url_were_kept() -> None:
+    data = meta(3).to_json()
+    del data["aki"], data["order_url"]
+    read = VersionMeta.from_json(data, "meta.json")
+    assert (read.aki, read.order_url) == ("", "")
+    assert read == replace(meta(3), aki="", order_url="")
+
+
+# -- the planning index ---------------------------------------------------------------------------
+
+def _index(store: Store) -> dict[str, Any]:
+    data = json.loads((store.root / "index.json").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _plant(store: Store, name: str, **entry: Any) -> None:
+    """Change a cached entry: what snapshot then returns shows whether the cache was used."""
+    index = _index(store)
+    index[name].update(entry)
+    (store.root / "index.json").write_text(json.dumps(index))
+
+
+def _cached(store: Store, name: str = NAME) -> None:
+    """Age the certificate's directory, then let a snapshot cache it."""
+    _age(store, name)
+    store.snapshot([name])
+    assert _index(store)[name]["mtime"] != 0
+
+
+def test_the_index_keeps_meta_and_state_and_is_private(store: Store) -> None:
+    activate(store, 1)
+    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    _cached(store)
+    entry = _index(store)[NAME]
+    assert entry == {"mtime": (store.root / "certs" / NAME).stat().st_mtime_ns,
+                     "meta": meta(1).to_json(), "state": state.to_json()}
+    assert mode_of(store.root / "index.json") == 0o600
+    planted = CertState().revoked(0xCD, NOW)
+    _plant(store, NAME, state=planted.to_json())
+    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), planted)
+
+
+def test_a_certificate_never_issued_is_indexed_with_its_state(store: Store) -> None:
+    state = update(store, NAME, lambda s: s.after_attempt(NOW, "failed", "no", asked_ca=True))
+    assert store.snapshot([NAME])[NAME] == Snapshot(None, state)
+    _cached(store)
+    assert _index(store)[NAME]["meta"] is None
+    planted = CertState().revoked(0xCD, NOW)
+    _plant(store, NAME, state=planted.to_json())
+    assert store.snapshot([NAME])[NAME] == Snapshot(None, planted)
+    _plant(store, NAME, state=None)
+    assert store.snapshot([NAME])[NAME] == Snapshot(None, CertState())
+
+
+def test_a_fresh_entry_is_stored_as_untrusted(store: Store) -> None:
+    activate(store, 1)
+    store.snapshot([NAME])
+    assert _index(store)[NAME]["mtime"] == 0
+
+
+def test_an_entry_exactly_two_seconds_old_is_still_racy(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certfleet.store import index as index_module
+
+    activate(store, 1)
+    mtime = (store.root / "certs" / NAME).stat().st_mtime_ns
+    monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
+    store.snapshot([NAME])
+    assert _index(store)[NAME]["mtime"] == 0
+    monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS + 1)
+    store.snapshot([NAME])
+    assert _index(store)[NAME]["mtime"] == mtime
+    _plant(store, NAME, meta={**meta(1).to_json(), "issuer": "CN=cached"})
+    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+    monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
+    assert store.snapshot([NAME])[NAME].meta == meta(1)          # not trusted at the edge
+
+
+def test_every_name_is_answered_in_order(store: Store) -> None:
+    for name in ("a.example", "c.example"):
+        activate(store, 1, name)
+        _cached(store, name)
+    (store.root / "certs" / "loop.example").symlink_to("loop.example")
+    names = ["a.example", "missing.example", "loop.example", "c.example", "b.example"]
+    snaps = store.snapshot(names)
+    assert list(snaps) == names
+    assert snaps["a.example"].meta == meta(1, "a.example")
+    assert snaps["c.example"].meta == meta(1, "c.example")
+    assert snaps["missing.example"] == Snapshot(None, CertState())
+    assert snaps["b.example"] == Snapshot(None, CertState())
+    folder = store.root / "certs" / "loop.example"
+    assert snaps["loop.example"] == Snapshot(None, CertState(),
+                                             f"{folder}: Too many levels of symbolic links")
+
+
+def test_a_damaged_certificate_is_not_indexed(store: Store) -> None:
+    activate(store, 1)
+    (store.cert_dir(NAME) / "state.json").write_text("{")
+    _age(store)
+    snap = store.snapshot([NAME])[NAME]
+    assert snap.meta is None
+    assert snap.state == CertState()
+    assert "damaged JSON" in (snap.damage or "")
+    assert not (store.root / "index.json").exists()
+
+
+@pytest.mark.parametrize("entry", [{"meta": {"version": "x"}}, {"state": {"last": 5}},
+                                   {"meta": {**meta(1).to_json(), "not_after": "later"}}])
+def test_a_damaged_entry_is_read_again_from_the_files(store: Store,
+                                                      entry: dict[str, Any]) -> None:
+    activate(store, 1)
+    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    _cached(store)
+    _plant(store, NAME, **entry)
+    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), state)
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "null", "{", "\"x\""])
+def test_an_index_that_is_not_an_object_is_ignored(store: Store, content: str) -> None:
+    activate(store, 1)
+    (store.root / "index.json").write_text(content)
+    assert store.snapshot([NAME])[NAME].meta == meta(1)
+    assert NAME in _index(store)
+
+
+def test_a_large_index_is_still_used(store: Store) -> None:
+    activate(store, 1)
+    _cached(store)
+    index = _index(store)
+    index["padding"] = "x" * (2 << 20)          # thousands of certificates' worth
+    index[NAME]["meta"]["issuer"] = "CN=cached"
+    (store.root / "index.json").write_text(json.dumps(index))
+    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+
+
+def test_the_index_is_rewritten_only_when_something_changed(store: Store) -> None:
+    activate(store, 1)
+    _cached(store)
+    before = (store.root / "index.json").stat().st_ino
+    store.snapshot([NAME])
+    store.snapshot([NAME, "missing.example"])
+    assert (store.root / "index.json").stat().st_ino == before
+
+
+def test_a_read_only_store_never_writes_the_index(store: Store) -> None:
+    activate(store, 1)
+    _age(store)
+    reader = Store(store.root, create=False)
+    assert reader.snapshot([NAME])[NAME].meta == meta(1)
+    assert not (store.root / "index.json").exists()
+
+
+def test_an_index_that_cannot_be_written_is_no_fault(store: Store) -> None:
+    activate(store, 1)
+    (store.root / "index.json").mkdir()
+    assert store.snapshot([NAME])[NAME].meta == meta(1)
+
+
+def test_a_version_directory_is_private_from_creation(store: Store,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, int]] = []
+    real = os.chmod
+
+    def spy(path: Any, mode: int, *args: Any, **kwargs: Any) -> None:
+        seen.append((Path(path).name, stat.S_IMODE(os.lstat(path).st_mode)))
+        real(path, mode, *args, **kwargs)
+
+    store.cert_dir(NAME)
+    monkeypatch.setattr(os, "chmod", spy)
+    old = os.umask(0)
+    try:
+        activate(store, 1)
+    finally:
+        os.umask(old)
+    assert [mode for name, mode in seen if fsutil.TMP_MARK in name] == [0o700]
+
+
+def test_a_failed_version_is_cleaned_up_even_when_cleaning_fails(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(path: Path, data: bytes, mode: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fsutil, "write_new", failing)
+    monkeypatch.setattr(os, "rmdir", refuse)
+    with pytest.raises(StoreError, match=r"versions/1: cannot write new version: disk full$"):
+        activate(store, 1)
+
+
+def test_the_first_version_from_an_operators_csr(store: Store) -> None:
+    keyless = {pem: data for pem, data in files(1).items() if pem != "privkey.pem"}
+    store.activate(NAME, keyless, replace(meta(1), key_type="csr"))
+    base = store.root / "certs" / NAME
+    assert sorted(p for p in os.listdir(base) if p.endswith(".pem")) == [
+        "cert.pem", "chain.pem", "fullchain.pem"]
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o730])
+def test_a_challenge_directory_others_can_write_is_refused(store: Store, mode: int) -> None:
+    (store.root / "challenges").chmod(mode)
+    with pytest.raises(StoreError, match="challenges: writable by group or others"):
+        store.challenge_dir()
+    shutil.rmtree(store.root / "challenges")
+    assert store.challenge_dir().is_dir()     # made again when missing
+
+
+def test_prune_with_nothing_to_keep_keeps_everything(store: Store) -> None:
+    for version in range(1, 4):
+        activate(store, version)
+    store.prune(NAME, keep=-1)
+    assert store.versions(NAME) == [1, 2, 3]

@@ -85,3 +85,13 @@ def test_poll_intervals_grow_then_cap() -> None:
 
 def test_poll_intervals_custom() -> None:
     assert list(itertools.islice(poll_intervals(1.0, 2.0, 3.0), 4)) == [1.0, 2.0, 3.0, 3.0]
+
+
+def test_an_http_date_without_a_known_zone_is_utc() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("Sun, 29 Nov 2026 12:01:00 -0000", now) == 60.0
+
+
+def test_delay_seconds_keep_twelve_digits() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    assert parse_retry_after("1234567890123456", now) == 123456789012.0

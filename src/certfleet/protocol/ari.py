@@ -41,8 +41,8 @@ def _time(value: Any, what: str) -> datetime:
 
     if not isinstance(value, str):
         raise MalformedMessage(f"renewalInfo: {what} is missing or not a string")
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    try:  # RFC 3339 §5.6: "T" and "Z" may be written in lower case
+        when = datetime.fromisoformat(value.upper())
     except ValueError:
         raise MalformedMessage(f"renewalInfo: {what} is not an RFC 3339 time") from None
     if when.tzinfo is None:
