@@ -1,0 +1,69 @@
+"""The shared PostgreSQL store on a real cluster (tools/pg_lab.py) and Pebble: schema
+migrations, one host end to end, fencing tokens, import/export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .fleet_helpers import orders_seen
+from .shared_helpers import Host, Serve
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def lab(pebble_lab_factory: Any) -> Any:
+    return pebble_lab_factory()
+
+
+def _domains(tmp_path: Path, names: list[str], target: Path | None = None) -> Path:
+    path = tmp_path / "domains.txt"
+    suffix = f"|{target}" if target else ""
+    path.write_text("".join(f"{n}{suffix}\n" for n in names))
+    return path
+
+
+def test_migrate_is_idempotent_and_refuses_a_newer_schema(lab: Any, postgres: Any,
+                                                         tmp_path: Path) -> None:
+    host = Host(tmp_path, "w1", lab, postgres, _domains(tmp_path, ["m.example.com"]))
+    rc, out = host.cli("status")
+    assert rc == 1 and "run `certfleet store migrate` first" in out
+    rc, out = host.cli("store", "migrate")
+    assert rc == 0 and "applied migration 1:" in out, out
+    rc, out = host.cli("store", "migrate")
+    assert rc == 2 and "(up to date)" in out
+    assert postgres.psql("SELECT count(*) FROM certfleet_schema").strip() == "1"
+    postgres.psql("INSERT INTO certfleet_schema VALUES (99, 'from the future')")
+    for argv in (("store", "migrate"), ("status",)):
+        rc, out = host.cli(*argv)
+        assert rc == 1 and "schema version 99 is newer" in out, out
+
+
+def test_one_host_issues_deploys_and_serves_from_the_database(lab: Any, postgres: Any,
+                                                             tmp_path: Path) -> None:
+    names = [f"one{i}.example.com" for i in range(3)]
+    target = tmp_path / "target"
+    target.mkdir()
+    host = Host(tmp_path, "w1", lab, postgres, _domains(tmp_path, names, target))
+    assert host.cli("store", "migrate")[0] == 0
+    with Serve(host, lab.http_port):
+        rc, out = host.cli("run")
+    assert rc == 0, out
+    assert orders_seen(lab) == 3
+    for name in names:
+        assert f"{name}: issued" in out
+        key = (target / name / "privkey.pem").read_bytes()
+        assert key.startswith(b"-----BEGIN PRIVATE KEY-----")
+        assert (target / name / "fullchain.pem").read_bytes().startswith(b"-----BEGIN CERT")
+    # Nothing local but the account key copy and the run's own files: no certificate.
+    assert not list((host.dir / "state").glob("certs/*/versions/*"))
+    sealed = postgres.psql("SELECT privkey FROM certfleet_versions LIMIT 1")
+    assert "PRIVATE KEY" not in bytes.fromhex(sealed.strip()[2:]).decode("latin-1")
+    assert postgres.psql("SELECT count(*) FROM certfleet_tokens").strip() == "0"
+    rc, out = host.cli("run")
+    assert rc == 2 and orders_seen(lab) == 3, out
+    rc, out = host.cli("status")
+    assert rc == 0 and all(name in out for name in names)
