@@ -30,16 +30,20 @@ def test_migrate_is_idempotent_and_refuses_a_newer_schema(lab: Any, postgres: An
                                                          tmp_path: Path) -> None:
     host = Host(tmp_path, "w1", lab, postgres, _domains(tmp_path, ["m.example.com"]))
     rc, out = host.cli("status")
-    assert rc == 1 and "run `certfleet store migrate` first" in out
+    assert rc == 1, out
+    assert "run `certfleet store migrate` first" in out, out
     rc, out = host.cli("store", "migrate")
-    assert rc == 0 and "applied migration 1:" in out, out
+    assert rc == 0, out
+    assert "applied migration 1:" in out, out
     rc, out = host.cli("store", "migrate")
-    assert rc == 2 and "(up to date)" in out
+    assert rc == 2, out
+    assert "(up to date)" in out, out
     assert postgres.psql("SELECT count(*) FROM certfleet_schema").strip() == "1"
     postgres.psql("INSERT INTO certfleet_schema VALUES (99, 'from the future')")
     for argv in (("store", "migrate"), ("status",)):
         rc, out = host.cli(*argv)
-        assert rc == 1 and "schema version 99 is newer" in out, out
+        assert rc == 1, out
+        assert "schema version 99 is newer" in out, out
 
 
 def test_one_host_issues_deploys_and_serves_from_the_database(lab: Any, postgres: Any,
@@ -64,6 +68,8 @@ def test_one_host_issues_deploys_and_serves_from_the_database(lab: Any, postgres
     assert "PRIVATE KEY" not in bytes.fromhex(sealed.strip()[2:]).decode("latin-1")
     assert postgres.psql("SELECT count(*) FROM certfleet_tokens").strip() == "0"
     rc, out = host.cli("run")
-    assert rc == 2 and orders_seen(lab) == 3, out
+    assert rc == 2, out
+    assert orders_seen(lab) == 3, out
     rc, out = host.cli("status")
-    assert rc == 0 and all(name in out for name in names)
+    assert rc == 0, out
+    assert all(name in out for name in names), out

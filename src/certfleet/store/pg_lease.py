@@ -56,9 +56,9 @@ class Leases:
         return token
 
     def holder_of(self, name: str) -> str:
-        row = self.db.run("SELECT holder, expires FROM certfleet_leases WHERE name = :n",
-                          n=name)
-        return f"{row[0][0]} until {row[0][1]:%H:%M:%S}" if row else "nobody"
+        row = self.db.run("SELECT holder, to_char(expires AT TIME ZONE 'UTC', 'HH24:MI:SS') "
+                          "FROM certfleet_leases WHERE name = :n", n=name)
+        return f"{row[0][0]} until {row[0][1]} UTC" if row else "nobody"
 
     def release(self, name: str) -> None:
         with self._lock:

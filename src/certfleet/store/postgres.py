@@ -92,7 +92,7 @@ class PgStore(Store):
             while await asyncio.to_thread(self.leases.claim, name) is None:
                 if loop.time() >= deadline:
                     holder = await asyncio.to_thread(self.leases.holder_of, name)
-                    raise ClaimedElsewhere(f"{name}: claimed by another Work host ({holder})")
+                    raise ClaimedElsewhere(f"claimed by another Work host ({holder})")
                 await asyncio.sleep(CLAIM_POLL)
             try:
                 yield

@@ -1,0 +1,124 @@
+"""Several Work hosts (separate local dirs and processes) on one PostgreSQL and one Pebble:
+every certificate ordered once and deployed once; a paused host's late writes refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .fleet_helpers import orders_seen
+from .shared_helpers import Host, Serve
+
+pytestmark = pytest.mark.integration
+HOSTS = 3
+CERTS = int(os.environ.get("CERTFLEET_SHARED_CERTS", "30"))
+
+
+def _fleet(tmp_path: Path, names: list[str]) -> tuple[Path, Path]:
+    target = tmp_path / "target"
+    target.mkdir()
+    domains = tmp_path / "domains.txt"
+    domains.write_text("".join(f"{n}|{target}\n" for n in names))
+    return domains, target
+
+
+def _wait_all(procs: list[subprocess.Popen[str]], timeout: float = 600) -> list[str]:
+    return [p.communicate(timeout=timeout)[0] for p in procs]
+
+
+def test_three_hosts_order_and_deploy_each_certificate_once(
+        pebble_lab_factory: Any, postgres: Any, tmp_path: Path) -> None:
+    lab = pebble_lab_factory()
+    names = [f"c{i:03d}.shared.example" for i in range(CERTS)]
+    domains, target = _fleet(tmp_path, names)
+    hosts = [Host(tmp_path, f"w{i}", lab, postgres, domains, concurrency=8)
+             for i in range(HOSTS)]
+    assert hosts[0].cli("store", "migrate")[0] == 0
+    with Serve(hosts[0], lab.http_port):
+        outs = _wait_all([h.start("run") for h in hosts])
+    both = "\n".join(outs)
+    print(both)
+    assert orders_seen(lab) == CERTS, both
+    for name in names:
+        assert both.count(f"{name}: issued") == 1, name
+        assert (target / name / "fullchain.pem").exists()
+    # Every target's record names the active version's serial.
+    deploys = postgres.psql(
+        "SELECT count(*) FROM certfleet_certs c JOIN certfleet_versions v "
+        "ON v.name = c.name AND v.version = c.active, "
+        "jsonb_each(c.state::jsonb -> 'deploy') AS d(target, record) "
+        "WHERE d.record ->> 'serial' = v.meta::jsonb ->> 'serial'")
+    assert int(deploys) == CERTS
+    # Each target deployed once: only the host that issued it sent it (its line says so).
+    assert sum(o.count("deployed to 1/1") for o in outs) == CERTS, both
+    assert postgres.psql("SELECT count(*) FROM certfleet_leases WHERE expires > now()"
+                         ).strip() == "0"
+    # Spread without a coordinator: more than one host issued something.
+    assert sum(1 for o in outs if ": issued" in o) > 1, both
+    rc, out = hosts[1].cli("run")
+    assert rc == 2, out
+    assert orders_seen(lab) == CERTS
+
+
+def _lease_of(postgres: Any, name: str) -> str:
+    return postgres.psql(f"SELECT holder FROM certfleet_leases WHERE name = '{name}' "
+                         "AND expires > now()").strip()
+
+
+def test_a_paused_host_past_its_lease_is_fenced_off(
+        pebble_lab_factory: Any, postgres: Any, tmp_path: Path) -> None:
+    """Host a is stopped (SIGSTOP) while it holds the lease, with its order recorded; b
+    takes the certificate over after the lease runs out and finishes it; a resumed has
+    every write refused, and nothing of it reaches the store or the target."""
+    lab = pebble_lab_factory(env={"PEBBLE_VA_SLEEPTIME": "4"})
+    name = "paused.shared.example"
+    domains, target = _fleet(tmp_path, [name])
+    a, b = (Host(tmp_path, h, lab, postgres, domains, lease=5) for h in ("a", "b"))
+    assert a.cli("store", "migrate")[0] == 0
+    with Serve(b, lab.http_port):
+        proc = a.start("run", "-v")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            recorded = postgres.psql(f"SELECT state LIKE '%order%' FROM certfleet_certs "
+                                     f"WHERE name = '{name}'").strip()
+            if recorded == "t" and _lease_of(postgres, name).startswith("a/"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"a never recorded its order: {proc.communicate(timeout=60)[0]}")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            time.sleep(6)  # past the lease of 5 s
+            rc, out = b.cli("run")
+            assert rc == 0, out
+            assert f"{name}: issued" in out
+            assert _lease_of(postgres, name) == ""
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        late, _ = proc.communicate(timeout=120)
+    print(late)
+    assert proc.returncode == 1, late
+    # Its record of the attempt was refused too: the state is b's.
+    assert "lease lost to another Work host" in late, late
+    last = postgres.psql(f"SELECT state::jsonb -> 'last' ->> 'result' FROM certfleet_certs "
+                         f"WHERE name = '{name}'").strip()
+    assert last == "issued", last
+    assert postgres.psql("SELECT count(*) FROM certfleet_versions").strip() == "1"
+    assert postgres.psql(f"SELECT active FROM certfleet_certs WHERE name = '{name}'"
+                         ).strip() == "1"
+    holder = postgres.psql("SELECT holder FROM certfleet_leases").strip()
+    assert holder.startswith("b/"), holder
+    # b resumed a's order rather than placing another (or, if the CA would not let it,
+    # placed one more): never more than one order beyond the one in flight.
+    assert orders_seen(lab) in (1, 2)
+    print(f"orders: {orders_seen(lab)}")
+    deployed = (target / name / "cert.pem").read_bytes()
+    stored = postgres.psql(f"SELECT encode(cert, 'escape') FROM certfleet_versions "
+                           f"WHERE name = '{name}'")
+    assert deployed.decode().strip() == stored.strip()
