@@ -13,6 +13,8 @@ Touches nothing. Every failure certfleet reports is a ``CertfleetError``::
     ├── ChallengeError      a challenge could not be presented or answered
     ├── CertificateError    what the CA issued does not match what was asked for
     ├── StoreError          the state directory cannot be read or written safely
+    │   ├── LeaseLost       the shared store refused a write: another host claimed it
+    │   ├── ClaimedElsewhere  another Work host holds the certificate's lease
     │   └── FleetBusy       another run over the whole fleet is going on
     └── DeployError         a target could not be given its files, reloaded or verified
 
@@ -121,6 +123,15 @@ class CertificateError(CertfleetError):
 
 class StoreError(CertfleetError):
     """The state directory cannot be used safely."""
+
+
+class LeaseLost(StoreError):
+    """The shared store refused a write: another Work host claimed the certificate since
+    this one did (its fencing token is newer), so nothing of this host's goes in."""
+
+
+class ClaimedElsewhere(StoreError):
+    """Another Work host holds the certificate's lease: this run leaves it to that host."""
 
 
 class FleetBusy(StoreError):

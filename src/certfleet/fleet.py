@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
 from . import alerts, clockcheck, fleet_deploy, ratelimits
-from .errors import AcmeProblem, CertfleetError, ConfigError, is_ca_fault
+from .errors import AcmeProblem, CertfleetError, ClaimedElsewhere, ConfigError, is_ca_fault
 from .plan import CertPlan, make_plans
 from .protocol import ari
 from .ratelimits import Ledger
@@ -27,7 +28,7 @@ from .report import Outcome, Progress, Report
 from .solvers.choose import make_solver, unusable
 from .spec import CertSpec, JobConfig
 from .state import CertState
-from .store import Snapshot, Store, StoredCert, VersionMeta
+from .store import Snapshot, Store, StoredCert, VersionMeta, open_store
 
 if TYPE_CHECKING:
     from .ca import CaSessions
@@ -68,7 +69,11 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
     """
     from .ca import CaSessions  # the CA client (ssl, h11): not for `run --dry-run`
 
-    store = store or Store(job.state_dir)
+    if store is None:
+        with contextlib.closing(open_store(job)) as opened:
+            return await run(job, specs, force=force, deploy_only=deploy_only,
+                             transport=transport, emit=emit, store=opened, whole=whole,
+                             progress=progress)
     report = Report([spec.name for spec in specs], emit, progress)
     started = datetime.now(UTC)
     with store.whole_fleet() if whole else contextlib.nullcontext(), \
@@ -174,7 +179,7 @@ async def issue_due(cas: CaSessions, store: Store, job: JobConfig,
         for challenge in sorted({p.spec.challenge for p in due}):
             try:  # a challenge type that cannot be set up fails only its own certificates
                 solvers[challenge] = await solvers_open.enter_async_context(
-                    make_solver(job, challenge, store.challenge_dir()))
+                    make_solver(job, challenge, store.challenge_dir(), store.tokens))
             except CertfleetError as exc:
                 for plan in (p for p in due if p.spec.challenge == challenge):
                     report[plan.name].error = str(exc)
@@ -189,6 +194,8 @@ async def issue_due(cas: CaSessions, store: Store, job: JobConfig,
                 report.done(plan.name)
 
         ordering = [p for p in due if p.spec.challenge in solvers]
+        if store.shared:  # hosts sharing the store start at different certificates
+            random.shuffle(ordering)
         with _orders_counted(cas, store, job, ordering):
             await asyncio.gather(*(one(p) for p in ordering))
     log.info("%d requests to the CA", cas.requests)
@@ -237,7 +244,7 @@ async def _issue_one(cas: CaSessions, store: Store, job: JobConfig, plan: CertPl
                      solver: Solver, force: bool, outcome: Outcome) -> None:
     spec = plan.spec
     try:
-        async with store.locked(spec.name):
+        async with store.locked(spec.name, skip_if_claimed=True):
             # Another run may have renewed it while this one waited for the lock: then the
             # active serial is no longer the one planned with, and the plan is made again.
             current = store.current(spec.name)
@@ -262,6 +269,8 @@ async def _issue_one(cas: CaSessions, store: Store, job: JobConfig, plan: CertPl
                               result=outcome.result, error=outcome.error, asked_ca=True,
                               retry_after=outcome.retry_after)
             await asyncio.to_thread(store.update_state, spec.name, attempt)
+    except ClaimedElsewhere as exc:  # another Work host is on it: its run reports it
+        outcome.note = str(exc)
     except CertfleetError as exc:  # the lock or the record itself failed
         outcome.error = outcome.error or str(exc)
 

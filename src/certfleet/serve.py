@@ -1,7 +1,8 @@
 """``certfleet serve``: the Work host's long-running http-01 responder.
 
 Touches one listening socket and reads ``STATE/challenges/`` (written by ``certfleet run``
-in another process), and nothing else of the state directory, so a sandbox may show it
+in another process), or with the shared store the tokens table (any Work host's ``run``
+writes there), and nothing else of the state directory, so a sandbox may show it
 that directory alone (contrib/systemd/certfleet-serve.service). Answers only
 ``GET /.well-known/acme-challenge/<token>`` for a token presented there and a Host that is
 the name being validated; logs one line per request; stops gracefully on SIGTERM or
@@ -17,12 +18,18 @@ import signal
 import stat
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import fsutil
 from .errors import StoreError
 from .solvers.http_server import Responder, parse_listen
 from .solvers.token_dir import read_token
 from .store import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .store.pg_tokens import DbTokens
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +58,24 @@ def challenge_dir(state_dir: Path) -> Path:
     return fsutil.check_dir(path)
 
 
-async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None) -> None:
-    """Answer validation requests until ``stop`` is set (or SIGTERM/SIGINT arrives)."""
+async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None,
+                tokens: DbTokens | None = None) -> None:
+    """Answer validation requests until ``stop`` is set (or SIGTERM/SIGINT arrives), from
+    ``directory`` or, with the shared store, from its ``tokens``."""
     host, port = parse_listen(listen)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    responder = Responder(host, port, lambda token: read_token(directory, token),
-                          demand=_TokenCount(directory))
+    if tokens is not None:
+        responder = Responder(host, port, tokens.read, demand=_Every(tokens.count))
+    else:
+        responder = Responder(host, port, lambda token: read_token(directory, token),
+                              demand=_TokenCount(directory))
     await responder.start()
     log.info("serving http-01 tokens from %s on %s (at most %d connections, %d per client)",
-             directory, listen, responder.capacity, responder.limits.per_client)
+             "the shared store" if tokens else directory, listen, responder.capacity,
+             responder.limits.per_client)
     try:
         await stop.wait()
     finally:
@@ -70,6 +83,19 @@ async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("stopped")
+
+
+class _Every:
+    """``count`` asked at most once a second."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self.count, self.value, self.at = count, 0, -1.0
+
+    def __call__(self) -> int:
+        now = time.monotonic()
+        if now - self.at >= 1.0:
+            self.at, self.value = now, self.count()
+        return self.value
 
 
 class _TokenCount:

@@ -225,6 +225,25 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class StoreSettings:
+    """``[store]``: where certificates, state and accounts are kept. ``files`` (the default)
+    is the state directory alone; ``postgresql`` shares them between Work hosts
+    (docs/shared-store.md), with ``state_dir`` still holding what stays local."""
+
+    backend: str = "files"
+    dsn: str | None = None                 # postgresql://user@host:port/database
+    password: str | None = field(default=None, repr=False)  # secret: never printed
+    ca_file: Path | None = None            # the CA that signed the database's certificate
+    key: bytes | None = field(default=None, repr=False)     # encrypts private keys
+    lease_seconds: float = 120.0
+    holder: str | None = None              # this Work host's name in leases (default: hostname)
+
+    @property
+    def shared(self) -> bool:
+        return self.backend == "postgresql"
+
+
+@dataclass(frozen=True)
 class JobConfig:
     """Everything one ``certfleet run`` needs, validated."""
 
@@ -253,6 +272,7 @@ class JobConfig:
     notify: NotifySettings = field(default_factory=NotifySettings)
     metrics_textfile: Path | None = None
     cert_settings: Mapping[str, CertDefaults] = field(default_factory=dict)  # [certs."NAME"]
+    store: StoreSettings = field(default_factory=StoreSettings)
 
     def cas(self, spec: CertSpec) -> tuple[str, ...]:
         """The CAs to try for ``spec``, in order: its own (or the job's), then fallbacks."""

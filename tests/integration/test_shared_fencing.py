@@ -19,8 +19,8 @@ from certfleet.store.pg_conn import Db
 from certfleet.store.pg_transfer import export_tree, import_tree
 from certfleet.store.postgres import PgStore
 
-from .shared_helpers import store_key, store_section
 from .fleet_helpers import toml_value
+from .shared_helpers import store_key, store_section
 
 pytestmark = pytest.mark.integration
 NAME = "fence.example.com"
@@ -127,7 +127,7 @@ def _file_store(root: Path) -> Store:
         for v in range(1, versions + 1):
             meta = replace(_meta(v), names=(name,))
             store.activate(name, _files(f"{name}-{v}"), meta)
-        store.update_state(name, lambda s: s.with_order("https://ca/order/9", [name]))
+        store.update_state(name, lambda s, n=name: s.with_order("https://ca/order/9", [n]))
         store.unlock(name)
     store.save_pending_key("y.example.com", b"pending y\n")
     store.save_account("https://ca/dir", {"url": "https://ca/acct/1", "thumbprint": "t"})
@@ -149,11 +149,10 @@ def _same_trees(left: Path, right: Path) -> list[str]:
             a = Path(folder) / entry
             b = right / a.relative_to(left)
             if a.is_symlink() or b.is_symlink():
-                if not (a.is_symlink() and b.is_symlink() and os.readlink(a) == os.readlink(b)):
+                if not (a.is_symlink() and b.is_symlink()
+                        and os.readlink(a) == os.readlink(b)):
                     diff.append(str(a.relative_to(left)))
-            elif a.is_file() and not (b.is_file() and filecmp.cmp(a, b, shallow=False)):
-                diff.append(str(a.relative_to(left)))
-            elif a.is_dir() and not b.is_dir():
+            elif (a.is_file() and not (b.is_file() and filecmp.cmp(a, b, shallow=False))) or (a.is_dir() and not b.is_dir()):
                 diff.append(str(a.relative_to(left)))
     return diff
 

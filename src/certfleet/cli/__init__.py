@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("challenge", "serve"), "check": ("challenge", "check"),
     "nginx-config": ("challenge", "nginx"), "account": ("account", "account"),
     "monitor": ("monitor", "monitor"), "import": ("migrate", "run"),
+    "store": ("store", "store"),
 }
 
 

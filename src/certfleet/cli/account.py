@@ -45,9 +45,9 @@ def account(args: argparse.Namespace) -> int:
 def _account_show(job: JobConfig) -> int:
     """What is on disk about the account; reads only (no key is made, nothing written)."""
     from ..account_key import AccountKey
-    from ..store import Store
+    from ..store import open_store
 
-    store = Store(job.state_dir, create=False)
+    store = open_store(job, create=False)
     path = store.account_key_path(job.directory)
     key = AccountKey.load(path)
     say(f"CA:         {job.directory}")
@@ -84,9 +84,9 @@ async def _account_online(action: str, args: argparse.Namespace, job: JobConfig)
     from .. import ca
     from ..keytypes import KeyType
     from ..registration import eab_settings
-    from ..store import Store
+    from ..store import open_store
 
-    store = Store(job.state_dir)
+    store = open_store(job)
     key_type = KeyType.parse(args.key_type) if args.key_type else job.account_key_type
     async with ca.client(job) as client:
         if action == "register":

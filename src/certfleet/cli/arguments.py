@@ -77,6 +77,7 @@ def parser() -> Parser:
     challenge_commands(sub, common, job)
     account_commands(sub, common, job)
     monitor_command(sub, common, job)
+    store_command(sub, common)
     import_command(sub, common_options(config=False))
     return top
 
@@ -185,6 +186,20 @@ def account_commands(sub: Any, common: argparse.ArgumentParser,
                         "with a new key (after a deactivation)")
     p.add_argument("--yes", action="store_true",
                    help="deactivate: yes, really (it cannot be undone)")
+
+
+def store_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``store migrate|import|export|new-key`` (done by ``cli.store``)."""
+    p = sub.add_parser(
+        "store", parents=[common], help="the shared PostgreSQL store: migrate, import, "
+        "export, new-key",
+        description="migrate: create or update the schema ([store] in certfleet.toml); "
+        "import [DIR]: copy a state directory (default: state_dir) into the database; "
+        "export DIR: copy the database into an empty state directory; new-key FILE: make "
+        "the key that seals private keys in the database (0600, same on every Work host)")
+    p.add_argument("action", choices=("migrate", "import", "export", "new-key"))
+    p.add_argument("path", nargs="?", metavar="DIR|FILE",
+                   help="import/export: the state directory; new-key: the key file")
 
 
 def monitor_command(sub: Any, common: argparse.ArgumentParser,

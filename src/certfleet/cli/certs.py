@@ -75,12 +75,12 @@ def issue(args: argparse.Namespace) -> int:
 def revoke(args: argparse.Namespace) -> int:
     from .. import ca
     from ..revocation import revoke_stored
-    from ..store import Store
+    from ..store import open_store
 
     job = job_from(vars(args), need_domains=False)
     base, plus, variant = args.name.partition("+")
     name = normalize_identifier(base) + (f"+{KeyType.parse(variant).value}" if plus else "")
-    store = Store(job.state_dir)
+    store = open_store(job)
     stored = store.current(name)
     if stored is None:
         raise ConfigError(f"{name}: no certificate stored in {job.state_dir}")

@@ -17,20 +17,20 @@ from .output import say
 def _thumbprint(job: JobConfig) -> str | None:
     """The account key's thumbprint, if there is an account key (nothing is made)."""
     from ..account_key import AccountKey
-    from ..store import Store
+    from ..store import open_store
 
     if not job.state_dir.is_dir():
         return None
-    key = AccountKey.load(Store(job.state_dir, create=False).account_key_path(job.directory))
+    key = AccountKey.load(open_store(job, create=False).account_key_path(job.directory))
     return key.thumbprint if key else None
 
 
 def _made_thumbprint(job: JobConfig) -> tuple[str, str]:
     """The account key's thumbprint and a note on where the key is (made now if missing)."""
     from ..account_key import AccountKey
-    from ..store import Store
+    from ..store import open_store
 
-    path = Store(job.state_dir).account_key_path(job.directory)
+    path = open_store(job).account_key_path(job.directory)
     key, created = AccountKey.load_or_create(path, job.account_key_type)
     made = f"made just now ({job.account_key_type.value})" if created else "the account key"
     return key.thumbprint, f"# thumbprint of {path}, {made}"
@@ -69,6 +69,15 @@ def serve(args: argparse.Namespace) -> int:
     if not listen:
         raise ConfigError("serve: no address; pass --listen HOST:PORT or set "
                           "[challenge] serve_listen")
+    if job.store.shared:  # tokens from the database: any Work host's run presents them
+        from ..store import open_store
+
+        store = open_store(job, create=False)
+        try:
+            asyncio.run(serving.serve(listen, job.state_dir, tokens=store.tokens))
+        finally:
+            store.close()
+        return 0
     asyncio.run(serving.serve(listen, serving.challenge_dir(job.state_dir)))
     return 0
 

@@ -64,12 +64,13 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from .. import fleet, plan
-    from ..store import Store
+    from ..store import open_store
 
     job = job_from(vars(args), need_domains=True)
     specs = fleet.select(job, args.names)
     if args.dry_run:
-        store = Store(job.state_dir, create=False) if job.state_dir.exists() else None
+        store = open_store(job, create=False) \
+            if job.state_dir.exists() or job.store.shared else None
         plans = _dry_plans(job, specs, store, args.force)
         for line in plan.describe(plans, job):
             output.say(line)
@@ -118,11 +119,11 @@ def deploy(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     from ..config.sources import config_path
-    from ..store import Store
+    from ..store import open_store
 
     configured = config_path(vars(args), _env()) is not None or args.domains is not None
     job = job_from(vars(args), need_domains=False)
-    store = Store(job.state_dir, create=False)
+    store = open_store(job, create=False)
     rows = status_view.rows(store, job if configured else None)
     table = args.table or (not args.lines and sys.stdout.isatty())
     if args.json:

@@ -34,9 +34,9 @@ def monitor(args: argparse.Namespace) -> int:
 
 
 def _judge(job: JobConfig, args: argparse.Namespace) -> Verdict:
-    from ..store import Store
+    from ..store import open_store
 
-    store = Store(job.state_dir, create=False)
+    store = open_store(job, create=False)
     specs = list(job.certs)
     snaps = store.snapshot([s.name for s in specs])
     served = _probe(job, specs, snaps) if args.probe else None

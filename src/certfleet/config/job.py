@@ -27,7 +27,7 @@ from ..keytypes import KeyType
 from ..layout import placement
 from ..ratelimits import CA_LIMITS, PRIVATE_CA_LIMITS, CaLimits
 from ..spec import CertDefaults, CertSpec, Challenges, JobConfig
-from . import sections, values
+from . import sections, store_section, values
 from .defaults import CONCURRENCY, DEFAULT_STATE_DIR, LETSENCRYPT, MAX_CONCURRENCY
 from .domains import BOM, MAX_FILE, scan_domains
 from .problems import CMDLINE, ConfigErrors, Problems
@@ -111,6 +111,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     certs = sections.certs(top.table("certs"), default)
     dns = sections.dns(top.table("dns"))
     notify = sections.notify(top.table("notify"))
+    stored_in = store_section.store(top.table("store"))
     metrics = top.table("metrics")
     put(metrics, "textfile", metrics.path_of("textfile"), "metrics_textfile")
     metrics.finish()
@@ -132,6 +133,7 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     specs = _with_variants(specs, default, certs)
     job["ca_limits"] = _ca_limits(job, specs)
     result = JobConfig(certs=tuple(specs), challenges=challenges, lb=lb, dns=dns, notify=notify,
+                       store=stored_in,
                        defaults=default, cert_settings={k: v for k, (v, _) in certs.items()},
                        **job)
     for source, reason in file_clashes(result):

@@ -8,11 +8,15 @@ and every command can say it before asking a CA); ``make_solver`` builds the sol
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..protocol.challenges import DNS_01, HTTP_01, TLS_ALPN_01
 from ..spec import JobConfig
 from . import Solver
+
+if TYPE_CHECKING:
+    from ..store.pg_tokens import DbTokens
 
 NO_HTTP = ("no way to answer http-01: set [challenge] mode, webroot or http_listen in "
            "certfleet.toml, or pass --webroot DIR / --http-listen HOST:PORT")
@@ -42,9 +46,11 @@ def unusable(job: JobConfig, challenge: str) -> str | None:
     return f"challenge {challenge} is not configured"
 
 
-def make_solver(job: JobConfig, challenge: str, challenge_dir: Path) -> Solver:
+def make_solver(job: JobConfig, challenge: str, challenge_dir: Path,
+                tokens: DbTokens | None = None) -> Solver:
     """The solver for one challenge type, as configured; ``ConfigError`` if it cannot be.
-    ``challenge_dir`` is where ``certfleet serve`` reads tokens (mode ``serve``)."""
+    ``challenge_dir`` is where ``certfleet serve`` reads tokens (mode ``serve``), or
+    ``tokens`` with the shared store (every Work host's ``serve`` reads them there)."""
     if (why := unusable(job, challenge)) is not None:
         raise ConfigError(why)
     how = job.challenges
@@ -57,6 +63,10 @@ def make_solver(job: JobConfig, challenge: str, challenge_dir: Path) -> Solver:
             return HttpServerSolver(*parse_listen(how.http_listen))
         if how.http_mode == "webroot" and how.webroot:
             return WebrootSolver(how.webroot)
+        if how.http_mode == "serve" and tokens is not None:
+            from ..store.pg_tokens import DbTokenSolver
+
+            return DbTokenSolver(tokens)
         if how.http_mode == "serve":
             return TokenDirSolver(challenge_dir)
         return StatelessSolver()

@@ -30,7 +30,7 @@ import shutil
 import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import fsutil
 from ..errors import FleetBusy, StoreError
@@ -42,6 +42,9 @@ from .index import Snapshot, snapshot
 from .locks import LOCK_WAIT, Locks
 from .meta import PEM_FILES, StoredCert, VersionMeta, ca_id
 
+if TYPE_CHECKING:
+    from .pg_tokens import DbTokens
+
 log = logging.getLogger(__name__)
 KEEP_VERSIONS = 5
 MIN_FREE_BYTES = 1 << 20
@@ -50,6 +53,9 @@ STATE_LIMIT = 1 << 20
 
 class Store:
     """A state directory on the Work host's disk."""
+
+    shared = False                    # PgStore: several Work hosts share the store
+    tokens: DbTokens | None = None    # PgStore: http-01 tokens every host's `serve` reads
 
     def __init__(self, root: Path, *, create: bool = True) -> None:
         self.writable = create
@@ -156,6 +162,9 @@ class Store:
                         self.read_file(current, "privkey.pem") == pending.read_bytes():
                     shutil.rmtree(pending.parent, ignore_errors=True)
 
+    def close(self) -> None:
+        """Nothing to close here (the shared store closes its connections)."""
+
     def challenge_dir(self) -> Path:
         """Where http-01 tokens wait for ``certfleet serve``."""
         path = self.root / "challenges"
@@ -181,8 +190,11 @@ class Store:
         self.locks.unlock(name)
 
     @contextlib.asynccontextmanager
-    async def locked(self, name: str, wait: float = LOCK_WAIT) -> AsyncIterator[None]:
-        """``async with store.locked(name):`` hold the certificate's lock."""
+    async def locked(self, name: str, wait: float = LOCK_WAIT, *,
+                     skip_if_claimed: bool = False) -> AsyncIterator[None]:
+        """``async with store.locked(name):`` hold the certificate's lock (this host's
+        processes wait their turn; ``skip_if_claimed`` is for the shared store, where
+        another host's claim is not waited for)."""
         async with self.locks.held(name, self.cert_dir(name) / "lock", wait):
             yield
 
