@@ -152,7 +152,8 @@ def _same_trees(left: Path, right: Path) -> list[str]:
                 if not (a.is_symlink() and b.is_symlink()
                         and os.readlink(a) == os.readlink(b)):
                     diff.append(str(a.relative_to(left)))
-            elif (a.is_file() and not (b.is_file() and filecmp.cmp(a, b, shallow=False))) or (a.is_dir() and not b.is_dir()):
+            elif (a.is_file() and not (b.is_file() and filecmp.cmp(a, b, shallow=False))) \
+                    or (a.is_dir() and not b.is_dir()):
                 diff.append(str(a.relative_to(left)))
     return diff
 
