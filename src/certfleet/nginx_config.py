@@ -42,9 +42,28 @@ def checked_path(path: Path | str, what: str) -> str:
     return text
 
 
-def lb_proxy(work: str) -> str:
-    """The load balancer's location for proxy mode; ``work`` is the Work host's HOST:PORT."""
-    work = checked_work(work)
+def lb_proxy(work: str | Sequence[str]) -> str:
+    """The load balancer's location for proxy mode; ``work`` is the Work host's HOST:PORT,
+    or several (Work hosts sharing the store, each running ``serve``): an upstream then
+    lists them and a request goes on to the next when one is down or has no answer."""
+    if not isinstance(work, str) and len(work) > 1:
+        servers = "".join(f"    server {checked_work(w)} max_fails=1 fail_timeout=10s;\n"
+                          for w in work)
+        return f"""\
+# On each load balancer, in the http block: every Work host that runs `certfleet serve`
+# (they answer from the shared store, so any of them can).
+upstream certfleet_acme {{
+{servers}}}
+# Inside every server block of the sites certfleet manages:
+location ^~ {HTTP_01_PREFIX} {{
+    proxy_pass http://certfleet_acme;
+    proxy_next_upstream error timeout http_404 http_502 http_503 http_504;
+    proxy_set_header Host $host;               # certfleet answers only for the name asked
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_connect_timeout 5s;
+}}
+"""
+    work = checked_work(work if isinstance(work, str) else work[0])
     return f"""\
 # On each load balancer, inside every server block of the sites certfleet manages:
 location ^~ {HTTP_01_PREFIX} {{

@@ -157,9 +157,10 @@ def challenge_commands(sub: Any, common: argparse.ArgumentParser,
                        help="print the nginx snippets for the load balancers and Work host")
     p.add_argument("--stateless", action="store_true",
                    help="load balancers answer token.thumbprint themselves")
-    p.add_argument("--work", metavar="HOST:PORT",
+    p.add_argument("--work", metavar="HOST:PORT", action="append",
                    help="where the load balancers reach the Work host (default: "
-                        "[challenge] serve_listen or http_listen)")
+                        "[challenge] serve_listen or http_listen); repeat it for the Work "
+                        "hosts that share a store: they go into one upstream")
 
 
 def account_commands(sub: Any, common: argparse.ArgumentParser,

@@ -46,11 +46,12 @@ def nginx(args: argparse.Namespace) -> int:
         say(nginx_config.lb_stateless(thumbprint).rstrip("\n"))
         return 0
     how = job.challenges
-    work = args.work or how.serve_listen or how.http_listen
+    works = args.work or [w for w in (how.serve_listen or how.http_listen,) if w]
+    work = works[0] if works else None
     if not work:
         raise ConfigError("nginx-config: where do the load balancers reach the Work host? "
                           "set [challenge] serve_listen, or pass --work HOST:PORT")
-    say(nginx_config.lb_proxy(work))
+    say(nginx_config.lb_proxy(works))
     if how.http_mode == "webroot" and how.webroot:
         names = [n for spec in job.certs for n in spec.names]
         say(nginx_config.work_webroot(work, names, how.webroot).rstrip("\n"))

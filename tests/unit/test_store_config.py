@@ -1,0 +1,112 @@
+"""``[store]``: every bad value is a file:line error; the file backend imports no driver;
+``nginx-config`` lists several Work hosts in one upstream."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from certfleet import nginx_config
+from certfleet.config import ConfigErrors, load_job
+from certfleet.errors import ConfigError
+from certfleet.store.dsn import parse_dsn
+
+KEY = "ab" * 32
+
+
+def _config(tmp_path: Path, store: str) -> Path:
+    tmp_path.chmod(0o700)
+    (tmp_path / "key").write_text(KEY + "\n")
+    (tmp_path / "key").chmod(0o600)
+    (tmp_path / "pw").write_text("secret\n")
+    (tmp_path / "pw").chmod(0o600)
+    (tmp_path / "ca.pem").write_text("x\n")
+    path = tmp_path / "certfleet.toml"
+    path.write_text(f'state_dir = "{tmp_path}/state"\n[store]\n{store}')
+    return path
+
+
+GOOD = ('backend = "postgresql"\ndsn = "postgresql://cf@db.example.net/cf"\n'
+        'password_file = "pw"\nca_file = "ca.pem"\nkey_file = "key"\n')
+
+
+def test_a_good_section(tmp_path: Path) -> None:
+    job = load_job(_config(tmp_path, GOOD + "lease_seconds = 30\nholder = \"w1\"\n"))
+    assert job.store.shared
+    assert job.store.key == bytes.fromhex(KEY)
+    assert job.store.password == "secret"
+    assert (job.store.lease_seconds, job.store.holder) == (30.0, "w1")
+    assert "secret" not in repr(job.store)
+    assert KEY not in repr(job.store)
+
+
+def test_the_default_is_the_file_store(tmp_path: Path) -> None:
+    assert not load_job(_config(tmp_path, "")).store.shared
+
+
+@pytest.mark.parametrize(("change", "line", "phrase"), [
+    (('backend = "postgresql"', 'backend = "mysql"'), 3, "use one of files, postgresql"),
+    (("postgresql://cf@db", "postgresql://cf:pw@db"), 4, "holds a password"),
+    (("postgresql://cf@db.example.net/cf", "postgresql://db.example.net/cf"), 4,
+     "names no user"),
+    (("/cf\"", "/cf?sslmode=require\""), 4, "only verify-full"),
+    (("/cf\"", "/cf?foo=1\""), 4, "unknown parameter 'foo'"),
+    (('ca_file = "ca.pem"\n', ""), 4, "give ca_file"),
+    (('key_file = "key"', 'key_file = "pw"'), 7, "must hold 64 hex digits"),
+    (('key_file = "key"', 'key_file = "nothing"'), 7, "no such file"),
+    (('password_file = "pw"\n', ""), 3, "needs the database password"),
+])
+def test_bad_values_name_their_line(tmp_path: Path, change: tuple[str, str], line: int,
+                                    phrase: str) -> None:
+    path = _config(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ConfigErrors) as info:
+        load_job(path)
+    assert f"{path}:{line}: " in str(info.value)
+    assert phrase in str(info.value)
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = _config(tmp_path, GOOD)
+    (tmp_path / "key").chmod(0o644)
+    with pytest.raises(ConfigErrors, match=r"certfleet.toml:7: .*key"):
+        load_job(path)
+
+
+def test_postgresql_options_with_the_file_store_are_refused(tmp_path: Path) -> None:
+    path = _config(tmp_path, 'dsn = "postgresql://cf@db/cf"\n')
+    with pytest.raises(ConfigErrors, match=r":3: dsn is for backend = \"postgresql\""):
+        load_job(path)
+
+
+def test_a_unix_socket_needs_no_tls() -> None:
+    dsn = parse_dsn("postgresql://cf@/cf?host=/run/postgresql")
+    assert dsn.host is None
+    assert dsn.socket == "/run/postgresql/.s.PGSQL.5432"
+    with pytest.raises(ValueError, match="no TLS"):
+        parse_dsn("postgresql://cf@/cf?host=/run/postgresql&sslmode=verify-full")
+
+
+def test_the_file_backend_never_imports_the_driver(tmp_path: Path) -> None:
+    path = _config(tmp_path, "")
+    code = ("import sys; from certfleet.config import load_job; from certfleet.store import "
+            f"open_store; open_store(load_job(__import__('pathlib').Path({str(path)!r})));"
+            "print(sorted(m for m in sys.modules if m.startswith(('pg8000', "
+            "'certfleet.store.p'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_several_work_hosts_make_one_upstream() -> None:
+    text = nginx_config.lb_proxy(["192.0.2.11:8080", "192.0.2.12:8080"])
+    assert "upstream certfleet_acme {" in text
+    assert "server 192.0.2.11:8080 max_fails=1 fail_timeout=10s;" in text
+    assert "server 192.0.2.12:8080 max_fails=1 fail_timeout=10s;" in text
+    assert "proxy_pass http://certfleet_acme;" in text
+    assert "proxy_next_upstream error timeout http_404" in text
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        nginx_config.lb_proxy(["192.0.2.11:8080", "h:80;"])
+    assert "proxy_pass http://192.0.2.11:8080;" in nginx_config.lb_proxy(["192.0.2.11:8080"])
