@@ -247,8 +247,10 @@ async def _issue_one(cas: CaSessions, store: Store, job: JobConfig, plan: CertPl
         async with store.locked(spec.name, skip_if_claimed=True):
             # Another run may have renewed it while this one waited for the lock: then the
             # active serial is no longer the one planned with, and the plan is made again.
+            # In a shared store another host may also have tried and failed (its back-off
+            # is in the record now), so there the plan is always made again.
             current = store.current(spec.name)
-            if (current.meta.serial if current else None) != plan.serial:
+            if store.shared or (current.meta.serial if current else None) != plan.serial:
                 plan = make_plans([spec], store.snapshot([spec.name]), job, datetime.now(UTC),
                                   lambda c: None, force=force)[0]
             if plan.due is None:

@@ -67,16 +67,18 @@ class Serve:
     """``certfleet serve`` of one host on Pebble's http-01 port, from the shared tokens."""
 
     def __init__(self, host: Host, port: int) -> None:
-        self.proc = subprocess.Popen(host.command("serve", "--listen", f"127.0.0.1:{port}"),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=_env())
+        self.log = host.dir / "serve.log"
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                host.command("serve", "-v", "--listen", f"127.0.0.1:{port}"),
+                stdout=log, stderr=subprocess.STDOUT, text=True, env=_env())
         self.port = port
         deadline = time.monotonic() + 30
         import socket
 
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited: {self.proc.communicate()[0]}")
+                raise RuntimeError(f"serve exited: {self.log.read_text()}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
@@ -86,8 +88,8 @@ class Serve:
 
     def stop(self) -> str:
         self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=30)
-        return out
+        self.proc.wait(timeout=30)
+        return self.log.read_text()
 
     def __enter__(self) -> Serve:
         return self
