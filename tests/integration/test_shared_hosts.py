@@ -166,3 +166,61 @@ def test_a_database_restart_mid_run_fails_cleanly_and_the_next_run_completes(
           "restart")
     # At most the orders in flight at the restart (concurrency 4) were placed again.
     assert len(names) <= orders <= len(names) + 4
+
+
+def test_kill_9_rounds_order_each_certificate_at_most_once_beyond_those_in_flight(
+        pebble_lab_factory: Any, postgres: Any, tmp_path: Path) -> None:
+    """20 rounds, each over six new certificates: three hosts run at once and one of them,
+    at random, is killed with SIGKILL at a random moment. Then one more run issues what is
+    left: orders beyond one a certificate are at most those the killed hosts had in
+    flight, and no lease is left claimed."""
+    import random
+
+    rng = random.Random(14)
+    lab = pebble_lab_factory(env={"PEBBLE_VA_NOSLEEP": "0", "PEBBLE_VA_SLEEPTIME": "1"})
+    rounds, per_round = 20, 6
+    names = [f"k{i:03d}.shared.example" for i in range(rounds * per_round)]
+    domains, target = _fleet(tmp_path, names)
+    hosts = [Host(tmp_path, f"w{i}", lab, postgres, domains, lease=5, concurrency=2)
+             for i in range(HOSTS)]
+    assert hosts[0].cli("store", "migrate")[0] == 0
+    in_flight = killed = 0
+    with Serve(hosts[0], lab.http_port):
+        for r in range(rounds):
+            these = names[r * per_round:(r + 1) * per_round]
+            procs = [h.start("run", *these) for h in hosts]
+            victim = rng.randrange(HOSTS)
+            mine = f"holder LIKE 'w{victim}/{procs[victim].pid}/%'"
+            # A random moment once the victim is at work (it claimed something).
+            deadline = time.monotonic() + 30
+            while procs[victim].poll() is None and time.monotonic() < deadline and \
+                    postgres.psql(f"SELECT count(*) FROM certfleet_leases WHERE {mine}"
+                                  ).strip() == "0":
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0, 1.5))
+            if procs[victim].poll() is None:
+                held = postgres.psql("SELECT count(*) FROM certfleet_leases WHERE "
+                                     f"expires > now() AND {mine}").strip()
+                procs[victim].kill()
+                procs[victim].wait()
+                killed += 1
+                in_flight += int(held)  # claimed just before the kill: at most these
+            for proc in procs:
+                out, _ = proc.communicate(timeout=300)
+                assert "Traceback" not in (out or ""), out
+        time.sleep(6)  # the killed hosts' leases run out
+        rc, out = hosts[1].cli("run")
+    assert rc in (0, 2), out
+    active = postgres.psql("SELECT count(active) FROM certfleet_certs").strip()
+    assert active == str(len(names)), out
+    assert postgres.psql("SELECT count(*) FROM certfleet_leases WHERE expires > now()"
+                         ).strip() == "0"
+    assert postgres.psql("SELECT count(*) FROM certfleet_versions").strip() == str(len(names))
+    orders = orders_seen(lab)
+    print(f"orders: {orders} for {len(names)} certificates; {killed} hosts killed holding "
+          f"{in_flight} leases; the last run: {out.splitlines()[-1]}")
+    assert killed >= 10
+    assert in_flight > 0  # the kills hit work in flight
+    assert len(names) <= orders <= len(names) + in_flight
+    for name in names:
+        assert (target / name / "fullchain.pem").exists()
