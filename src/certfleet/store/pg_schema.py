@@ -50,6 +50,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                key_authorization text NOT NULL,
                created timestamptz NOT NULL DEFAULT now())""",
     )),
+    # What a run weighs of each certificate (``standing.Standing`` as JSON), kept with every
+    # write: a run over many certificates reads this column alone (the file store's index).
+    (2, "each certificate's standing, for planning without reading every record", (
+        "ALTER TABLE certfleet_certs ADD COLUMN standing text",
+    )),
 )
 LATEST = MIGRATIONS[-1][0]
 

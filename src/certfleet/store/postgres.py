@@ -25,10 +25,12 @@ from ..keytypes import KeyType
 from ..names import storage_name
 from ..ratelimits import Ledger, ledger_from_json, ledger_to_json
 from ..spec import StoreSettings
+from ..standing import from_json as standing_from_json
+from ..standing import of as standing_of
 from ..state import CertState, StateDamaged
 from . import pg_schema
 from .files import KEEP_VERSIONS, STATE_LIMIT, Store
-from .index import Snapshot
+from .index import NO_STATE, Snapshot
 from .locks import LOCK_WAIT, Locks
 from .meta import StoredCert, VersionMeta, ca_id
 from .pg_conn import Db, Tx
@@ -120,12 +122,36 @@ class PgStore(Store):
                           VersionMeta.from_json(data, where))
 
     def snapshot(self, names: Sequence[str]) -> dict[str, Snapshot]:
-        """Every certificate's active version and state in one query; a damaged one is
-        reported damaged, the others go on."""
+        """Every certificate's standing in one query (the records themselves are read
+        when first asked for); those without one (imported, or written before schema
+        version 2) are read whole in one more query. A damaged certificate is reported
+        damaged and the others go on."""
+        # One JSON object from the server, parsed in one call: for 10,000 certificates
+        # far quicker than 10,000 rows through the driver.
+        rows = self.db.run("SELECT coalesce(json_object_agg(name, standing::json), '{}') "
+                           "FROM certfleet_certs WHERE name = ANY(CAST(:n AS text[]))",
+                           n=list(names))
+        found = json.loads(rows[0][0]) if isinstance(rows[0][0], str) else rows[0][0]
+        result: dict[str, Snapshot] = {}
+        whole: list[str] = []
+        for name in names:
+            if name not in found:
+                result[name] = Snapshot(None, CertState())
+            elif (standing := standing_from_json(found[name])) is not None:
+                result[name] = Snapshot(None, NO_STATE, None, standing,
+                                        (self._snapshot_one, name))
+            else:
+                whole.append(name)
+        return result | (self._records(whole) if whole else {})
+
+    def _snapshot_one(self, name: str) -> Snapshot:
+        return self._records([name])[name]
+
+    def _records(self, names: list[str]) -> dict[str, Snapshot]:
         rows = self.db.run("""SELECT c.name, c.state, v.meta FROM certfleet_certs c
                               LEFT JOIN certfleet_versions v
                               ON v.name = c.name AND v.version = c.active
-                              WHERE c.name = ANY(CAST(:n AS text[]))""", n=list(names))
+                              WHERE c.name = ANY(CAST(:n AS text[]))""", n=names)
         found = {row[0]: (row[1], row[2]) for row in rows}
         result: dict[str, Snapshot] = {}
         for name in names:
@@ -178,8 +204,12 @@ class PgStore(Store):
                        n=name, v=meta.version, m=_dump(meta.to_json()),
                        c=files["cert.pem"], ch=files["chain.pem"], f=files["fullchain.pem"],
                        k=sealed)
+                row = tx.one("SELECT state FROM certfleet_certs WHERE name = :n FOR UPDATE",
+                             n=name)
+                standing = _standing(meta, self._state(name, row[0] if row else "{}"))
                 tx.run("""UPDATE certfleet_certs SET active = :v, pending_key = NULL,
-                          changed = now() WHERE name = :n""", n=name, v=meta.version)
+                          standing = :st, changed = now() WHERE name = :n""",
+                       n=name, v=meta.version, st=standing)
                 tx.run("DELETE FROM certfleet_versions WHERE name = :n AND version <= :old",
                        n=name, old=meta.version - KEEP_VERSIONS)
         except KeyError as exc:
@@ -244,8 +274,12 @@ class PgStore(Store):
             data = _dump(state.to_json())
             if len(data) > STATE_LIMIT:
                 raise StoreError(f"{name}: state record would exceed {STATE_LIMIT} bytes")
-            tx.run("UPDATE certfleet_certs SET state = :s, changed = now() WHERE name = :n",
-                   n=name, s=data)
+            active = tx.one("""SELECT v.meta FROM certfleet_certs c JOIN certfleet_versions v
+                               ON v.name = c.name AND v.version = c.active
+                               WHERE c.name = :n""", n=name)
+            meta = None if active is None else self._stored(name, active[0]).meta
+            tx.run("""UPDATE certfleet_certs SET state = :s, standing = :st, changed = now()
+                      WHERE name = :n""", n=name, s=data, st=_standing(meta, state))
         return state
 
     # -- accounts: one per CA, shared ---------------------------------------------------------
@@ -326,6 +360,10 @@ class PgStore(Store):
             tx.run("UPDATE certfleet_accounts SET ledger = :l WHERE ca = :c", c=ident,
                    l=json.dumps(ledger_to_json(ledger), separators=(",", ":")))
         return ledger
+
+
+def _standing(meta: VersionMeta | None, state: CertState) -> str:
+    return json.dumps(standing_of(meta, state).to_json(), separators=(",", ":"))
 
 
 def _ensure_cert(tx: Tx, name: str) -> None:
