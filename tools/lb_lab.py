@@ -29,6 +29,7 @@ class LoadBalancer:
         self.conf = self.prefix / "nginx.conf"
         self.log = self.workdir / "nginx.log"
         self._procs: _Processes | None = None
+        self.http_snippet = ""   # for the http block (an upstream of several Work hosts)
 
     @property
     def label(self) -> str:
@@ -61,6 +62,7 @@ http {{
     fastcgi_temp_path {_quote(temp / "fastcgi")};
     uwsgi_temp_path {_quote(temp / "uwsgi")};
     scgi_temp_path {_quote(temp / "scgi")};
+{self.http_snippet}
     server {{
         listen {self.address}:{self.port};
         server_name _;
@@ -76,8 +78,9 @@ http {{
         return [str(NGINX), "-p", str(self.prefix) + "/", "-c", str(self.conf), "-e",
                 str(self.log)]
 
-    def start(self, snippet: str) -> Self:
+    def start(self, snippet: str, http_snippet: str = "") -> Self:
         find_binaries()
+        self.http_snippet = http_snippet
         self.prefix.mkdir(parents=True, exist_ok=True)
         self._write(snippet)
         self._procs = _Processes()

@@ -224,3 +224,58 @@ def test_kill_9_rounds_order_each_certificate_at_most_once_beyond_those_in_fligh
     assert len(names) <= orders <= len(names) + in_flight
     for name in names:
         assert (target / name / "fullchain.pem").exists()
+
+
+def test_two_load_balancers_reach_whichever_work_host_is_up(
+        pebble_lab_factory: Any, postgres: Any, tmp_path: Path) -> None:
+    """Both load balancers (real nginx) run what `nginx-config --work A --work B` prints;
+    two Work hosts run `serve` from the shared tokens. A token any host presented is
+    answered through both load balancers, and still when one Work host is stopped."""
+    import socket
+
+    import web_lab
+
+    from ..conftest import require
+
+    require(web_lab.find_binaries, web_lab.WebLabUnavailable)
+    from lb_lab import LoadBalancer
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    lab = pebble_lab_factory()
+    domains, _ = _fleet(tmp_path, ["lb.shared.example"])
+    hosts = [Host(tmp_path, f"w{i}", lab, postgres, domains) for i in range(2)]
+    assert hosts[0].cli("store", "migrate")[0] == 0
+    ports = [free_port() for _ in hosts]
+    rc, text = hosts[0].cli("nginx-config", *(a for p in ports
+                                             for a in ("--work", f"127.0.0.1:{p}")))
+    assert rc == 0, text
+    http_part, _, server_part = text.partition("# Inside every server block")
+    server_part = server_part.partition("\n")[2].split("# On the Work host")[0]
+    assert "upstream certfleet_acme {" in http_part
+    token, key_auth = "tok-" + "A" * 40, "tok-" + "A" * 40 + ".thumb"
+    postgres.psql("INSERT INTO certfleet_tokens (token, name, key_authorization) "
+                  f"VALUES ('{token}', 'lb.shared.example', '{key_auth}')")
+    path = f"/.well-known/acme-challenge/{token}"
+    serves = [Serve(h, p) for h, p in zip(hosts, ports, strict=True)]
+    lbs = [LoadBalancer(tmp_path / f"lb{i}", "127.0.0.1", free_port(), name=f"lb{i}")
+           for i in range(2)]
+    try:
+        for lb in lbs:
+            lb.start(server_part, http_part)
+        for lb in lbs:
+            assert lb.get(path, "lb.shared.example") == (200, key_auth), lb.name
+            assert lb.get(path, "other.example")[0] == 404  # only for the name validated
+        serves[0].stop()
+        for lb in lbs:
+            for _ in range(3):  # whichever host nginx tries first, the answer comes
+                assert lb.get(path, "lb.shared.example") == (200, key_auth), lb.name
+    finally:
+        for lb in lbs:
+            lb.stop()
+        for serve in serves:
+            if serve.proc.poll() is None:
+                serve.stop()
