@@ -40,12 +40,14 @@ class DbTokens:
         database cannot be asked (the CA sees a 404 and the order fails, then is retried)."""
         if not token_is_safe(token):
             return None
-        try:
-            row = self.db.run("SELECT name, key_authorization FROM certfleet_tokens "
-                              "WHERE token = :t", t=token)
-        except StoreError:
-            return None
-        return (row[0][0], row[0][1]) if row else None
+        for _ in range(2):  # a connection the server dropped (a restart) is opened again
+            try:
+                row = self.db.run("SELECT name, key_authorization FROM certfleet_tokens "
+                                  "WHERE token = :t", t=token)
+            except StoreError:
+                continue
+            return (row[0][0], row[0][1]) if row else None
+        return None
 
     def count(self) -> int:
         try:
