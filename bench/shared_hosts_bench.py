@@ -35,8 +35,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--hosts", type=int, action="append",
+                        help="how many Work hosts (repeatable; default: 1, then 3)")
     args = parser.parse_args()
-    for hosts in (1, 3):
+    for hosts in args.hosts or (1, 3):
         seconds, orders = _round(hosts, args.count, args.concurrency)
         print(f"{args.count} certificates, {hosts} Work host(s): {seconds:.1f} s, "
               f"{orders} orders", flush=True)
@@ -74,10 +76,16 @@ def _round(hosts: int, count: int, concurrency: int) -> tuple[float, int]:
             _wait_port(lab.http_port)
             start = time.monotonic()
             runs = [subprocess.Popen([*cmd, "run", "--config", str(c)], env=env,
-                                     stdout=subprocess.DEVNULL) for c in configs]
-            for run in runs:
-                run.wait()
+                                     stdout=subprocess.PIPE, text=True) for c in configs]
+            outs = [run.communicate()[0] for run in runs]
             seconds = time.monotonic() - start
+            for out in outs:  # each host's summary, and the reasons of what failed
+                lines = out.splitlines()
+                failures = {re.sub(r"[A-Za-z0-9_-]{40,}|\S+\.bench\.example\S*", "*",
+                                   line.partition(": failed: ")[2])[:160]
+                            for line in lines if ": failed: " in line}
+                print(f"  {lines[-1] if lines else '(no output)'}", *sorted(failures),
+                      sep="\n    ")
             serve.terminate()
             serve.wait()
             log.close()
