@@ -55,9 +55,20 @@ class Db:
         return conn
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """One statement in its own transaction; its rows."""
-        with self.transaction() as tx:
-            return tx.run(sql, **params)
+        """One statement, committed by itself (the driver's autocommit: one round trip);
+        its rows."""
+        import pg8000.native
+
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            try:
+                return Tx(self._conn).run(sql, **params)
+            except (pg8000.native.InterfaceError, OSError) as exc:
+                self.close()
+                raise StoreError(f"{self.where}: connection lost: {_reason(exc)}") from None
+            except pg8000.native.DatabaseError as exc:
+                raise StoreError(f"{self.where}: {_reason(exc)}") from None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
