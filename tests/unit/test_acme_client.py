@@ -28,6 +28,7 @@ from cryptography.x509.oid import NameOID
 from certfleet import acme_client
 from certfleet.acme_client import AcmeClient, Response, problem_error
 from certfleet.errors import AcmeProblem, BadNonce, ProtocolError, RateLimited, TransportError
+from certfleet.http11 import Pool
 
 from ..adversarial.fakeca import FakeCA
 from .pki import CA, new_key
@@ -188,7 +189,7 @@ def test_post_as_get_signs_an_empty_payload_and_sends_no_accept(ca: FakeCA) -> N
 
     response = run(with_client(ca, use))
     assert signer.calls[0][2] is None
-    assert seen["Accept"] == "*/*"   # aiohttp's default: certfleet asked for nothing
+    assert "Accept" not in seen   # certfleet asked for nothing in particular
     assert response.json()["status"] == "pending"
 
 
@@ -614,11 +615,22 @@ def test_a_connection_cut_mid_answer_is_a_transport_error(ca: FakeCA) -> None:
         run(with_client(ca, lambda c: c.directory()))
 
 
-def test_describe_names_the_failure() -> None:
-    assert acme_client._describe(TimeoutError()) == "timed out"
-    assert acme_client._describe(TimeoutError()) == "timed out"
-    assert acme_client._describe(OSError("\x1b[31mred")) == "\\x1b[31mred"
-    assert acme_client._describe(ConnectionResetError()) == "ConnectionResetError"
+def test_a_transport_failure_is_named_with_control_characters_escaped() -> None:
+    """The pool's message reaches the operator through safe_text: a hostile Location cannot
+    move the cursor when the request to it fails."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/\x1b[31mred"
+
+    async def use() -> None:
+        async with AcmeClient(url, allow_http=True) as client:
+            await client.get(url)
+
+    with pytest.raises(TransportError, match="cannot connect") as caught:
+        asyncio.run(use())
+    assert "\x1b" not in str(caught.value)
+    assert "\\x1b[31mred" in str(caught.value)
 
 
 def test_close_twice_and_reopen(ca: FakeCA) -> None:
@@ -793,10 +805,18 @@ def test_response_retry_after_as_a_date() -> None:
 def test_the_time_limits() -> None:
     """30 seconds a request (RFC 8555 gives none; a hung CA must not hang a run), at most
     10 of them to connect."""
-    default = AcmeClient("https://ca.example/dir")._timeout
-    assert (default.total, default.sock_connect) == (30.0, 10.0)
-    short = AcmeClient("https://ca.example/dir", timeout=4)._timeout
-    assert (short.total, short.sock_connect) == (4, 4)
+    async def pools() -> tuple[Pool, Pool]:
+        default = AcmeClient("https://ca.example/dir")
+        short = AcmeClient("https://ca.example/dir", timeout=4)
+        await default.open()
+        await short.open()
+        assert default._pool is not None
+        assert short._pool is not None
+        return default._pool, short._pool
+
+    default, short = asyncio.run(pools())
+    assert (default.timeout, default.connect_timeout) == (30.0, 10.0)
+    assert (short.timeout, short.connect_timeout) == (4, 4)
 
 
 @pytest.mark.parametrize(("connections", "expected"), [(None, 4), (2, 2)])

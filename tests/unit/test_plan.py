@@ -13,6 +13,7 @@ from certfleet.keytypes import KeyType
 from certfleet.plan import CertPlan, describe, make_plans, plan_cert, renewal, stale_targets
 from certfleet.protocol import ari
 from certfleet.spec import CertSpec, HostSettings, JobConfig, Target
+from certfleet.standing import of
 from certfleet.state import CertState
 from certfleet.store import Snapshot, VersionMeta
 
@@ -49,21 +50,21 @@ def test_stale_targets_are_those_without_the_current_serial() -> None:
     state = (CertState().deployed(WEB1.key, day(1), SERIAL, 3)
              .deployed(WEB2.key, day(1), SERIAL - 1, 2)
              .deploy_failed(LOCAL.key, day(1), "disk full"))
-    assert stale_targets(SPEC, meta(), state) == (WEB2, LOCAL)
+    assert stale_targets(SPEC, of(meta(), state)) == (WEB2, LOCAL)
     state = state.deployed(WEB2.key, day(2), SERIAL, 3).deployed(LOCAL.key, day(2), SERIAL, 3)
-    assert stale_targets(SPEC, meta(), state) == ()
-    assert stale_targets(SPEC, meta(), CertState()) == (WEB1, WEB2, LOCAL)
+    assert stale_targets(SPEC, of(meta(), state)) == ()
+    assert stale_targets(SPEC, of(meta(), CertState())) == (WEB1, WEB2, LOCAL)
 
 
 def test_nothing_is_stale_before_anything_was_issued() -> None:
-    assert stale_targets(SPEC, None, CertState()) == ()
+    assert stale_targets(SPEC, of(None, CertState())) == ()
 
 
 def test_the_serial_is_compared_as_stored_hex() -> None:
     """Records keep serials in lowercase hex: 0xABC is "abc", never "2748" or "ABC"."""
     state = CertState().deployed(WEB1.key, day(1), SERIAL, 3)
     assert state.deployed_serial(WEB1.key) == "abc"
-    assert WEB1 not in stale_targets(SPEC, meta(), state)
+    assert WEB1 not in stale_targets(SPEC, of(meta(), state))
 
 
 # -- is it due, and why ----------------------------------------------------------------------------
@@ -116,12 +117,12 @@ def test_the_cas_renewal_window_replaces_the_lifetime_rule() -> None:
     plan = plan_cert(SPEC, snap(state, version=meta()), day(14))
     assert (plan.due, plan.renew_at, plan.renew_source) == (None, day(15), "ARI")
     assert plan_cert(SPEC, snap(state, version=meta()), day(15)).due == "expiring"
-    assert renewal(meta(), state, 1 / 3) == (day(15), "ARI")
+    assert renewal(of(meta(), state), 1 / 3) == (day(15), "ARI")
 
 
 def test_a_window_for_another_serial_is_ignored() -> None:
     state = CertState().with_ari(_window(SERIAL + 1, 10, 20))
-    assert renewal(meta(), state, 1 / 3) == (day(60), "lifetime")
+    assert renewal(of(meta(), state), 1 / 3) == (day(60), "lifetime")
     plan = plan_cert(SPEC, snap(state, version=meta()), day(15))
     assert (plan.due, plan.renew_at, plan.renew_source) == (None, day(60), "lifetime")
 

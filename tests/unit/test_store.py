@@ -23,6 +23,7 @@ import pytest
 
 from certfleet import fsutil
 from certfleet.errors import StoreError
+from certfleet.standing import of as standing_of
 from certfleet.state import CertState, PendingOrder
 from certfleet.store import (
     MIN_FREE_BYTES,
@@ -636,8 +637,10 @@ def test_a_state_directory_another_user_owns_is_refused(tmp_path: Path, nobody: 
 def test_a_certificate_directory_another_user_owns_is_refused(store: Store, nobody: int) -> None:
     activate(store, 1)
     os.chown(store.root / "certs" / NAME, nobody, -1)
+    # Checked once per process (only this user can change what is inside STATE): a new
+    # process, as a new Store, sees it.
     with pytest.raises(StoreError, match=f"owned by uid {nobody}"):
-        activate(store, 2)
+        activate(Store(store.root), 2)
     os.chown(store.root / "certs" / NAME, os.geteuid(), -1)
     os.chown(store.root / "certs" / NAME / "versions" / "1", nobody, -1)
     with pytest.raises(StoreError, match=f"versions/1: owned by uid {nobody}, not by this user"):
@@ -865,9 +868,9 @@ def test_stable_links_are_made_once_and_mended(store: Store,
     switched: list[str] = []
     real = fsutil.replace_symlink
 
-    def spy(link: Path, target: str) -> None:
+    def spy(link: Path, target: str, **options: Any) -> None:
         switched.append(link.name)
-        real(link, target)
+        real(link, target, **options)
 
     monkeypatch.setattr(fsutil, "replace_symlink", spy)
     activate(store, 2)
@@ -1057,9 +1060,9 @@ def test_preflight_writes_a_probe_and_leaves_nothing(store: Store,
     probes: list[tuple[Path, int, int]] = []
     real = fsutil.write_new
 
-    def spy(path: Path, data: bytes, mode: int) -> None:
+    def spy(path: Path, data: bytes, mode: int, **options: Any) -> None:
         probes.append((path, len(data), mode))
-        real(path, data, mode)
+        real(path, data, mode, **options)
 
     monkeypatch.setattr(fsutil, "write_new", spy)
     store.preflight(NAME)
@@ -1103,7 +1106,7 @@ def test_preflight_names_what_fails(store: Store, monkeypatch: pytest.MonkeyPatc
     assert str(caught.value) == f"{base}: cannot inspect: Input/output error"
     monkeypatch.undo()
 
-    def read_only(path: Path, data: bytes, mode: int) -> None:
+    def read_only(path: Path, data: bytes, mode: int, **_options: Any) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(fsutil, "write_new", read_only)
@@ -1196,10 +1199,17 @@ def _index(store: Store) -> dict[str, Any]:
     return data
 
 
-def _plant(store: Store, name: str, **entry: Any) -> None:
-    """Change a cached entry: what snapshot then returns shows whether the cache was used."""
+def _entry(store: Store, name: str = NAME) -> list[Any]:
+    """A certificate's cached entry: [directory mtime (0: not trusted), standing]."""
+    entry = _index(store)["certs"][name]
+    assert isinstance(entry, list)
+    return entry
+
+
+def _plant(store: Store, name: str, standing: Any) -> None:
+    """Change a cached standing: what snapshot then returns shows whether the cache was used."""
     index = _index(store)
-    index[name].update(entry)
+    index["certs"][name][1] = standing
     (store.root / "index.json").write_text(json.dumps(index))
 
 
@@ -1207,38 +1217,38 @@ def _cached(store: Store, name: str = NAME) -> None:
     """Age the certificate's directory, then let a snapshot cache it."""
     _age(store, name)
     store.snapshot([name])
-    assert _index(store)[name]["mtime"] != 0
+    assert _entry(store, name)[0] != 0
 
 
-def test_the_index_keeps_meta_and_state_and_is_private(store: Store) -> None:
+def test_the_index_keeps_the_standing_and_is_private(store: Store) -> None:
     activate(store, 1)
-    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    state = update(store, NAME, lambda s: s.revoked(0xABC1, NOW))
     _cached(store)
-    entry = _index(store)[NAME]
-    assert entry == {"mtime": (store.root / "certs" / NAME).stat().st_mtime_ns,
-                     "meta": meta(1).to_json(), "state": state.to_json()}
+    assert _entry(store) == [(store.root / "certs" / NAME).stat().st_mtime_ns,
+                             standing_of(meta(1), state).to_json()]
     assert mode_of(store.root / "index.json") == 0o600
-    planted = CertState().revoked(0xCD, NOW)
-    _plant(store, NAME, state=planted.to_json())
-    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), planted)
+    planted = standing_of(meta(1), CertState())._replace(key_type="cached")
+    _plant(store, NAME, planted.to_json())
+    snap = store.snapshot([NAME])[NAME]
+    assert snap.standing == planted
+    assert (snap.meta, snap.state) == (meta(1), state)   # the records, read when asked for
 
 
-def test_a_certificate_never_issued_is_indexed_with_its_state(store: Store) -> None:
+def test_a_certificate_never_issued_is_indexed_with_its_standing(store: Store) -> None:
     state = update(store, NAME, lambda s: s.after_attempt(NOW, "failed", "no", asked_ca=True))
     assert store.snapshot([NAME])[NAME] == Snapshot(None, state)
     _cached(store)
-    assert _index(store)[NAME]["meta"] is None
-    planted = CertState().revoked(0xCD, NOW)
-    _plant(store, NAME, state=planted.to_json())
-    assert store.snapshot([NAME])[NAME] == Snapshot(None, planted)
-    _plant(store, NAME, state=None)
-    assert store.snapshot([NAME])[NAME] == Snapshot(None, CertState())
+    assert _entry(store)[1] == standing_of(None, state).to_json()
+    assert _entry(store)[1][0] == []
+    planted = standing_of(None, CertState())
+    _plant(store, NAME, planted.to_json())
+    assert store.snapshot([NAME])[NAME].standing == planted
 
 
 def test_a_fresh_entry_is_stored_as_untrusted(store: Store) -> None:
     activate(store, 1)
     store.snapshot([NAME])
-    assert _index(store)[NAME]["mtime"] == 0
+    assert _entry(store)[0] == 0
 
 
 def test_an_entry_exactly_two_seconds_old_is_still_racy(
@@ -1249,14 +1259,15 @@ def test_an_entry_exactly_two_seconds_old_is_still_racy(
     mtime = (store.root / "certs" / NAME).stat().st_mtime_ns
     monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
     store.snapshot([NAME])
-    assert _index(store)[NAME]["mtime"] == 0
+    assert _entry(store)[0] == 0
     monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS + 1)
     store.snapshot([NAME])
-    assert _index(store)[NAME]["mtime"] == mtime
-    _plant(store, NAME, meta={**meta(1).to_json(), "issuer": "CN=cached"})
-    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+    assert _entry(store)[0] == mtime
+    cached = standing_of(meta(1), CertState())._replace(key_type="cached")
+    _plant(store, NAME, cached.to_json())
+    assert store.snapshot([NAME])[NAME].standing.key_type == "cached"
     monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
-    assert store.snapshot([NAME])[NAME].meta == meta(1)          # not trusted at the edge
+    assert store.snapshot([NAME])[NAME].standing.key_type == "ec256"   # not trusted at the edge
 
 
 def test_every_name_is_answered_in_order(store: Store) -> None:
@@ -1287,15 +1298,15 @@ def test_a_damaged_certificate_is_not_indexed(store: Store) -> None:
     assert not (store.root / "index.json").exists()
 
 
-@pytest.mark.parametrize("entry", [{"meta": {"version": "x"}}, {"state": {"last": 5}},
-                                   {"meta": {**meta(1).to_json(), "not_after": "later"}}])
-def test_a_damaged_entry_is_read_again_from_the_files(store: Store,
-                                                      entry: dict[str, Any]) -> None:
+@pytest.mark.parametrize("standing", [None, "x", [1, 2, 3], {"serial": "abc1"}])
+def test_a_damaged_entry_is_read_again_from_the_files(store: Store, standing: Any) -> None:
     activate(store, 1)
-    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    state = update(store, NAME, lambda s: s.revoked(0xABC1, NOW))
     _cached(store)
-    _plant(store, NAME, **entry)
-    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), state)
+    _plant(store, NAME, standing)
+    snap = store.snapshot([NAME])[NAME]
+    assert snap == Snapshot(meta(1), state)
+    assert snap.standing == standing_of(meta(1), state)
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", "null", "{", "\"x\""])
@@ -1303,7 +1314,7 @@ def test_an_index_that_is_not_an_object_is_ignored(store: Store, content: str) -
     activate(store, 1)
     (store.root / "index.json").write_text(content)
     assert store.snapshot([NAME])[NAME].meta == meta(1)
-    assert NAME in _index(store)
+    assert NAME in _index(store)["certs"]
 
 
 def test_a_large_index_is_still_used(store: Store) -> None:
@@ -1311,9 +1322,9 @@ def test_a_large_index_is_still_used(store: Store) -> None:
     _cached(store)
     index = _index(store)
     index["padding"] = "x" * (2 << 20)          # thousands of certificates' worth
-    index[NAME]["meta"]["issuer"] = "CN=cached"
+    index["certs"][NAME][1][1] = "cached"        # the key type
     (store.root / "index.json").write_text(json.dumps(index))
-    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].standing.key_type == "cached"
 
 
 def test_the_index_is_rewritten_only_when_something_changed(store: Store) -> None:

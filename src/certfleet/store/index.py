@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import fsutil
 from ..errors import StoreError
 from ..names import storage_name
-from ..standing import NOTHING, Standing, from_json, of
+from ..standing import Standing, from_json, of
 from ..state import CertState
 from .meta import VersionMeta
 
@@ -44,8 +44,7 @@ class Snapshot:
                  standing: Standing | None = None,
                  load: tuple[Callable[[str], Snapshot], str] | None = None):
         self._meta, self._state, self.damage, self._load = meta, state, damage, load
-        self.standing = standing if standing is not None else \
-            of(meta, state) if damage is None else NOTHING
+        self.standing = standing if standing is not None else of(meta, state)
 
     def _records(self) -> None:
         """Read the records the index stood in for (``load``: the reader and the name)."""
