@@ -33,8 +33,9 @@ unit: venv
 test: venv test-components lint
 	$(BIN)/pytest -q
 
+# The figures of issue 13 against their targets; a full run rewrites bench/FIGURES.md.
 bench: venv test-components
-	$(BIN)/python bench/issue_bench.py
+	$(BIN)/python bench/figures.py
 
 clean:
 	rm -rf $(VENV) .cache demo-state
