@@ -28,194 +28,29 @@ bench/FIGURES.md; --write does it for any run. Benchmarks, not tests: a MISS doe
 from __future__ import annotations
 
 import argparse
-import contextlib
-import pstats
 import shlex
-import statistics
 import sys
 import tempfile
-import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _bench import FULL, QUICK, RA, Bench, median, spread
 from _lab import (
     CACHE,
     NO_RETRY_AFTER,
-    PEBBLE_DEFAULT_RETRY_AFTER,
     ROOT,
     BenchError,
     Budget,
-    Proc,
     TimedOut,
     Tree,
     lab_config,
     machine,
-    pebble,
     raise_fd_limit,
     requests_to_ca,
-    run_proc,
     write_domains,
 )
-from _report import HEADER, Result, table, write_json, write_markdown
-from _state import note, stored_state
-from pebble_lab import LabError, LabUnavailable, PebbleLab
-
-RA = PEBBLE_DEFAULT_RETRY_AFTER
-CACHE_FROM = 10_000  # smaller states are built afresh in seconds
-
-
-@dataclass(frozen=True)
-class Sizes:
-    fleets: tuple[int, int]      # figure 1: the N-runs held to 2x and 5x the 1-run
-    one_runs: int                # 1-certificate runs (median)
-    issue_runs: int
-    version_runs: int
-    status_certs: int
-    status_runs: int
-    noop: tuple[tuple[int, int, float], ...]  # stored certificates, runs, target seconds
-    rss_certs: int
-
-
-FULL = Sizes((50, 500), 3, 7, 11, 1000, 7, ((10_000, 5, 0.5), (100_000, 3, 5.0)), 1000)
-QUICK = Sizes((5, 20), 1, 3, 5, 200, 3, ((1000, 3, 0.5), (2000, 2, 5.0)), 20)
-
-
-def spread(values: list[float], unit: str = "s") -> str:
-    form = "{:.0f} ms" if unit == "ms" else "{:.3f} s"
-    return f"median of {len(values)}, min {form.format(min(values))}, " \
-           f"max {form.format(max(values))}"
-
-
-class Bench:
-    """What the figures share: the tree, one Pebble at a time, the issuing runs."""
-
-    def __init__(self, tree: Tree, args: argparse.Namespace, sizes: Sizes, tmp: Path) -> None:
-        self.tree, self.args, self.sizes, self.tmp = tree, args, sizes, tmp
-        self.results: list[Result] = []
-        self._lab: tuple[tuple[int, int], PebbleLab, contextlib.ExitStack] | None = None
-        self._runs: dict[tuple[int, int, int], Proc | Exception] = {}
-        self._dirs = 0
-
-    # -- plumbing ------------------------------------------------------------------------
-
-    def work(self, what: str) -> Path:
-        self._dirs += 1
-        path = self.tmp / f"{what}-{self._dirs}"
-        path.mkdir()
-        return path
-
-    def setup_budget(self) -> Budget:
-        """For unmeasured steps: bounded all the same."""
-        return Budget(self.args.timeout)
-
-    def lab(self, retry_after: dict[str, int] | None = None) -> PebbleLab:
-        """A Pebble sending ``retry_after`` (None: whichever is running)."""
-        if self._lab is not None and (retry_after is None or self._lab[0] == (
-                retry_after["authz"], retry_after["order"])):
-            return self._lab[1]
-        self.close_lab()
-        retry_after = retry_after or NO_RETRY_AFTER
-        stack = contextlib.ExitStack()
-        lab = stack.enter_context(pebble(self.work("pebble"), retry_after))
-        self._lab = ((retry_after["authz"], retry_after["order"]), lab, stack)
-        return lab
-
-    def close_lab(self) -> None:
-        if self._lab is not None:
-            self._lab[2].close()
-            self._lab = None
-
-    def measure(self, key: str, label: str, unit: str, target: float | None, op: str,
-                fn: Callable[[Budget], tuple[float, str]]) -> Result:
-        result = Result(key, label, unit, target, op)
-        budget = Budget(self.args.timeout)
-        try:
-            result.value, result.detail = fn(budget)
-        except TimedOut as exc:
-            result.timed_out = exc.spent
-        except (BenchError, LabError, LabUnavailable) as exc:
-            result.error = str(exc)
-        except Exception as exc:  # a fault of the bench itself: the other figures go on
-            traceback.print_exc()
-            result.error = f"{exc.__class__.__name__}: {exc}"
-        self.results.append(result)
-        print(result.line(), flush=True)
-        return result
-
-    def register(self, config: Path, work: Path) -> None:
-        """Register the account (not measured); a tree without `account register` gets
-        it by issuing a throwaway name."""
-        args = ("--config", str(config))
-        if self.tree.cli("account", "register", *args, cwd=work,
-                         budget=self.setup_budget()).returncode != 0:
-            self.tree.cli("issue", f"account-{work.name}.bench.example", *args, cwd=work,
-                          budget=self.setup_budget()).expect(0)
-
-    def fresh_run(self, count: int, retry_after: dict[str, int], budget: Budget,
-                  argv: list[str] | None = None) -> Proc:
-        """`certfleet run -v` ordering ``count`` new certificates with a registered
-        account (``argv``: the command to run instead of ``python -m certfleet``)."""
-        lab = self.lab(retry_after)
-        work = self.work(f"run{count}")
-        domains = write_domains(work / "domains.txt",
-                                [f"{work.name}-{i}.bench.example" for i in range(count)])
-        config = lab_config(work / "certfleet.toml", lab, work / "state", domains)
-        self.register(config, work)
-        note(f"certfleet run: {count} new certificates, Pebble Retry-After "
-             f"{retry_after['authz']} s/{retry_after['order']} s" + (" (profiled)" if argv else ""))
-        command = [*(argv or self.tree.argv()), "run", "-v", "--config", str(config)]
-        return run_proc(command, env=self.tree.env, cwd=work, budget=budget).expect(0)
-
-    def issuing_run(self, count: int, retry_after: dict[str, int], budget: Budget) -> Proc:
-        """``fresh_run``, once per size: figures 1, 3 and 6 read the same run."""
-        key = (count, retry_after["authz"], retry_after["order"])
-        if key not in self._runs:
-            try:
-                self._runs[key] = self.fresh_run(count, retry_after, budget)
-            except (TimedOut, BenchError) as exc:
-                self._runs[key] = exc
-                raise
-        found = self._runs[key]
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-    @contextlib.contextmanager
-    def prepared(self, count: int) -> Iterator[tuple[Path, Path, Proc]]:
-        """A config over ``count`` stored certificates, nothing due, after one unmeasured
-        `run` (it builds the planning index and compares the clock with the local Pebble,
-        as the previous cron run would have)."""
-        work = self.work(f"stored{count}")
-        cache = None if self.args.cache == "none" or count < CACHE_FROM \
-            else Path(self.args.cache)
-        with stored_state(self.tree, count, cache) as state:
-            domains = work / "domains.txt"
-            domains.write_text("".join(f"site{i}.bench.example www.site{i}.bench.example\n"
-                                       for i in range(count)))
-            config = lab_config(work / "certfleet.toml", self.lab(), state, domains)
-            note(f"warm-up run over {count} stored certificates (not measured)")
-            first = self.tree.cli("run", "--config", str(config), cwd=work,
-                                  budget=self.setup_budget()).expect(2)
-            yield config, work, first
-
-    def profile(self, count: int) -> None:
-        out = Path(self.args.profile).resolve()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        argv = [self.tree.python, "-m", "cProfile", "-o", str(out), "-m", "certfleet"]
-        try:
-            proc = self.fresh_run(count, RA, self.setup_budget(), argv)
-        except (TimedOut, BenchError, LabError) as exc:
-            print(f"profile: not made: {exc}")
-            return
-        print(f"\nprofile of `certfleet run` ordering {count} certificates under cProfile "
-              f"({proc.wall:.1f} s wall, {proc.cpu:.1f} s CPU): {out}")
-        stats = pstats.Stats(str(out), stream=sys.stdout)
-        for order in ("cumulative", "tottime"):
-            print(f"--- top 20 by {order}")
-            stats.sort_stats(order).print_stats(20)
-
+from _report import HEADER, table, write_json, write_markdown
 
 # ---------------------------------------------------------------------------- figures
 
@@ -226,7 +61,7 @@ def orders(b: Bench) -> None:
     def one(budget: Budget) -> tuple[float, str]:
         for _ in range(b.sizes.one_runs):
             ones.append(b.fresh_run(1, RA, budget).wall)
-        return statistics.median(ones), spread(ones)
+        return median(ones), spread(ones)
 
     first = b.measure("1", "run: 1 new certificate (Retry-After 3s/5s)", "s", None, "<=", one)
     for count, target in zip(b.sizes.fleets, (2.0, 5.0), strict=True):
@@ -252,7 +87,7 @@ def issue(b: Bench) -> None:
         times = [b.tree.cli("issue", f"{work.name}-{i}.bench.example", "--config", config,
                             cwd=work, budget=budget).expect(0).wall
                  for i in range(b.sizes.issue_runs)]
-        return statistics.median(times), spread(times) + " (after 1 unmeasured)"
+        return median(times), spread(times) + " (after 1 unmeasured)"
 
     b.measure("2", "issue 1 certificate, registered (Retry-After 0)", "s", 0.3, "<=", fn)
 
@@ -275,7 +110,7 @@ def startup(b: Bench) -> None:
         b.tree.cli("--version", cwd=work, budget=b.setup_budget()).expect(0)
         times = [b.tree.cli("--version", cwd=work, budget=budget).expect(0).wall * 1000
                  for _ in range(b.sizes.version_runs)]
-        return statistics.median(times), spread(times, "ms") + " (after 1 unmeasured)"
+        return median(times), spread(times, "ms") + " (after 1 unmeasured)"
 
     b.measure("4", "certfleet --version", "ms", 100, "<=", version)
     count = b.sizes.status_certs
@@ -285,7 +120,7 @@ def startup(b: Bench) -> None:
             times = [b.tree.cli("status", "--config", str(config), cwd=work,
                                 budget=budget).expect(0).wall * 1000
                      for _ in range(b.sizes.status_runs)]
-        return statistics.median(times), spread(times, "ms")
+        return median(times), spread(times, "ms")
 
     b.measure("4", f"certfleet status, {count:,} stored certificates", "ms", 250, "<=", status)
 
@@ -296,7 +131,7 @@ def noop(b: Bench) -> None:
             with b.prepared(count) as (config, work, first):
                 times = [b.tree.cli("run", "--config", str(config), cwd=work,
                                     budget=budget).expect(2).wall for _ in range(runs)]
-            return statistics.median(times), f"{spread(times)}; the unmeasured first run " \
+            return median(times), f"{spread(times)}; the unmeasured first run " \
                                              f"(index built): {first.wall:.2f} s"
 
         b.measure("5", f"no-op run, {count:,} stored certificates", "s", target, "<=", fn)
@@ -400,16 +235,17 @@ def main(argv: list[str] | None = None) -> int:
                 FIGURES[name](bench)
         finally:
             bench.close_lab()
-    print("\n" + table(bench.results))
+    results = sorted(bench.results, key=lambda r: r.key)  # the issue's order (stable)
+    print("\n" + table(results))
     full = not args.only and not args.quick and tree.root == ROOT.resolve()
     if args.write or full:
         path = Path(args.write or ROOT / "bench" / "FIGURES.md")
-        write_markdown(path, bench.results, about, command)
+        write_markdown(path, results, about, command)
         print(f"written: {path}")
     if args.json:
-        write_json(Path(args.json), bench.results, about, command)
+        write_json(Path(args.json), results, about, command)
         print(f"written: {args.json}")
-    return 1 if any(r.status == "ERROR" for r in bench.results) else 0
+    return 1 if any(r.status == "ERROR" for r in results) else 0
 
 
 if __name__ == "__main__":
