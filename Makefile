@@ -42,8 +42,9 @@ $(BIN)/mutmut: | venv
 mutate: $(BIN)/mutmut
 	$(BIN)/python tools/mutate.py
 
+# The figures of issue 13 against their targets; a full run rewrites bench/FIGURES.md.
 bench: venv test-components
-	$(BIN)/python bench/issue_bench.py
+	$(BIN)/python bench/figures.py
 
 # One file holding certfleet and every dependency (a shiv zipapp), run by the system Python
 # with nothing installed: `python3 dist/certfleet.pyz run`. cryptography and aiohttp carry
