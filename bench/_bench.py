@@ -24,7 +24,9 @@ from _lab import (
     TimedOut,
     Tree,
     lab_config,
+    log_size,
     pebble,
+    read_from,
     run_proc,
     write_domains,
 )
@@ -140,7 +142,10 @@ class Bench:
         note(f"certfleet run: {count} new certificates, Pebble Retry-After "
              f"{retry_after['authz']} s/{retry_after['order']} s" + (" (profiled)" if argv else ""))
         command = [*(argv or self.tree.argv()), "run", "-v", "--config", str(config)]
-        return run_proc(command, env=self.tree.env, cwd=work, budget=budget).expect(0)
+        start = log_size(lab.pebble_log)  # what Pebble logs from here on is this run's
+        proc = run_proc(command, env=self.tree.env, cwd=work, budget=budget).expect(0)
+        proc.ca_log = read_from(lab.pebble_log, start)
+        return proc
 
     def issuing_run(self, count: int, retry_after: dict[str, int], budget: Budget) -> Proc:
         """``fresh_run``, once per size: figures 1, 3 and 6 read the same run."""

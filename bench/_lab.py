@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,7 @@ class Proc:
     maxrss_kb: int      # peak resident set size, KiB (Linux ru_maxrss)
     stdout: str
     stderr: str
+    ca_log: str = ""    # what Pebble logged while the child ran (set by the caller)
 
     def tail(self, chars: int = 1500) -> str:
         return (self.stdout[-chars // 3:] + "\n" + self.stderr[-chars:]).strip()
@@ -224,6 +226,36 @@ def lab_config(path: Path, lab: PebbleLab, state: Path, domains: Path) -> Path:
 def write_domains(path: Path, names: Sequence[str]) -> Path:
     path.write_text("".join(f"{name}\n" for name in names))
     return path
+
+
+#: Pebble logs every request it routes, e.g. "POST /order-plz -> calling handler()".
+PEBBLE_REQUEST = re.compile(r"\b(?:GET|HEAD|POST) (/\S*) -> calling handler\(\)")
+#: Pebble's paths (wfe/wfe.go) by their RFC 8555 names. Those a run needs once per CA,
+#: whatever the number of certificates:
+ONCE_PER_RUN = {"/dir": "directory", "/nonce-plz": "newNonce", "/sign-me-up": "account"}
+#: and those each certificate needs (any other path counts as per certificate too).
+PER_CERTIFICATE = {"/order-plz": "newOrder", "/authZ/": "authz", "/chalZ/": "challenge",
+                   "/finalize-order/": "finalize", "/my-order/": "order",
+                   "/certZ/": "download"}
+
+
+def log_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def read_from(path: Path, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def ca_requests(pebble_log: str) -> Counter[str]:
+    """The requests Pebble handled, by RFC 8555 name (unknown paths as they are)."""
+    names = {**ONCE_PER_RUN, **PER_CERTIFICATE}
+    return Counter(names.get(path, path) for path in PEBBLE_REQUEST.findall(pebble_log))
 
 
 def requests_to_ca(stderr: str) -> int | None:

@@ -1,4 +1,5 @@
-"""The figures as results: one line each, the table, bench/FIGURES.md and JSON."""
+"""The figures as results: one line each, the table, a section of bench/FIGURES.md and
+JSON."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 UNITS = {"s": "{:.3f} s", "x": "{:.2f}x", "ms": "{:.0f} ms", "MB": "{:.1f} MB",
-         "req": "{:.2f}"}
+         "req": "{:.2f}", "n": "{:.0f}"}
 
 
 @dataclass
@@ -79,7 +80,27 @@ def table(results: list[Result]) -> str:
     return "\n".join([HEADER, *(r.line() for r in results)])
 
 
+INTRO = """# certfleet benchmark figures (issue 13)
+
+Produced by `bench/figures.py` (`make bench`). Each figure is a whole `python -m certfleet`
+process of the measured tree (`PYTHONPATH=TREE/src`) against a local Pebble on 127.0.0.1
+(`PEBBLE_VA_NOSLEEP=1`, `PEBBLE_WFE_NONCEREJECT=0`, `PEBBLE_AUTHZREUSE=0`), certfleet's own
+http-01 responder, and the config defaults of the tree (no `concurrency` set). Times are
+wall clock, medians where several runs are made; CPU and peak RSS are the certfleet
+child's own (`wait4`). The machine is shared, so figures are noisy; compare medians, and
+rerun before drawing fine conclusions.
+
+Each section below is rewritten by the command written in it, between its markers; the
+rest of this file is kept.
+"""
+
+
+def markers(section: str) -> tuple[str, str]:
+    return f"<!-- figures:{section} -->", f"<!-- /figures:{section} -->"
+
+
 def markdown(results: list[Result], about: dict[str, str], command: str) -> str:
+    """One section: what was measured, the command, the table."""
     rows = ["| # | figure | value | target | value/target | result | how |",
             "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -87,17 +108,7 @@ def markdown(results: list[Result], about: dict[str, str], command: str) -> str:
         rows.append(f"| {r.key} | {r.label} | {r.shown} | {r.goal} | {r.ratio} | "
                     f"{r.status} | {how} |")
     facts = "\n".join(f"- {k}: {v}" for k, v in about.items())
-    return f"""# certfleet benchmark figures (issue 13)
-
-Produced by `bench/figures.py` (`make bench`); rewritten by every full run of it. Each
-figure is a whole `python -m certfleet` process of the measured tree (`PYTHONPATH=TREE/src`)
-against a local Pebble on 127.0.0.1 (`PEBBLE_VA_NOSLEEP=1`, `PEBBLE_WFE_NONCEREJECT=0`,
-`PEBBLE_AUTHZREUSE=0`), certfleet's own http-01 responder, and the config defaults of the
-tree (no `concurrency` set). Times are wall clock, medians where several runs are made;
-CPU and peak RSS are the certfleet child's own (`wait4`). The machine is shared, so
-figures are noisy; compare medians, and rerun before drawing fine conclusions.
-
-{facts}
+    return f"""{facts}
 
 Command:
 
@@ -108,8 +119,16 @@ Command:
 
 
 def write_markdown(path: Path, results: list[Result], about: dict[str, str],
-                   command: str) -> None:
-    path.write_text(markdown(results, about, command))
+                   command: str, section: str) -> None:
+    """Put the figures in ``section`` of the file at ``path`` (made if missing), between
+    its markers; everything else in the file stays as it is."""
+    text = path.read_text() if path.exists() else INTRO
+    start, end = markers(section)
+    if start not in text or end not in text.split(start, 1)[1]:
+        text = text.rstrip("\n") + f"\n\n## {section}\n\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{start}\n{markdown(results, about, command)}{end}{tail}")
 
 
 def write_json(path: Path, results: list[Result], about: dict[str, str], command: str) -> None:

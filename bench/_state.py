@@ -110,15 +110,15 @@ def stored_state(tree: Tree, count: int, cache: Path | None) -> Iterator[Path]:
             shutil.rmtree(folder, ignore_errors=True)
             for leftover in cache.glob(f".{folder.name}.tmp-*"):
                 shutil.rmtree(leftover, ignore_errors=True)
-            tmp = cache / f".{folder.name}.tmp-{os.getpid()}"
-            tmp.mkdir()
+            building = cache / f".{folder.name}.tmp-{os.getpid()}"
+            building.mkdir()
             note(f"no cached state of {count} certificates in this format; building it "
                  f"once into {folder}")
-            build(tree, tmp / "state", count)
+            build(tree, building / "state", count)
             stamp = {"count": count, "format": fmt, "built_at": datetime.now(UTC).isoformat(),
-                     "built_with": str(tree.root), "pristine": _top(tmp / "state")}
-            (tmp / "stamp.json").write_text(json.dumps(stamp, indent=2) + "\n")
-            os.rename(tmp, folder)
+                     "built_with": str(tree.root), "pristine": _top(building / "state")}
+            (building / "stamp.json").write_text(json.dumps(stamp, indent=2) + "\n")
+            os.rename(building, folder)
             _prune(cache, folder)
         else:
             note(f"using the cached state of {count} certificates in {folder} (built "
