@@ -42,8 +42,11 @@ $(BIN)/mutmut: | venv
 mutate: $(BIN)/mutmut
 	$(BIN)/python tools/mutate.py
 
-bench: venv test-components
-	$(BIN)/python bench/issue_bench.py
+# The figures of issue 13 against their targets; a full run rewrites the "after" section of
+# bench/FIGURES.md. Only Pebble is needed. BENCH_ARGS: more options, e.g. --quick, --profile.
+BENCH_ARGS ?=
+bench: venv pebble
+	$(BIN)/python bench/figures.py $(BENCH_ARGS)
 
 # One file holding certfleet and every dependency (a shiv zipapp), run by the system Python
 # with nothing installed: `python3 dist/certfleet.pyz run`. cryptography and aiohttp carry
