@@ -107,9 +107,12 @@ def test_order_not_ready_twice_gives_up_with_the_cas_reason(ca: FakeCA, h: Harne
 
 # -- an earlier order the CA says is expired ------------------------------------------------------
 
-def test_an_expired_earlier_order_is_replaced_by_one_new_order(ca: FakeCA, h: Harness) -> None:
+@pytest.mark.parametrize("expired", ["order", "authorization"])
+def test_an_expired_earlier_order_is_replaced_by_one_new_order(ca: FakeCA, h: Harness,
+                                                               expired: str) -> None:
     """The first attempt's finalize fails at the CA: the order is recorded for the next
-    attempt. The CA then reports it expired (invalid, ``expires`` passed): one new order is
+    attempt. The CA then reports it expired: the order itself (invalid, ``expires``
+    passed), or the order still pending but its authorization expired. One new order is
     placed, with the same pending key, and issued."""
     async def broken(request: web.Request) -> web.StreamResponse:
         return ca.problem("serverInternal", "the CA fell over", 500)
@@ -123,21 +126,25 @@ def test_an_expired_earlier_order_is_replaced_by_one_new_order(ca: FakeCA, h: Ha
 
     del ca.overrides["/finalize/1"]
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    ca.authz_status[1] = "pending"  # the recorded order waits for its authorization again
     looked = 0
 
     async def expired_once(request: web.Request) -> web.StreamResponse:
         nonlocal looked
         looked += 1
-        if looked == 1:  # the recorded order; the new one (same path here) answers as usual
+        if looked > 1:  # the new order's (same path here) answers as usual
+            return await ca.default(request)
+        if expired == "order":
             return ca.json({**ca.order_json(), "status": "invalid", "expires": past})
-        return await ca.default(request)
+        return ca.json({**ca.authz_json(1), "status": "expired", "expires": past})
 
-    ca.overrides["/order/1"] = expired_once
+    ca.overrides["/order/1" if expired == "order" else "/authz/1"] = expired_once
     orders = ca.count("POST /order")
     rc, out = h.issue("--force")
     assert rc == 0, out
-    assert ca.count("POST /order") == orders + 1      # one new order, no more
     assert looked >= 1
+    assert ca.count("POST /order") == orders + 1      # one new order, no more
+    assert ca.count("POST /chall/1") == 2             # none for the expired one
     assert (h.cert_dir / "privkey.pem").read_bytes() == pending
     assert "order" not in json.loads((h.cert_dir / "state.json").read_text())
     assert not (h.cert_dir / "pending").exists()
