@@ -111,7 +111,7 @@ def test_server_down_then_back(topology: Topology) -> None:
     assert rc == 1
     for site in SITES:
         assert f"deployed to 1/2 targets; web1b:{web1b.site_dir(site)}: web1b: cannot " \
-               "connect: " in out, out
+               "connect: Connection refused\n" in out, out
         assert topology.web["web1a"].wait_for_serial(site, _stored_serial(topology.state, site))
     orders = orders_seen(topology.lab)
     assert orders == len(SITES)
