@@ -436,7 +436,7 @@ def test_a_rollover_killed_midway_leaves_the_key_the_ca_holds(pebble: Any, tmp_p
     assert account_object(pebble, now, kid)["status"] == "valid"
 
 
-def test_two_rollovers_at_once_one_waits_for_nothing_and_no_key_is_lost(
+def test_two_rollovers_at_once_the_second_refuses_and_no_key_is_lost(
         pebble: Any, tmp_path: Path) -> None:
     """One rollover is held between staging its key and asking the CA; meanwhile a second
     rollover, and an issuance, refuse cleanly (the account key is in flux); the first then
