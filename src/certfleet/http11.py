@@ -15,6 +15,8 @@ server never saw it (and an ACME POST sent twice is refused by its nonce).
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -208,8 +210,18 @@ class Pool:
         except ssl.SSLCertVerificationError as exc:
             raise HttpError(f"TLS certificate not trusted: {exc.verify_message}") from None
         except (OSError, ssl.SSLError) as exc:
-            raise HttpError(f"cannot connect: {_describe(exc)}") from None
+            raise HttpError(f"cannot connect: {_connect_failure(exc)}") from None
         return _Connection(reader, writer)
+
+
+def _connect_failure(exc: OSError) -> str:
+    """Why a connection failed. asyncio words a refused one "Connect call failed
+    ('192.0.2.1', 80)", which does not say what happened; the system's text for its error
+    number does. A failed name look-up or TLS handshake keeps its own text (their numbers
+    are not the system's error numbers)."""
+    if not isinstance(exc, ssl.SSLError | socket.gaierror) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:

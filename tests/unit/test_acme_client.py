@@ -586,9 +586,7 @@ def test_nothing_listening_is_a_transport_error() -> None:
 
     with pytest.raises(TransportError) as caught:
         asyncio.run(go())
-    assert str(caught.value) in (
-        f"{url}: cannot connect: Connect call failed ('127.0.0.1', {port})",
-        f"{url}: cannot connect: Connection refused")
+    assert str(caught.value) == f"{url}: cannot connect: Connection refused"
 
 
 def test_a_ca_that_never_answers_times_out(ca: FakeCA) -> None:

@@ -121,6 +121,7 @@ BAD_LINES = [
     ("a.example.com | h$(id):/x", "shell metacharacter '$' in host"),
     ("a.example.com | :/x", "empty host"),
     ("a.example.com | h%x:/x", "host must be a name"),
+    ("a.example.com | " + "h" * 254 + ":/x", "host longer than 253 characters"),
     ("a.example.com | 999.1.1.1:/x", "not a valid IPv4 address"),
     ("a.example.com | fe80::1:/x", "an IPv6 address must be in brackets"),
     ("a.example.com | [::1/x", "expected [IPv6]:/dir"),

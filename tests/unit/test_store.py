@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -13,7 +14,7 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -610,6 +611,68 @@ def test_current_that_is_not_a_link_is_an_error(store: Store) -> None:
     (base / "current").mkdir()
     with pytest.raises(StoreError, match=r"current: unreadable: Invalid argument"):
         store.current(NAME)
+
+
+# -- a switch the filesystem refuses ------------------------------------------------------------
+
+@contextlib.contextmanager
+def immutable(folder: Path) -> Iterator[None]:
+    """``chattr +i``: not even root may create, remove or rename an entry of ``folder`` (a
+    real EPERM from the filesystem); its subdirectories stay writable."""
+    chattr = shutil.which("chattr")
+    done = subprocess.run([chattr, "+i", str(folder)], capture_output=True, text=True,
+                          check=False) if chattr else None
+    if done is None or done.returncode != 0:
+        reason = "chattr +i does not work here: " + (done.stderr.strip() if done else "none")
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} [CI is set: not skipping]", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield
+    finally:
+        subprocess.run([chattr or "chattr", "-i", str(folder)], check=True)
+
+
+def test_a_switch_the_filesystem_refuses_keeps_the_old_version_until_finished(
+        store: Store) -> None:
+    """The new version is written (versions/ is writable), then the certificate's directory
+    refuses the new ``current``: the old version stays active, whole, behind the stable
+    links; nothing temporary is left; the written version is switched to later."""
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    store.save_pending_key(NAME, files(2)["privkey.pem"])
+    entries = sorted(os.listdir(base))
+    with immutable(base):
+        with pytest.raises(StoreError) as caught:
+            activate(store, 2)
+        assert str(caught.value) == (f"{base / 'current'}: cannot switch link: Operation not "
+                                     "permitted")
+        assert os.readlink(base / "current") == "versions/1"
+        assert all((base / pem).read_bytes() == files(1)[pem] for pem in PEM_FILES)
+        assert sorted(os.listdir(base)) == entries
+        assert store.load_pending_key(NAME) is None   # its key is in version 2 now
+    assert store.versions(NAME) == [1, 2]
+    assert (base / "versions" / "2" / "privkey.pem").read_bytes() == files(2)["privkey.pem"]
+    done = store.finish_activation(NAME, meta(2).order_url)
+    assert done is not None
+    assert done.meta == meta(2)
+    assert all((base / pem).read_bytes() == files(2)[pem] for pem in PEM_FILES)
+
+
+def test_a_switch_onto_a_directory_fails_and_leaves_no_temporary_link(store: Store) -> None:
+    """``current`` replaced by a directory: the temporary link is made, the rename over
+    ``current`` fails (EISDIR, a real one), and the temporary link is removed again."""
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    (base / "current").unlink()
+    (base / "current").mkdir()
+    with pytest.raises(StoreError) as caught:
+        activate(store, 2)
+    assert str(caught.value) == f"{base / 'current'}: cannot switch link: Is a directory"
+    assert not [n for n in os.listdir(base) if fsutil.TMP_MARK in n]
+    assert (base / "current").is_dir()
+    assert not (base / "current").is_symlink()
+    assert store.versions(NAME) == [1, 2]
 
 
 # -- a state directory of another user --------------------------------------------------------

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -229,6 +231,11 @@ def _number(text: str, what: str, label: str) -> int:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) \
+            and exc.errno and exc.errno > 0:
+        # asyncio words a refused connection "Connect call failed ('192.0.2.1', 22)": the
+        # system's text for the error number says what happened.
+        return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return safe_text(str(exc) or type(exc).__name__)
