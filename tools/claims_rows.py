@@ -458,7 +458,7 @@ ROWS: tuple[Row, ...] = (
         m("deploy/local.py",
           "            if (now.st_dev, now.st_ino) != (ours.st_dev, ours.st_ino):\n",
           "            if False:\n",
-          "locally, a final name swapped for a link after the rename goes unnoticed",
+          "locally, a temporary file swapped for a link before its rename goes unnoticed",
           "faults/test_hostile_targets.py::"
           "test_local_symlink_at_a_temporary_name_changes_no_other_file"),
         m("deploy/local.py",
