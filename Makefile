@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-zipapp test venv pebble test-components lint unit bench mutate zipapp clean
+.PHONY: demo demo-zipapp test venv pebble test-components lint unit bench mutate claims zipapp clean
 
 $(BIN)/certfleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ $(BIN)/mutmut: | venv
 
 mutate: $(BIN)/mutmut
 	$(BIN)/python tools/mutate.py
+
+# Each row of SECURITY.md's promise table with its mechanism taken out of a copy of the
+# source: the row's tests must fail (not part of `make test`; writes mutation/claims.md).
+claims: venv test-components
+	$(BIN)/python tools/claims_check.py
 
 # The figures of issue 13 against their targets; a full run rewrites the "after" section of
 # bench/FIGURES.md. Only Pebble is needed. BENCH_ARGS: more options, e.g. --quick, --profile.

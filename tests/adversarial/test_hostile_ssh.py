@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 import threading
@@ -162,6 +163,13 @@ def _fails(lab: Lab, layout: Layout, reason: str, bound: float = 60.0) -> str:
     for text in (out, err):
         assert not CONTROL.search(text), repr(CONTROL.search(text))
         assert "FAKE: forged line" not in text.replace(r"\nFAKE: forged line", "")
+    # The message itself is escaped, not only its print: the reason kept in the state
+    # record is what `status`, the alerts and the mail show later.
+    record = json.loads((lab.state / "certs" / lab.names[0] / "state.json").read_text())
+    recorded = record["deploy"][layout.hostile_target]["error"]
+    assert not CONTROL.search(recorded), repr(recorded)
+    assert "\n" not in recorded, repr(recorded)
+    assert cause in recorded, (cause, recorded)
     return cause
 
 

@@ -153,6 +153,29 @@ def test_failing_reload_is_reported_per_target(topology: Topology) -> None:
     assert "failed" in out
 
 
+def test_reload_words_reach_the_remote_command_as_they_are(topology: Topology,
+                                                           tmp_path: Path) -> None:
+    """The reload argv crosses the remote login shell quoted word by word: spaces, quotes,
+    ``$(...)``, backquotes, ``;``, globs and variables reach the program as written, and
+    nothing in them runs. The program is ``sh -c`` printing its arguments, one a line."""
+    web1b, site = topology.web["web1b"], "www.example.net"
+    record, pwned = tmp_path / "argv.txt", tmp_path / "pwned"
+    words = ["one word", f"$(touch {pwned})", f"`touch {pwned}`", f"a; touch {pwned}",
+             "it's", '"double"', "*", "back\\slash", "$HOME", "", "-n"]
+    reload = ["/bin/sh", "-c", f'printf "<%s>\\n" "$@" > {record}', "sh", *words]
+    domains = tmp_path / "reload-domains.txt"
+    domains.write_text(f"{site}|web1b:{web1b.site_dir(site)}\n")
+    config = write_config(tmp_path / "reload.toml", topology.lab, topology.state, domains,
+                          sections={"ssh": {"config": [str(tmp_path / "ssh_config")],
+                                            "known_hosts": str(topology.known_hosts)},
+                                    'hosts."web1b"': {"reload": reload}})
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert by_name(out)[site].endswith("deployed to 1/1 targets"), out
+    assert record.read_text() == "".join(f"<{word}>\n" for word in words)
+    assert not pwned.exists()
+
+
 def test_owner_and_group_over_ssh(topology: Topology) -> None:
     import grp
     import pwd
