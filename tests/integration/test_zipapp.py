@@ -27,9 +27,9 @@ CLEAN_PATH = "/usr/bin:/bin"
 
 _WHERE = """
 import json, sys
-import aiohttp, asyncssh, certfleet, cryptography, dns, idna
+import asyncssh, certfleet, cryptography, dns, h11, idna
 print(json.dumps({"path": sys.path, "version": list(sys.version_info[:2]), "files": {
-    m.__name__: m.__file__ for m in (aiohttp, asyncssh, certfleet, cryptography, dns, idna)}}))
+    m.__name__: m.__file__ for m in (asyncssh, certfleet, cryptography, dns, h11, idna)}}))
 """
 
 
