@@ -33,6 +33,7 @@ from certfleet.store import (
     VersionMeta,
     ca_id,
 )
+from tests.conftest import need_root
 
 NAME = "www.example.com"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -616,10 +617,7 @@ def test_current_that_is_not_a_link_is_an_error(store: Store) -> None:
 @pytest.fixture
 def nobody() -> int:
     """The uid of ``nobody``; chown needs root (CI runs as root: there it must not skip)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("a directory owned by another user needs root to make [CI is set]")
-        pytest.skip("a directory owned by another user needs root to make")
+    need_root("a directory owned by another user")
     return pwd.getpwnam("nobody").pw_uid
 
 
