@@ -16,8 +16,8 @@ What it does:
    SAME state directory, each time sending SIGKILL at a moment drawn uniformly from
    ``[0, T]`` (the first rounds plain, so first issuance is killed midway; later rounds
    mostly ``--force``, so renewals are killed midway too); a ``--force`` round that
-   finishes measures ``T`` anew, so a change of the machine's load keeps the kills within
-   the runs;
+   finishes before its kill measures ``T`` anew, so a machine whose load drops keeps
+   killing runs midway;
 5. checks the invariants below, runs once more without a kill, checks them again.
 
 Invariants (each breach is a "violation" with the path and what is wrong):
@@ -529,9 +529,9 @@ def campaign(workdir: Path, *, rounds: int, certs: int, seed: int,
             duration = time.monotonic() - started
             report.rounds.append(Round(index, force, kill_at, killed, rc, duration))
             if force and rc == 0:
-                # A --force run that finished renewed every certificate: the machine's pace
-                # now. On a shared machine whose load changes after the calibration, the
-                # kills still land within a run instead of after it.
+                # A --force run that finished renewed every certificate, faster than its
+                # kill moment: T as the machine runs now. On a shared machine whose load
+                # drops after the calibration, the kills still land within the runs.
                 pace = duration
             if progress:
                 what = "killed" if killed else f"exited {rc}"

@@ -21,7 +21,7 @@ throughout, as in every hostile-target test.
 from __future__ import annotations
 
 import contextlib
-import os
+import random
 import socket
 import ssl
 import subprocess
@@ -107,7 +107,8 @@ def silent(conn: socket.socket, stop: threading.Event) -> None:
 
 def garbage(conn: socket.socket, stop: threading.Event) -> None:
     conn.recv(4096)
-    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\x1b[2J\r\n\r\n" + os.urandom(2048))
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\x1b[2J\r\n\r\n"
+                 + random.Random("garbage").randbytes(2048))
     stop.wait(STALL)
 
 
