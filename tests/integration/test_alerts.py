@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -26,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from certfleet.store import PEM_FILES, Store, VersionMeta
 from tests.cli import run_main
+from tests.conftest import missing
 
 from .fleet_helpers import toml_value, write_config
 
@@ -278,9 +278,7 @@ def test_the_expiry_alarm_goes_off_once_a_day(tmp_path: Path) -> None:
 
 def test_the_metrics_file_is_valid_for_prometheus(tmp_path: Path) -> None:
     if not PROMTOOL.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{PROMTOOL} missing: run scripts/install-test-components [CI is set]")
-        pytest.skip(f"{PROMTOOL} missing: run scripts/install-test-components")
+        missing(f"{PROMTOOL} missing: run scripts/install-test-components")
     store = _failing_near_the_end(tmp_path / "state", "late.example.com", days_left=4)
     _failing_near_the_end(tmp_path / "state", 'odd"name.example.com'.replace('"', ""), 50)
     target = tmp_path / 'site "quoted"\\dir'

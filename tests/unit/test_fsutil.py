@@ -20,6 +20,7 @@ import pytest
 
 from certfleet import fsutil
 from certfleet.errors import ConfigError, StoreError
+from tests.conftest import need_root
 
 
 def mode_of(path: Path) -> int:
@@ -272,7 +273,9 @@ import os, sys
 link, stop = sys.argv[1], sys.argv[2]
 reads = misses = 0
 print("ready", flush=True)
-while not os.path.exists(stop):
+while True:
+    if reads + misses and os.path.exists(stop):
+        break
     for _ in range(200):
         try:
             os.readlink(link)
@@ -296,16 +299,16 @@ def test_replace_symlink_never_shows_a_reader_a_missing_link(tmp_path: Path) -> 
     assert reader.stdout is not None
     try:
         assert reader.stdout.readline() == "ready\n"
+        # At least 200 switches whatever the machine's load, and more for up to 1.5 s.
         deadline = time.monotonic() + 1.5
         switches = 0
-        while switches < 2000 and time.monotonic() < deadline:
+        while switches < 200 or (switches < 2000 and time.monotonic() < deadline):
             switches += 1
             fsutil.replace_symlink(link, f"versions/{switches % 2 + 1}")
     finally:
         stop.touch()
         reads, misses = map(int, reader.stdout.readline().split())
         reader.wait(timeout=30)
-    assert switches >= 50
     assert reads > 0
     assert misses == 0, f"{misses} of {reads + misses} reads found no link"
 
@@ -331,10 +334,7 @@ def test_replace_symlink_failure_is_a_store_error_and_leaves_nothing(
 @pytest.fixture
 def nobody() -> int:
     """The uid of ``nobody``; chown needs root (CI runs as root: there it must not skip)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("a directory owned by another user needs root to make [CI is set]")
-        pytest.skip("a directory owned by another user needs root to make")
+    need_root("a directory owned by another user")
     return pwd.getpwnam("nobody").pw_uid
 
 

@@ -35,6 +35,7 @@ from certfleet.store import (
     VersionMeta,
     ca_id,
 )
+from tests.conftest import need_root
 
 NAME = "www.example.com"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -680,10 +681,7 @@ def test_a_switch_onto_a_directory_fails_and_leaves_no_temporary_link(store: Sto
 @pytest.fixture
 def nobody() -> int:
     """The uid of ``nobody``; chown needs root (CI runs as root: there it must not skip)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("a directory owned by another user needs root to make [CI is set]")
-        pytest.skip("a directory owned by another user needs root to make")
+    need_root("a directory owned by another user")
     return pwd.getpwnam("nobody").pw_uid
 
 
