@@ -44,7 +44,8 @@ from claims_rows import ROWS, Mutation, Row
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "mutation" / "claims.md"
 SKIP = shutil.ignore_patterns(".git", "mutants", ".venv", "__pycache__", ".mypy_cache",
-                              ".ruff_cache", ".pytest_cache", "dist", "build", "demo-state")
+                              ".ruff_cache", ".pytest_cache", "dist", "build", "demo-state",
+                              ".cache", ".hypothesis")
 FAILED = re.compile(r"^(?:FAILED|ERROR) tests/(.+?)(?: - .*)?$", re.M)
 
 
@@ -61,6 +62,8 @@ class Tree:
     def __init__(self, base: Path) -> None:
         self.root = base / "tree"
         shutil.copytree(ROOT, self.root, symlinks=True, ignore=SKIP)  # makes ``base`` too
+        # The test components (Pebble, ...) and the bench's states: gigabytes, read only.
+        (self.root / ".cache").symlink_to(ROOT / ".cache")
         self.base = base
         self.runs = 0
         self.env = {**os.environ, "CI": "true", "PYTHONDONTWRITEBYTECODE": "1",
