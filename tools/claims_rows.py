@@ -284,10 +284,8 @@ ROWS: tuple[Row, ...] = (
           "an SSH server's disconnect reason shown unescaped",
           "adversarial/test_hostile_ssh.py::test_banner_debug_and_disconnect_reason_are_escaped"),
         m("deploy/ssh.py",
-          "            raise DeployError(f\"{where}: {safe_text(exc.reason or "
-          "type(exc).__name__)}\") from None\n",
-          "            raise DeployError(f\"{where}: {exc.reason or type(exc).__name__}\") "
-          "from None\n",
+          "            reason = safe_text(exc.reason or type(exc).__name__)\n",
+          "            reason = exc.reason or type(exc).__name__\n",
           "an SFTP error reason shown unescaped",
           "adversarial/test_hostile_ssh.py::test_sftp_error_reason_is_escaped"),
         m("cli/output.py",
