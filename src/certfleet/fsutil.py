@@ -97,7 +97,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def write_exclusive(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_exclusive(path: Path, data: bytes, mode: int) -> None:
     """Create ``path`` whole, or not at all, and never over an existing file (or link):
     written under a temporary name, then hard-linked to ``path``. ``FileExistsError`` if
     something is there already."""

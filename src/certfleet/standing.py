@@ -107,7 +107,7 @@ def from_json(data: Any) -> Standing | None:
         if type(item) is not str or len(item) > MAX_KEY:
             return None
     try:
-        number = int(serial, 16) if names else 0
+        number = int(serial, 16)
     except ValueError:
         return None
     return Standing(tuple(names), key_type, number, not_before, not_after, issued_at, has_aki,

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 from certfleet import acme_client
 from certfleet.acme_client import AcmeClient, Response, problem_error
 from certfleet.errors import AcmeProblem, BadNonce, ProtocolError, RateLimited, TransportError
-from certfleet.http11 import Pool
+from certfleet.http11 import Pool, Reply
 
 from ..adversarial.fakeca import FakeCA
 from .pki import CA, new_key
@@ -430,6 +430,18 @@ def _server_pair(tmp_path: Path) -> tuple[CA, bytes, bytes]:
     return root, cert, key_pem
 
 
+def test_a_ca_bundle_that_cannot_be_read_is_named(tmp_path: Path) -> None:
+    bundle = tmp_path / "missing.pem"
+
+    async def scenario() -> None:
+        async with AcmeClient("https://ca.test/dir", ca_bundle=bundle):
+            pass
+
+    with pytest.raises(TransportError, match=rf"^{bundle}: not a usable CA bundle: "
+                                             r"\[Errno 2\] No such file or directory$"):
+        run(scenario())
+
+
 def test_tls_is_verified_against_the_given_bundle(tmp_path: Path) -> None:
     _, cert, key = _server_pair(tmp_path)
 
@@ -676,6 +688,19 @@ def test_response_values() -> None:
         broken.json()
 
 
+def test_header_names_are_looked_up_in_any_case() -> None:
+    headers = acme_client._headers(Reply(200, (("replay-nonce", "first"), ("link", "<x>"),
+                                               ("replay-nonce", "second")), b""))
+    assert headers["Replay-Nonce"] == "first"       # the first of repeated headers
+    assert headers.get("LINK") == "<x>"
+    assert "REPLAY-NONCE" in headers
+    assert "Location" not in headers
+    assert headers.get("Location", "none") == "none"
+    assert 5 not in headers
+    with pytest.raises(KeyError):
+        _ = headers["Location"]
+
+
 def test_problem_error_values() -> None:
     url = "https://ca.example/acme/order"
     body = json.dumps({"type": f"{ERR}badNonce", "detail": "old"}).encode()
@@ -837,6 +862,20 @@ def test_connections_to_the_ca_are_bounded(ca: FakeCA, connections: int | None,
 
     run(with_client(ca, use, **options))
     assert busy["most"] == expected
+
+
+def test_the_client_keeps_to_its_request_rate(ca: FakeCA) -> None:
+    """At 2 requests/s (a burst of one), the directory and two GETs take at least a
+    second. Only a lower bound: a loaded machine makes the run longer, never shorter."""
+    async def use(client: AcmeClient) -> float:
+        start = asyncio.get_running_loop().time()
+        await client.directory()
+        await client.get(ca.url("/dir"))
+        await client.get(ca.url("/dir"))
+        return asyncio.get_running_loop().time() - start
+
+    assert run(with_client(ca, use, rate=2.0)) >= 0.99
+    assert ca.count("GET /dir") == 3
 
 
 def test_the_nonce_pool_keeps_the_newest_64(ca: FakeCA) -> None:

@@ -150,6 +150,14 @@ def test_backoff_waits_unless_forced() -> None:
     assert (never.due, never.backoff is not None, never.stale_targets) == (None, True, ())
 
 
+def test_a_backoff_from_the_index_without_its_error_names_none() -> None:
+    # The index is a cache whose entries are checked field by field, not as a whole: one
+    # may carry a backoff time without the error. The note says nothing, never "None".
+    held = of(None, CertState())._replace(failures=1, waiting_until=day(1).timestamp())
+    plan = plan_cert(SPEC, Snapshot(None, CertState(), standing=held), day(0))
+    assert plan.backoff == "next attempt after 2026-01-02 00:00 UTC; last failure: "
+
+
 def test_a_certificate_that_cannot_be_answered_is_blocked_only_when_due() -> None:
     why = "no http-01 responder configured"
     new = plan_cert(SPEC, snap(), day(0), unusable=why)
@@ -248,6 +256,8 @@ def test_describe_every_kind_of_plan() -> None:
         CertPlan(replace(SPEC, names=("ari.example",), targets=one), None,
                  day(10) + timedelta(hours=7, minutes=5), one, "ARI"),
         CertPlan(replace(SPEC, names=("idle.example",), targets=one), None, None, ()),
+        CertPlan(replace(SPEC, names=("later.example",), targets=one), None, None, (),
+                 deferred="deferred: the CA's order limit"),
     ]
     assert describe(plans, job) == [
         "blocked.example: will fail: cannot be ordered: no responder",
@@ -261,6 +271,7 @@ def test_describe_every_kind_of_plan() -> None:
         "ari.example: not due until 2026-01-11 07:05 UTC (ARI window)",
         "  deploy to web1:/etc/certs/ari.example/{cert,chain,fullchain,privkey}.pem",
         "idle.example: nothing to do",
+        "later.example: deferred: the CA's order limit",
     ]
 
 

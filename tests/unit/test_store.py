@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 
 from certfleet import fsutil
 from certfleet.errors import StoreError
+from certfleet.ratelimits import Ledger
 from certfleet.standing import of as standing_of
 from certfleet.state import CertState, PendingOrder
 from certfleet.store import (
@@ -277,6 +279,31 @@ def test_account_record(store: Store) -> None:
     assert store.account_key_path(url).parent == store.root / "accounts" / ca_id(url)
 
 
+def test_each_ca_has_its_order_ledger_beside_its_account(store: Store) -> None:
+    url, other = "https://acme.example/directory", "https://other.example/directory"
+    placed = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)
+    assert store.order_ledger(url) == Ledger()
+    changed = store.change_order_ledger(url, lambda ledger: Ledger((*ledger.placed, placed)))
+    assert changed == Ledger((placed,))
+    assert store.order_ledger(url) == Ledger((placed,))
+    assert store.order_ledger(other) == Ledger()
+    assert (store.root / "accounts" / ca_id(url) / "orders.json").is_file()
+    reader = Store(store.root, create=False)
+    assert reader.order_ledger(url) == Ledger((placed,))
+    assert reader.order_ledger(other) == Ledger()
+    assert not (store.root / "accounts" / ca_id(other)).exists()   # reading creates nothing
+
+
+def test_has_cert_creates_nothing(store: Store) -> None:
+    assert not store.has_cert(NAME)
+    assert not (store.root / "certs" / NAME).exists()
+    activate(store, 1)
+    assert store.has_cert(NAME)
+    assert not store.has_cert("other.example")
+    (store.root / "certs" / "gone.example").symlink_to("nowhere")   # even a dangling link
+    assert store.has_cert("gone.example")
+
+
 def test_ca_id() -> None:
     assert ca_id("https://acme-v02.api.letsencrypt.org/directory").startswith(
         "acme-v02.api.letsencrypt.org-")
@@ -528,6 +555,60 @@ def test_a_version_written_but_never_switched_to_is_activated_next_time(
     assert store.finish_activation(NAME, meta(2).order_url) is None  # nothing left to finish
 
 
+def test_what_reaches_the_disk_before_current_moves(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order of the syncs and renames is the promise for a power cut: every file of a
+    version and the version itself are on disk before ``current`` moves to it; the stable
+    links made on a first issuance too, with one sync of their directory for all of them;
+    and a certificate from the operator's CSR gets no key link."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+    root = str(store.root)
+
+    def seen(what: str, path: str) -> None:
+        calls.append((what, re.sub(r"\.tmp-[0-9]+-[0-9a-f]+", ".tmp", path.replace(root, ""))))
+
+    def fsync(fd: int) -> None:
+        seen("fsync", os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def renamed_over(src: Any, dst: Any) -> None:
+        seen("replace", str(dst))
+        real_replace(src, dst)
+
+    def renamed(src: Any, dst: Any) -> None:
+        seen("rename", str(dst))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", renamed_over)
+    monkeypatch.setattr(os, "rename", renamed)
+
+    def version(cert: str, number: int, pems: tuple[str, ...]) -> list[tuple[str, str]]:
+        where = f"/certs/{cert}/versions"
+        return [*(("fsync", f"{where}/.{number}.tmp/{pem}") for pem in (*pems, "meta.json")),
+                ("fsync", f"{where}/.{number}.tmp"), ("rename", f"{where}/{number}"),
+                ("fsync", where)]
+
+    base = f"/certs/{NAME}"
+    activate(store, 1)
+    assert calls == [*version(NAME, 1, PEM_FILES),
+                     *(("replace", f"{base}/{pem}") for pem in PEM_FILES), ("fsync", base),
+                     ("replace", f"{base}/current"), ("fsync", base)]
+    calls.clear()
+    activate(store, 2)
+    assert calls == [*version(NAME, 2, PEM_FILES), ("replace", f"{base}/current"),
+                     ("fsync", base)]
+    calls.clear()
+    csr, no_key = "csr.example", PEM_FILES[:3]
+    store.activate(csr, {pem: files(1)[pem] for pem in no_key},
+                   replace(meta(1, csr), key_type="csr"))
+    assert calls == [*version(csr, 1, no_key),
+                     *(("replace", f"/certs/{csr}/{pem}") for pem in no_key),
+                     ("fsync", f"/certs/{csr}"), ("replace", f"/certs/{csr}/current"),
+                     ("fsync", f"/certs/{csr}")]
+
+
 def test_finishing_skips_a_damaged_newer_version(store: Store) -> None:
     activate(store, 1)
     newer = store.root / "certs" / NAME / "versions" / "2"
@@ -535,6 +616,43 @@ def test_finishing_skips_a_damaged_newer_version(store: Store) -> None:
     (newer / "meta.json").write_text("{damaged")
     assert store.finish_activation(NAME, meta(2).order_url) is None
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/1"
+
+
+def _never_switched(store: Store, monkeypatch: pytest.MonkeyPatch, version: VersionMeta) -> None:
+    """``version`` written, then the process killed before ``current`` moved."""
+    def killed(self: Store, base: Path, number: int, has_key: bool) -> None:
+        raise _Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "_switch", killed)
+        with pytest.raises(_Killed):
+            store.activate(NAME, files(version.version), version)
+
+
+def test_finishing_looks_past_damaged_and_empty_newer_versions(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    activate(store, 1)
+    _never_switched(store, monkeypatch, meta(2))
+    versions = store.root / "certs" / NAME / "versions"
+    (versions / "3").mkdir(mode=0o700)
+    (versions / "3" / "meta.json").write_text("{damaged")
+    (versions / "4").mkdir(mode=0o700)   # no meta.json at all
+    done = store.finish_activation(NAME, meta(2).order_url)
+    assert done is not None
+    assert done.meta == meta(2)
+    assert os.readlink(store.root / "certs" / NAME / "current") == "versions/2"
+
+
+def test_finishing_takes_the_newest_version_written_for_the_order(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Killed twice before the switch, the same order's certificate written each time.
+    activate(store, 1)
+    _never_switched(store, monkeypatch, meta(2))
+    _never_switched(store, monkeypatch, replace(meta(3), order_url=meta(2).order_url))
+    done = store.finish_activation(NAME, meta(2).order_url)
+    assert done is not None
+    assert done.meta.version == 3
+    assert os.readlink(store.root / "certs" / NAME / "current") == "versions/3"
 
 
 def test_the_stable_links_exist_before_the_first_current(
