@@ -40,6 +40,10 @@ class Reply:
     headers: tuple[tuple[str, str], ...]   # lower-case names, in order, repeats kept
     body: bytes
 
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (lower case), if any."""
+        return next((v for k, v in self.headers if k == name), None)
+
     def all(self, name: str) -> list[str]:
         """Every value of header ``name`` (lower case), in order."""
         return [v for k, v in self.headers if k == name]
