@@ -548,6 +548,7 @@ def test_a_version_written_but_never_switched_to_is_activated_next_time(
     assert store.versions(NAME) == [1, 2]
     assert store.finish_activation(NAME, "https://ca/order/9") is None  # another order's
     done = store.finish_activation(NAME, meta(2).order_url)
+    assert done == store.current(NAME)
     assert done is not None
     assert done.meta == meta(2)
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/2"
@@ -618,15 +619,18 @@ def test_finishing_skips_a_damaged_newer_version(store: Store) -> None:
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/1"
 
 
-def _never_switched(store: Store, monkeypatch: pytest.MonkeyPatch, version: VersionMeta) -> None:
-    """``version`` written, then the process killed before ``current`` moved."""
+def _never_switched(store: Store, monkeypatch: pytest.MonkeyPatch, version: VersionMeta,
+                    without: tuple[str, ...] = ()) -> None:
+    """``version`` written (but its files ``without``), then the process killed before
+    ``current`` moved."""
     def killed(self: Store, base: Path, number: int, has_key: bool) -> None:
         raise _Killed
 
+    written = {pem: data for pem, data in files(version.version).items() if pem not in without}
     with monkeypatch.context() as patch:
         patch.setattr(Store, "_switch", killed)
         with pytest.raises(_Killed):
-            store.activate(NAME, files(version.version), version)
+            store.activate(NAME, written, version)
 
 
 def test_finishing_looks_past_damaged_and_empty_newer_versions(
@@ -641,6 +645,15 @@ def test_finishing_looks_past_damaged_and_empty_newer_versions(
     assert done is not None
     assert done.meta == meta(2)
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/2"
+
+
+def test_finishing_a_certificate_from_a_csr_makes_no_key_link(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    csr = replace(meta(1), key_type="csr")
+    _never_switched(store, monkeypatch, csr, without=("privkey.pem",))
+    assert store.finish_activation(NAME, csr.order_url) == store.current(NAME)
+    assert sorted(p.name for p in (store.root / "certs" / NAME).iterdir() if p.is_symlink()) \
+        == ["cert.pem", "chain.pem", "current", "fullchain.pem"]
 
 
 def test_finishing_takes_the_newest_version_written_for_the_order(
