@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-zipapp test venv pebble test-components lint unit bench mutate claims zipapp clean
+.PHONY: demo demo-zipapp test venv pebble test-components lint unit bench mutate claims zipapp zipapp-venv clean
 
 $(BIN)/certfleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,11 +64,13 @@ ZIPAPP_VENV   := .cache/zipapp-venv
 SHIV          := $(ZIPAPP_VENV)/bin/shiv
 SHIV_VERSION  := 1.0.8
 
-$(SHIV):
-	$(SYSTEM_PYTHON) -m venv $(ZIPAPP_VENV)
-	$(ZIPAPP_VENV)/bin/pip install -q 'shiv==$(SHIV_VERSION)'
+# A venv that no longer runs (its checkout moved: venvs hold absolute paths) is made again.
+zipapp-venv:
+	@$(SHIV) --version 2>/dev/null | grep -qx 'shiv, version $(SHIV_VERSION)' || { \
+		rm -rf $(ZIPAPP_VENV) && $(SYSTEM_PYTHON) -m venv $(ZIPAPP_VENV) && \
+		$(ZIPAPP_VENV)/bin/pip install -q 'shiv==$(SHIV_VERSION)'; }
 
-zipapp: $(SHIV)
+zipapp: zipapp-venv
 	mkdir -p $(dir $(PYZ))
 	rm -rf build  # setuptools' leftovers: a module deleted from src/ must not come back
 	$(SHIV) -q --reproducible --console-script certfleet --output-file $(PYZ) \
