@@ -7,7 +7,8 @@ served), or kept in a small pool (newest first) if none waits. ``newNonce`` is a
 when a POST waits and either nothing in flight will bring a nonce back (the start of a
 session; an answer that brought none or a failed request, which also wakes a waiter so that
 nobody waits forever), or the flow has stalled: no nonce came back, and none was asked for,
-for ``NONCE_GRACE`` seconds while POSTs wait.
+for ``NONCE_GRACE`` seconds while POSTs wait, counted while the event loop was free to
+read answers (``NONCE_SETTLE``: a loop busy elsewhere is not taken for a slow CA).
 
 So while the CA answers within the grace, one nonce circulates and POSTs go one after
 another, which costs nothing against a near CA (answers in milliseconds) and keeps
@@ -27,6 +28,7 @@ from collections.abc import Awaitable, Callable
 
 NONCE_POOL = 64             # nonces kept when no POST waits (more are dropped, oldest first)
 NONCE_GRACE = 0.05          # seconds with POSTs waiting and no nonce back: the flow stalled
+NONCE_SETTLE = 0.005        # and a moment more for answers already read (see ``take``)
 
 
 class NonceFlow:
@@ -55,7 +57,7 @@ class NonceFlow:
                     self.stall_clock = time.monotonic()
                     await ask()
                 if not waiter.done():
-                    await asyncio.wait((waiter,), timeout=NONCE_GRACE)
+                    since = await self._wait(waiter, since)
                 if waiter.done():
                     nonce = waiter.result()
                     if nonce is not None:
@@ -66,6 +68,25 @@ class NonceFlow:
         except BaseException:
             self._leave(waiter)
             raise
+
+    async def _wait(self, waiter: asyncio.Future[str | None], since: float) -> float:
+        """Wait a grace for ``waiter``; the time the grace now counts from.
+
+        A loop held up by other work (a certificate checked and stored, its fsyncs) wakes
+        the waiter late, or on time but with answers still unread in the sockets: neither
+        is a stalled CA. A late wake starts the grace again; a timely one that would ask
+        waits ``NONCE_SETTLE`` more so that answers already there get through first.
+        """
+        due = time.monotonic() + NONCE_GRACE
+        await asyncio.wait((waiter,), timeout=NONCE_GRACE)
+        now = time.monotonic()
+        if waiter.done():
+            return since
+        if now - due > NONCE_SETTLE:
+            return now
+        if self._should_ask(since):
+            await asyncio.wait((waiter,), timeout=NONCE_SETTLE)
+        return since
 
     def sending(self) -> None:
         """A request that should bring a nonce back is on its way (from before any wait)."""
