@@ -6,17 +6,19 @@ comes back is handed straight to the POST that has waited longest (first come, f
 served), or kept in a small pool (newest first) if none waits. ``newNonce`` is asked only
 when a POST waits and either nothing in flight will bring a nonce back (the start of a
 session; an answer that brought none or a failed request, which also wakes a waiter so that
-nobody waits forever), or the flow has stalled: no nonce came back, and none was asked for,
-for ``NONCE_GRACE`` seconds while POSTs wait, counted while the event loop was free to
-read answers (``NONCE_SETTLE``: a loop busy elsewhere is not taken for a slow CA).
+nobody waits forever), or the flow is too slow for the POSTs waiting: one of them has
+waited ``NONCE_GRACE`` seconds, and none was asked for within that grace. The grace is
+counted while the event loop was free to read answers (``NONCE_SETTLE``: a loop busy
+elsewhere, storing a certificate, is not taken for a slow CA). Never more nonces circulate
+than connections: no more POSTs could be on the wire at once anyway.
 
-So while the CA answers within the grace, one nonce circulates and POSTs go one after
-another, which costs nothing against a near CA (answers in milliseconds) and keeps
-``newNonce`` to once a session. Against a far or slow CA (a round trip of 150 ms and more,
-or a slow finalize) the flow stalls each grace and one more nonce is fetched each time, up
-to one per connection: never more nonces in circulation than connections, as no more POSTs
-could be on the wire at once anyway. The grace is short against a far CA's round trip and
-long against a near CA's answer, even on a loaded machine.
+So while the POSTs of a run keep up with the CA's answers (a near CA answering in
+milliseconds, a few POSTs at a time), one nonce circulates and ``newNonce`` is asked once a
+session. When they do not, one more nonce joins each grace: against a far CA (a round trip
+of 150 ms or more, longer than the grace) from the second POST that waits, and on a near CA
+when a burst of hundreds of orders would otherwise go one by one (serial POSTs at a few
+milliseconds each take longer than the CA's own Retry-After pacing). The grace is short
+against a far CA's round trip and long against a near CA's answer.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 NONCE_POOL = 64             # nonces kept when no POST waits (more are dropped, oldest first)
-NONCE_GRACE = 0.05          # seconds with POSTs waiting and no nonce back: the flow stalled
+NONCE_GRACE = 0.05          # seconds a POST waits before one more nonce is asked for
 NONCE_SETTLE = 0.005        # and a moment more for answers already read (see ``take``)
 
 
@@ -40,7 +42,7 @@ class NonceFlow:
         self.waiters: collections.deque[asyncio.Future[str | None]] = collections.deque()
         self.in_flight = 0       # POSTs and newNonce requests sent: each should bring one back
         self.handed = 0          # nonces handed to a waiter that has not yet sent its POST
-        self.stall_clock = 0.0   # when a nonce last came back or newNonce was last asked
+        self.asked = 0.0         # when newNonce was last asked
 
     async def take(self, ask: Callable[[], Awaitable[None]]) -> str:
         """A nonce: from the pool, else the next one to come back, else one that ``ask``
@@ -54,7 +56,7 @@ class NonceFlow:
         try:
             while True:
                 if self._should_ask(since):
-                    self.stall_clock = time.monotonic()
+                    self.asked = time.monotonic()
                     await ask()
                 if not waiter.done():
                     since = await self._wait(waiter, since)
@@ -102,7 +104,6 @@ class NonceFlow:
 
     def give(self, nonce: str) -> None:
         """A nonce came back: to the first waiter, else into the pool."""
-        self.stall_clock = time.monotonic()
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -116,11 +117,13 @@ class NonceFlow:
         return len(self.pool) + self.handed + self.in_flight
 
     def _should_ask(self, since: float) -> bool:
-        """Ask ``newNonce``: nothing will bring a nonce back, or the flow has stalled."""
+        """Ask ``newNonce``: nothing will bring a nonce back, or this POST has waited a grace
+        and no other nonce was asked for within it."""
         circulating = self._circulating()
         if circulating == 0:
             return True
-        stalled = time.monotonic() - max(since, self.stall_clock) >= NONCE_GRACE
+        now = time.monotonic()
+        stalled = now - since >= NONCE_GRACE and now - self.asked >= NONCE_GRACE
         return stalled and circulating < self.connections
 
     def _leave(self, waiter: asyncio.Future[str | None]) -> None:

@@ -1,9 +1,9 @@
 """The nonce hand-off of certfleet.acme_client over real sockets (the in-process fake CA of
 ``tests/adversarial/fakeca.py`` on loopback): a nonce that comes back goes to the next
 waiting POST, first come first served; ``newNonce`` is asked only when nothing in flight
-will bring one back or the flow has stalled for ``NONCE_GRACE``, and never for more nonces
-than connections; an answer without a nonce, a failed request or a cancelled POST leaves
-nobody waiting."""
+will bring one back or a POST has waited ``NONCE_GRACE`` (one more each grace), and never
+for more nonces than connections; an answer without a nonce, a failed request or a
+cancelled POST leaves nobody waiting."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from certfleet.errors import TransportError
 
 from ..adversarial.fakeca import FakeCA
 
-LONG = 30.0   # a grace no test lasts: only an answer, never the stall, can move a waiter
+LONG = 30.0   # a grace no test lasts: only an answer, never a newNonce, can move a waiter
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_a_waiting_post_takes_the_nonce_of_the_answer_not_a_new_one(
     assert signer.nonces == ["n2", "nonce3"]
 
 
-def test_a_stalled_answer_lets_a_second_nonce_be_fetched_after_the_grace(ca: FakeCA) -> None:
+def test_a_held_answer_lets_a_second_nonce_be_fetched_after_the_grace(ca: FakeCA) -> None:
     gate = Gate()
     held(ca, "/slow", gate)
     signer = Signer()
@@ -169,9 +169,29 @@ def test_a_stalled_answer_lets_a_second_nonce_be_fetched_after_the_grace(ca: Fak
     assert signer.nonces == ["n2", "n3"]
 
 
+def test_a_long_queue_behind_quick_answers_gets_more_nonces(ca: FakeCA) -> None:
+    """Each answer well within the grace, but twelve POSTs queued behind one nonce: the
+    ones at the back would wait far longer than the grace, so more nonces join (one each
+    grace, at most one per connection)."""
+    async def quick(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.02)
+        return await ca.default(request)
+
+    ca.overrides["/account"] = quick
+    signer = Signer()
+
+    async def use(client: AcmeClient) -> None:
+        await asyncio.gather(*(client.post(ca.url("/account"), {"i": i}, signer)
+                               for i in range(12)))
+
+    run(use, ca, connections=4)
+    assert 2 <= ca.count("HEAD /nonce") <= 4
+    assert len(set(signer.nonces)) == 12
+
+
 def test_no_more_nonces_are_fetched_than_connections_while_answers_are_slow(
         ca: FakeCA) -> None:
-    """Twelve POSTs on two connections, each answer held three graces: the flow stalls
+    """Twelve POSTs on two connections, each answer held three graces: POSTs wait a grace
     again and again, yet at most two nonces are ever fetched, and each is used once."""
     async def slow(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0.15)  # three graces
@@ -185,7 +205,7 @@ def test_no_more_nonces_are_fetched_than_connections_while_answers_are_slow(
                                for i in range(12)))
 
     run(use, ca, connections=2)
-    # One at the start, one more at a stall (unless the machine is so loaded that every
+    # One at the start, one more after a grace (unless the machine is so loaded that every
     # grace ended late, which starts it again); never a third, however long the wait.
     assert 1 <= ca.count("HEAD /nonce") <= 2
     assert ca.count("POST /account") == 12
@@ -290,10 +310,10 @@ def test_a_waiter_cancelled_with_a_nonce_in_hand_gives_it_on(ca: FakeCA) -> None
     assert signer.nonces == ["n2", "nonce3"]
 
 
-def test_a_loop_held_up_elsewhere_is_not_a_stalled_flow(ca: FakeCA) -> None:
+def test_a_loop_held_up_elsewhere_is_not_a_slow_ca(ca: FakeCA) -> None:
     """The event loop is busy (here: blocked on purpose, as a certificate's checks and
     fsyncs block it) while a large answer arrives: when it runs again, the waiter's grace
-    is over but the answer is still being read; that is no stall, and no second nonce is
+    is over but the answer is still being read; that is no slow CA, and no second nonce is
     asked."""
     gate = Gate()
 
