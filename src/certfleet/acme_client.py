@@ -5,7 +5,8 @@ turns (url, nonce, payload) into a finished JWS. It refuses plain http unless al
 refuses redirects to another origin, caps every body, verifies TLS (optionally against a
 given CA bundle, never switched off) and retries ``badNonce`` a bounded number of times.
 Its nonces are handed on as ``nonces`` says: a nonce that comes back goes to the next
-waiting POST, and ``newNonce`` is asked only when none will come back or the flow stalled.
+waiting POST, and ``newNonce`` is asked only when none will come back or a POST has waited
+longer than a short grace.
 """
 
 from __future__ import annotations
@@ -285,13 +286,14 @@ class AcmeClient:
         finally:
             if brings and reply is None:
                 self._flow.answered(None)  # failed: no nonce comes back from this one
-        response = Response(url=url, status=reply.status, headers=_headers(reply),
-                            body=reply.body, links=_links(reply.all("link"), url))
-        nonce = _plausible_nonce(response.headers)
+        found = _headers(reply)
+        nonce = _plausible_nonce(found)
         if brings:
-            self._flow.answered(nonce)
+            self._flow.answered(nonce)  # first: whatever else fails, nobody waits on this
         elif nonce is not None:
             self._flow.give(nonce)  # a GET's answer brought one: welcome
+        response = Response(url=url, status=reply.status, headers=found,
+                            body=reply.body, links=_links(reply.all("link"), url))
         log.debug("%s %s -> %s", method, url, response.status)
         if method == "POST" and 300 <= response.status < 400:
             raise ProtocolError(f"{safe_text(url)}: unexpected redirect (HTTP {response.status})")
