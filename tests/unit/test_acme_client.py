@@ -85,6 +85,16 @@ def test_directory_is_fetched_once_per_session(ca: FakeCA) -> None:
     assert ca.count("GET /dir") == 1
 
 
+def quiet_directory(ca: FakeCA) -> None:
+    """The directory answered without a Replay-Nonce (as Boulder's is)."""
+    async def answer(request: web.Request) -> web.StreamResponse:
+        normal = await ca.default(request)
+        del normal.headers["Replay-Nonce"]
+        return normal
+
+    ca.overrides["/dir"] = answer
+
+
 def test_nonces_come_from_answers_and_newnonce_only_when_the_pool_is_empty(ca: FakeCA) -> None:
     signer = Recorder()
 
@@ -93,11 +103,24 @@ def test_nonces_come_from_answers_and_newnonce_only_when_the_pool_is_empty(ca: F
             await client.post(ca.url("/account"), {"onlyReturnExisting": True}, signer)
 
     run(with_client(ca, use))
-    assert ca.count("HEAD /nonce") == 1
+    assert ca.count("HEAD /nonce") == 0
     assert ca.requests.count("POST /account") == 3
-    # The directory's answer brought nonce1, newNonce's n2 is newer and used first, then
-    # each POST uses the one its predecessor's answer brought.
-    assert signer.nonces == ["n2", "nonce3", "nonce4"]
+    # The directory's answer brought nonce1, used first, then each POST uses the one its
+    # predecessor's answer brought.
+    assert signer.nonces == ["nonce1", "nonce2", "nonce3"]
+
+
+def test_newnonce_is_asked_when_no_answer_brought_one(ca: FakeCA) -> None:
+    quiet_directory(ca)
+    signer = Recorder()
+
+    async def use(client: AcmeClient) -> None:
+        for _ in range(3):
+            await client.post(ca.url("/account"), {"onlyReturnExisting": True}, signer)
+
+    run(with_client(ca, use))
+    assert ca.count("HEAD /nonce") == 1
+    assert signer.nonces == ["n2", "nonce3", "nonce4"]  # (the directory took number 1)
 
 
 def test_the_newest_nonce_is_used_first(ca: FakeCA) -> None:
@@ -129,8 +152,9 @@ def test_a_nonce_is_pooled_only_if_it_is_plausible(ca: FakeCA, nonce: str, kept:
             await client.post(ca.url("/account"), None, signer)
 
     run(with_client(ca, use))
-    # The directory's answer brought "nonce1", newNonce's was used first.
-    assert signer.nonces[1] == (nonce if kept else "nonce1")
+    # The directory's answer brought "nonce1"; the POST's answer brought ``nonce``, or
+    # nothing usable, and then newNonce is asked.
+    assert signer.nonces == ["nonce1", nonce if kept else "n3"]
 
 
 def test_no_nonce_from_newnonce_is_an_error(ca: FakeCA) -> None:
@@ -207,7 +231,7 @@ def test_bad_nonce_is_retried_with_the_nonce_it_brought(ca: FakeCA) -> None:
     response = run(with_client(ca, lambda c: c.post(ca.url("/account"), None, signer)))
     assert response.status == 200
     assert len(signer.calls) == 3
-    assert ca.count("HEAD /nonce") == 1   # the retries used the nonces of the errors
+    assert ca.count("HEAD /nonce") == 0   # the retries used the nonces of the errors
     assert len(set(signer.nonces)) == 3
 
 
@@ -575,6 +599,7 @@ def test_requests_are_counted_by_method(ca: FakeCA) -> None:
         await client.get(ca.url("/order/1"))
         return client
 
+    quiet_directory(ca)
     client = run(with_client(ca, use))
     assert dict(client.requests) == {"GET": 2, "HEAD": 1, "POST": 1}
     assert client.total_requests == 4
@@ -887,16 +912,17 @@ def test_the_nonce_pool_keeps_the_newest_64(ca: FakeCA) -> None:
     signer = Recorder()
 
     async def use(client: AcmeClient) -> None:
-        for _ in range(70):               # 70 nonces offered, 64 kept
+        for _ in range(70):               # 71 nonces offered, 64 kept
             await client.get(ca.url("/order/1"))
         for _ in range(65):
             await client.post(ca.url("/account"), None, signer)
 
     run(with_client(ca, use))
     assert ca.count("HEAD /nonce") == 1
-    assert signer.nonces[:2] == ["nonce70", "nonce69"]
-    assert signer.nonces[63] == "nonce7"
-    assert signer.nonces[64] == "n72"     # the pool ran dry: newNonce (after the directory)
+    # The directory's nonce1 and the GETs' nonce2 to nonce71: the newest 64 are kept.
+    assert signer.nonces[:2] == ["nonce71", "nonce70"]
+    assert signer.nonces[63] == "nonce8"
+    assert signer.nonces[64] == "n72"     # the pool ran dry: newNonce
 
 
 def test_https_is_allowed_with_plain_http(ca: FakeCA) -> None:
@@ -938,7 +964,6 @@ def test_only_method_url_and_status_are_logged(ca: FakeCA,
                                              Recorder())))
     assert caplog.messages == [
         f"GET {ca.url('/dir')} -> 200",
-        f"HEAD {ca.url('/nonce')} -> 200",
         f"POST {ca.url('/account')} -> 400",
         f"badNonce from {ca.url('/account')}; retrying with the nonce it returned",
         f"POST {ca.url('/account')} -> 200",
