@@ -472,3 +472,18 @@ def test_a_reload_does_not_read_what_certfleet_was_given(tmp_path: Path) -> None
         os.dup2(saved, 0)
         os.close(saved)
         os.close(read)
+
+
+def test_uid_and_gid_1_are_an_owner_and_a_group_like_any_other(tmp_path: Path) -> None:
+    """1 is a real account (``daemon`` on Debian); -1 means "leave it" to chown."""
+    need_root("chown to another user")
+    owned = _mkdir(tmp_path / "owned", 0o755, uid=1)
+    _install(owned, owner="1")
+    assert os.stat(owned / "site.key").st_uid == 1
+    shared = _mkdir(tmp_path / "shared", 0o775, gid=1)
+    _install(shared, group="1")
+    assert os.stat(shared / "site.key").st_gid == 1
+    _install(tmp_path / "www", own=True, owner="1")
+    _install(tmp_path / "grp", own=True, group="1")
+    assert (os.stat(tmp_path / "www").st_uid, os.stat(tmp_path / "grp").st_gid) == (1, 1)
+    assert os.stat(tmp_path / "grp").st_uid == 0
