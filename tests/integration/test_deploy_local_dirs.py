@@ -187,9 +187,11 @@ def test_a_target_at_the_root_directory(tmp_path: Path) -> None:
         assert Path(f"/.certfleet-test-{tag}.crt").read_bytes() == b"cert\n"
         _install(f"/.certfleet-test-{tag}", own=True)
         _new(Path(f"/.certfleet-test-{tag}"))
-    finally:
-        Path(f"/.certfleet-test-{tag}.crt").unlink(missing_ok=True)
+    finally:   # what a failed run may leave in / too: its temporary files
+        for path in (Path(f"/.certfleet-test-{tag}.crt"), *Path("/").glob(f"{TMP_PREFIX}*{tag}*")):
+            path.unlink(missing_ok=True)
         shutil.rmtree(f"/.certfleet-test-{tag}", ignore_errors=True)
+    assert not list(Path("/").glob(f"*{tag}*"))
 
 
 # -- a certificate's own directory ------------------------------------------------------------
