@@ -56,7 +56,7 @@ def test_missing_directory_and_unknown_owner(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="target directory missing"):
         _install(tmp_path / "nope", _files("v1"))
     _install(tmp_path, _files("v1"))
-    with pytest.raises(DeployError, match="no such user or group"):
+    with pytest.raises(DeployError, match="no such user: 'no-such-user-here'"):
         _install(tmp_path, _files("v2"), owner="no-such-user-here")
     with pytest.raises(DeployError, match="invalid owner or group"):
         _install(tmp_path, _files("v2"), owner="-oops")

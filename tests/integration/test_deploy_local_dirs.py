@@ -178,20 +178,23 @@ def test_a_group_writable_target_needs_the_hosts_group_or_the_setting(
 
 
 def test_a_target_at_the_root_directory(tmp_path: Path) -> None:
-    """``/`` itself: the walk ends where it starts. The files get names of their own."""
-    need_root("writes into /")
-    tag = uuid.uuid4().hex[:12]
-    files = [DeployFile(f".certfleet-test-{tag}.crt", b"cert\n", 0o644)]
-    try:
+    """``/`` itself: the walk ends where it starts. Run in a child chrooted into a directory
+    of its own (root's, 0755, as ``/`` is), so that the machine's ``/`` is never written."""
+    need_root("chroot")
+    root = tmp_path / "root"
+    root.mkdir(mode=0o755)
+    files = [DeployFile("site-at-root.crt", b"cert\n", 0o644)]
+
+    def at_root() -> None:
+        os.chroot(root)
+        os.chdir("/")
         _install("/", files=files)
-        assert Path(f"/.certfleet-test-{tag}.crt").read_bytes() == b"cert\n"
-        _install(f"/.certfleet-test-{tag}", own=True)
-        _new(Path(f"/.certfleet-test-{tag}"))
-    finally:   # what a failed run may leave in / too: its temporary files
-        for path in (Path(f"/.certfleet-test-{tag}.crt"), *Path("/").glob(f"{TMP_PREFIX}*{tag}*")):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(f"/.certfleet-test-{tag}", ignore_errors=True)
-    assert not list(Path("/").glob(f"*{tag}*"))
+        _install("/own", own=True)
+
+    assert _in_child(at_root) == "no error"
+    assert (root / "site-at-root.crt").read_bytes() == b"cert\n"
+    _new(root / "own")
+    assert sorted(p.name for p in root.iterdir()) == ["own", "site-at-root.crt"]  # no leftovers
 
 
 # -- a certificate's own directory ------------------------------------------------------------
@@ -321,17 +324,14 @@ def test_sweeping_a_directory_alone(tmp_path: Path) -> None:
 
 # -- as a deploy user who is not root ---------------------------------------------------------
 
-def _as_nobody(action: Callable[[], None]) -> str:
-    """Run ``action`` in a forked child that has become 'nobody'; what it raised, or
-    'no error'. Root ignores modes, so only another user shows what modes refuse."""
+def _in_child(action: Callable[[], None]) -> str:
+    """Run ``action`` in a forked child; what it raised, or 'no error'. The child never
+    returns into pytest, so what it changes about itself (user, root directory) stays there."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: drop privileges, try, report, never return into pytest
+    if pid == 0:  # child: try, report, exit
         message = b"no error"
         try:
-            os.setgroups([])
-            os.setgid(grp.getgrnam("nogroup").gr_gid)
-            os.setuid(pwd.getpwnam("nobody").pw_uid)
             action()
         except BaseException as exc:  # the parent asserts on the message
             message = f"{type(exc).__name__}: {exc}".encode()
@@ -342,6 +342,18 @@ def _as_nobody(action: Callable[[], None]) -> str:
     os.waitpid(pid, 0)
     with os.fdopen(read, "rb") as pipe:
         return pipe.read().decode()
+
+
+def _as_nobody(action: Callable[[], None]) -> str:
+    """``action`` as 'nobody': root ignores modes, so only another user shows what modes
+    refuse."""
+    def dropped() -> None:
+        os.setgroups([])
+        os.setgid(grp.getgrnam("nogroup").gr_gid)
+        os.setuid(pwd.getpwnam("nobody").pw_uid)
+        action()
+
+    return _in_child(dropped)
 
 
 @pytest.fixture
@@ -439,10 +451,10 @@ def test_a_reload_that_hangs_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_owner_and_group_problems_are_named_with_the_target(tmp_path: Path) -> None:
     _refused(tmp_path, f"{tmp_path}: invalid owner or group '-oops'", group="-oops")
     _refused(tmp_path, f"{tmp_path}: invalid owner or group 'a b'", owner="a b")
-    _refused(tmp_path, f"{tmp_path}: no such user or group: \"getpwnam(): name not found: "
-                       "'no-such-user-here'\"", owner="no-such-user-here")
-    _refused(tmp_path, f"{tmp_path}: no such user or group: \"getgrnam(): name not found: "
-                       "'no-such-group-here'\"", group="no-such-group-here")
+    _refused(tmp_path, f"{tmp_path}: no such user: 'no-such-user-here'",
+             owner="no-such-user-here")
+    _refused(tmp_path, f"{tmp_path}: no such group: 'no-such-group-here'",
+             group="no-such-group-here")
     assert os.listdir(tmp_path) == []
 
 
