@@ -283,3 +283,33 @@ def test_describe_names_the_host_as_written(host: str) -> None:
     label = f"[{host}]" if ":" in host else host
     assert describe([plan], job)[1] == \
         f"  deploy to u@{label}:/c/{NAME}/{{cert,chain,fullchain,privkey}}.pem"
+
+
+def test_the_fast_built_plan_is_a_whole_cert_plan() -> None:
+    """``plan._planned`` bypasses the dataclass ``__init__``: it must give the same value,
+    with every field set, equal, hashable and replaceable like one built the usual way."""
+    from dataclasses import fields
+
+    from certfleet.plan import _planned
+
+    spec = CertSpec(names=("a.example.com",), targets=(Target(path=Path("/srv")),))
+    when = datetime(2027, 1, 1, tzinfo=UTC)
+    fast = _planned(spec, None, when, spec.targets, "ARI", 0xABC)
+    usual = CertPlan(spec, None, when, spec.targets, "ARI", 0xABC)
+    assert fast == usual
+    assert hash(fast) == hash(usual)
+    assert [getattr(fast, f.name) for f in fields(CertPlan)] == \
+        [getattr(usual, f.name) for f in fields(CertPlan)]
+    assert replace(fast, due="forced") == replace(usual, due="forced")
+    with pytest.raises(AttributeError):
+        fast.due = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("variant", [None, "rsa2048"])
+def test_a_spec_made_like_a_template_has_its_own_name(variant: str | None) -> None:
+    template = CertSpec(names=("t.example.com",), variant=variant)
+    assert template.name  # cached on the template: must not carry over
+    made = CertSpec.like(template, ("a.example.com", "b.example.com"), (), "d:1")
+    usual = replace(template, names=("a.example.com", "b.example.com"), source="d:1")
+    assert made == usual
+    assert made.name == usual.name == ("a.example.com+rsa2048" if variant else "a.example.com")

@@ -34,6 +34,7 @@ from typing import Any
 
 from .. import fsutil
 from ..errors import FleetBusy, StoreError
+from ..gcpause import paused
 from ..names import storage_name
 from ..ratelimits import Ledger
 from ..state import CertState, StateDamaged
@@ -219,7 +220,8 @@ class Store:
     def snapshot(self, names: Sequence[str]) -> dict[str, Snapshot]:
         """Each certificate's active version and state record, from the index if fresh;
         a certificate whose files cannot be read is reported damaged, never raised."""
-        return snapshot(self.root, names, self._snapshot_one, self.writable)
+        with paused():  # no reference cycle made here (gcpause.py)
+            return snapshot(self.root, names, self._snapshot_one, self.writable)
 
     def _snapshot_one(self, name: str) -> Snapshot:
         try:
