@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -33,62 +34,104 @@ NONCE_GRACE = 0.05          # seconds a POST waits before one more nonce is aske
 NONCE_SETTLE = 0.005        # and a moment more for answers already read (see ``take``)
 
 
+class _Waiter:
+    """A POST waiting for a nonce, since when (the grace is counted from there)."""
+
+    __slots__ = ("future", "since")
+
+    def __init__(self, future: asyncio.Future[str | None], since: float) -> None:
+        self.future, self.since = future, since
+
+
 class NonceFlow:
-    """Nonces pooled, handed to waiting POSTs, and counted while in flight."""
+    """Nonces pooled, handed to waiting POSTs, and counted while in flight.
+
+    The grace is watched by one timer for the whole session, not one per waiting POST: the
+    POST that has waited longest is the one that decides, and hundreds waiting at once
+    would otherwise each wake every grace for nothing."""
 
     def __init__(self, connections: int) -> None:
         self.connections = connections
         self.pool: collections.deque[str] = collections.deque(maxlen=NONCE_POOL)
-        self.waiters: collections.deque[asyncio.Future[str | None]] = collections.deque()
+        self.waiters: collections.deque[_Waiter] = collections.deque()
         self.in_flight = 0       # POSTs and newNonce requests sent: each should bring one back
         self.handed = 0          # nonces handed to a waiter that has not yet sent its POST
         self.asked = 0.0         # when newNonce was last asked
+        self._timer: asyncio.TimerHandle | None = None
+        self._ask: Callable[[], Awaitable[None]] | None = None
+        self._asking: set[asyncio.Task[None]] = set()
 
     async def take(self, ask: Callable[[], Awaitable[None]]) -> str:
         """A nonce: from the pool, else the next one to come back, else one that ``ask``
         (a ``newNonce`` request, whose answer comes back through ``answered``) brings."""
         if self.pool:
             return self.pool.pop()
+        self._ask = ask
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[str | None] = loop.create_future()
+        waiter = _Waiter(loop.create_future(), time.monotonic())
         self.waiters.append(waiter)
-        since = time.monotonic()
         try:
             while True:
-                if self._should_ask(since):
+                if not self._circulating():
                     self.asked = time.monotonic()
                     await ask()
-                if not waiter.done():
-                    since = await self._wait(waiter, since)
-                if waiter.done():
-                    nonce = waiter.result()
-                    if nonce is not None:
-                        self.handed -= 1
-                        return nonce
-                    waiter = loop.create_future()  # woken to ask newNonce: keep the place
-                    self.waiters.appendleft(waiter)
+                if not waiter.future.done():
+                    self._arm(loop)
+                    await waiter.future
+                nonce = waiter.future.result()
+                if nonce is not None:
+                    self.handed -= 1
+                    return nonce
+                # Woken because no nonce will come back: keep the place, and ask.
+                waiter = _Waiter(loop.create_future(), waiter.since)
+                self.waiters.appendleft(waiter)
         except BaseException:
-            self._leave(waiter)
+            self._leave(waiter.future)
             raise
 
-    async def _wait(self, waiter: asyncio.Future[str | None], since: float) -> float:
-        """Wait a grace for ``waiter``; the time the grace now counts from.
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is None:
+            self._timer = loop.call_later(NONCE_GRACE, self._tick, loop,
+                                          time.monotonic() + NONCE_GRACE, False)
 
-        A loop held up by other work (a certificate checked and stored, its fsyncs) wakes
-        the waiter late, or on time but with answers still unread in the sockets: neither
-        is a stalled CA. A late wake starts the grace again; a timely one that would ask
-        waits ``NONCE_SETTLE`` more so that answers already there get through first.
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float, settled: bool) -> None:
+        """The grace has passed: one more nonce if the longest waiting POST has waited it.
+
+        A loop held up by other work (a certificate checked and stored, its fsyncs) runs this
+        late, or on time but with answers still unread in the sockets: neither is a stalled
+        CA. A late run starts the grace again; a timely one that would ask looks again after
+        ``NONCE_SETTLE``, so that answers already there get through first.
         """
-        due = time.monotonic() + NONCE_GRACE
-        await asyncio.wait((waiter,), timeout=NONCE_GRACE)
+        self._timer = None
+        head = self._head()
+        if head is None:
+            return
         now = time.monotonic()
-        if waiter.done():
-            return since
         if now - due > NONCE_SETTLE:
-            return now
-        if self._should_ask(since):
-            await asyncio.wait((waiter,), timeout=NONCE_SETTLE)
-        return since
+            head.since = now
+        elif self._stalled(head.since, now):
+            if not settled:
+                self._timer = loop.call_later(NONCE_SETTLE, self._tick, loop,
+                                              now + NONCE_SETTLE, True)
+                return
+            self.asked = now
+            task = loop.create_task(self._ask_behind())
+            self._asking.add(task)
+            task.add_done_callback(self._asking.discard)
+        self._arm(loop)
+
+    async def _ask_behind(self) -> None:
+        """``newNonce`` for the waiting POSTs; a failure is no one POST's: it came back
+        through ``answered`` (no nonce), which woke a waiter that asks in its own name."""
+        assert self._ask is not None
+        with contextlib.suppress(Exception):
+            await self._ask()
+
+    def _head(self) -> _Waiter | None:
+        """The POST that has waited longest and still waits."""
+        while self.waiters and self.waiters[0].future.done():
+            self.waiters.popleft()
+        return self.waiters[0] if self.waiters else None
 
     def sending(self) -> None:
         """A request that should bring a nonce back is on its way (from before any wait)."""
@@ -105,7 +148,7 @@ class NonceFlow:
     def give(self, nonce: str) -> None:
         """A nonce came back: to the first waiter, else into the pool."""
         while self.waiters:
-            waiter = self.waiters.popleft()
+            waiter = self.waiters.popleft().future
             if not waiter.done():
                 self.handed += 1
                 waiter.set_result(nonce)
@@ -116,15 +159,11 @@ class NonceFlow:
         """Nonces held or sure to come back: pooled, handed to a POST, or in flight."""
         return len(self.pool) + self.handed + self.in_flight
 
-    def _should_ask(self, since: float) -> bool:
-        """Ask ``newNonce``: nothing will bring a nonce back, or this POST has waited a grace
-        and no other nonce was asked for within it."""
-        circulating = self._circulating()
-        if circulating == 0:
-            return True
-        now = time.monotonic()
-        stalled = now - since >= NONCE_GRACE and now - self.asked >= NONCE_GRACE
-        return stalled and circulating < self.connections
+    def _stalled(self, since: float, now: float) -> bool:
+        """One more nonce: a POST has waited a grace, no other nonce was asked for within
+        it, and fewer circulate than connections."""
+        return now - since >= NONCE_GRACE and now - self.asked >= NONCE_GRACE \
+            and self._circulating() < self.connections
 
     def _leave(self, waiter: asyncio.Future[str | None]) -> None:
         """A waiter gives up (an error, cancelled): what it was handed goes on."""
@@ -143,7 +182,7 @@ class NonceFlow:
         if self._circulating():
             return
         while self.waiters:
-            waiter = self.waiters.popleft()
+            waiter = self.waiters.popleft().future
             if not waiter.done():
                 waiter.set_result(None)
                 return

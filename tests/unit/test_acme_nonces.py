@@ -19,6 +19,7 @@ from aiohttp import web
 from certfleet import nonces
 from certfleet.acme_client import AcmeClient
 from certfleet.errors import TransportError
+from certfleet.nonces import _Waiter
 
 from ..adversarial.fakeca import FakeCA
 
@@ -298,7 +299,7 @@ def test_a_waiter_cancelled_with_a_nonce_in_hand_gives_it_on(ca: FakeCA) -> None
         first = asyncio.create_task(client.post(ca.url("/slow"), {"i": 0}, signer))
         await until(lambda: gate.arrived == 1)
         waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        client._flow.waiters.append(waiter)         # what a waiting POST leaves in the queue
+        client._flow.waiters.append(_Waiter(waiter, 0.0))  # what a waiting POST leaves
         gate.open = True
         await first                            # its answer's nonce went to the waiter
         assert waiter.result() == "nonce3"
