@@ -18,6 +18,7 @@ from certfleet.http11 import (
     MAX_HEADERS,
     HttpError,
     Pool,
+    Reply,
     _describe,
     host_field,
     origin_of,
@@ -420,3 +421,11 @@ def test_origin_and_target() -> None:
     assert origin_of("https://ca.test/a/b") == (("https", "ca.test", 443), "/a/b")
     assert origin_of("https://ca.test/dir?x=1") == (("https", "ca.test", 443), "/dir?x=1")
     assert origin_of("http://[::1]:8080") == (("http", "::1", 8080), "/")
+
+
+def test_a_header_is_its_first_value_and_every_value_is_kept() -> None:
+    reply = Reply(200, (("link", "<a>"), ("location", "/x"), ("link", "<b>")), b"")
+    assert reply.header("link") == "<a>"
+    assert reply.header("location") == "/x"
+    assert reply.header("retry-after") is None
+    assert reply.all("link") == ["<a>", "<b>"]

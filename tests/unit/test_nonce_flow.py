@@ -287,3 +287,11 @@ class _Recording(set):  # type: ignore[type-arg]
     def add(self, item: Any) -> None:
         self.seen.append(item)
         super().add(item)
+
+
+def test_a_fresh_flow_with_a_post_in_flight_can_stall() -> None:
+    """No newNonce asked yet (the first POST's nonce came with the directory): a POST that
+    has waited a grace behind it is a stall."""
+    flow = NonceFlow(connections=4)
+    flow.sending()
+    assert flow._stalled(LONG_AGO, time.monotonic())
