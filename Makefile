@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-zipapp test venv pebble test-components lint unit bench mutate claims zipapp zipapp-venv clean
+.PHONY: demo demo-zipapp test venv pebble test-components lint unit bench mutate claims zipapp zipapp-venv coverage clean
 
 $(BIN)/certfleet: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ unit: venv
 
 test: venv test-components lint
 	$(BIN)/pytest -q
+
+# Coverage of the whole suite, the processes it starts included (not part of `make test`;
+# slower than it, and its processes print nothing more). Report: .cache/coverage/report.txt
+coverage: export CERTFLEET_COVERAGE_DIR = $(CURDIR)/.cache/coverage
+coverage: export COVERAGE_RCFILE = $(CURDIR)/tools/coverage-suite.rc
+coverage: venv test-components $(BIN)/coverage
+	rm -rf .cache/coverage && mkdir -p .cache/coverage && chmod 1777 .cache/coverage
+	$(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report | tee .cache/coverage/report.txt
+
+$(BIN)/coverage: | venv
+	$(BIN)/pip install -q 'coverage>=7.10'
 
 # Mutation testing of the modules that hold the promises (not part of `make test`):
 # writes mutation/report.md; fails while a mutant survives that mutation/equivalent.md
