@@ -304,8 +304,8 @@ def check_fleet(state: Path, certs: Sequence[CertDef], *, since: float | None,
                 final: bool = False) -> list[str]:
     """Every invariant over the state directory and the deploy targets.
 
-    ``since``: leftovers older than this (the start of the last run) are violations;
-    None: every leftover is. ``final``: also require every certificate issued and every
+    ``since``: leftovers older than this (the start of the last run that ran to its end)
+    are violations; None: every leftover is. ``final``: also require every certificate issued and every
     target up to date.
     """
     problems: list[str] = []
@@ -508,12 +508,15 @@ def campaign(workdir: Path, *, rounds: int, certs: int, seed: int,
         config = write_fleet(workdir / "fleet", lab, fleet)
         state = workdir / "fleet" / "state"
         seen: set[str] = set()
-        last_start = time.time()
+        # Leftovers older than the start of the last round that ran to its end are
+        # violations: that run swept what dead runs had left. A round killed early (before
+        # its own sweep) proves nothing about older leftovers; the final run sweeps them.
+        swept_since = 0.0
         pace = report.expected   # a full run's time, as last measured
         for index in range(rounds):
             force = index >= plain_rounds and rng.random() < force_probability
             kill_at = rng.uniform(0.0, pace)
-            last_start = time.time()
+            round_start = time.time()
             started = time.monotonic()
             with open(logs / f"round-{index:03d}.out", "w") as out_file, \
                     open(logs / f"round-{index:03d}.err", "w") as err_file:
@@ -528,6 +531,8 @@ def campaign(workdir: Path, *, rounds: int, certs: int, seed: int,
                     rc, killed = None, True
             duration = time.monotonic() - started
             report.rounds.append(Round(index, force, kill_at, killed, rc, duration))
+            if not killed:
+                swept_since = round_start
             if force and rc == 0:
                 # A --force run that finished renewed every certificate, faster than its
                 # kill moment: T as the machine runs now. On a shared machine whose load
@@ -546,7 +551,7 @@ def campaign(workdir: Path, *, rounds: int, certs: int, seed: int,
             _note(report, seen, f"round {index}", problems)
 
         _note(report, seen, "after the kill rounds",
-              check_fleet(state, fleet, since=last_start - 0.02))
+              check_fleet(state, fleet, since=swept_since - 0.02))
 
         final_rc, out, _ = _timed_run(config, False, logs / "final.err",
                                       timeout=max(120.0, 10 * report.expected))
