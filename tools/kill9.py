@@ -305,8 +305,8 @@ def check_fleet(state: Path, certs: Sequence[CertDef], *, since: float | None,
     """Every invariant over the state directory and the deploy targets.
 
     ``since``: leftovers older than this (the start of the last run that ran to its end)
-    are violations; None: every leftover is. ``final``: also require every certificate issued and every
-    target up to date.
+    are violations; None: every leftover is. ``final``: also require every certificate
+    issued and every target up to date.
     """
     problems: list[str] = []
     certs_dir = state / "certs"
