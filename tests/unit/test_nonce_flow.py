@@ -50,15 +50,34 @@ def quiet(flow: NonceFlow) -> None:
     flow.asked = NEVER
 
 
+def quiet_flow(in_flight: int) -> tuple[NonceFlow, Asks]:
+    """A flow with ``in_flight`` POSTs on the wire and the stall rule kept quiet."""
+    flow = NonceFlow(connections=4)
+    quiet(flow)
+    for _ in range(in_flight):
+        flow.sending()
+    return flow, Asks(flow)
+
+
+async def stalled_waiter(flow: NonceFlow, asks: Asks, *, keep_timer: bool = False
+                         ) -> asyncio.Task[str]:
+    """A POST waiting behind the slow ones since long ago, no newNonce asked for as long: a
+    stall. Its grace timer is taken away unless ``keep_timer``: the test ticks itself."""
+    waiter = asyncio.create_task(flow.take(asks))
+    await turns()
+    flow.waiters[0].since = LONG_AGO
+    flow.asked = LONG_AGO
+    if not keep_timer and flow._timer is not None:
+        flow._timer.cancel()
+        flow._timer = None
+    return waiter
+
+
 def test_a_nonce_handed_on_counts_until_its_post_is_sent() -> None:
     """One POST's nonce handed to a waiter and another POST in flight: two nonces circulate,
     so a new POST waits for them instead of asking newNonce."""
     async def body() -> None:
-        flow = NonceFlow(connections=4)
-        quiet(flow)
-        asks = Asks(flow)
-        flow.sending()
-        flow.sending()
+        flow, asks = quiet_flow(2)
         first = asyncio.create_task(flow.take(asks))
         await turns()
         flow.answered("n1")                 # handed to ``first``, whose task has not run yet
@@ -77,11 +96,7 @@ def test_a_nonce_handed_on_counts_until_its_post_is_sent() -> None:
 
 def test_once_every_handed_nonce_is_used_a_post_with_nothing_in_flight_asks() -> None:
     async def body() -> None:
-        flow = NonceFlow(connections=4)
-        quiet(flow)
-        asks = Asks(flow)
-        flow.sending()
-        flow.sending()
+        flow, asks = quiet_flow(2)
         waiting = [asyncio.create_task(flow.take(asks)) for _ in range(2)]
         await turns()
         flow.answered("n1")
@@ -101,10 +116,7 @@ def test_once_every_handed_nonce_is_used_a_post_with_nothing_in_flight_asks() ->
 
 def test_a_waiter_cancelled_with_a_nonce_in_hand_leaves_the_counts_whole() -> None:
     async def body() -> None:
-        flow = NonceFlow(connections=4)
-        quiet(flow)
-        asks = Asks(flow)
-        flow.sending()
+        flow, asks = quiet_flow(1)
         waiter = asyncio.create_task(flow.take(asks))
         await turns()
         flow.answered("n1")                 # handed to the waiter ...
@@ -125,10 +137,7 @@ def test_a_waiter_cancelled_with_a_nonce_in_hand_leaves_the_counts_whole() -> No
 
 def test_a_waiter_woken_to_ask_keeps_its_place_and_its_waiting_time() -> None:
     async def body() -> None:
-        flow = NonceFlow(connections=4)
-        quiet(flow)
-        asks = Asks(flow)
-        flow.sending()
+        flow, asks = quiet_flow(1)
         waiter = asyncio.create_task(flow.take(asks))
         await turns()
         since = flow.waiters[0].since
@@ -157,18 +166,9 @@ def test_the_stall_rule_at_its_bounds() -> None:
 
 def test_a_timely_tick_on_a_stall_settles_first_then_asks_once() -> None:
     async def body() -> None:
-        flow = NonceFlow(connections=4)
-        asks = Asks(flow)
-        flow.sending()                      # one POST in flight, slow
-        quiet(flow)
-        waiter = asyncio.create_task(flow.take(asks))
-        await turns()
-        flow.waiters[0].since = LONG_AGO
-        flow.asked = LONG_AGO
+        flow, asks = quiet_flow(1)          # one POST in flight, slow
+        waiter = await stalled_waiter(flow, asks)
         loop = asyncio.get_running_loop()
-        if flow._timer is not None:
-            flow._timer.cancel()
-            flow._timer = None
         flow._tick(loop, time.monotonic(), False)
         await turns()
         assert asks.count == 0
@@ -190,17 +190,8 @@ def test_a_timely_tick_on_a_stall_settles_first_then_asks_once() -> None:
 
 def test_a_late_tick_is_a_busy_loop_not_a_slow_ca() -> None:
     async def body() -> None:
-        flow = NonceFlow(connections=4)
-        asks = Asks(flow)
-        flow.sending()
-        quiet(flow)
-        waiter = asyncio.create_task(flow.take(asks))
-        await turns()
-        flow.waiters[0].since = LONG_AGO
-        flow.asked = LONG_AGO
-        if flow._timer is not None:
-            flow._timer.cancel()
-            flow._timer = None
+        flow, asks = quiet_flow(1)
+        waiter = await stalled_waiter(flow, asks)
         before = time.monotonic()
         flow._tick(asyncio.get_running_loop(), before - 10, False)   # ran 10 s late
         await turns()
@@ -254,14 +245,8 @@ def test_the_first_tick_of_a_grace_is_not_a_settled_one(monkeypatch: pytest.Monk
     monkeypatch.setattr(nonces, "NONCE_SETTLE", 60.0)
 
     async def body() -> None:
-        flow = NonceFlow(connections=4)
-        asks = Asks(flow)
-        flow.sending()
-        quiet(flow)
-        waiter = asyncio.create_task(flow.take(asks))
-        await turns()
-        flow.waiters[0].since = LONG_AGO
-        flow.asked = LONG_AGO
+        flow, asks = quiet_flow(1)
+        waiter = await stalled_waiter(flow, asks, keep_timer=True)
         armed = flow._timer
         assert armed is not None
         for _ in range(500):                # the grace's tick runs, and a settle one is set
