@@ -1,12 +1,22 @@
-"""Shared pytest fixtures: the local Pebble test CA (see tools/pebble_lab.py)."""
+"""Shared pytest fixtures and hooks: the local Pebble test CA (see tools/pebble_lab.py),
+the handling of a missing component or privilege, and the seed of randomised tests.
+
+The seed: every random choice a test makes (the kill moments of tests/faults/test_kill9.py,
+the examples of the hypothesis property tests) comes from one session seed, printed at the
+end of every run and next to every failure; ``CERTFLEET_TEST_SEED=<seed>`` replays it.
+A test's own seed is derived from the session seed and its node id, so the test replays
+alone as well as in the whole suite.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import random
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -20,15 +30,93 @@ from pg_lab import PgLab, PgUnavailable, find_bin_dir  # noqa: E402
 PebbleLabFactory = Callable[..., PebbleLab]
 
 
+def missing(reason: str) -> NoReturn:
+    """Something a test needs is absent (a component, a tool, root): skip, but fail under
+    CI (CI=<non-empty>), so that no test silently skips there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} [CI is set: not skipping]", pytrace=False)
+    pytest.skip(reason)
+
+
 def require(find: Callable[[], object], unavailable: type[Exception]) -> None:
-    """Skip when a component is not installed, but fail under CI (CI=<non-empty>), so
-    integration tests never silently skip there."""
+    """``find()`` the component, or ``missing`` with the reason it gives."""
     try:
         find()
     except unavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(str(exc))
+        missing(str(exc))
+
+
+def need_root(why: str) -> None:
+    """The test does what only root may (chown to another user, mount, useradd)."""
+    if os.geteuid() != 0:
+        missing(f"needs root: {why}")
+
+
+# -- the seed of randomised tests -------------------------------------------------------------
+
+SEED_ENV = "CERTFLEET_TEST_SEED"
+_SEED = pytest.StashKey[int]()
+
+
+def _session_seed() -> int:
+    text = os.environ.get(SEED_ENV, "").strip()
+    if not text:
+        return random.SystemRandom().randrange(2**32)
+    try:
+        return int(text)
+    except ValueError:
+        raise pytest.UsageError(f"{SEED_ENV}={text!r}: not an integer") from None
+
+
+def _hypothesis_profile(config: pytest.Config, seed: int) -> None:
+    """Property tests: no deadline (a loaded machine would trip it, and the suite bounds
+    nothing by it), no too_slow health check (the same), no example database (what runs
+    depends on the seed alone), the session seed unless ``--hypothesis-seed`` is given,
+    and the reproduce_failure blob printed with a failure."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("certfleet", deadline=None, print_blob=True, database=None,
+                              suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("certfleet")
+    if hasattr(config.option, "hypothesis_seed") and config.option.hypothesis_seed is None:
+        config.option.hypothesis_seed = str(seed)  # the plugin's pytest_configure reads it
+
+
+@pytest.hookimpl(tryfirst=True)  # before hypothesis's plugin reads --hypothesis-seed
+def pytest_configure(config: pytest.Config) -> None:
+    seed = _session_seed()
+    config.stash[_SEED] = seed
+    _hypothesis_profile(config, seed)
+
+
+def _replay(config: pytest.Config) -> str:
+    seed = config.stash[_SEED]
+    return f"{SEED_ENV}={seed} replays the random choices of this run"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"certfleet test seed: {config.stash[_SEED]}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    terminalreporter.write_line(f"certfleet test seed: {_replay(config)}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.sections.append(("certfleet test seed", _replay(item.config)))
+
+
+@pytest.fixture
+def rng_seed(request: pytest.FixtureRequest) -> int:
+    """This test's seed: the session seed and the test's node id, so that the test replays
+    the same alone or in the whole suite."""
+    text = f"{request.config.stash[_SEED]}:{request.node.nodeid}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
 
 
 def require_pebble() -> None:

@@ -15,7 +15,9 @@ What it does:
 4. runs ``python -m certfleet run --config ...`` as a subprocess ``--rounds`` times on the
    SAME state directory, each time sending SIGKILL at a moment drawn uniformly from
    ``[0, T]`` (the first rounds plain, so first issuance is killed midway; later rounds
-   mostly ``--force``, so renewals are killed midway too);
+   mostly ``--force``, so renewals are killed midway too); a ``--force`` round that
+   finishes before its kill measures ``T`` anew, so a machine whose load drops keeps
+   killing runs midway;
 5. checks the invariants below, runs once more without a kill, checks them again.
 
 Invariants (each breach is a "violation" with the path and what is wrong):
@@ -40,8 +42,9 @@ Invariants (each breach is a "violation" with the path and what is wrong):
   killed runs``, and, coarser, ``orders <= certs x (1 + forced rounds) + concurrency x
   killed runs`` (one first issuance per certificate, one renewal per forced round).
 
-The kill moments are reproducible from the seed; what the run was doing at that moment
-is only approximately so (it depends on the machine's speed).
+The seed (printed) decides which rounds are forced and where within ``[0, T]`` each kill
+falls; what the run was doing at that moment is only approximately reproducible (it
+depends on the machine's speed).
 """
 
 from __future__ import annotations
@@ -301,9 +304,9 @@ def check_fleet(state: Path, certs: Sequence[CertDef], *, since: float | None,
                 final: bool = False) -> list[str]:
     """Every invariant over the state directory and the deploy targets.
 
-    ``since``: leftovers older than this (the start of the last run) are violations;
-    None: every leftover is. ``final``: also require every certificate issued and every
-    target up to date.
+    ``since``: leftovers older than this (the start of the last run that ran to its end)
+    are violations; None: every leftover is. ``final``: also require every certificate
+    issued and every target up to date.
     """
     problems: list[str] = []
     certs_dir = state / "certs"
@@ -505,11 +508,15 @@ def campaign(workdir: Path, *, rounds: int, certs: int, seed: int,
         config = write_fleet(workdir / "fleet", lab, fleet)
         state = workdir / "fleet" / "state"
         seen: set[str] = set()
-        last_start = time.time()
+        # Leftovers older than the start of the last round that ran to its end are
+        # violations: that run swept what dead runs had left. A round killed early (before
+        # its own sweep) proves nothing about older leftovers; the final run sweeps them.
+        swept_since = 0.0
+        pace = report.expected   # a full run's time, as last measured
         for index in range(rounds):
             force = index >= plain_rounds and rng.random() < force_probability
-            kill_at = rng.uniform(0.0, report.expected)
-            last_start = time.time()
+            kill_at = rng.uniform(0.0, pace)
+            round_start = time.time()
             started = time.monotonic()
             with open(logs / f"round-{index:03d}.out", "w") as out_file, \
                     open(logs / f"round-{index:03d}.err", "w") as err_file:
@@ -524,6 +531,13 @@ def campaign(workdir: Path, *, rounds: int, certs: int, seed: int,
                     rc, killed = None, True
             duration = time.monotonic() - started
             report.rounds.append(Round(index, force, kill_at, killed, rc, duration))
+            if not killed:
+                swept_since = round_start
+            if force and rc == 0:
+                # A --force run that finished renewed every certificate, faster than its
+                # kill moment: T as the machine runs now. On a shared machine whose load
+                # drops after the calibration, the kills still land within the runs.
+                pace = duration
             if progress:
                 what = "killed" if killed else f"exited {rc}"
                 print(f"round {index}: {'--force ' if force else ''}kill at {kill_at:.2f}s: "
@@ -537,7 +551,7 @@ def campaign(workdir: Path, *, rounds: int, certs: int, seed: int,
             _note(report, seen, f"round {index}", problems)
 
         _note(report, seen, "after the kill rounds",
-              check_fleet(state, fleet, since=last_start - 0.02))
+              check_fleet(state, fleet, since=swept_since - 0.02))
 
         final_rc, out, _ = _timed_run(config, False, logs / "final.err",
                                       timeout=max(120.0, 10 * report.expected))

@@ -756,8 +756,8 @@ http {{
             return False
         return True
 
-    def served_certificate(self, sni: str, *, timeout: float = 5.0) -> x509.Certificate:
-        """The certificate nginx presents now to a TLS client asking for ``sni`` (no
+    def served_der(self, sni: str, *, timeout: float = 5.0) -> bytes:
+        """The certificate (DER) nginx presents now to a TLS client asking for ``sni`` (no
         verification: the deployed certificate is whatever the test put there)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -769,25 +769,36 @@ http {{
             der = tls.getpeercert(binary_form=True)
         if not der:
             raise ssl.SSLError(f"{self.address}:{self.tls_port} presented no certificate")
-        return x509.load_der_x509_certificate(der)
+        return der
 
-    def wait_for_serial(self, sni: str, serial: int, timeout: float = 10.0) -> bool:
+    def served_certificate(self, sni: str, *, timeout: float = 5.0) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.served_der(sni, timeout=timeout))
+
+    def wait_for_serial(self, sni: str, serial: int, timeout: float = 60.0) -> bool:
         """Wait until nginx serves the certificate with this serial number to ``sni``
-        for good; False on timeout.
+        for good; False on timeout (long: a reload under load can take seconds, and only
+        a hang comes near it)."""
+        return self._wait_served(
+            sni, lambda der: x509.load_der_x509_certificate(der).serial_number == serial,
+            timeout)
 
-        An nginx reload is asynchronous: the master starts new workers with the new
+    def wait_for_der(self, sni: str, der: bytes, timeout: float = 60.0) -> bool:
+        """``wait_for_serial`` for a certificate given whole (one a parser may refuse)."""
+        return self._wait_served(sni, lambda served: served == der, timeout)
+
+    def _wait_served(self, sni: str, wanted: Callable[[bytes], bool], timeout: float) -> bool:
+        """An nginx reload is asynchronous: the master starts new workers with the new
         certificate, then tells the old ones to stop, and for a moment both accept
-        connections. So this waits for the serial to be served *and* for the old
-        workers to be gone: afterwards served_certificate() keeps returning it."""
+        connections. So this waits for the certificate to be served *and* for the old
+        workers to be gone: afterwards served_der() keeps returning it."""
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(OSError, ssl.SSLError, ValueError):
-                served = self.served_certificate(sni, timeout=PROBE_TIMEOUT).serial_number
                 # Seen, no old worker left (that could still serve the old one), seen again.
-                if served == serial and len(self.nginx_worker_pids) <= 1:
-                    again = self.served_certificate(sni, timeout=PROBE_TIMEOUT).serial_number
-                    if again == serial:
-                        return True
+                if wanted(self.served_der(sni, timeout=PROBE_TIMEOUT)) and \
+                        len(self.nginx_worker_pids) <= 1 and \
+                        wanted(self.served_der(sni, timeout=PROBE_TIMEOUT)):
+                    return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)

@@ -3,8 +3,10 @@
 Touches the network and nothing else. It never holds a key: callers pass a ``Signer`` that
 turns (url, nonce, payload) into a finished JWS. It refuses plain http unless allowed,
 refuses redirects to another origin, caps every body, verifies TLS (optionally against a
-given CA bundle, never switched off), retries ``badNonce`` a bounded number of times, and
-keeps a pool of the nonces the CA hands back so that ``newNonce`` is asked only when empty.
+given CA bundle, never switched off) and retries ``badNonce`` a bounded number of times.
+Its nonces are handed on as ``nonces`` says: a nonce that comes back goes to the next
+waiting POST, and ``newNonce`` is asked only when none will come back or a POST has waited
+longer than a short grace.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 from . import __version__
 from .errors import AcmeProblem, BadNonce, ProtocolError, TransportError, acme_problem, safe_text
 from .http11 import HttpError, Pool, Reply
+from .nonces import NonceFlow
 from .protocol.messages import Directory, MalformedMessage, Problem
 from .protocol.timing import parse_retry_after
 
@@ -38,7 +41,6 @@ JOSE_JSON = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 MAX_BODY = 1 << 20          # no ACME object or certificate chain comes near 1 MiB
 MAX_REDIRECTS = 3
-NONCE_POOL = 64
 USER_AGENT = f"certfleet/{__version__} Python/{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -130,7 +132,8 @@ class AcmeClient:
         self._timeout = timeout
         self._connections = connections
         self._budget = RateBudget(rate) if rate else None
-        self._nonces: collections.deque[str] = collections.deque(maxlen=NONCE_POOL)
+        self._flow = NonceFlow(connections)
+        self._directory_lock = asyncio.Lock()
         self._pool: Pool | None = None
         self._directory: Directory | None = None
 
@@ -179,28 +182,35 @@ class AcmeClient:
 
     async def directory(self) -> Directory:
         """The CA's directory, fetched once per session."""
-        if self._directory is None:
-            response = await self.get(self.directory_url)
-            try:
-                directory = Directory.from_json(response.json())
-            except MalformedMessage as exc:
-                raise ProtocolError(f"{safe_text(self.directory_url)}: {exc}") from None
-            for url in directory.urls():
-                self._check_url(url)
-            self._directory = directory
+        async with self._directory_lock:  # asked once even by many tasks at once
+            if self._directory is None:
+                await self._fetch_directory()
+        assert self._directory is not None
         return self._directory
+
+    async def _fetch_directory(self) -> None:
+        response = await self.get(self.directory_url)
+        try:
+            directory = Directory.from_json(response.json())
+        except MalformedMessage as exc:
+            raise ProtocolError(f"{safe_text(self.directory_url)}: {exc}") from None
+        for url in directory.urls():
+            self._check_url(url)
+        self._directory = directory
 
     # -- RFC 8555 §7.2: nonces ------------------------------------------------------------
 
     async def _nonce(self) -> str:
-        if self._nonces:
-            return self._nonces.pop()
-        directory = await self.directory()
-        response = await self._request("HEAD", directory.new_nonce)
-        if not self._nonces:
-            raise ProtocolError(f"{safe_text(directory.new_nonce)}: no Replay-Nonce in answer "
+        """A nonce: pooled, the next to come back, or from ``newNonce`` (``nonces``)."""
+        url = (await self.directory()).new_nonce  # the directory's answer may bring one
+        return await self._flow.take(lambda: self._new_nonce(url))
+
+    async def _new_nonce(self, url: str) -> None:
+        """Ask ``newNonce``; its nonce goes to the first waiter, like any that comes back."""
+        response = await self._request("HEAD", url)
+        if _plausible_nonce(response.headers) is None:
+            raise ProtocolError(f"{safe_text(url)}: no Replay-Nonce in answer "
                                 f"(HTTP {response.status})")
-        return self._nonces.pop()
 
     # -- RFC 8555 §6.2, §6.3: signed requests ----------------------------------------------
 
@@ -262,21 +272,31 @@ class AcmeClient:
         if self._pool is None:
             await self.open()
         assert self._pool is not None
-        if self._budget is not None:
-            await self._budget.take()
-        self.requests[method] += 1
+        brings = method in ("POST", "HEAD")  # an answer that should bring a nonce back
+        if brings:
+            self._flow.sending()  # from now: a waiter counts on this answer
+        reply: Reply | None = None
         try:
+            if self._budget is not None:
+                await self._budget.take()
+            self.requests[method] += 1
             reply = await self._pool.request(method, url, headers, data)
         except HttpError as exc:
             raise TransportError(f"{safe_text(url)}: {safe_text(str(exc))}") from None
-        response = Response(url=url, status=reply.status, headers=_headers(reply),
+        finally:
+            if brings and reply is None:
+                self._flow.answered(None)  # failed: no nonce comes back from this one
+        found = _headers(reply)
+        nonce = _plausible_nonce(found)
+        if brings:
+            self._flow.answered(nonce)  # first: whatever else fails, nobody waits on this
+        elif nonce is not None:
+            self._flow.give(nonce)  # a GET's answer brought one: welcome
+        response = Response(url=url, status=reply.status, headers=found,
                             body=reply.body, links=_links(reply.all("link"), url))
         log.debug("%s %s -> %s", method, url, response.status)
         if method == "POST" and 300 <= response.status < 400:
             raise ProtocolError(f"{safe_text(url)}: unexpected redirect (HTTP {response.status})")
-        nonce = response.headers.get("Replay-Nonce")
-        if nonce and len(nonce) < 256 and nonce.isascii():
-            self._nonces.append(nonce)
         self._note_date(response.headers.get("Date"))
         return response
 
@@ -323,6 +343,12 @@ class _Headers(dict[str, str]):
 
     def __contains__(self, key: object) -> bool:
         return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+
+def _plausible_nonce(headers: Mapping[str, str]) -> str | None:
+    """The answer's Replay-Nonce, unless absent, huge or not ASCII (then not sent back)."""
+    nonce = headers.get("Replay-Nonce")
+    return nonce if nonce and len(nonce) < 256 and nonce.isascii() else None
 
 
 def _headers(reply: Reply) -> _Headers:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from .acme_client import AcmeClient
-from .registration import eab_settings, open_account
-from .session import Session
-from .spec import JobConfig
-from .store import Store
+if TYPE_CHECKING:
+    from .acme_client import AcmeClient
+    from .session import Session
+    from .spec import JobConfig
+    from .store import Store
 
 # Kept-alive connections to one CA at most: HTTP/1.1 carries one request at a time, and a
 # few dozen carry a CA's whole request rate at internet round-trip times.
@@ -25,6 +26,8 @@ MAX_CONNECTIONS = 32
 def client(job: JobConfig, url: str | None = None, *, connections: int = 4) -> AcmeClient:
     """A client for ``url`` (the job's CA if not given), with the job's trust settings and
     the request rate that CA allows."""
+    from .acme_client import AcmeClient  # noqa: PLC0415 - ssl, h11: only a run asking a CA
+
     url = url or job.directory
     limits = job.limits(url)
     return AcmeClient(url, ca_bundle=job.ca_bundle, allow_http=job.allow_http,
@@ -59,6 +62,8 @@ class CaSessions:
 
     async def session(self, url: str) -> Session:
         """The account at ``url``, looked up or registered once even when many wait."""
+        from .registration import eab_settings, open_account  # noqa: PLC0415 - cryptography
+
         async with self._locks.setdefault(url, asyncio.Lock()):
             if url not in self._sessions:
                 # External account binding belongs to the primary CA's account.

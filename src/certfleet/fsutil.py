@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import stat
 from pathlib import Path
@@ -33,6 +32,8 @@ def fsync_dir(path: Path) -> None:
 def temp_name(path: Path) -> Path:
     """A fresh hidden temporary name beside ``path``, carrying this process's ID so that a
     later run can tell a crash leftover from a write in progress."""
+    import secrets  # noqa: PLC0415 - hashlib: not for commands that write nothing
+
     return path.parent / f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(6)}"
 
 
@@ -97,7 +98,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
-def write_exclusive(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_exclusive(path: Path, data: bytes, mode: int) -> None:
     """Create ``path`` whole, or not at all, and never over an existing file (or link):
     written under a temporary name, then hard-linked to ``path``. ``FileExistsError`` if
     something is there already."""

@@ -15,6 +15,8 @@ server never saw it (and an ACME POST sent twice is refused by its nonce).
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ class Reply:
         return next((v for k, v in self.headers if k == name), None)
 
     def all(self, name: str) -> list[str]:
+        """Every value of header ``name`` (lower case), in order."""
         return [v for k, v in self.headers if k == name]
 
 
@@ -56,25 +59,34 @@ def origin_of(url: str) -> tuple[Origin, str]:
     return (parts.scheme, parts.hostname, port), target
 
 
+def host_field(origin: Origin) -> str:
+    """The ``Host`` field for ``origin``: the port only if not the scheme's default, an
+    IPv6 address in brackets."""
+    scheme, host, port = origin
+    name = f"[{host}]" if ":" in host else host
+    return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
+
+
 class _Connection:
+    answered: bool   # a byte of the current answer has arrived (reset by each exchange)
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-        self.answered = False   # a byte of the current answer has arrived
 
     async def exchange(self, method: str, target: str, headers: Sequence[tuple[str, str]],
                        body: bytes | None, max_body: int) -> Reply:
-        conn = self.h11
         self.answered = False
         lines = [(k.encode(), v.encode()) for k, v in headers]
         if body is not None:
             lines.append((b"content-length", str(len(body)).encode()))
-        out = conn.send(h11.Request(method=method.encode(), target=target.encode(),
-                                    headers=lines)) or b""
+        events: list[h11.Event] = [
+            h11.Request(method=method.encode(), target=target.encode(), headers=lines)]
         if body is not None:
-            out += conn.send(h11.Data(data=body)) or b""
-        out += conn.send(h11.EndOfMessage()) or b""
-        self.writer.write(out)
+            events.append(h11.Data(data=body))
+        events.append(h11.EndOfMessage())
+        # send() gives None only for a ConnectionClosed, which is never sent here.
+        self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
         await self.writer.drain()
         return await self._read(max_body)
 
@@ -82,11 +94,17 @@ class _Connection:
         conn, status = self.h11, 0
         headers: tuple[tuple[str, str], ...] = ()
         chunks: list[bytes] = []
-        size = 0
+        size = received = 0
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                data = await self.reader.read(READ_CHUNK)
+                # h11 refuses an incomplete head only once more than MAX_HEAD bytes wait
+                # unparsed, and a read can complete a longer one: until the head is in,
+                # read no further than MAX_HEAD, so that a longer head is always refused.
+                if not status and received >= MAX_HEAD:
+                    raise HttpError(f"response headers exceed {MAX_HEAD} bytes")
+                data = await self.reader.read(READ_CHUNK if status else MAX_HEAD - received)
+                received += len(data)
                 self.answered = self.answered or bool(data)
                 conn.receive_data(data)
                 continue
@@ -148,11 +166,8 @@ class Pool:
                       body: bytes | None = None) -> Reply:
         """One exchange; a ``Host`` in ``headers`` replaces the one taken from ``url``."""
         origin, target = origin_of(url)
-        host = origin[1] if ":" not in origin[1] else f"[{origin[1]}]"
-        default_port = 443 if origin[0] == "https" else 80
         given = {k.lower(): v for k, v in (headers or {}).items()}
-        lines = [("host", given.pop("host", "")
-                  or (host if origin[2] == default_port else f"{host}:{origin[2]}")),
+        lines = [("host", given.pop("host", "") or host_field(origin)),
                  ("user-agent", self.user_agent), *given.items()]
         async with self._slots:
             try:
@@ -163,8 +178,8 @@ class Pool:
 
     async def _exchange(self, origin: Origin, method: str, target: str,
                         lines: list[tuple[str, str]], body: bytes | None) -> Reply:
-        for attempt in (1, 2):
-            conn = self._take(origin)
+        for fresh in (False, True):   # a kept-alive connection if there is one, then a new one
+            conn = None if fresh else self._take(origin)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin)
@@ -173,7 +188,7 @@ class Pool:
             except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError) \
                     as exc:
                 conn.close()
-                if reused and attempt == 1 and not conn.answered:
+                if reused and not conn.answered:
                     continue  # a kept-alive connection the server had dropped: not seen
                 raise HttpError(_describe(exc)) from None
             except BaseException:
@@ -184,7 +199,7 @@ class Pool:
             else:
                 conn.close()
             return reply
-        raise AssertionError("unreachable")
+        raise AssertionError  # unreachable: a new connection is never tried again
 
     def _take(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
@@ -200,16 +215,27 @@ class Pool:
             raise HttpError("https is not allowed here")
         try:
             async with asyncio.timeout(self.connect_timeout):
+                # With TLS, the certificate is checked against ``host`` (asyncio's default
+                # server_hostname).
                 reader, writer = await asyncio.open_connection(
-                    host, port, ssl=self.context if scheme == "https" else None,
-                    server_hostname=host if scheme == "https" else None, limit=READ_CHUNK)
+                    host, port, ssl=self.context if scheme == "https" else None)
         except TimeoutError:
             raise HttpError("timed out connecting") from None
         except ssl.SSLCertVerificationError as exc:
             raise HttpError(f"TLS certificate not trusted: {exc.verify_message}") from None
         except (OSError, ssl.SSLError) as exc:
-            raise HttpError(f"cannot connect: {_describe(exc)}") from None
+            raise HttpError(f"cannot connect: {_connect_failure(exc)}") from None
         return _Connection(reader, writer)
+
+
+def _connect_failure(exc: OSError) -> str:
+    """Why a connection failed. asyncio words a refused one "Connect call failed
+    ('192.0.2.1', 80)", which does not say what happened; the system's text for its error
+    number does. A failed name look-up or TLS handshake keeps its own text (their numbers
+    are not the system's error numbers)."""
+    if not isinstance(exc, ssl.SSLError | socket.gaierror) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno)
+    return _describe(exc)
 
 
 def _describe(exc: BaseException) -> str:

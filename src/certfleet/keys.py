@@ -79,7 +79,10 @@ def _load_csr(data: bytes, where: str) -> tuple[bytes, tuple[str, ...], PublicKe
     public_key = csr.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise ConfigError(f"{where}: only RSA and ECDSA keys are supported")
-    keytypes.key_type_of(public_key)
+    try:
+        keytypes.key_type_of(public_key)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         raw = [*san.get_values_for_type(x509.DNSName),
@@ -89,5 +92,8 @@ def _load_csr(data: bytes, where: str) -> tuple[bytes, tuple[str, ...], PublicKe
 
     if not raw:
         raise ConfigError(f"{where}: the CSR names no domain")
-    names = tuple(dict.fromkeys(normalize_identifier(n) for n in raw))
+    try:
+        names = tuple(dict.fromkeys(normalize_identifier(n) for n in raw))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return csr.public_bytes(serialization.Encoding.DER), names, public_key

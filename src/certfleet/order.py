@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -71,7 +70,7 @@ async def _poll(
         if response is not None:
             asked = response.retry_after(session.client.now())
             delay = clamp(asked) if asked is not None else next(intervals)
-            if time.monotonic() + delay > deadline:
+            if session.clock() + delay > deadline:
                 raise ChallengeError(f"{what}: still not done after the deadline "
                                      f"(CA asks to wait {delay:.0f}s more)")
             await session.sleep(delay)
@@ -279,7 +278,7 @@ async def _complete(
 ) -> tuple[Bundle, str]:
     """From an order in any state to its verified certificate (§7.4, §7.5)."""
     what = names[0]
-    deadline = time.monotonic() + session.validation_timeout
+    deadline = session.clock() + session.validation_timeout
     if order.status is OrderStatus.PENDING:
         await _authorize(session, order.authorizations, solver, deadline, names)
         # Every authorization is valid, so the order is ready (§7.1.6): finalize at once

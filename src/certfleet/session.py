@@ -7,6 +7,7 @@ answers into parsed messages (a malformed one becomes a ``ProtocolError`` naming
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from .protocol.messages import MalformedMessage
 
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
 
 
 @dataclass
@@ -29,6 +31,7 @@ class Session:
     kid: str
     sleep: Sleep = field(default=asyncio.sleep)
     validation_timeout: float = 300.0
+    clock: Clock = field(default=time.monotonic)  # what the validation deadline is read on
     orders_placed: int = 0     # new orders the CA took in this run (for the order ledger)
 
     def signer(self) -> Signer:

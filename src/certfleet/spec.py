@@ -103,7 +103,7 @@ class CertSpec:
         """The certificate's identity in the store and in messages: its first name, and
         for a further key type of the same names ``NAME+KEYTYPE`` ('+' is never in a name).
         """
-        return f"{self.names[0]}+{self.variant}" if self.variant else self.names[0]
+        return _cert_name(self.names, self.variant)
 
     @classmethod
     def like(cls, template: CertSpec, names: tuple[str, ...], targets: tuple[Target, ...],
@@ -112,9 +112,17 @@ class CertSpec:
         in nothing else. Built without the generated ``__init__``, whose one
         ``object.__setattr__`` per field is most of the cost of reading 100,000 lines."""
         spec = object.__new__(cls)
-        spec.__dict__.update(template.__dict__, names=names, targets=targets, source=source)
-        spec.__dict__.pop("name", None)  # the template's cached name is not this one's
+        fields = spec.__dict__
+        fields.update(template.__dict__, names=names, targets=targets, source=source)
+        # The template's cached name is not this one's: this one's, as ``name`` makes it
+        # (set now: the first ``name`` of each spec would otherwise take a lock).
+        fields["name"] = _cert_name(names, fields["variant"])
         return spec
+
+
+def _cert_name(names: tuple[str, ...], variant: str | None) -> str:
+    """A certificate's name (``CertSpec.name``)."""
+    return f"{names[0]}+{variant}" if variant else names[0]
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,7 @@ def from_json(data: Any) -> Standing | None:
             or type(revoked) is not bool or type(failures) is not int or failures < 0 \
             or not (error is None or (type(error) is str and len(error) <= MAX_TEXT)) \
             or not _times(not_before, not_after, issued_at) \
-            or not _times(*(t for t in (chosen, fetch_at, waiting, alarm) if t is not None)):
+            or not _times_or_none(chosen, fetch_at, waiting, alarm):
         return None
     for item in names:
         if type(item) is not str:
@@ -107,7 +107,7 @@ def from_json(data: Any) -> Standing | None:
         if type(item) is not str or len(item) > MAX_KEY:
             return None
     try:
-        number = int(serial, 16) if names else 0
+        number = int(serial, 16)
     except ValueError:
         return None
     return Standing(tuple(names), key_type, number, not_before, not_after, issued_at, has_aki,
@@ -121,5 +121,12 @@ _NUMBER = (float, int)
 def _times(*values: Any) -> bool:
     for value in values:
         if type(value) not in _NUMBER or not -1e11 < value < 1e11:
+            return False
+    return True
+
+
+def _times_or_none(*values: Any) -> bool:
+    for value in values:
+        if value is not None and (type(value) not in _NUMBER or not -1e11 < value < 1e11):
             return False
     return True

@@ -17,16 +17,14 @@ import pytest
 from certfleet.solvers.token_dir import read_token
 from certfleet.store import PEM_FILES, Store, VersionMeta
 from tests.cli import run_main
+from tests.conftest import need_root
 
 NOW = datetime.now(UTC)
 
 
 @pytest.fixture
 def nobody() -> int:
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("files owned by another user need root to make [CI is set]")
-        pytest.skip("files owned by another user need root to make")
+    need_root("files owned by another user")
     return pwd.getpwnam("nobody").pw_uid
 
 

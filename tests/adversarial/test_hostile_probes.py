@@ -5,7 +5,10 @@ another name, so it is a host of its own with its own ``probe``), whose probe po
 hostile server; ``a``'s other target (web1a) and ``b`` (web1b) are probed nowhere and must
 get their files. Each hostile server fails that one target with a one-line reason, in
 bounded time (``probe.PROBE_WAIT`` plus one attempt, here shortened; one test keeps the
-real bounds), and never with an exception that would stop the other hosts. Before this
+real bounds), and never with an exception that would stop the other hosts. The servers
+hold a connection for ``STALL`` seconds: a probe without its bounds would wait that long,
+past ``BOUND``, so the test fails instead of hanging; and the reason names the attempt's
+timeout when that is what ended it. Before this
 module, a certificate the parser refused raised ``InvalidVersion`` out of the probe.
 
 Servers: a certificate ``cryptography`` refuses (X.509 version 2), served by a Python TLS
@@ -17,8 +20,9 @@ throughout, as in every hostile-target test.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import os
+import random
 import socket
 import ssl
 import subprocess
@@ -32,10 +36,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from certfleet.deploy import probe
+from certfleet.errors import DeployError
 from tests.faults.hostile_lab import Lab, Layout, start
 
 pytestmark = pytest.mark.integration
 SHORT_WAIT, SHORT_ATTEMPT = 2.0, 1.0
+# A deploy here takes a few seconds (under 10 under load) plus the probe's own bound (4 s
+# shortened, 21 s as shipped); one that waited for the hostile server would take STALL.
+STALL = 300.0
+BOUND = 120.0
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +60,9 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture
-def short(monkeypatch: pytest.MonkeyPatch) -> float:
+def short(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(probe, "PROBE_WAIT", SHORT_WAIT)
     monkeypatch.setattr(probe, "ATTEMPT_TIMEOUT", SHORT_ATTEMPT)
-    return SHORT_WAIT + SHORT_ATTEMPT + 1 + 5  # the loop's bound, plus the deploy itself
 
 
 class RawServer:
@@ -96,13 +104,14 @@ def serving(handle: Callable[[socket.socket, threading.Event], None]) -> Iterato
 
 
 def silent(conn: socket.socket, stop: threading.Event) -> None:
-    stop.wait(120)
+    stop.wait(STALL)
 
 
 def garbage(conn: socket.socket, stop: threading.Event) -> None:
     conn.recv(4096)
-    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\x1b[2J\r\n\r\n" + os.urandom(2048))
-    stop.wait(120)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\x1b[2J\r\n\r\n"
+                 + random.Random("garbage").randbytes(2048))
+    stop.wait(STALL)
 
 
 def closes(conn: socket.socket, stop: threading.Event) -> None:
@@ -142,18 +151,19 @@ def _layout(lab: Lab, tmp_path: Path, port: int, address: str = "127.0.0.1") -> 
                                 "probe": {"port": port, "address": address}})
 
 
-def _fails(layout: Layout, reason: str, bound: float) -> str:
+def _fails(layout: Layout, reason: str) -> str:
     started = time.monotonic()
     cause = layout.deploy_and_check(reason)
     took = time.monotonic() - started
-    assert took < bound, f"took {took:.1f} s"
+    assert took < BOUND, f"took {took:.1f} s"
     assert cause.startswith("TLS check 127.0.0."), cause
     assert "expected serial" in cause, cause
     assert "\x1b" not in cause
     return cause
 
 
-def test_certificate_the_parser_refuses(lab: Lab, tmp_path: Path, short: float) -> None:
+@pytest.mark.usefixtures("short")
+def test_certificate_the_parser_refuses(lab: Lab, tmp_path: Path) -> None:
     cert, key = v2_certificate(tmp_path / "tls")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -164,54 +174,84 @@ def test_certificate_the_parser_refuses(lab: Lab, tmp_path: Path, short: float) 
 
     with serving(tls) as server:
         _fails(_layout(lab, tmp_path, server.port),
-               "presents a certificate that does not parse (1 is not a valid X509 version)",
-               short)
+               "presents a certificate that does not parse (1 is not a valid X509 version)")
         assert server.accepted >= 1
 
 
-def test_certificate_the_parser_refuses_from_nginx(lab: Lab, tmp_path: Path,
-                                                   short: float) -> None:
+@pytest.mark.usefixtures("short")
+def test_certificate_the_parser_refuses_from_nginx(lab: Lab, tmp_path: Path) -> None:
     """web1b's real nginx serves the v2 certificate from its default server."""
-    web1b = lab.web["web1b"]
+    web1b, sni = lab.web["web1b"], lab.names[0]  # the probe asks for a's name
     saved = {name: (web1b.deploy_dir / name).read_bytes()
              for name in ("fullchain.pem", "privkey.pem")}
-    v2_certificate(web1b.deploy_dir)
+    before = web1b.served_der(sni)
+    v2, _ = v2_certificate(web1b.deploy_dir)
     subprocess.run(web1b.reload_argv(), check=True, capture_output=True)
     try:
-        time.sleep(0.5)  # the reload is asynchronous
+        # the reload is asynchronous: the probe must meet the new certificate
+        assert web1b.wait_for_der(sni, ssl.PEM_cert_to_DER_cert(v2.read_text()))
         _fails(_layout(lab, tmp_path, web1b.tls_port, web1b.address),
-               "presents a certificate that does not parse", short)
+               "presents a certificate that does not parse")
     finally:
         for name, data in saved.items():
             (web1b.deploy_dir / name).write_bytes(data)
         subprocess.run(web1b.reload_argv(), check=True, capture_output=True)
+        assert web1b.wait_for_der(sni, before)
 
 
-def test_server_that_never_answers(lab: Lab, tmp_path: Path, short: float) -> None:
+@pytest.mark.usefixtures("short")
+def test_server_that_never_answers(lab: Lab, tmp_path: Path) -> None:
     with serving(silent) as server:
         _fails(_layout(lab, tmp_path, server.port),
-               f"presents no TLS (no answer within {SHORT_ATTEMPT:g} s)", short)
+               f"presents no TLS (no answer within {SHORT_ATTEMPT:g} s)")
 
 
 def test_server_that_never_answers_real_bounds(lab: Lab, tmp_path: Path) -> None:
     """The loop's bound as shipped: PROBE_WAIT plus one attempt (and a second of slack)."""
-    bound = probe.PROBE_WAIT + probe.ATTEMPT_TIMEOUT + 1 + 5
+    assert probe.PROBE_WAIT + probe.ATTEMPT_TIMEOUT + 1 < BOUND < STALL
     with serving(silent) as server:
         _fails(_layout(lab, tmp_path, server.port),
-               f"presents no TLS (no answer within {probe.ATTEMPT_TIMEOUT:g} s)", bound)
+               f"presents no TLS (no answer within {probe.ATTEMPT_TIMEOUT:g} s)")
 
 
-def test_server_that_answers_garbage(lab: Lab, tmp_path: Path, short: float) -> None:
+@pytest.mark.usefixtures("short")
+def test_server_that_answers_garbage(lab: Lab, tmp_path: Path) -> None:
     with serving(garbage) as server:
-        _fails(_layout(lab, tmp_path, server.port), "presents no TLS (", short)
+        _fails(_layout(lab, tmp_path, server.port), "presents no TLS (")
 
 
-def test_server_that_closes_at_once(lab: Lab, tmp_path: Path, short: float) -> None:
+@pytest.mark.usefixtures("short")
+def test_server_that_closes_at_once(lab: Lab, tmp_path: Path) -> None:
     with serving(closes) as server:
-        _fails(_layout(lab, tmp_path, server.port), "presents no TLS (", short)
+        _fails(_layout(lab, tmp_path, server.port), "presents no TLS (")
 
 
-def test_server_that_drips(lab: Lab, tmp_path: Path, short: float) -> None:
+@pytest.mark.usefixtures("short")
+def test_server_that_drips(lab: Lab, tmp_path: Path) -> None:
     with serving(drips) as server:
         _fails(_layout(lab, tmp_path, server.port),
-               f"presents no TLS (no answer within {SHORT_ATTEMPT:g} s)", short)
+               f"presents no TLS (no answer within {SHORT_ATTEMPT:g} s)")
+
+
+def test_the_retry_loop_is_bounded_even_when_an_attempt_is_not(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's own bound (``wait`` plus one attempt, and a second) holds even when an
+    attempt outlives ``ATTEMPT_TIMEOUT``: one ``serving`` call may make two handshakes (the
+    second for the expected key type), and here it never returns at all. No server, no
+    lab: the attempt is replaced by one that hangs."""
+    async def hangs(*_args: object, **_kwargs: object) -> str | None:
+        await asyncio.Event().wait()
+        return None
+
+    monkeypatch.setattr(probe, "serving", hangs)
+    monkeypatch.setattr(probe, "ATTEMPT_TIMEOUT", 0.2)
+
+    async def go() -> None:
+        # The guard only keeps a broken bound from hanging the suite; it is never reached.
+        await asyncio.wait_for(probe.expect_serial("127.0.0.1", 9, "a.example", 0xAB,
+                                                   wait=0.3), 20)
+
+    with pytest.raises(DeployError) as caught:
+        asyncio.run(go())
+    assert str(caught.value) == ("TLS check 127.0.0.1:9 (SNI a.example): presents nothing, "
+                                 "then no end within 1.5 s, expected serial ab")

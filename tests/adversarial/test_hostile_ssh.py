@@ -14,12 +14,19 @@ with a hostile reason; an SFTP error with a hostile reason; ``id -u`` answering 
 a reload whose output is hostile (real sshd); an SFTP server that stops answering (each
 request is bounded, ``OP_TIMEOUT`` shortened here); a TCP server that never speaks SSH
 (the connection is bounded, ``CONNECT_TIMEOUT`` shortened).
+
+The last two servers hold what they withhold for ``STALL`` seconds, then give up: a
+missing bound makes the deploy last that long, past ``BOUND``, and the test fails instead
+of hanging. What bounded the wait is also seen without a clock: the message names the
+shortened timeout (or says the connection timed out), and the stalled SFTP session is
+asked nothing after the request it left unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import socket
 import threading
@@ -42,6 +49,10 @@ pytestmark = pytest.mark.integration
 EVIL = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\nFAKE: forged line\r"
 SHOWN = r"\x1b]0;owned\x07\x1b[2J\x1b[31mred\nFAKE: forged line\r"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# A deploy here takes a few seconds (under 10 under load) plus the 2 s timeout under test;
+# one that waited for the stalled server would take STALL.
+STALL = 300.0
+BOUND = 120.0
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +85,17 @@ class _Server(asyncssh.SSHServer):
 
 class _Sftp(asyncssh.SFTPServer):
     mode = ""
+    sessions: list[list[bytes]]  # per SFTP session, the path of each request
+
+    def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        super().__init__(chan)
+        self.asked: list[bytes] = []
+        self.sessions.append(self.asked)
 
     async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        self.asked.append(path)
         if self.mode == "sftp-stall":
-            await asyncio.sleep(3600)
+            await asyncio.sleep(STALL)
         raise asyncssh.SFTPFailure(EVIL)
 
     async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
@@ -92,7 +110,8 @@ class FakeSsh:
         self.key = asyncssh.generate_private_key("ssh-ed25519")
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        sftp = type("Sftp", (_Sftp,), {"mode": mode})
+        self.sessions: list[list[bytes]] = []
+        sftp = type("Sftp", (_Sftp,), {"mode": mode, "sessions": self.sessions})
 
         async def listen() -> asyncssh.SSHAcceptor:
             return await asyncssh.create_server(
@@ -135,10 +154,10 @@ def _alias(lab: Lab, address: str, port: int, known: str = "") -> str:
 
 
 @contextlib.contextmanager
-def fake(lab: Lab, mode: str) -> Iterator[str]:
+def fake(lab: Lab, mode: str) -> Iterator[tuple[str, FakeSsh]]:
     server = FakeSsh(mode)
     try:
-        yield _alias(lab, "127.0.0.1", server.port, server.known_hosts_line())
+        yield _alias(lab, "127.0.0.1", server.port, server.known_hosts_line()), server
     finally:
         server.close()
 
@@ -150,36 +169,41 @@ def _layout(lab: Lab, tmp_path: Path, alias: str, **settings: Any) -> Layout:
                       settings={"owner": "root", **settings})
 
 
-def _fails(lab: Lab, layout: Layout, reason: str, bound: float = 60.0) -> str:
+def _fails(lab: Lab, layout: Layout, reason: str) -> str:
     """``deploy_and_check`` at -vv, then the raw output is searched for control
     characters (the escaped form of the hostile text is fine)."""
-    started = time.monotonic()
     cause = layout.deploy_and_check(reason, "-vv")
-    assert time.monotonic() - started < bound
     rc, out, err = run_main(["deploy", "--config", str(layout.config), "-vv"])
     assert rc == 1
     assert "certfleet: DEBUG: " in err or "certfleet: INFO: " in err, err  # -vv took effect
     for text in (out, err):
         assert not CONTROL.search(text), repr(CONTROL.search(text))
         assert "FAKE: forged line" not in text.replace(r"\nFAKE: forged line", "")
+    # The message itself is escaped, not only its print: the reason kept in the state
+    # record is what `status`, the alerts and the mail show later.
+    record = json.loads((lab.state / "certs" / lab.names[0] / "state.json").read_text())
+    recorded = record["deploy"][layout.hostile_target]["error"]
+    assert not CONTROL.search(recorded), repr(recorded)
+    assert "\n" not in recorded, repr(recorded)
+    assert cause in recorded, (cause, recorded)
     return cause
 
 
 def test_banner_debug_and_disconnect_reason_are_escaped(lab: Lab, tmp_path: Path) -> None:
-    with fake(lab, "disconnect") as alias:
+    with fake(lab, "disconnect") as (alias, _):
         cause = _fails(lab, _layout(lab, tmp_path, alias), f"{alias}: cannot connect: ")
     assert SHOWN in cause, cause
     assert "owned" in cause  # the disconnect reason, escaped; the banner is never shown
 
 
 def test_sftp_error_reason_is_escaped(lab: Lab, tmp_path: Path) -> None:
-    with fake(lab, "sftp-error") as alias:
+    with fake(lab, "sftp-error") as (alias, _):
         cause = _fails(lab, _layout(lab, tmp_path, alias), SHOWN)
     assert cause.startswith(f"{alias}:/"), cause
 
 
 def test_garbage_from_id_is_escaped(lab: Lab, tmp_path: Path) -> None:
-    with fake(lab, "bad-id") as alias:
+    with fake(lab, "bad-id") as (alias, _):
         cause = _fails(lab, _layout(lab, tmp_path, alias), f"{alias}: cannot resolve user root")
     assert r"got '\x1b]0;owned\x07\x1b[2J" in cause, cause
 
@@ -200,9 +224,13 @@ def test_hostile_reload_output_is_escaped(lab: Lab, tmp_path: Path) -> None:
 def test_sftp_server_that_stops_answering(lab: Lab, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sftp_files, "OP_TIMEOUT", 2.0)
-    with fake(lab, "sftp-stall") as alias:
-        _fails(lab, _layout(lab, tmp_path, alias),
-               "no answer from the SFTP server within 2 s", bound=30.0)
+    with fake(lab, "sftp-stall") as (alias, server):
+        started = time.monotonic()
+        _fails(lab, _layout(lab, tmp_path, alias), "no answer from the SFTP server within 2 s")
+        assert time.monotonic() - started < BOUND
+    # Each session was asked once: once a request went unanswered, nothing else waited.
+    assert server.sessions
+    assert all(len(asked) == 1 for asked in server.sessions), server.sessions
 
 
 def test_server_that_never_speaks_ssh(lab: Lab, tmp_path: Path,
@@ -217,15 +245,25 @@ def test_server_that_never_speaks_ssh(lab: Lab, tmp_path: Path,
             with contextlib.suppress(OSError):
                 held.append(listener.accept()[0])
 
-    threading.Thread(target=accept, daemon=True).start()
-    try:
-        alias = _alias(lab, "127.0.0.1", listener.getsockname()[1])
-        _fails(lab, _layout(lab, tmp_path, alias), f"{alias}: cannot connect: ", bound=30.0)
-    finally:
-        stop.set()
-        listener.close()
+    def give_up() -> None:  # what a client without a bound would finally see
         for conn in held:
             conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    timer = threading.Timer(STALL, give_up)
+    timer.start()
+    try:
+        alias = _alias(lab, "127.0.0.1", listener.getsockname()[1])
+        started = time.monotonic()
+        cause = _fails(lab, _layout(lab, tmp_path, alias), f"{alias}: cannot connect: ")
+        assert time.monotonic() - started < BOUND
+        assert cause.endswith(": timed out"), cause  # the bound ended it, not the server
+        assert held, "certfleet never connected"
+    finally:
+        timer.cancel()
+        stop.set()
+        listener.close()
+        give_up()
 
 
 def test_log_records_are_escaped() -> None:

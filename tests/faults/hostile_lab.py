@@ -29,6 +29,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,16 +38,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import missing, need_root
 from tests.integration.fleet_helpers import by_name, run_cli, write_config
 
 PEMS = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 TMP_PREFIX = ".certfleet-tmp-"
-
-
-def missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} [CI is set: not skipping]", pytrace=False)
-    pytest.skip(reason)
 
 
 def sha(path: Path) -> str | None:
@@ -207,8 +203,9 @@ class Layout:
 def _make_user() -> tuple[str, int, int]:
     import pwd
 
-    if not shutil.which("useradd") or os.geteuid() != 0:
-        missing("useradd (as root) is needed for a hostile local user")
+    need_root("useradd, for a hostile local user")
+    if not shutil.which("useradd"):
+        missing("useradd is needed for a hostile local user")
     user = f"cfh{uuid.uuid4().hex[:8]}"
     done = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
                            "--home-dir", "/", "--shell", "/bin/sh", "-p", "*", user],
@@ -291,3 +288,44 @@ def wrap(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str,
 
     monkeypatch.setattr(owner, name, wrapped)
     return calls
+
+
+class FifoReaders:
+    """While a deploy runs, who opens a FIFO under ``root`` for reading (where an ``open``
+    or a read blocks until a writer comes, which hangs a deploy that does it).
+
+    Each FIFO is tried now and then with a non-blocking open for writing, which succeeds
+    only while some process has it open for reading: that FIFO is noted, and the writer,
+    closed at once, gives the reader end-of-file. So a deploy that opens a planted FIFO
+    goes on and the test fails on ``opened``, instead of hanging; no deadline is involved.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.opened: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> FifoReaders:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.05):
+            for folder, dirs, files in os.walk(self.root):
+                for name in (*dirs, *files):
+                    self._try(os.path.join(folder, name))
+
+    def _try(self, path: str) -> None:
+        try:
+            if not stat.S_ISFIFO(os.lstat(path).st_mode):
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        except OSError:  # ENXIO: nobody reads it; ENOENT: gone meanwhile
+            return
+        os.close(fd)
+        self.opened.append(path)

@@ -15,19 +15,21 @@ files. Before this module's fixes, the chmod/chown of the temporary file and of 
 certificate directory went by path and followed the planted link to the victim.
 
 * mode/owner of another file through a link: a temporary name right after its creation
-  (SSH, local); the certificate's own directory before the deploy (SSH, local) and right
-  after its ``mkdir`` (SSH);
+  (SSH, for a key and a certificate; local), or guessed and planted before it (SSH,
+  local); the certificate's own directory before the deploy (SSH, local) and right after
+  its ``mkdir`` (SSH);
 * a special file at a temporary name: FIFO, directory (SSH);
 * a special file at a final name: symlink, FIFO, device, directory before the deploy
   (SSH), a symlink while the files are written (SSH), FIFO, device, symlink (local);
-* a link at a final name after the checks: replaced by the rename, never followed (SSH).
+* a link at a final name after the checks: replaced by the rename, never followed (SSH);
+* a regular file of the user's renamed over a final name right after certfleet's rename:
+  noticed and reported (SSH).
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,10 +37,9 @@ import pytest
 
 from certfleet.deploy import local, sftp_files
 
-from .hostile_lab import TMP_PREFIX, Lab, Layout, start, wrap
+from .hostile_lab import TMP_PREFIX, FifoReaders, Lab, Layout, start, wrap
 
 pytestmark = pytest.mark.integration
-BOUND = 60.0  # seconds a deploy facing a FIFO may take at most (an SFTP read would hang)
 
 
 @pytest.fixture(scope="module")
@@ -73,22 +74,42 @@ def _temps(folder: Path) -> list[str]:
 # ------------------------------------------------------------------ SSH: temporary names
 
 
+@pytest.mark.parametrize("pem", ["privkey.pem", "cert.pem"])
 def test_ssh_symlink_at_a_temporary_name_changes_no_other_file(
-        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Right after the key's temporary file is created, the user replaces it with a link
-    to the victim: owner and mode go through the open handle, so the victim keeps both."""
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pem: str) -> None:
+    """Right after a temporary file is created, the user replaces it with a link to the
+    victim (a root 0600 key): owner and mode go through the open handle, so the victim
+    keeps both, for the key (0600, the victim's own mode) as for the certificate (0644:
+    a chmod by path would make the victim readable by all)."""
     _, own, layout = _ssh(lab, tmp_path)
 
     def plant(path: str, mode: int) -> None:
-        if path.startswith(str(own)) and path.endswith("-privkey.pem"):
+        if path.startswith(str(own)) and path.endswith(f"-{pem}"):
             lab.plant_symlink(Path(path), lab.victim)
 
     calls = wrap(monkeypatch, sftp_files.Sftp, "create", after=plant)
-    cause = layout.deploy_and_check("privkey.pem was swapped during the deploy: it is now "
+    cause = layout.deploy_and_check(f"{pem} was swapped during the deploy: it is now "
                                     "a symlink")
-    assert any(str(p).endswith("-privkey.pem") for p, _ in calls)
-    assert os.readlink(own / "privkey.pem") == str(lab.victim), cause  # the user's link
+    assert any(str(p).endswith(f"-{pem}") for p, _ in calls)
+    assert os.readlink(own / pem) == str(lab.victim), cause  # the user's link
     assert not _temps(own)
+
+
+@pytest.mark.parametrize("transport", ["ssh", "local"])
+def test_a_link_at_a_guessed_temporary_name_is_never_opened(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    """The temporary names are random, but a user who guessed one and put a link there
+    first gains nothing: the file is created exclusively (SFTP ``CREAT|EXCL``,
+    ``O_EXCL|O_NOFOLLOW`` locally), so the link is never opened, and that target fails."""
+    guessed = f"{TMP_PREFIX}guessed-privkey.pem"
+    _, own, layout = _ssh(lab, tmp_path) if transport == "ssh" else _local(lab, tmp_path)
+    monkeypatch.setattr(sftp_files if transport == "ssh" else local, "temp_name",
+                        lambda name: guessed if name == "privkey.pem" else f"{guessed}-{name}")
+    lab.plant_symlink(_own(lab, own) / guessed, lab.victim)
+    # SFTP version 3 has no "exists" status: OpenSSH answers a generic failure.
+    cause = layout.deploy_and_check(": Failure" if transport == "ssh" else ": File exists")
+    assert os.readlink(own / guessed) == str(lab.victim), cause   # left as it was planted
+    assert not (own / "privkey.pem").exists(), "nothing is renamed when one file fails"
 
 
 def test_ssh_fifo_at_a_temporary_name_does_not_hang(
@@ -100,9 +121,9 @@ def test_ssh_fifo_at_a_temporary_name_does_not_hang(
             lab.plant_fifo(Path(path))
 
     wrap(monkeypatch, sftp_files.Sftp, "create", after=plant)
-    started = time.monotonic()
-    layout.deploy_and_check("cert.pem was swapped during the deploy: it is now a FIFO")
-    assert time.monotonic() - started < BOUND
+    with FifoReaders(own) as readers:  # an SFTP read of it would hang the sftp-server
+        layout.deploy_and_check("cert.pem was swapped during the deploy: it is now a FIFO")
+    assert readers.opened == []
 
 
 def test_ssh_directory_at_a_temporary_name(
@@ -134,9 +155,9 @@ def test_ssh_special_file_at_a_final_name_is_refused(
      "fifo": lambda: lab.plant_fifo(final),
      "device": lambda: lab.plant_device(final),
      "directory": lambda: lab.plant_dir(final)}[plant]()
-    started = time.monotonic()
-    layout.deploy_and_check(f"refused: {reason}")
-    assert time.monotonic() - started < BOUND
+    with FifoReaders(own) as readers:
+        layout.deploy_and_check(f"refused: {reason}")
+    assert readers.opened == []
     assert not stat.S_ISREG(os.lstat(final).st_mode), "the planted file is left alone"
     assert not (own / "cert.pem").exists(), "nothing is renamed when one name is refused"
     assert not _temps(own)
@@ -174,6 +195,25 @@ def test_ssh_symlink_at_a_final_name_after_the_checks_is_replaced(
     lab.assert_current(lab.names[0], own)
     layout.assert_good()
     assert lab.victims() == before
+
+
+def test_ssh_file_swapped_in_at_a_final_name_after_the_rename_is_noticed(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Right after the key is renamed into place, the user renames a regular file of
+    their own over it: the final name no longer holds what the handle wrote (its owner,
+    mode, size and mtime differ), and the target fails saying so."""
+    _, own, layout = _ssh(lab, tmp_path)
+
+    def swap(old: str, new: str) -> None:
+        if new == str(own / "privkey.pem"):
+            lab.as_hostile("/bin/sh", "-c", 'echo forged > "$1.x" && mv -f "$1.x" "$1"',
+                           "sh", new)
+
+    calls = wrap(monkeypatch, sftp_files.Sftp, "rename", after=swap)
+    layout.deploy_and_check("privkey.pem was swapped during the deploy: it is not the file "
+                            "written")
+    assert any(new == str(own / "privkey.pem") for _, new in calls)
+    assert (own / "privkey.pem").read_bytes() == b"forged\n"   # theirs, left alone
 
 
 # ------------------------------------------------------------------ SSH: the own directory
@@ -252,9 +292,9 @@ def test_local_special_file_at_a_final_name_is_refused(
     {"symlink": lambda: lab.plant_symlink(final, lab.victim),
      "fifo": lambda: lab.plant_fifo(final),
      "device": lambda: lab.plant_device(final)}[plant]()
-    started = time.monotonic()
-    layout.deploy_and_check(f"refused: {reason}")
-    assert time.monotonic() - started < BOUND
+    with FifoReaders(own) as readers:  # a local open of it would block certfleet itself
+        layout.deploy_and_check(f"refused: {reason}")
+    assert readers.opened == []
     assert not _temps(own)
 
 

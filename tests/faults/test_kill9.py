@@ -2,18 +2,19 @@
 
 24 rounds over one state directory and 20 certificates, killed at a moment drawn uniformly
 from the measured run time; then the invariants, one normal run, the invariants again.
-The seed is printed and named in the failure message; reproduce with
-``KILL9_SEED=<seed> pytest tests/faults/test_kill9.py`` or
-``.venv/bin/python tools/kill9.py --seed <seed> --rounds 24 --certs 20``.
+The campaign's seed comes from the session seed (tests/conftest.py) and is printed, and
+named in the failure messages; reproduce with
+``CERTFLEET_TEST_SEED=<session seed> pytest tests/faults/test_kill9.py`` or
+``.venv/bin/python tools/kill9.py --seed <campaign seed> --rounds 24 --certs 20``.
 """
 
 from __future__ import annotations
 
-import os
-import random
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import require_pebble
 
 pytestmark = pytest.mark.integration
 
@@ -21,23 +22,12 @@ ROUNDS = 24
 CERTS = 20
 
 
-def _require_pebble() -> None:
-    from pebble_lab import LabUnavailable, find_binaries
-
-    try:
-        find_binaries()
-    except LabUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(str(exc))
-
-
-def test_kill9_rounds_keep_the_state_whole(tmp_path: Path) -> None:
-    _require_pebble()
+def test_kill9_rounds_keep_the_state_whole(tmp_path: Path, rng_seed: int) -> None:
+    require_pebble()
     import kill9
 
-    seed = int(os.environ.get("KILL9_SEED") or random.SystemRandom().randrange(2**32))
-    print(f"kill9 seed: {seed} (KILL9_SEED={seed} reproduces the kill moments)")
+    seed = rng_seed
+    print(f"kill9 seed: {seed} (tools/kill9.py --seed {seed} reproduces the kill moments)")
     report = kill9.campaign(tmp_path, rounds=ROUNDS, certs=CERTS, seed=seed)
     print(report.summary())  # shown by pytest on failure
 

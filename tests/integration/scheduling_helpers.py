@@ -27,6 +27,9 @@ from typing import Any
 
 import pytest
 
+from tests import waits
+from tests.conftest import missing, need_root
+
 from .fleet_helpers import write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,21 +41,14 @@ UNIT_STATE = "/var/lib/certfleet"       # the state directory the units are writ
 NOBODY = 65534                           # nobody and nogroup on Debian
 
 
+__all__ = ["need", "need_root"]  # need_root: tests.conftest's, imported from here too
+
+
 def need(*tools: str) -> None:
-    """Skip when a tool is missing, but fail under CI (as ``tests.conftest.require``)."""
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if missing:
-        message = f"{', '.join(missing)} not installed (scripts/install-test-components)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(message)
-
-
-def need_root(why: str) -> None:
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"needs root: {why} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(f"needs root: {why}")
+    """The tools a test runs: skip when one is missing, but fail under CI."""
+    absent = [tool for tool in tools if shutil.which(tool) is None]
+    if absent:
+        missing(f"{', '.join(absent)} not installed (scripts/install-test-components)")
 
 
 def certfleet_program() -> str:
@@ -280,7 +276,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, proc: subprocess.Popen[str], deadline: float = 15) -> None:
+def wait_listening(port: int, proc: subprocess.Popen[str],
+                   deadline: float = waits.PROCESS) -> None:
     until = time.monotonic() + deadline
     while time.monotonic() < until:
         if proc.poll() is not None:

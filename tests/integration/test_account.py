@@ -8,7 +8,11 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -330,3 +334,151 @@ def test_revoke_with_certificate_key(pebble: Any, tmp_path: Path) -> None:
     with pytest.raises(AcmeProblem, match="alreadyRevoked"):
         on_ca(pebble, lambda acme: revoke(acme, cert_pem, "keyCompromise",
                                           cert_key_pem=key_pem))
+
+
+# -- §7.3.5 key change: a crash midway, and two at once ----------------------------------------
+
+ROLLOVER_KILLED = """
+import os, signal, sys
+from certfleet import account_key
+from certfleet.acme_client import AcmeClient
+from certfleet.cli import main
+
+when = sys.argv[1]
+real_post = AcmeClient.post
+
+async def post(self, url, payload, signer, accept=None):
+    if when == "before-the-ca" and url == (await self.directory()).key_change:
+        os.kill(os.getpid(), signal.SIGKILL)  # the new key is staged; the CA heard nothing
+    return await real_post(self, url, payload, signer, accept)
+
+def commit(self, now=None):  # the CA said yes; the key files were not switched yet
+    os.kill(os.getpid(), signal.SIGKILL)
+
+AcmeClient.post = post
+account_key.Rollover.commit = commit
+sys.exit(main(sys.argv[2:]))
+"""
+
+ROLLOVER_HELD = """
+import asyncio, sys
+from pathlib import Path
+from certfleet.acme_client import AcmeClient
+from certfleet.cli import main
+
+waiting, go = Path(sys.argv[1]), Path(sys.argv[2])
+real_post = AcmeClient.post
+
+async def post(self, url, payload, signer, accept=None):
+    if url == (await self.directory()).key_change:  # staged and locked: hold it there
+        waiting.touch()
+        while not go.exists():
+            await asyncio.sleep(0.05)
+    return await real_post(self, url, payload, signer, accept)
+
+AcmeClient.post = post
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def _account_exists(lab: Any, key: AccountKey) -> bool:
+    """Whether the CA knows an account by ``key`` (newAccount, onlyReturnExisting)."""
+    async def lookup(acme: AcmeClient) -> bool:
+        directory = await acme.directory()
+        try:
+            await acme.post(directory.new_account, {"onlyReturnExisting": True}, key.sign)
+        except AcmeProblem as exc:
+            if exc.short_type == "accountDoesNotExist":
+                return False
+            raise
+        return True
+    found: bool = on_ca(lab, lookup)
+    return found
+
+
+@pytest.mark.parametrize("when", ["before-the-ca", "after-the-ca"])
+def test_a_rollover_killed_midway_leaves_the_key_the_ca_holds(pebble: Any, tmp_path: Path,
+                                                              when: str) -> None:
+    """SIGKILL with the new key staged, before the CA hears of it or after it said yes but
+    before the local switch: the next command finds which key the CA holds, makes it the
+    account key (the other kept or dropped accordingly) and issues with it."""
+    cf = Certfleet(pebble, tmp_path / "state")
+    assert cf.issue(f"before-crash-{when}.example.com")[0] == 0
+    kid = record(cf)["url"]
+    folder = key_dir(cf)
+    old = AccountKey.load(folder / "account.key")
+    assert old is not None
+    killed = subprocess.run(
+        [sys.executable, "-c", ROLLOVER_KILLED, when, "account", "rollover", "--key-type",
+         "ec384", *cf.common()], capture_output=True, text=True, timeout=120, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    staged = AccountKey.load(folder / "account.key.new")
+    assert staged is not None
+    assert mode(folder / "account.key.new") == 0o600
+    assert _account_exists(pebble, staged) is (when == "after-the-ca")
+
+    rc, out = cf.issue(f"after-crash-{when}.example.com")
+    assert rc == 0, out
+    assert record(cf)["url"] == kid                  # the same account, never a new one
+    assert not (folder / "account.key.new").exists()
+    now = AccountKey.load(folder / "account.key")
+    assert now is not None
+    kept = list(folder.glob("account.key.old-*"))
+    if when == "after-the-ca":
+        assert now.thumbprint == staged.thumbprint
+        assert [AccountKey.load(p).thumbprint for p in kept] == [old.thumbprint]  # type: ignore[union-attr]
+        assert not _account_exists(pebble, old)
+    else:
+        assert now.thumbprint == old.thumbprint
+        assert kept == []
+        assert not _account_exists(pebble, staged)
+    assert record(cf)["thumbprint"] == now.thumbprint
+    assert account_object(pebble, now, kid)["status"] == "valid"
+
+
+def test_two_rollovers_at_once_the_second_refuses_and_no_key_is_lost(
+        pebble: Any, tmp_path: Path) -> None:
+    """One rollover is held between staging its key and asking the CA; meanwhile a second
+    rollover, and an issuance, refuse cleanly (the account key is in flux); the first then
+    finishes, and the account goes on with its key."""
+    cf = Certfleet(pebble, tmp_path / "state")
+    assert cf.issue("two-rollovers.example.com")[0] == 0
+    kid = record(cf)["url"]
+    folder = key_dir(cf)
+    old = AccountKey.load(folder / "account.key")
+    assert old is not None
+    waiting, go = tmp_path / "waiting", tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-c", ROLLOVER_HELD, str(waiting), str(go), "account", "rollover",
+         "--key-type", "ec384", *cf.common()],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # generous: only a stuck first run reaches it
+        while not waiting.exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the first rollover never reached the CA"
+            time.sleep(0.05)
+        busy = (f"certfleet: {folder / 'account.key.new'}: another process is rolling the "
+                "account key over right now; try again when it is done\n")
+        assert cf.run("account", "rollover") == (1, busy)
+        rc, out = cf.issue("during-rollover.example.com")
+        assert rc == 1
+        assert out.startswith("during-rollover.example.com: failed: "), out
+        assert busy.removeprefix("certfleet: ") in out
+        assert AccountKey.load(folder / "account.key").thumbprint == old.thumbprint  # type: ignore[union-attr]
+    finally:
+        go.touch()
+        out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    new = AccountKey.load(folder / "account.key")
+    assert new is not None
+    assert new.key_type is KeyType.EC384
+    (kept,) = folder.glob("account.key.old-*")
+    assert AccountKey.load(kept).thumbprint == old.thumbprint  # type: ignore[union-attr]
+    assert not (folder / "account.key.new").exists()
+    assert out == (f"account: {kid}: new ec384 key, thumbprint {new.thumbprint}; the old key "
+                   f"is kept in {kept}\n")
+    rc, out = cf.issue("after-two-rollovers.example.com")
+    assert rc == 0, out
+    assert record(cf)["url"] == kid
+    assert account_object(pebble, new, kid)["status"] == "valid"

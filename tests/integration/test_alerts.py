@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import email
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -26,6 +25,7 @@ from cryptography.x509.oid import NameOID
 
 from certfleet.store import PEM_FILES, Store, VersionMeta
 from tests.cli import run_main
+from tests.conftest import missing
 
 from .fleet_helpers import toml_value, write_config
 
@@ -144,6 +144,35 @@ def test_the_hook_hears_failures_and_renewals_as_json(pebble: Any, tmp_path: Pat
     assert "still running after 1 s; killed" in err
 
 
+def test_the_hook_hears_a_deploy_failure(pebble: Any, tmp_path: Path) -> None:
+    """Issued, but one target cannot take the files: the hook listening for deploy
+    failures alone hears it, with the target and the reason."""
+    seen = tmp_path / "seen.json"
+    hook = tmp_path / "hook.py"
+    hook.write_text(f"import sys\nopen({str(seen)!r}, 'a').write(sys.stdin.read())\n")
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the target directory should be\n")
+    good = tmp_path / "good"
+    good.mkdir()
+    domains = tmp_path / "domains.txt"
+    domains.write_text(f"deploy.alerts.example.com|{good} {blocker / 'certs'}\n")
+    config = write_config(tmp_path / "certfleet.toml", pebble, tmp_path / "state", domains,
+                          sections={"notify": {"hook": [sys.executable, str(hook)],
+                                               "hook_events": ["deploy_failure"]}})
+    rc, out, err = run_main(["run", "--config", str(config)])
+    assert rc == 1, out + err
+    report = json.loads(seen.read_text())
+    assert report["events"] == ["deploy_failure", "renewal"]
+    (cert,) = report["certificates"]
+    assert cert["events"] == ["renewal", "deploy_failure"]
+    by_target = {d["target"]: d for d in cert["deployed"]}
+    assert by_target[str(good)]["ok"] is True
+    failed = by_target[str(blocker / "certs")]
+    assert failed["ok"] is False
+    assert failed["error"].endswith(f"{blocker} is a regular file, not a directory")
+    assert (good / "deploy.alerts.example.com" / "fullchain.pem").exists()
+
+
 def test_a_quiet_run_tells_nobody(pebble: Any, tmp_path: Path) -> None:
     seen = tmp_path / "seen.json"
     hook = tmp_path / "hook.py"
@@ -249,9 +278,7 @@ def test_the_expiry_alarm_goes_off_once_a_day(tmp_path: Path) -> None:
 
 def test_the_metrics_file_is_valid_for_prometheus(tmp_path: Path) -> None:
     if not PROMTOOL.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{PROMTOOL} missing: run scripts/install-test-components [CI is set]")
-        pytest.skip(f"{PROMTOOL} missing: run scripts/install-test-components")
+        missing(f"{PROMTOOL} missing: run scripts/install-test-components")
     store = _failing_near_the_end(tmp_path / "state", "late.example.com", days_left=4)
     _failing_near_the_end(tmp_path / "state", 'odd"name.example.com'.replace('"', ""), 50)
     target = tmp_path / 'site "quoted"\\dir'

@@ -16,6 +16,7 @@ from certfleet.deploy.local import LocalTransport
 from certfleet.errors import DeployError
 from certfleet.layout import Placement
 from certfleet.spec import HostSettings
+from tests.conftest import need_root
 
 
 def _files(tag: str) -> list[DeployFile]:
@@ -43,8 +44,8 @@ def test_install_sets_modes_and_replaces(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path)) == ["site.crt", "site.key"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 def test_install_sets_owner_and_group(tmp_path: Path) -> None:
+    need_root("chown to another user")
     _install(tmp_path, _files("v1"), owner="nobody", group="nogroup")
     info = os.stat(tmp_path / "site.key")
     assert info.st_uid == pwd.getpwnam("nobody").pw_uid
@@ -55,7 +56,7 @@ def test_missing_directory_and_unknown_owner(tmp_path: Path) -> None:
     with pytest.raises(DeployError, match="target directory missing"):
         _install(tmp_path / "nope", _files("v1"))
     _install(tmp_path, _files("v1"))
-    with pytest.raises(DeployError, match="no such user or group"):
+    with pytest.raises(DeployError, match="no such user: 'no-such-user-here'"):
         _install(tmp_path, _files("v2"), owner="no-such-user-here")
     with pytest.raises(DeployError, match="invalid owner or group"):
         _install(tmp_path, _files("v2"), owner="-oops")

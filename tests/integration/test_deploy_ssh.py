@@ -3,6 +3,11 @@ OpenSSH sshd and a real nginx serving TLS from the deployed files, reloaded over
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +15,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+
+from certfleet.deploy import _HOST_TAG, TMP_PREFIX
 
 from ..conftest import require
 from .fleet_helpers import by_name, orders_seen, run_cli, write_config
@@ -104,7 +111,7 @@ def test_server_down_then_back(topology: Topology) -> None:
     assert rc == 1
     for site in SITES:
         assert f"deployed to 1/2 targets; web1b:{web1b.site_dir(site)}: web1b: cannot " \
-               "connect: " in out, out
+               "connect: Connection refused\n" in out, out
         assert topology.web["web1a"].wait_for_serial(site, _stored_serial(topology.state, site))
     orders = orders_seen(topology.lab)
     assert orders == len(SITES)
@@ -144,6 +151,29 @@ def test_failing_reload_is_reported_per_target(topology: Topology) -> None:
     rc, out = run_cli("status", "--config", str(topology.config))
     assert "web1b:" in out
     assert "failed" in out
+
+
+def test_reload_words_reach_the_remote_command_as_they_are(topology: Topology,
+                                                           tmp_path: Path) -> None:
+    """The reload argv crosses the remote login shell quoted word by word: spaces, quotes,
+    ``$(...)``, backquotes, ``;``, globs and variables reach the program as written, and
+    nothing in them runs. The program is ``sh -c`` printing its arguments, one a line."""
+    web1b, site = topology.web["web1b"], "www.example.net"
+    record, pwned = tmp_path / "argv.txt", tmp_path / "pwned"
+    words = ["one word", f"$(touch {pwned})", f"`touch {pwned}`", f"a; touch {pwned}",
+             "it's", '"double"', "*", "back\\slash", "$HOME", "", "-n"]
+    reload = ["/bin/sh", "-c", f'printf "<%s>\\n" "$@" > {record}', "sh", *words]
+    domains = tmp_path / "reload-domains.txt"
+    domains.write_text(f"{site}|web1b:{web1b.site_dir(site)}\n")
+    config = write_config(tmp_path / "reload.toml", topology.lab, topology.state, domains,
+                          sections={"ssh": {"config": [str(tmp_path / "ssh_config")],
+                                            "known_hosts": str(topology.known_hosts)},
+                                    'hosts."web1b"': {"reload": reload}})
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert by_name(out)[site].endswith("deployed to 1/1 targets"), out
+    assert record.read_text() == "".join(f"<{word}>\n" for word in words)
+    assert not pwned.exists()
 
 
 def test_owner_and_group_over_ssh(topology: Topology) -> None:
@@ -209,3 +239,82 @@ def test_known_hosts_setting_alone_vouches_for_the_host(
         assert host.wait_for_serial(site, _stored_serial(tmp_path / "state", site))
     finally:
         host.stop()
+
+
+def test_authentication_refused_names_the_host_and_the_other_target_is_deployed(
+        topology: Topology) -> None:
+    """web1b is given a key it does not know ([hosts."web1b"] identity): one line naming the
+    host, web1a deployed all the same; with the right key again, web1b catches up."""
+    web_lab = _require_web_lab()
+    stranger, _ = web_lab.client_key(topology.config.parent / "stranger")
+    text = topology.config.read_text()
+    topology.config.write_text(text.replace(
+        '[hosts."web1b"]\n', f'[hosts."web1b"]\nidentity = "{stranger}"\n'))
+    site = "www.example.com"
+    folder = topology.web["web1b"].site_dir(site)
+    rc, out = run_cli("run", "--config", str(topology.config), site)
+    assert rc == 1, out
+    line, summary = out.splitlines()
+    assert line.startswith(f"{site}: issued (expires ")
+    assert line.endswith(f", deployed to 1/2 targets; web1b:{folder}: web1b: SSH "
+                         "authentication refused"), line
+    assert summary == "1 certificates: 1 issued, deployed 1/2 targets"
+    serial = _stored_serial(topology.state, site)
+    assert topology.web["web1a"].wait_for_serial(site, serial)
+    assert not (folder / "cert.pem").exists()
+
+    topology.config.write_text(text)
+    rc, out = run_cli("run", "--config", str(topology.config), site)
+    assert rc == 0, out
+    assert by_name(out)[site].endswith("deployed to 1/1 targets"), out
+    assert topology.web["web1b"].wait_for_serial(site, serial)
+
+
+KILLED_DEPLOY = """
+import os, signal, sys
+from certfleet.cli import main
+from certfleet.deploy import sftp_files
+
+async def rename(self, old, new):  # every file is written by now: die before the renames
+    os.kill(os.getpid(), signal.SIGKILL)
+
+sftp_files.Sftp.rename = rename
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_next_deploy_sweeps_what_a_killed_one_left(topology: Topology) -> None:
+    """A run is SIGKILLed in the middle of its deploy, after its temporary files are on a
+    target: the next deploy to that target removes them (and only what is certainly dead:
+    a live process's file, and another Work host's file younger than a day, stay)."""
+    site = "www.example.net"
+    config = str(topology.config)
+    assert run_cli("run", "--config", config, site)[0] == 0
+    folders = [host.site_dir(site) for host in topology.web.values()]
+    killed = subprocess.run([sys.executable, "-c", KILLED_DEPLOY, "run", "--config", config,
+                             "--force", site], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    left = {folder: sorted(n for n in os.listdir(folder) if n.startswith(TMP_PREFIX))
+            for folder in folders}
+    dead = [name for names in left.values() for name in names]
+    assert dead, "the killed deploy left no temporary file: nothing to sweep"
+    assert all(f"{TMP_PREFIX}{_HOST_TAG}-" in name for name in dead)
+
+    live = f"{TMP_PREFIX}{_HOST_TAG}-{os.getpid()}-0123456789ab-cert.pem"
+    other_young = f"{TMP_PREFIX}0badc0de-4242-0123456789ab-cert.pem"
+    other_old = f"{TMP_PREFIX}0badc0de-4343-0123456789ab-chain.pem"
+    day_and_more = time.time() - 86400 - 3600
+    for folder in folders:
+        for name in (live, other_young, other_old):
+            (folder / name).write_bytes(b"partial\n")
+        os.utime(folder / other_old, (day_and_more, day_and_more))
+
+    rc, out = run_cli("run", "--config", config, site)
+    assert rc == 0, out
+    assert by_name(out)[site].endswith("deployed to 2/2 targets"), out
+    serial = _stored_serial(topology.state, site)
+    for folder, host in zip(folders, topology.web.values(), strict=True):
+        assert host.wait_for_serial(site, serial)
+        assert sorted(n for n in os.listdir(folder) if n.startswith(TMP_PREFIX)) == \
+            sorted([live, other_young]), folder

@@ -35,19 +35,10 @@ from certfleet.solvers import Solver
 from certfleet.solvers.dns_hook import HookSolver
 from certfleet.solvers.dns_rfc2136 import RFC2136Solver
 from certfleet.store import Store
+from tests.conftest import require
 from tests.issuing import issue_names as issue
 
 pytestmark = pytest.mark.integration
-
-
-def _require(find: Any, unavailable: type[Exception]) -> None:
-    """Skip when a component is missing, but fail under CI (as tests/conftest.py does)."""
-    try:
-        find()
-    except unavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)
@@ -63,14 +54,14 @@ def no_system_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DnsLab]:
-    _require(find_named, DnsLabUnavailable)
+    require(find_named, DnsLabUnavailable)
     with DnsLab(tmp_path_factory.mktemp("bind")) as lab:
         yield lab
 
 
 @pytest.fixture(scope="module")
 def pebble(bind: DnsLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleWithDns]:
-    _require(find_binaries, LabUnavailable)
+    require(find_binaries, LabUnavailable)
     with PebbleWithDns(tmp_path_factory.mktemp("pebble-dns"), bind) as lab:
         yield lab
 
@@ -215,7 +206,7 @@ EOF
 
 def test_hook_solver_with_nsupdate(bind: DnsLab, pebble: PebbleWithDns,
                                    tmp_path: Path) -> None:
-    _require(_find_nsupdate, FileNotFoundError)
+    require(_find_nsupdate, FileNotFoundError)
     script = tmp_path / "dns-hook"
     script.write_text(HOOK)
     script.chmod(0o755)
@@ -303,7 +294,7 @@ def test_solver_against_bind_directly(bind: DnsLab) -> None:
 
 def test_dns_lab_lifecycle(tmp_path: Path) -> None:
     """The harness: every zone answers, stop() ends exactly its named, twice is harmless."""
-    _require(find_named, DnsLabUnavailable)
+    require(find_named, DnsLabUnavailable)
     lab = DnsLab(tmp_path / "bind").start()
     try:
         (pid,) = lab.pids

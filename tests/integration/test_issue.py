@@ -13,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from tests.cli import run_shown
+
 from .conftest import Certfleet, tree, webroot_server
 
 pytestmark = pytest.mark.integration
@@ -141,11 +143,14 @@ def test_revoke_shows_in_pebble(pebble: object, certfleet: Certfleet) -> None:
 
 
 def test_tls_is_verified(certfleet: Certfleet) -> None:
-    from certfleet.cli import main
-
-    rc = main(["issue", "--state-dir", str(certfleet.state), "--directory",
-               certfleet.lab.directory_url, *certfleet.listen(), "tls.example.com"])  # type: ignore[attr-defined]
+    """Without --ca-bundle, Pebble's certificate (from its own test root) is refused, and
+    the line says so: a failure for any other reason would pass on the exit code alone."""
+    url = certfleet.lab.directory_url  # type: ignore[attr-defined]
+    rc, out = run_shown(["issue", "--state-dir", str(certfleet.state), "--directory", url,
+                         *certfleet.listen(), "tls.example.com"])
     assert rc == 1
+    assert out.startswith(f"tls.example.com: failed: {url}: TLS certificate not trusted: "
+                          "unable to get local issuer certificate"), out
     assert not (certfleet.state / "certs" / "tls.example.com" / "current").exists()
 
 
@@ -177,6 +182,13 @@ def test_authorization_reuse(pebble_lab_factory: object, tmp_path: Path, reuse: 
     else:
         assert rc == 1
         assert "reuse.example.com: validation failed" in out
+
+
+# Pebble rejects nonces at random (Go's math/rand, which no setting seeds), so these tests
+# are random by Pebble's choice, not the suite's: the rates are chosen so that the client
+# giving up (101 rejections of one request in a row) is out of reach. At 50 %: 0.5^101,
+# 4e-31 per request; at 80 %: 0.8^101, 2e-10 per request, about 10 requests an issuance.
+# (At 90 % it would be 2e-5 per request: a test failing about once in 4,000 runs.)
 
 
 def test_nonce_rejection_storm(pebble_lab_factory: object, tmp_path: Path) -> None:
@@ -231,12 +243,13 @@ def test_bring_your_own_csr(certfleet: Certfleet, tmp_path: Path) -> None:
     assert f"{path}: not a certificate signing request" in out
 
 
-def test_nonce_rejection_90_percent_still_issues(pebble_lab_factory: object,
+def test_nonce_rejection_80_percent_still_issues(pebble_lab_factory: object,
                                                   tmp_path: Path) -> None:
-    lab = pebble_lab_factory(env={"PEBBLE_WFE_NONCEREJECT": "90"})  # type: ignore[operator]
+    lab = pebble_lab_factory(env={"PEBBLE_WFE_NONCEREJECT": "80"})  # type: ignore[operator]
     cf = Certfleet(lab, tmp_path / "state")
-    rc, out = cf.issue("storm90.example.com")
+    rc, out = cf.issue("storm80.example.com")
     assert rc == 0, out
+    assert "Configured to reject 80% of good nonces" in lab.log_text()  # type: ignore[attr-defined]
 
 
 def test_nonce_rejection_always_fails_cleanly(pebble_lab_factory: object,

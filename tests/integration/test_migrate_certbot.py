@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from certfleet.account_key import AccountKey
-from tests.conftest import require
+from tests.conftest import PebbleLab, require, require_pebble
 
 from .conftest import webroot_server
 from .fleet_helpers import orders_seen, run_cli
@@ -46,6 +47,17 @@ class Tree:
     config_dir: Path    # /etc/letsencrypt
     webroot: Path
     hook_marker: Path   # the deploy hook touches it
+
+
+@pytest.fixture(scope="module")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PebbleLab]:
+    """This module's own Pebble, without nonce rejection: what is tested is the import of
+    certbot's tree, and certbot retries a rejected nonce only once (two in a row, at
+    Pebble's default 5 %, failed the tree's making about once in twenty sessions)."""
+    require_pebble()
+    with PebbleLab(tmp_path_factory.mktemp("pebble-certbot"),
+                   env={"PEBBLE_WFE_NONCEREJECT": "0"}) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")

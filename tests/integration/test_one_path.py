@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.conftest import require
+from tests.conftest import need_root, require
 
 from .conftest import webroot_server
 from .fleet_helpers import by_name, run_cli, write_config
@@ -60,10 +59,7 @@ def seed_web(lab: Any, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
     import web_lab
 
     require(web_lab.find_binaries, web_lab.WebLabUnavailable)
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("the seed's web servers need root (mount namespaces) [CI is set]")
-        pytest.skip("the seed's web servers need root (mount namespaces)")
+    need_root("the seed's web servers (mount namespaces)")
     hosts = {f"198.51.100.{n}": web_lab.WebHost(
         tmp_path / f"web{n}", f"127.0.0.{n - 9}", name=f"web{n}", sites=SITES,
         mounts={str(SEED_DIR): tmp_path / f"web{n}" / "certs"}) for n in (11, 12)}

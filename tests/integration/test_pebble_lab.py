@@ -33,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from pebble_lab import CertificateNotFound, LabError, PebbleLab
 
+from tests import waits
+
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -434,7 +436,7 @@ def test_cli_serve(tmp_path: Path, pebble_lab_factory: Any) -> None:
         ]
         assert len(children) == 2
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert proc.wait(timeout=waits.PROCESS) == 0
         assert not any(_alive(pid) for pid in children)
     finally:
         if proc.poll() is None:

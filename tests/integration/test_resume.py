@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certfleet.acme_client import AcmeClient
-from certfleet.errors import TransportError
+from certfleet.errors import ChallengeError, TransportError
 from certfleet.keytypes import KeyType
 from certfleet.registration import open_account
 from certfleet.solvers.http_server import HttpServerSolver
@@ -98,3 +100,67 @@ def test_an_activation_cut_short_is_finished_without_a_new_order(
     assert (cert_dir / "current").readlink() == Path("versions/2")
     assert sorted(p.name for p in (cert_dir / "versions").iterdir()) == ["1", "2"]
     assert "order" not in json.loads((cert_dir / "state.json").read_text())
+
+
+# -- an earlier order that cannot be resumed: one new order ----------------------------------
+
+def _recorded(tmp_path: Path) -> dict[str, Any]:
+    state = json.loads((tmp_path / "state" / "certs" / NAME / "state.json").read_text())
+    order: dict[str, Any] = state["order"]
+    return order
+
+
+def test_an_order_the_ca_no_longer_has_is_replaced_by_one_new_order(
+        pebble_lab_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The recorded order is one the CA does not know (404): as after a CA lost its orders.
+    The next attempt places exactly one new order, with the pending key, and issues."""
+    lab = pebble_lab_factory(env={"PEBBLE_AUTHZREUSE": "0"})
+    store = Store(tmp_path / "state")
+    with pytest.raises(TransportError, match="the answer was lost"):
+        asyncio.run(_attempt(lab, store, LosingClient))
+    real = _recorded(tmp_path)["url"]
+    gone = real.rsplit("/", 1)[0] + "/no-such-order"
+    state_path = tmp_path / "state" / "certs" / NAME / "state.json"
+    state_path.write_text(state_path.read_text().replace(real, gone))
+    pending = (tmp_path / "state" / "certs" / NAME / "pending" / "privkey.pem").read_bytes()
+
+    with caplog.at_level(logging.INFO, logger="certfleet"):
+        stored = asyncio.run(_attempt(lab, Store(tmp_path / "state"), AcmeClient))
+    assert orders_seen(lab) == 2                     # the lost one, and one new
+    assert stored.meta.order_url not in (real, gone)
+    assert store.read_file(stored, "privkey.pem") == pending
+    assert any(f"earlier order {gone} not usable" in m and "404" in m
+               for m in caplog.messages), caplog.messages
+    assert "order" not in json.loads(state_path.read_text())
+
+
+def test_an_invalid_earlier_order_is_replaced_by_one_new_order(
+        pebble_lab_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The first attempt's validation fails for real (nothing answers where Pebble asks),
+    so its order goes invalid at the CA. The next attempt does not resume it: one new
+    order, issued."""
+    lab = pebble_lab_factory(env={"PEBBLE_AUTHZREUSE": "0"})
+    store = Store(tmp_path / "state")
+
+    async def nowhere() -> Any:
+        async with AcmeClient(lab.directory_url, ca_bundle=lab.ca_bundle) as client, \
+                HttpServerSolver("127.0.0.1", _free_port()) as solver:
+            session = await open_account(client, store, KeyType.EC256, [])
+            return await issue(session, store, [NAME], KeyType.EC256, solver)
+
+    with pytest.raises(ChallengeError, match=f"{NAME}: validation failed: connection"):
+        asyncio.run(nowhere())
+    first = _recorded(tmp_path)["url"]
+    assert orders_seen(lab) == 1
+
+    with caplog.at_level(logging.INFO, logger="certfleet"):
+        stored = asyncio.run(_attempt(lab, Store(tmp_path / "state"), AcmeClient))
+    assert orders_seen(lab) == 2
+    assert stored.meta.order_url != first
+    assert not any("resuming order" in m for m in caplog.messages), caplog.messages
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

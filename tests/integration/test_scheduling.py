@@ -33,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from tests import waits
+
 from .scheduling_helpers import (
     SYSTEMD,
     UNIT_STATE,
@@ -301,7 +303,7 @@ def _status(pid: int) -> dict[str, str]:
 def _serve_pid(proc: subprocess.Popen[str]) -> int:
     """The sandbox's shell execs setpriv, which execs certfleet: one process, one pid;
     wait until it is certfleet (its status shows its own user and capabilities)."""
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + waits.PROCESS
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"exited {proc.returncode}: {proc.communicate()}")
@@ -315,7 +317,7 @@ def _serve_pid(proc: subprocess.Popen[str]) -> int:
 
 def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
     proc.send_signal(signal.SIGTERM)   # what systemctl stop sends
-    _, err = proc.communicate(timeout=15)
+    _, err = proc.communicate(timeout=waits.PROCESS)
     return proc.returncode, err
 
 
@@ -368,7 +370,7 @@ def test_serve_binds_port_80_with_its_one_capability(pebble: Any, world: World) 
     proc = _sandboxed_serve(serve, world, config, netns=True)
     try:
         pid = _serve_pid(proc)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + waits.PROCESS
         while time.monotonic() < deadline:    # its namespace's table: 127.0.0.1:80 LISTEN
             table = Path(f"/proc/{pid}/net/tcp").read_text()
             if re.search(r"^\s*\d+: 0100007F:0050 00000000:0000 0A ", table, re.M):

@@ -41,6 +41,7 @@ from certfleet.acme_client import AcmeClient
 from certfleet.cli import main
 from certfleet.protocol.b64 import b64url
 from certfleet.solvers.token_dir import TokenDirSolver
+from tests import waits
 
 from .fleet_helpers import orders_seen, write_config
 
@@ -448,7 +449,8 @@ def test_symlink_planted_at_a_challenge_token_is_not_followed(
          f"127.0.0.1:{lab.http_port}", "--state-dir", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _free_port_ready(lab.http_port, time.monotonic() + 15), "serve did not start"
+        assert _free_port_ready(lab.http_port, time.monotonic() + waits.PROCESS), \
+            "serve did not start"
         domains = tmp_path / "domains.txt"
         domains.write_text("token.secrets.example\n")
         config = write_config(tmp_path / "certfleet.toml", lab, state, domains,
@@ -459,7 +461,7 @@ def test_symlink_planted_at_a_challenge_token_is_not_followed(
         assert rc == 0, out.getvalue()
     finally:
         server.terminate()
-        server.communicate(timeout=10)
+        server.communicate(timeout=waits.PROCESS)
     assert len(planted) == 1
     assert outside.read_bytes() == b"precious\n"
     assert not planted[0].exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from certfleet.solvers.token_dir import TokenDirSolver
+from tests import waits
 
 TOKEN = "T" * 20 + "_-" + "x" * 21
 OTHER = "U" * 43
@@ -35,7 +36,7 @@ def served(tmp_path: Path) -> Iterator[tuple[int, Path, subprocess.Popen[str]]]:
         [sys.executable, "-m", "certfleet", "serve", "--listen", f"127.0.0.1:{port}",
          "--state-dir", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + waits.PROCESS
     while time.monotonic() < deadline:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -81,7 +82,7 @@ def test_serve_answers_only_presented_tokens_for_their_name(
     asyncio.run(solver.cleanup("www.example.com", TOKEN, f"{TOKEN}.thumb"))
     assert _get(port, prefix + TOKEN, "www.example.com")[0] == 404        # cleaned up
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=10)
+    _, err = proc.communicate(timeout=waits.PROCESS)
     assert proc.returncode == 0, err
     lines = [line for line in err.splitlines() if "http-01 request" in line]
     assert len(lines) >= 8

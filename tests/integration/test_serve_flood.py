@@ -58,8 +58,8 @@ def _fds(pid: int) -> int:
 class Flood:
     """1,000 slow and idle connections to ``port``, renewed as the server closes them."""
 
-    def __init__(self, port: int, pid: int) -> None:
-        self.port, self.pid = port, pid
+    def __init__(self, port: int, pid: int, rng: random.Random) -> None:
+        self.port, self.pid, self.rng = port, pid, rng
         self.open = self.connects = self.closed_by_server = 0
         self.fd_samples: list[int] = []
         self._stopping = False     # besides cancelling: 3.11's wait_for can swallow a cancel
@@ -94,7 +94,7 @@ class Flood:
             finally:
                 self.open -= 1
                 writer.close()
-            await asyncio.sleep(random.uniform(1.0, 2.0))
+            await asyncio.sleep(self.rng.uniform(1.0, 2.0))
 
     async def _sample(self) -> None:
         while True:
@@ -171,14 +171,14 @@ def _soft_nofile(soft: int) -> Iterator[None]:
 
 
 def test_validation_through_the_lb_while_1000_connections_flood_serve(
-        seed: Any, many_sockets: None) -> None:
+        seed: Any, many_sockets: None, rng_seed: int) -> None:
     assert BUDGET == 384
     seed.stop_serve()
     with _soft_nofile(SERVE_NOFILE):
         seed.start_serve()
     serve_pid = seed.serve.pid
     base_fds = _fds(serve_pid)
-    with Flood(seed.serve_port, serve_pid) as flood:
+    with Flood(seed.serve_port, serve_pid, random.Random(rng_seed)) as flood:
         flood.wait_until("every connection opened once",
                          lambda: flood.connects >= len(SOURCES) * PER_SOURCE)
         flood.wait_until("the server full", lambda: flood.fd_samples

@@ -4,7 +4,6 @@ system's ssh/scp clients. certfleet is not involved."""
 
 from __future__ import annotations
 
-import os
 import shlex
 import socket
 import subprocess
@@ -24,6 +23,9 @@ from web_lab import (
     write_ssh_config,
 )
 
+from tests import waits
+from tests.conftest import need_root, require
+
 pytestmark = pytest.mark.integration
 
 ADDRESSES = {"web1a": "127.0.0.2", "web1b": "127.0.0.3"}
@@ -32,14 +34,8 @@ SSH_TIMEOUT = 20
 
 def _require_web_lab() -> None:
     """Skip when sshd/nginx are not installed, but fail under CI (CI=<non-empty>)."""
-    try:
-        find_binaries()
-    except WebLabUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"{exc} [CI is set: not skipping]", pytrace=False)
-        pytest.skip(str(exc))
-    if os.geteuid() != 0:
-        pytest.skip("the web lab runs sshd and nginx as root")
+    require(find_binaries, WebLabUnavailable)
+    need_root("the web lab runs sshd and nginx as root")
 
 
 @dataclass
@@ -231,7 +227,7 @@ def test_deploy_over_ssh_then_reload(fleet: Fleet) -> None:
     assert a.fullchain_path.read_bytes() == cert_pem
     reload = fleet.ssh("web1a", shlex.join(a.reload_argv()))
     _ok(reload, a)
-    assert a.wait_for_serial("www.example.com", cert_a.serial_number, timeout=10)
+    assert a.wait_for_serial("www.example.com", cert_a.serial_number)
     served = a.served_certificate("www.example.com")
     assert served.subject.rfc4514_string() == "CN=www.example.com"
 
@@ -241,7 +237,7 @@ def test_deploy_over_ssh_then_reload(fleet: Fleet) -> None:
     b.fullchain_path.write_bytes(cert_pem)
     b.privkey_path.write_bytes(key_pem)
     subprocess.run(b.reload_argv(), check=True, capture_output=True, timeout=10)
-    assert b.wait_for_serial("www.example.com", cert_b.serial_number, timeout=10)
+    assert b.wait_for_serial("www.example.com", cert_b.serial_number)
     assert a.served_certificate("www.example.com").serial_number == cert_a.serial_number
 
     assert not a.wait_for_serial("www.example.com", cert_b.serial_number, timeout=0.3)
@@ -279,7 +275,7 @@ def test_stop_leaves_no_process(fleet: Fleet) -> None:
     )
     try:
         # sshd listener + connection processes + the session's shell, nginx master + worker
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + waits.PROCESS
         while len(host.pids) < 5 and time.monotonic() < deadline:
             time.sleep(0.05)
         pids = host.pids
@@ -295,7 +291,7 @@ def test_stop_leaves_no_process(fleet: Fleet) -> None:
         assert host.nginx_pid is None
         assert all(_refused(host.address, port) for port in ports)
         host.stop()  # idempotent
-        assert session.wait(timeout=10) != 0  # the server dropped the session
+        assert session.wait(timeout=waits.PROCESS) != 0  # the server dropped the session
     finally:
         if session.poll() is None:
             session.kill()

@@ -121,6 +121,7 @@ BAD_LINES = [
     ("a.example.com | h$(id):/x", "shell metacharacter '$' in host"),
     ("a.example.com | :/x", "empty host"),
     ("a.example.com | h%x:/x", "host must be a name"),
+    ("a.example.com | " + "h" * 254 + ":/x", "host longer than 253 characters"),
     ("a.example.com | 999.1.1.1:/x", "not a valid IPv4 address"),
     ("a.example.com | fe80::1:/x", "an IPv6 address must be in brackets"),
     ("a.example.com | [::1/x", "expected [IPv6]:/dir"),
@@ -769,6 +770,13 @@ def test_the_seeds_domains_file_works_as_written(tmp_path: Path) -> None:
     more = load_job(config)
     assert {(spec.name, t.host): placement(t, more.host(t), spec.name).path("fullchain.pem")
             for spec in more.certs[:2] for t in spec.targets} == paths
+    # Nor does removing a line: the one left keeps its paths (alone in the directory now).
+    domains.write_text(seed.replace(seed.splitlines(keepends=True)[2], ""))
+    fewer = load_job(config)
+    assert [spec.name for spec in fewer.certs] == ["www.example.net"]
+    assert {(spec.name, t.host): placement(t, fewer.host(t), spec.name).path("fullchain.pem")
+            for spec in fewer.certs for t in spec.targets} == {
+        key: path for key, path in paths.items() if key[0] == "www.example.net"}
 
 
 def test_two_certificates_forced_onto_one_file_are_refused(tmp_path: Path) -> None:
@@ -808,3 +816,49 @@ def test_target_dir_trust_settings_must_be_booleans(tmp_path: Path) -> None:
     assert load_problems(path) == [
         f"{path}:2: trust_target_dir must be true or false, not a string",
         f"{path}:3: allow_group_writable must be true or false, not an integer"]
+
+
+def test_the_command_line_beats_the_environment_which_beats_the_file(tmp_path: Path) -> None:
+    """One precedence for every command (config/sources.py): --option, then CERTFLEET_*,
+    then certfleet.toml, then the defaults; the file itself from --config, else
+    CERTFLEET_CONFIG, else the default path."""
+    from certfleet.config import sources
+
+    def config(name: str, directory: str) -> Path:
+        path = tmp_path / name
+        path.write_text(f'state_dir = "{tmp_path / name}.state"\n'
+                        f'[ca]\ndirectory = "{directory}"\n')
+        path.chmod(0o600)
+        return path
+
+    first = config("first.toml", "https://first.example/dir")
+    second = config("second.toml", "https://second.example/dir")
+    env = {"CERTFLEET_CONFIG": str(second)}
+    # The file: --config over CERTFLEET_CONFIG.
+    assert sources.job_from({"config": str(first)}, env).directory == "https://first.example/dir"
+    assert sources.job_from({}, env).directory == "https://second.example/dir"
+    # A value: the command line over the environment over the file.
+    env["CERTFLEET_DIRECTORY"] = "https://env.example/dir"
+    assert sources.job_from({}, env).directory == "https://env.example/dir"
+    assert sources.job_from({"directory": "https://cli.example/dir"}, env).directory \
+        == "https://cli.example/dir"
+    env["CERTFLEET_STATE_DIR"] = str(tmp_path / "env-state")
+    assert sources.job_from({}, env).state_dir == tmp_path / "env-state"
+    assert sources.job_from({"state_dir": str(tmp_path / "cli-state")}, env).state_dir \
+        == tmp_path / "cli-state"
+
+
+def test_the_default_configuration_file_is_read_when_nothing_names_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certfleet.config import sources
+
+    default = tmp_path / "etc" / "certfleet.toml"
+    monkeypatch.setattr(sources, "DEFAULT_CONFIG", str(default))
+    assert sources.config_path({}, {}) is None          # absent: none, and no error
+    default.parent.mkdir()
+    default.write_text('[ca]\ndirectory = "https://default-file.example/dir"\n')
+    default.chmod(0o600)
+    assert sources.config_path({}, {}) == default
+    assert sources.job_from({}, {}).directory == "https://default-file.example/dir"
+    assert sources.config_path({}, {"CERTFLEET_CONFIG": "/elsewhere.toml"}) \
+        == Path("/elsewhere.toml")

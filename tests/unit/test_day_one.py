@@ -248,16 +248,23 @@ def test_no_usable_challenge_is_caught_before_any_network(tmp_path: Path,
     _never_contacted(silent_ca)
 
 
-@pytest.mark.parametrize("damage", ["state.json", "current", "version"])
+@pytest.mark.parametrize("damage", ["state.json", "current", "outside", "unreadable",
+                                    "version"])
 def test_one_damaged_certificate_fails_alone(tmp_path: Path, damage: str) -> None:
+    """``outside``: ``current`` leads to another certificate's version, whose files must
+    not be deployed as this one's; ``unreadable``: ``current`` is a directory, not a link."""
     names = ["a.example.com", "b.example.com", "c.example.com"]
     store = _store_with(tmp_path / "state", names)
     folder = store.root / "certs" / "b.example.com"
     if damage == "state.json":
         (folder / "state.json").write_text("{half a record")
-    elif damage == "current":
+    elif damage in ("current", "outside", "unreadable"):
         (folder / "current").unlink()
-        (folder / "current").symlink_to("versions/9")
+        if damage == "unreadable":
+            (folder / "current").mkdir()
+        else:
+            (folder / "current").symlink_to("versions/9" if damage == "current"
+                                            else "../a.example.com/versions/1")
     else:
         for entry in (folder / "versions" / "1").iterdir():
             entry.unlink()
@@ -271,12 +278,16 @@ def test_one_damaged_certificate_fails_alone(tmp_path: Path, damage: str) -> Non
     assert rc == 1
     lines = {line.split(":")[0]: line for line in out.splitlines() if not line.startswith(" ")}
     assert lines["b.example.com"].startswith(f"b.example.com: DAMAGED: {folder}/")
+    reason = {"outside": "current: points outside versions/: '../a.example.com/versions/1'",
+              "unreadable": "current: unreadable: Invalid argument"}.get(damage)
+    if reason is not None:
+        assert lines["b.example.com"] == f"b.example.com: DAMAGED: {folder}/{reason}"
     assert lines["a.example.com"].startswith("a.example.com: a.example.com; expires ")
     assert lines["c.example.com"].startswith("c.example.com: c.example.com; expires ")
     # deploy carries on with the others (their files are synthetic, deployed as bytes)
     rc, out, _ = run_main(["deploy", *common])
     assert rc == 1
-    assert f"b.example.com: failed: {folder}/" in out
+    assert f"b.example.com: failed: {folder}/{reason or ''}" in out
     assert (tmp_path / "t" / "a.example.com" / "cert.pem").read_bytes() == b"x\n"
     assert (tmp_path / "t" / "c.example.com" / "cert.pem").read_bytes() == b"x\n"
     assert not (tmp_path / "t" / "b.example.com").exists()

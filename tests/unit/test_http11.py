@@ -4,12 +4,25 @@ connection, size limits, framing, timeouts and the Host header."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 
+import h11
 import pytest
 
-from certfleet.http11 import HttpError, Pool, origin_of
+from certfleet.http11 import (
+    MAX_HEAD,
+    MAX_HEADERS,
+    HttpError,
+    Pool,
+    Reply,
+    _describe,
+    host_field,
+    origin_of,
+)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -59,6 +72,7 @@ def test_keep_alive_reuses_one_connection() -> None:
 
     assert asyncio.run(scenario()) == [200] * 5
     assert len(accepted) == 1
+    assert [h.split(b"\r\n")[0] for h in heads] == [b"GET /%d HTTP/1.1" % i for i in range(5)]
     assert all(b"user-agent: t/1" in h.lower() for h in heads)
 
 
@@ -84,6 +98,63 @@ def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
 
     assert asyncio.run(scenario()) == [b"one", b"one"]
     assert len(accepted) == 2
+
+
+def test_the_retry_goes_on_a_new_connection_when_every_kept_one_was_dropped() -> None:
+    """Two connections kept alive, both closed by the server meanwhile (as it does after
+    an idle timeout): the request is sent again on a new connection, not on the other
+    dead one."""
+    accepted: list[int] = []
+    both = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await _read_head(reader)
+        if len(accepted) <= 2:
+            if len(accepted) == 2:
+                both.set()
+            await both.wait()           # two requests at once: two connections
+        writer.write(_answer(b"%d" % len(accepted)))
+        await writer.drain()
+        if len(accepted) <= 2:
+            writer.close()              # then dropped, unannounced
+
+    async def scenario() -> bytes:
+        server, base = await _serve(handler)
+        async with server, _pool() as pool:
+            await asyncio.gather(pool.request("GET", f"{base}/a"), pool.request("GET", f"{base}/b"))
+            await asyncio.sleep(0.05)
+            return (await pool.request("GET", f"{base}/c")).body
+
+    assert asyncio.run(scenario()) == b"3"
+    assert len(accepted) == 3
+
+
+def test_a_kept_alive_connection_that_dies_mid_answer_is_not_retried() -> None:
+    """Part of an answer came back: the server saw the request, so it is not sent again
+    (even though a new connection would answer it)."""
+    accepted: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await _read_head(reader)
+        writer.write(_answer(b"one"))
+        await writer.drain()
+        if len(accepted) == 1:
+            await _read_head(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        server, base = await _serve(handler)
+        async with server, _pool() as pool:
+            await pool.request("GET", f"{base}/a")
+            await pool.request("POST", f"{base}/b", body=b"{}")
+
+    with pytest.raises(HttpError, match="without sending complete message body"):
+        asyncio.run(scenario())
+    assert len(accepted) == 1
 
 
 def test_a_new_connection_that_dies_is_not_retried() -> None:
@@ -167,8 +238,66 @@ def test_garbage_instead_of_http_is_an_error() -> None:
         async with server, _pool() as pool:
             await pool.request("GET", f"{base}/")
 
-    with pytest.raises(HttpError):
+    with pytest.raises(HttpError, match=r"^not a valid HTTP/1\.1 answer: illegal status line"):
         asyncio.run(scenario())
+
+
+def _head_of(size: int, fields: int = 1) -> bytes:
+    """A 200 answer with an empty body whose head (status line to blank line) is ``size``
+    bytes, in ``fields`` header fields."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+    head += b"".join(b"X-%d: a\r\n" % i for i in range(fields - 2))
+    pad = size - len(head) - len(b"X-Pad: \r\n\r\n")
+    return head + b"X-Pad: " + b"a" * pad + b"\r\n\r\n"
+
+
+def _answered_with(answer: bytes, pieces: int) -> int:
+    """The status a pool reads from ``answer``, written in ``pieces`` parts with pauses (so
+    that the client reads it in as many parts)."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        step = -(-len(answer) // pieces)
+        for start in range(0, len(answer), step):
+            writer.write(answer[start:start + step])
+            await writer.drain()
+            await asyncio.sleep(0.02)
+
+    async def scenario() -> int:
+        server, base = await _serve(handler)
+        async with server, _pool() as pool:
+            return (await pool.request("GET", f"{base}/")).status
+
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("pieces", [1, 3])
+def test_a_head_of_64_kib_is_read_and_one_byte_more_refused(pieces: int) -> None:
+    assert len(_head_of(MAX_HEAD)) == MAX_HEAD
+    assert _answered_with(_head_of(MAX_HEAD), pieces) == 200
+    with pytest.raises(HttpError, match=f"^response headers exceed {MAX_HEAD} bytes$"):
+        _answered_with(_head_of(MAX_HEAD + 1), pieces)
+
+
+def test_at_most_256_header_fields() -> None:
+    assert _answered_with(_head_of(4000, MAX_HEADERS), 1) == 200
+    with pytest.raises(HttpError, match=f"^too many headers \\(more than {MAX_HEADERS}\\)$"):
+        _answered_with(_head_of(4000, MAX_HEADERS + 1), 1)
+
+
+@pytest.mark.parametrize(("exc", "said"), [
+    (h11.RemoteProtocolError("Receive buffer too long", 431),
+     f"response headers exceed {MAX_HEAD} bytes"),
+    (h11.RemoteProtocolError("illegal status line", 400),
+     "not a valid HTTP/1.1 answer: illegal status line"),
+    (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+     "Connection reset by peer"),
+    (ConnectionResetError("the server closed the connection"),
+     "the server closed the connection"),
+    (ConnectionResetError(), "ConnectionResetError"),
+    (asyncio.IncompleteReadError(b"ab", 5), "2 bytes read on a total of 5 expected bytes"),
+])
+def test_how_a_failed_exchange_is_named(exc: BaseException, said: str) -> None:
+    assert _describe(exc) == said
 
 
 def test_the_host_header_can_name_another_site() -> None:
@@ -195,8 +324,74 @@ def test_a_pool_without_tls_refuses_https() -> None:
         async with _pool() as pool:
             await pool.request("GET", "https://127.0.0.1:1/")
 
-    with pytest.raises(HttpError, match="https is not allowed"):
+    with pytest.raises(HttpError, match=r"^https is not allowed here$"):
         asyncio.run(scenario())
+
+
+def test_a_connection_never_accepted_times_out_connecting() -> None:
+    """A listener whose queue is full drops new connection attempts: only the connect
+    timeout (not the exchange's) ends the wait."""
+    listener = socket.socket()
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+
+        async def scenario() -> None:
+            async with _pool(connect_timeout=0.3, timeout=30.0) as pool:
+                await pool.request("GET", f"http://127.0.0.1:{port}/")
+
+        with pytest.raises(HttpError, match=r"^timed out connecting$"):
+            asyncio.run(scenario())
+    finally:
+        for sock in (listener, *fillers):
+            sock.close()
+
+
+@pytest.mark.parametrize(("origin", "field"), [
+    (("https", "ca.test", 443), "ca.test"),
+    (("https", "ca.test", 8443), "ca.test:8443"),
+    (("https", "ca.test", 80), "ca.test:80"),
+    (("http", "ca.test", 80), "ca.test"),
+    (("http", "ca.test", 443), "ca.test:443"),
+    (("http", "::1", 8080), "[::1]:8080"),
+    (("https", "2001:db8::1", 443), "[2001:db8::1]"),
+])
+def test_the_host_field(origin: tuple[str, str, int], field: str) -> None:
+    assert host_field(origin) == field
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1"])
+def test_the_host_field_is_sent_unless_given(address: str) -> None:
+    heads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                heads.append(await _read_head(reader))
+                writer.write(_answer(b""))
+                await writer.drain()
+
+    async def scenario() -> int:
+        server = await asyncio.start_server(handler, address, 0)
+        port: int = server.sockets[0].getsockname()[1]
+        host = f"[{address}]" if ":" in address else address
+        async with server, _pool() as pool:
+            await pool.request("GET", f"http://{host}:{port}/x")
+            await pool.request("GET", f"http://{host}:{port}/y", {"Host": ""})
+        return port
+
+    port = asyncio.run(scenario())
+    expected = f"host: {'[::1]' if address == '::1' else address}:{port}".encode()
+    assert [[line for line in head.lower().split(b"\r\n") if line.startswith(b"host:")]
+            for head in heads] == [[expected], [expected]]
 
 
 def test_nothing_listening_is_named() -> None:
@@ -214,6 +409,23 @@ def test_only_http_urls_are_accepted(url: str) -> None:
         origin_of(url)
 
 
+def test_a_refused_url_is_quoted_up_to_200_characters() -> None:
+    url = "ftp://" + "a" * 300
+    with pytest.raises(HttpError) as refused:
+        origin_of(url)
+    assert str(refused.value) == f"not an http(s) URL: {url[:200]!r}"
+
+
 def test_origin_and_target() -> None:
+    assert origin_of("http://ca.test") == (("http", "ca.test", 80), "/")
+    assert origin_of("https://ca.test/a/b") == (("https", "ca.test", 443), "/a/b")
     assert origin_of("https://ca.test/dir?x=1") == (("https", "ca.test", 443), "/dir?x=1")
     assert origin_of("http://[::1]:8080") == (("http", "::1", 8080), "/")
+
+
+def test_a_header_is_its_first_value_and_every_value_is_kept() -> None:
+    reply = Reply(200, (("link", "<a>"), ("location", "/x"), ("link", "<b>")), b"")
+    assert reply.header("link") == "<a>"
+    assert reply.header("location") == "/x"
+    assert reply.header("retry-after") is None
+    assert reply.all("link") == ["<a>", "<b>"]

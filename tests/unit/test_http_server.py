@@ -9,7 +9,7 @@ test_http_server_limits.py.
 from __future__ import annotations
 
 import asyncio
-import os
+import random
 import subprocess
 import sys
 
@@ -288,7 +288,8 @@ def test_a_content_length_of_zero_is_no_body() -> None:
 @pytest.mark.parametrize(
     "junk",
     [bytes([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]) + bytes(500),
-     os.urandom(4096).replace(b"\n", b"") + b"\x00", b"\x00", b"GET /\x00",
+     random.Random("junk").randbytes(4096).replace(b"\n", b"") + b"\x00", b"\x00",
+     b"GET /\x00",
      b"\xff\xfe\xfd\r\n\r\n"],
     ids=["tls clienthello", "random", "nul", "nul in line", "binary line"],
 )

@@ -5,7 +5,10 @@ budget, bodies that never end, the report of dropped connections, and stop.
 
 Clients bind their own loopback source address (127.0.0.2, ...) so that each is a
 different client for the caps; 127.0.0.1 plays the load balancer or the CA. Deadlines are
-shortened through ``Limits``; every bound asserted on time is a generous multiple of them.
+shortened through ``Limits``. A deadline is shown to have fired by what happened before it
+(the connection closed while the head was still being sent) or by a wait that ends long
+before any other deadline could; the only times asserted are lower bounds ("not before
+the deadline"), which a loaded machine cannot break.
 """
 
 from __future__ import annotations
@@ -38,17 +41,20 @@ Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 async def _trickle(port: int, data: bytes, every: float, source: str = "127.0.0.2",
-                   timeout: float = 10.0) -> tuple[Answer, float]:
+                   timeout: float = 10.0) -> tuple[Answer, float, int]:
     """Send ``data`` one byte every ``every`` seconds until the server closes; returns what
-    came back and how long the connection lasted."""
+    came back, how long the connection lasted, and how many bytes had been sent."""
     reader, writer = await connect(port, source)
     started = time.monotonic()
+    sent = 0
 
     async def feed() -> None:
+        nonlocal sent
         with contextlib.suppress(ConnectionError):
             for byte in data:
                 writer.write(bytes([byte]))
                 await writer.drain()
+                sent += 1
                 await asyncio.sleep(every)
 
     feeding = asyncio.create_task(feed())
@@ -56,7 +62,7 @@ async def _trickle(port: int, data: bytes, every: float, source: str = "127.0.0.
     lasted = time.monotonic() - started
     feeding.cancel()
     writer.close()
-    return answer, lasted
+    return answer, lasted, sent
 
 
 async def _idle(port: int, source: str, count: int, opening: bytes = b"GET /") -> list[Conn]:
@@ -70,7 +76,9 @@ async def _idle(port: int, source: str, count: int, opening: bytes = b"GET /") -
             continue
         writer.write(opening)
         conns.append((reader, writer))
-    await asyncio.sleep(0.2)      # let the server accept and register all of them
+    await asyncio.sleep(0.2)      # let the server accept and register all of them...
+    for _ in range(50):           # ...in turns of the loop too, whatever the machine's load
+        await asyncio.sleep(0)
     return conns
 
 
@@ -81,7 +89,7 @@ async def _closed(conn: Conn, within: float) -> bool:
 async def _settles_at(responder: Responder, count: int) -> bool:
     """Whether the server's count of open connections comes to ``count`` (an answered
     client's close reaches the server a moment after the client read its answer)."""
-    for _ in range(50):
+    for _ in range(200):
         if responder.open_connections == count:
             return True
         await asyncio.sleep(0.05)
@@ -99,14 +107,16 @@ def test_slowloris_is_closed_at_the_head_deadline(caplog: pytest.LogCaptureFixtu
 
     async def scenario(port: int, responder: Responder) -> None:
         # One byte every 0.2 s: never idle for 0.6 s, but the head would take 15 s.
-        slow = asyncio.create_task(_trickle(port, request(), every=0.2))
+        head = request()
+        slow = asyncio.create_task(_trickle(port, head, every=0.2, timeout=60))
         await asyncio.sleep(0.3)
         # Meanwhile a validation request is answered at once.
         assert (await exchange(port, request())).status == 200
-        answer, lasted = await slow
+        answer, lasted, sent = await slow
         assert answer.closed
         assert answer.raw == b""
-        assert 0.9 <= lasted < 5.0                          # at the deadline, not before
+        assert sent < len(head)                 # cut off while the head was still coming
+        assert lasted >= 0.9                    # at the deadline, not before
         await responder.stop()
 
     served(scenario, limits=limits)
@@ -123,10 +133,11 @@ def test_an_idle_connection_is_closed(opening: bytes) -> None:
         reader, writer = await connect(port)
         writer.write(opening)
         started = time.monotonic()
-        answer = await read_all(reader, 10)
+        # closed within 20 s: the idle timeout did it (the head deadline is 30 s away)
+        answer = await read_all(reader, 20)
         assert answer.closed
         assert answer.raw == b""
-        assert 0.4 <= time.monotonic() - started < 5.0
+        assert time.monotonic() - started >= 0.4           # at the idle timeout, not before
         writer.close()
 
     served(scenario, limits=limits)
@@ -183,7 +194,7 @@ def test_over_the_per_client_cap_new_connections_are_closed_at_once(
         assert len(held) == 4
         extra = await _idle(port, "127.0.0.2", 2)
         for conn in extra:                               # closed at once, unanswered
-            answer = await read_all(conn[0], 2)
+            answer = await read_all(conn[0], 10)
             assert answer.closed
             assert answer.raw == b""
         assert responder.open_connections == 4
@@ -220,7 +231,7 @@ def test_the_caps_grow_with_the_tokens_being_validated() -> None:
         tokens.clear()                                   # the run is done: caps shrink back
         tokens[TOKEN] = (NAME, KEY_AUTH)
         extra = await _idle(port, "127.0.0.2", 1)
-        assert not extra or await _closed(extra[0], 2)   # over the per-client cap again
+        assert not extra or await _closed(extra[0], 10)  # over the per-client cap again
         _close_all(held + extra)
 
     served(scenario, limits=limits, tokens=tokens, demand=True)
@@ -238,7 +249,7 @@ def test_over_the_total_cap_the_oldest_idle_of_the_heaviest_client_is_dropped() 
         assert responder.open_connections == 16
         answer = await exchange(port, request())
         assert answer.status == 200                      # the newcomer was admitted
-        assert await _closed(heavy[0], 2)                # the heavy client's oldest went
+        assert await _closed(heavy[0], 10)               # the heavy client's oldest went
         for conn in (heavy[1], heavy[-1], light[0], light[-1]):
             assert not await _closed(conn, 0.2)
         assert await _settles_at(responder, 15)
@@ -269,7 +280,7 @@ def test_stop_closes_every_connection() -> None:
         conns = await _idle(port, "127.0.0.2", 20)
         await asyncio.wait_for(responder.stop(), 10)
         for conn in conns:
-            assert await _closed(conn, 2)
+            assert await _closed(conn, 10)
         assert responder.open_connections == 0
 
     served(scenario)

@@ -13,6 +13,7 @@ from certfleet.keytypes import KeyType
 from certfleet.plan import CertPlan, describe, make_plans, plan_cert, renewal, stale_targets
 from certfleet.protocol import ari
 from certfleet.spec import CertSpec, HostSettings, JobConfig, Target
+from certfleet.standing import of
 from certfleet.state import CertState
 from certfleet.store import Snapshot, VersionMeta
 
@@ -49,21 +50,21 @@ def test_stale_targets_are_those_without_the_current_serial() -> None:
     state = (CertState().deployed(WEB1.key, day(1), SERIAL, 3)
              .deployed(WEB2.key, day(1), SERIAL - 1, 2)
              .deploy_failed(LOCAL.key, day(1), "disk full"))
-    assert stale_targets(SPEC, meta(), state) == (WEB2, LOCAL)
+    assert stale_targets(SPEC, of(meta(), state)) == (WEB2, LOCAL)
     state = state.deployed(WEB2.key, day(2), SERIAL, 3).deployed(LOCAL.key, day(2), SERIAL, 3)
-    assert stale_targets(SPEC, meta(), state) == ()
-    assert stale_targets(SPEC, meta(), CertState()) == (WEB1, WEB2, LOCAL)
+    assert stale_targets(SPEC, of(meta(), state)) == ()
+    assert stale_targets(SPEC, of(meta(), CertState())) == (WEB1, WEB2, LOCAL)
 
 
 def test_nothing_is_stale_before_anything_was_issued() -> None:
-    assert stale_targets(SPEC, None, CertState()) == ()
+    assert stale_targets(SPEC, of(None, CertState())) == ()
 
 
 def test_the_serial_is_compared_as_stored_hex() -> None:
     """Records keep serials in lowercase hex: 0xABC is "abc", never "2748" or "ABC"."""
     state = CertState().deployed(WEB1.key, day(1), SERIAL, 3)
     assert state.deployed_serial(WEB1.key) == "abc"
-    assert WEB1 not in stale_targets(SPEC, meta(), state)
+    assert WEB1 not in stale_targets(SPEC, of(meta(), state))
 
 
 # -- is it due, and why ----------------------------------------------------------------------------
@@ -116,12 +117,12 @@ def test_the_cas_renewal_window_replaces_the_lifetime_rule() -> None:
     plan = plan_cert(SPEC, snap(state, version=meta()), day(14))
     assert (plan.due, plan.renew_at, plan.renew_source) == (None, day(15), "ARI")
     assert plan_cert(SPEC, snap(state, version=meta()), day(15)).due == "expiring"
-    assert renewal(meta(), state, 1 / 3) == (day(15), "ARI")
+    assert renewal(of(meta(), state), 1 / 3) == (day(15), "ARI")
 
 
 def test_a_window_for_another_serial_is_ignored() -> None:
     state = CertState().with_ari(_window(SERIAL + 1, 10, 20))
-    assert renewal(meta(), state, 1 / 3) == (day(60), "lifetime")
+    assert renewal(of(meta(), state), 1 / 3) == (day(60), "lifetime")
     plan = plan_cert(SPEC, snap(state, version=meta()), day(15))
     assert (plan.due, plan.renew_at, plan.renew_source) == (None, day(60), "lifetime")
 
@@ -147,6 +148,14 @@ def test_backoff_waits_unless_forced() -> None:
     assert plan_cert(SPEC, snap(state, version=meta()), until).due == "expiring"
     never = plan_cert(SPEC, snap(state), day(70))
     assert (never.due, never.backoff is not None, never.stale_targets) == (None, True, ())
+
+
+def test_a_backoff_from_the_index_without_its_error_names_none() -> None:
+    # The index is a cache whose entries are checked field by field, not as a whole: one
+    # may carry a backoff time without the error. The note says nothing, never "None".
+    held = of(None, CertState())._replace(failures=1, waiting_until=day(1).timestamp())
+    plan = plan_cert(SPEC, Snapshot(None, CertState(), standing=held), day(0))
+    assert plan.backoff == "next attempt after 2026-01-02 00:00 UTC; last failure: "
 
 
 def test_a_certificate_that_cannot_be_answered_is_blocked_only_when_due() -> None:
@@ -247,6 +256,8 @@ def test_describe_every_kind_of_plan() -> None:
         CertPlan(replace(SPEC, names=("ari.example",), targets=one), None,
                  day(10) + timedelta(hours=7, minutes=5), one, "ARI"),
         CertPlan(replace(SPEC, names=("idle.example",), targets=one), None, None, ()),
+        CertPlan(replace(SPEC, names=("later.example",), targets=one), None, None, (),
+                 deferred="deferred: the CA's order limit"),
     ]
     assert describe(plans, job) == [
         "blocked.example: will fail: cannot be ordered: no responder",
@@ -260,6 +271,7 @@ def test_describe_every_kind_of_plan() -> None:
         "ari.example: not due until 2026-01-11 07:05 UTC (ARI window)",
         "  deploy to web1:/etc/certs/ari.example/{cert,chain,fullchain,privkey}.pem",
         "idle.example: nothing to do",
+        "later.example: deferred: the CA's order limit",
     ]
 
 
@@ -271,3 +283,33 @@ def test_describe_names_the_host_as_written(host: str) -> None:
     label = f"[{host}]" if ":" in host else host
     assert describe([plan], job)[1] == \
         f"  deploy to u@{label}:/c/{NAME}/{{cert,chain,fullchain,privkey}}.pem"
+
+
+def test_the_fast_built_plan_is_a_whole_cert_plan() -> None:
+    """``plan._planned`` bypasses the dataclass ``__init__``: it must give the same value,
+    with every field set, equal, hashable and replaceable like one built the usual way."""
+    from dataclasses import fields
+
+    from certfleet.plan import _planned
+
+    spec = CertSpec(names=("a.example.com",), targets=(Target(path=Path("/srv")),))
+    when = datetime(2027, 1, 1, tzinfo=UTC)
+    fast = _planned(spec, None, when, spec.targets, "ARI", 0xABC)
+    usual = CertPlan(spec, None, when, spec.targets, "ARI", 0xABC)
+    assert fast == usual
+    assert hash(fast) == hash(usual)
+    assert [getattr(fast, f.name) for f in fields(CertPlan)] == \
+        [getattr(usual, f.name) for f in fields(CertPlan)]
+    assert replace(fast, due="forced") == replace(usual, due="forced")
+    with pytest.raises(AttributeError):
+        fast.due = "x"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("variant", [None, "rsa2048"])
+def test_a_spec_made_like_a_template_has_its_own_name(variant: str | None) -> None:
+    template = CertSpec(names=("t.example.com",), variant=variant)
+    assert template.name  # cached on the template: must not carry over
+    made = CertSpec.like(template, ("a.example.com", "b.example.com"), (), "d:1")
+    usual = replace(template, names=("a.example.com", "b.example.com"), source="d:1")
+    assert made == usual
+    assert made.name == usual.name == ("a.example.com+rsa2048" if variant else "a.example.com")

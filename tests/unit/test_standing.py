@@ -60,10 +60,15 @@ def test_what_a_standing_says() -> None:
     assert of(_meta(0xDEF), states[3]).revoked is False       # another serial's revocation
     assert of(_meta(), states[4]).ari_chosen == (NOW + timedelta(days=1)).timestamp()
     assert not of(_meta(), states[4]).ari_due(NOW)
+    assert of(_meta(), states[4]).ari_due(NOW + timedelta(hours=6))   # the time it names
     assert of(_meta(), states[4]).ari_due(NOW + timedelta(hours=7))
     assert of(_meta(), states[5]).ari_chosen is None           # a window for another serial
     assert of(_meta(), states[5]).ari_due(NOW)
     assert of(None, CertState()) == NOTHING
+    assert of(_meta(), states[3]).alarm_at == NOW.timestamp()
+    never = of(None, states[1].alarmed(NOW))       # failed before anything was issued
+    assert (never.failures, never.last_error, never.alarm_at) == (1, "boom", NOW.timestamp())
+    assert never.waiting_until == (NOW + timedelta(minutes=5)).timestamp()
     assert not NOTHING.ari_due(NOW)
 
 
@@ -78,6 +83,17 @@ def _with(index: int, value: object) -> list[object]:
     None, {}, [], [1] * len(Standing._fields), of(_meta(), CertState()).to_json()[:-1],
     _with(2, "zz top"), _with(3, "2026-01-01"), _with(3, float("inf")), _with(11, True),
     _with(11, -1), _with(10, ["x" * 2000]), _with(0, "a.example"), _with(13, 5),
+    _with(1, 5), _with(2, 2748), _with(6, 1), _with(9, 0), _with(10, "lb1:/etc/ssl"),
+    _with(4, "2026-01-01"), _with(5, None), _with(12, "soon"), _with(3, -1e11),
+    _with(3, 1e11), _with(13, "e" * 1001), _with(10, ["x" * 1401]), _with(0, [5]),
+    _with(10, [5]),
 ])
 def test_an_entry_that_is_not_a_standing_is_refused(bad: object) -> None:
     assert from_json(bad) is None
+
+
+@pytest.mark.parametrize("good", [
+    _with(13, "e" * 1000), _with(10, ["x" * 1400]), _with(3, -1e11 + 1), _with(3, 1e11 - 1),
+])
+def test_an_entry_at_the_bounds_is_read(good: list[object]) -> None:
+    assert from_json(good) is not None

@@ -154,3 +154,24 @@ def test_every_command_of_the_parser_runs_something() -> None:
     assert set(sub.choices) == set(COMMANDS)
     for name in COMMANDS:
         assert callable(command(name)), name
+
+
+def test_a_run_with_nothing_due_loads_no_ca_client_or_crypto(state: Path,
+                                                            tmp_path: Path) -> None:
+    """Nothing due, the clock compared today, no renewal window to ask for (the stored
+    certificates carry no AKI): the run decides from the store alone, so it builds no CA
+    client (ssl context, h11) and loads no account key (cryptography)."""
+    Store(state).write_clock({"checked_at": datetime.now(UTC).isoformat()})
+    domains = tmp_path / "domains.txt"
+    domains.write_text("www.example.com\nwww.example.net\n")
+    path = tmp_path / "certfleet.toml"
+    path.write_text(f'state_dir = "{state}"\ndomains = "{domains}"\n'
+                    '[ca]\ndirectory = "https://ca.invalid/dir"\n'
+                    '[challenge]\nwebroot = "/var/www/acme"\n')
+    for file in (domains, path):
+        file.chmod(0o600)
+    code, modules = imported(["run", "--config", str(path)], tmp_path)
+    assert code == 2   # nothing to do
+    assert [m for m in heavy(modules) if m.split(".")[0] not in ("asyncio", "ssl")] == []
+    assert not {"certfleet.acme_client", "certfleet.http11", "certfleet.registration",
+                "h11"} & modules

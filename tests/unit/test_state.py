@@ -125,8 +125,9 @@ def test_every_kind_of_record_round_trips() -> None:
              .deploying(["web1:/a", "web2:/b", "/c"], NOW)
              .deployed("web1:/a", NOW + timedelta(seconds=5), 0xAB, 7)
              .deploy_failed("web2:/b", NOW + timedelta(seconds=6), "web2: cannot connect")
-             .revoked(0xAB, NOW))
+             .revoked(0xAB, NOW).alarmed(NOW + timedelta(seconds=7)))
     assert state.ari == window
+    assert state.alarm_at == NOW + timedelta(seconds=7)
     assert state.deploys["/c"] == DeployRecord(NOW, error=INTERRUPTED)
     assert state.deploys["web2:/b"] == DeployRecord(NOW + timedelta(seconds=6),
                                                     error="web2: cannot connect")
@@ -139,6 +140,7 @@ def test_every_kind_of_record_round_trips() -> None:
                                "error": "web2: cannot connect"},
                    "/c": {"at": NOW.isoformat(), "error": INTERRUPTED}},
         "revocation": {"serial": "ab", "at": NOW.isoformat(), "confirmed": True},
+        "alarm_at": (NOW + timedelta(seconds=7)).isoformat(),
     }
     back = CertState.from_json(json.loads(json.dumps(state.to_json())))
     assert back == state
@@ -146,6 +148,16 @@ def test_every_kind_of_record_round_trips() -> None:
     assert back.deployed_serial("web2:/b") is None
     assert back.deployed_serial("/c") is None
     assert back.deployed_serial("elsewhere") is None
+
+
+def test_the_expiry_alarm_goes_off_at_most_once_a_day() -> None:
+    assert CertState().may_alarm(NOW)
+    rang = CertState().alarmed(NOW)
+    assert not rang.may_alarm(NOW)
+    assert not rang.may_alarm(NOW + timedelta(days=1) - timedelta(seconds=1))
+    assert rang.may_alarm(NOW + timedelta(days=1))
+    # A clock set back (the alarm seems to be in the future) does not silence it.
+    assert rang.may_alarm(NOW - timedelta(seconds=1))
 
 
 def test_an_empty_record_is_an_empty_object() -> None:
@@ -225,6 +237,7 @@ LONG = "k" * 100
     ({"deploy": {LONG: {"at": AT, "serial": "ab"}}},
      f"deploy[{LONG[:80]!r}].version is not a version number"),
     ({"revocation": 5}, "revocation is not an object"),
+    ({"alarm_at": "yesterday"}, "alarm_at is not a time"),
     ({"revocation": {"serial": "AB", "at": AT}}, "revocation.serial is not a serial number"),
     ({"revocation": {"serial": "ab", "at": "yesterday"}}, "revocation.at is not a time"),
 ])

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
 import logging
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +25,8 @@ import pytest
 
 from certfleet import fsutil
 from certfleet.errors import StoreError
+from certfleet.ratelimits import Ledger
+from certfleet.standing import of as standing_of
 from certfleet.state import CertState, PendingOrder
 from certfleet.store import (
     MIN_FREE_BYTES,
@@ -33,6 +37,7 @@ from certfleet.store import (
     VersionMeta,
     ca_id,
 )
+from tests.conftest import need_root
 
 NAME = "www.example.com"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -272,6 +277,31 @@ def test_account_record(store: Store) -> None:
     store.save_account(url, {"url": "https://acme.example/acct/1"})
     assert store.load_account(url) == {"url": "https://acme.example/acct/1"}
     assert store.account_key_path(url).parent == store.root / "accounts" / ca_id(url)
+
+
+def test_each_ca_has_its_order_ledger_beside_its_account(store: Store) -> None:
+    url, other = "https://acme.example/directory", "https://other.example/directory"
+    placed = datetime(2026, 11, 29, 11, 0, tzinfo=UTC)
+    assert store.order_ledger(url) == Ledger()
+    changed = store.change_order_ledger(url, lambda ledger: Ledger((*ledger.placed, placed)))
+    assert changed == Ledger((placed,))
+    assert store.order_ledger(url) == Ledger((placed,))
+    assert store.order_ledger(other) == Ledger()
+    assert (store.root / "accounts" / ca_id(url) / "orders.json").is_file()
+    reader = Store(store.root, create=False)
+    assert reader.order_ledger(url) == Ledger((placed,))
+    assert reader.order_ledger(other) == Ledger()
+    assert not (store.root / "accounts" / ca_id(other)).exists()   # reading creates nothing
+
+
+def test_has_cert_creates_nothing(store: Store) -> None:
+    assert not store.has_cert(NAME)
+    assert not (store.root / "certs" / NAME).exists()
+    activate(store, 1)
+    assert store.has_cert(NAME)
+    assert not store.has_cert("other.example")
+    (store.root / "certs" / "gone.example").symlink_to("nowhere")   # even a dangling link
+    assert store.has_cert("gone.example")
 
 
 def test_ca_id() -> None:
@@ -518,11 +548,66 @@ def test_a_version_written_but_never_switched_to_is_activated_next_time(
     assert store.versions(NAME) == [1, 2]
     assert store.finish_activation(NAME, "https://ca/order/9") is None  # another order's
     done = store.finish_activation(NAME, meta(2).order_url)
+    assert done == store.current(NAME)
     assert done is not None
     assert done.meta == meta(2)
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/2"
     assert (store.root / "certs" / NAME / "privkey.pem").read_bytes() == files(2)["privkey.pem"]
     assert store.finish_activation(NAME, meta(2).order_url) is None  # nothing left to finish
+
+
+def test_what_reaches_the_disk_before_current_moves(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order of the syncs and renames is the promise for a power cut: every file of a
+    version and the version itself are on disk before ``current`` moves to it; the stable
+    links made on a first issuance too, with one sync of their directory for all of them;
+    and a certificate from the operator's CSR gets no key link."""
+    calls: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+    root = str(store.root)
+
+    def seen(what: str, path: str) -> None:
+        calls.append((what, re.sub(r"\.tmp-[0-9]+-[0-9a-f]+", ".tmp", path.replace(root, ""))))
+
+    def fsync(fd: int) -> None:
+        seen("fsync", os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def renamed_over(src: Any, dst: Any) -> None:
+        seen("replace", str(dst))
+        real_replace(src, dst)
+
+    def renamed(src: Any, dst: Any) -> None:
+        seen("rename", str(dst))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", renamed_over)
+    monkeypatch.setattr(os, "rename", renamed)
+
+    def version(cert: str, number: int, pems: tuple[str, ...]) -> list[tuple[str, str]]:
+        where = f"/certs/{cert}/versions"
+        return [*(("fsync", f"{where}/.{number}.tmp/{pem}") for pem in (*pems, "meta.json")),
+                ("fsync", f"{where}/.{number}.tmp"), ("rename", f"{where}/{number}"),
+                ("fsync", where)]
+
+    base = f"/certs/{NAME}"
+    activate(store, 1)
+    assert calls == [*version(NAME, 1, PEM_FILES),
+                     *(("replace", f"{base}/{pem}") for pem in PEM_FILES), ("fsync", base),
+                     ("replace", f"{base}/current"), ("fsync", base)]
+    calls.clear()
+    activate(store, 2)
+    assert calls == [*version(NAME, 2, PEM_FILES), ("replace", f"{base}/current"),
+                     ("fsync", base)]
+    calls.clear()
+    csr, no_key = "csr.example", PEM_FILES[:3]
+    store.activate(csr, {pem: files(1)[pem] for pem in no_key},
+                   replace(meta(1, csr), key_type="csr"))
+    assert calls == [*version(csr, 1, no_key),
+                     *(("replace", f"/certs/{csr}/{pem}") for pem in no_key),
+                     ("fsync", f"/certs/{csr}"), ("replace", f"/certs/{csr}/current"),
+                     ("fsync", f"/certs/{csr}")]
 
 
 def test_finishing_skips_a_damaged_newer_version(store: Store) -> None:
@@ -532,6 +617,55 @@ def test_finishing_skips_a_damaged_newer_version(store: Store) -> None:
     (newer / "meta.json").write_text("{damaged")
     assert store.finish_activation(NAME, meta(2).order_url) is None
     assert os.readlink(store.root / "certs" / NAME / "current") == "versions/1"
+
+
+def _never_switched(store: Store, monkeypatch: pytest.MonkeyPatch, version: VersionMeta,
+                    without: tuple[str, ...] = ()) -> None:
+    """``version`` written (but its files ``without``), then the process killed before
+    ``current`` moved."""
+    def killed(self: Store, base: Path, number: int, has_key: bool) -> None:
+        raise _Killed
+
+    written = {pem: data for pem, data in files(version.version).items() if pem not in without}
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "_switch", killed)
+        with pytest.raises(_Killed):
+            store.activate(NAME, written, version)
+
+
+def test_finishing_looks_past_damaged_and_empty_newer_versions(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    activate(store, 1)
+    _never_switched(store, monkeypatch, meta(2))
+    versions = store.root / "certs" / NAME / "versions"
+    (versions / "3").mkdir(mode=0o700)
+    (versions / "3" / "meta.json").write_text("{damaged")
+    (versions / "4").mkdir(mode=0o700)   # no meta.json at all
+    done = store.finish_activation(NAME, meta(2).order_url)
+    assert done is not None
+    assert done.meta == meta(2)
+    assert os.readlink(store.root / "certs" / NAME / "current") == "versions/2"
+
+
+def test_finishing_a_certificate_from_a_csr_makes_no_key_link(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    csr = replace(meta(1), key_type="csr")
+    _never_switched(store, monkeypatch, csr, without=("privkey.pem",))
+    assert store.finish_activation(NAME, csr.order_url) == store.current(NAME)
+    assert sorted(p.name for p in (store.root / "certs" / NAME).iterdir() if p.is_symlink()) \
+        == ["cert.pem", "chain.pem", "current", "fullchain.pem"]
+
+
+def test_finishing_takes_the_newest_version_written_for_the_order(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Killed twice before the switch, the same order's certificate written each time.
+    activate(store, 1)
+    _never_switched(store, monkeypatch, meta(2))
+    _never_switched(store, monkeypatch, replace(meta(3), order_url=meta(2).order_url))
+    done = store.finish_activation(NAME, meta(2).order_url)
+    assert done is not None
+    assert done.meta.version == 3
+    assert os.readlink(store.root / "certs" / NAME / "current") == "versions/3"
 
 
 def test_the_stable_links_exist_before_the_first_current(
@@ -611,15 +745,74 @@ def test_current_that_is_not_a_link_is_an_error(store: Store) -> None:
         store.current(NAME)
 
 
+# -- a switch the filesystem refuses ------------------------------------------------------------
+
+@contextlib.contextmanager
+def immutable(folder: Path) -> Iterator[None]:
+    """``chattr +i``: not even root may create, remove or rename an entry of ``folder`` (a
+    real EPERM from the filesystem); its subdirectories stay writable."""
+    chattr = shutil.which("chattr")
+    done = subprocess.run([chattr, "+i", str(folder)], capture_output=True, text=True,
+                          check=False) if chattr else None
+    if done is None or done.returncode != 0:
+        reason = "chattr +i does not work here: " + (done.stderr.strip() if done else "none")
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} [CI is set: not skipping]", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield
+    finally:
+        subprocess.run([chattr or "chattr", "-i", str(folder)], check=True)
+
+
+def test_a_switch_the_filesystem_refuses_keeps_the_old_version_until_finished(
+        store: Store) -> None:
+    """The new version is written (versions/ is writable), then the certificate's directory
+    refuses the new ``current``: the old version stays active, whole, behind the stable
+    links; nothing temporary is left; the written version is switched to later."""
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    store.save_pending_key(NAME, files(2)["privkey.pem"])
+    entries = sorted(os.listdir(base))
+    with immutable(base):
+        with pytest.raises(StoreError) as caught:
+            activate(store, 2)
+        assert str(caught.value) == (f"{base / 'current'}: cannot switch link: Operation not "
+                                     "permitted")
+        assert os.readlink(base / "current") == "versions/1"
+        assert all((base / pem).read_bytes() == files(1)[pem] for pem in PEM_FILES)
+        assert sorted(os.listdir(base)) == entries
+        assert store.load_pending_key(NAME) is None   # its key is in version 2 now
+    assert store.versions(NAME) == [1, 2]
+    assert (base / "versions" / "2" / "privkey.pem").read_bytes() == files(2)["privkey.pem"]
+    done = store.finish_activation(NAME, meta(2).order_url)
+    assert done is not None
+    assert done.meta == meta(2)
+    assert all((base / pem).read_bytes() == files(2)[pem] for pem in PEM_FILES)
+
+
+def test_a_switch_onto_a_directory_fails_and_leaves_no_temporary_link(store: Store) -> None:
+    """``current`` replaced by a directory: the temporary link is made, the rename over
+    ``current`` fails (EISDIR, a real one), and the temporary link is removed again."""
+    activate(store, 1)
+    base = store.root / "certs" / NAME
+    (base / "current").unlink()
+    (base / "current").mkdir()
+    with pytest.raises(StoreError) as caught:
+        activate(store, 2)
+    assert str(caught.value) == f"{base / 'current'}: cannot switch link: Is a directory"
+    assert not [n for n in os.listdir(base) if fsutil.TMP_MARK in n]
+    assert (base / "current").is_dir()
+    assert not (base / "current").is_symlink()
+    assert store.versions(NAME) == [1, 2]
+
+
 # -- a state directory of another user --------------------------------------------------------
 
 @pytest.fixture
 def nobody() -> int:
     """The uid of ``nobody``; chown needs root (CI runs as root: there it must not skip)."""
-    if os.geteuid() != 0:
-        if os.environ.get("CI"):
-            pytest.fail("a directory owned by another user needs root to make [CI is set]")
-        pytest.skip("a directory owned by another user needs root to make")
+    need_root("a directory owned by another user")
     return pwd.getpwnam("nobody").pw_uid
 
 
@@ -636,8 +829,10 @@ def test_a_state_directory_another_user_owns_is_refused(tmp_path: Path, nobody: 
 def test_a_certificate_directory_another_user_owns_is_refused(store: Store, nobody: int) -> None:
     activate(store, 1)
     os.chown(store.root / "certs" / NAME, nobody, -1)
+    # Checked once per process (only this user can change what is inside STATE): a new
+    # process, as a new Store, sees it.
     with pytest.raises(StoreError, match=f"owned by uid {nobody}"):
-        activate(store, 2)
+        activate(Store(store.root), 2)
     os.chown(store.root / "certs" / NAME, os.geteuid(), -1)
     os.chown(store.root / "certs" / NAME / "versions" / "1", nobody, -1)
     with pytest.raises(StoreError, match=f"versions/1: owned by uid {nobody}, not by this user"):
@@ -865,9 +1060,9 @@ def test_stable_links_are_made_once_and_mended(store: Store,
     switched: list[str] = []
     real = fsutil.replace_symlink
 
-    def spy(link: Path, target: str) -> None:
+    def spy(link: Path, target: str, **options: Any) -> None:
         switched.append(link.name)
-        real(link, target)
+        real(link, target, **options)
 
     monkeypatch.setattr(fsutil, "replace_symlink", spy)
     activate(store, 2)
@@ -1057,9 +1252,9 @@ def test_preflight_writes_a_probe_and_leaves_nothing(store: Store,
     probes: list[tuple[Path, int, int]] = []
     real = fsutil.write_new
 
-    def spy(path: Path, data: bytes, mode: int) -> None:
+    def spy(path: Path, data: bytes, mode: int, **options: Any) -> None:
         probes.append((path, len(data), mode))
-        real(path, data, mode)
+        real(path, data, mode, **options)
 
     monkeypatch.setattr(fsutil, "write_new", spy)
     store.preflight(NAME)
@@ -1103,7 +1298,7 @@ def test_preflight_names_what_fails(store: Store, monkeypatch: pytest.MonkeyPatc
     assert str(caught.value) == f"{base}: cannot inspect: Input/output error"
     monkeypatch.undo()
 
-    def read_only(path: Path, data: bytes, mode: int) -> None:
+    def read_only(path: Path, data: bytes, mode: int, **_options: Any) -> None:
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(fsutil, "write_new", read_only)
@@ -1196,10 +1391,17 @@ def _index(store: Store) -> dict[str, Any]:
     return data
 
 
-def _plant(store: Store, name: str, **entry: Any) -> None:
-    """Change a cached entry: what snapshot then returns shows whether the cache was used."""
+def _entry(store: Store, name: str = NAME) -> list[Any]:
+    """A certificate's cached entry: [directory mtime (0: not trusted), standing]."""
+    entry = _index(store)["certs"][name]
+    assert isinstance(entry, list)
+    return entry
+
+
+def _plant(store: Store, name: str, standing: Any) -> None:
+    """Change a cached standing: what snapshot then returns shows whether the cache was used."""
     index = _index(store)
-    index[name].update(entry)
+    index["certs"][name][1] = standing
     (store.root / "index.json").write_text(json.dumps(index))
 
 
@@ -1207,38 +1409,38 @@ def _cached(store: Store, name: str = NAME) -> None:
     """Age the certificate's directory, then let a snapshot cache it."""
     _age(store, name)
     store.snapshot([name])
-    assert _index(store)[name]["mtime"] != 0
+    assert _entry(store, name)[0] != 0
 
 
-def test_the_index_keeps_meta_and_state_and_is_private(store: Store) -> None:
+def test_the_index_keeps_the_standing_and_is_private(store: Store) -> None:
     activate(store, 1)
-    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    state = update(store, NAME, lambda s: s.revoked(0xABC1, NOW))
     _cached(store)
-    entry = _index(store)[NAME]
-    assert entry == {"mtime": (store.root / "certs" / NAME).stat().st_mtime_ns,
-                     "meta": meta(1).to_json(), "state": state.to_json()}
+    assert _entry(store) == [(store.root / "certs" / NAME).stat().st_mtime_ns,
+                             standing_of(meta(1), state).to_json()]
     assert mode_of(store.root / "index.json") == 0o600
-    planted = CertState().revoked(0xCD, NOW)
-    _plant(store, NAME, state=planted.to_json())
-    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), planted)
+    planted = standing_of(meta(1), CertState())._replace(key_type="cached")
+    _plant(store, NAME, planted.to_json())
+    snap = store.snapshot([NAME])[NAME]
+    assert snap.standing == planted
+    assert (snap.meta, snap.state) == (meta(1), state)   # the records, read when asked for
 
 
-def test_a_certificate_never_issued_is_indexed_with_its_state(store: Store) -> None:
+def test_a_certificate_never_issued_is_indexed_with_its_standing(store: Store) -> None:
     state = update(store, NAME, lambda s: s.after_attempt(NOW, "failed", "no", asked_ca=True))
     assert store.snapshot([NAME])[NAME] == Snapshot(None, state)
     _cached(store)
-    assert _index(store)[NAME]["meta"] is None
-    planted = CertState().revoked(0xCD, NOW)
-    _plant(store, NAME, state=planted.to_json())
-    assert store.snapshot([NAME])[NAME] == Snapshot(None, planted)
-    _plant(store, NAME, state=None)
-    assert store.snapshot([NAME])[NAME] == Snapshot(None, CertState())
+    assert _entry(store)[1] == standing_of(None, state).to_json()
+    assert _entry(store)[1][0] == []
+    planted = standing_of(None, CertState())
+    _plant(store, NAME, planted.to_json())
+    assert store.snapshot([NAME])[NAME].standing == planted
 
 
 def test_a_fresh_entry_is_stored_as_untrusted(store: Store) -> None:
     activate(store, 1)
     store.snapshot([NAME])
-    assert _index(store)[NAME]["mtime"] == 0
+    assert _entry(store)[0] == 0
 
 
 def test_an_entry_exactly_two_seconds_old_is_still_racy(
@@ -1249,14 +1451,15 @@ def test_an_entry_exactly_two_seconds_old_is_still_racy(
     mtime = (store.root / "certs" / NAME).stat().st_mtime_ns
     monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
     store.snapshot([NAME])
-    assert _index(store)[NAME]["mtime"] == 0
+    assert _entry(store)[0] == 0
     monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS + 1)
     store.snapshot([NAME])
-    assert _index(store)[NAME]["mtime"] == mtime
-    _plant(store, NAME, meta={**meta(1).to_json(), "issuer": "CN=cached"})
-    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+    assert _entry(store)[0] == mtime
+    cached = standing_of(meta(1), CertState())._replace(key_type="cached")
+    _plant(store, NAME, cached.to_json())
+    assert store.snapshot([NAME])[NAME].standing.key_type == "cached"
     monkeypatch.setattr(index_module.time, "time_ns", lambda: mtime + index_module.RACY_NS)
-    assert store.snapshot([NAME])[NAME].meta == meta(1)          # not trusted at the edge
+    assert store.snapshot([NAME])[NAME].standing.key_type == "ec256"   # not trusted at the edge
 
 
 def test_every_name_is_answered_in_order(store: Store) -> None:
@@ -1287,15 +1490,15 @@ def test_a_damaged_certificate_is_not_indexed(store: Store) -> None:
     assert not (store.root / "index.json").exists()
 
 
-@pytest.mark.parametrize("entry", [{"meta": {"version": "x"}}, {"state": {"last": 5}},
-                                   {"meta": {**meta(1).to_json(), "not_after": "later"}}])
-def test_a_damaged_entry_is_read_again_from_the_files(store: Store,
-                                                      entry: dict[str, Any]) -> None:
+@pytest.mark.parametrize("standing", [None, "x", [1, 2, 3], {"serial": "abc1"}])
+def test_a_damaged_entry_is_read_again_from_the_files(store: Store, standing: Any) -> None:
     activate(store, 1)
-    state = update(store, NAME, lambda s: s.revoking(0xAB, NOW))
+    state = update(store, NAME, lambda s: s.revoked(0xABC1, NOW))
     _cached(store)
-    _plant(store, NAME, **entry)
-    assert store.snapshot([NAME])[NAME] == Snapshot(meta(1), state)
+    _plant(store, NAME, standing)
+    snap = store.snapshot([NAME])[NAME]
+    assert snap == Snapshot(meta(1), state)
+    assert snap.standing == standing_of(meta(1), state)
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", "null", "{", "\"x\""])
@@ -1303,7 +1506,7 @@ def test_an_index_that_is_not_an_object_is_ignored(store: Store, content: str) -
     activate(store, 1)
     (store.root / "index.json").write_text(content)
     assert store.snapshot([NAME])[NAME].meta == meta(1)
-    assert NAME in _index(store)
+    assert NAME in _index(store)["certs"]
 
 
 def test_a_large_index_is_still_used(store: Store) -> None:
@@ -1311,9 +1514,9 @@ def test_a_large_index_is_still_used(store: Store) -> None:
     _cached(store)
     index = _index(store)
     index["padding"] = "x" * (2 << 20)          # thousands of certificates' worth
-    index[NAME]["meta"]["issuer"] = "CN=cached"
+    index["certs"][NAME][1][1] = "cached"        # the key type
     (store.root / "index.json").write_text(json.dumps(index))
-    assert store.snapshot([NAME])[NAME].meta.issuer == "CN=cached"  # type: ignore[union-attr]
+    assert store.snapshot([NAME])[NAME].standing.key_type == "cached"
 
 
 def test_the_index_is_rewritten_only_when_something_changed(store: Store) -> None:

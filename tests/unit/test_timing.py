@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from certfleet.protocol.timing import MAX_POLL, MIN_POLL, clamp, parse_retry_after, poll_intervals
+from certfleet.protocol.timing import (
+    FIRST_POLL,
+    MAX_POLL,
+    MIN_POLL,
+    clamp,
+    parse_retry_after,
+    poll_intervals,
+)
 
 NOW = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
 
@@ -74,8 +81,9 @@ def test_clamp_custom_bounds() -> None:
 
 def test_poll_intervals_grow_then_cap() -> None:
     values = list(itertools.islice(poll_intervals(), 20))
-    assert values[0] == MIN_POLL == 0.05
-    assert values[1] == pytest.approx(0.1)
+    assert values[0] == FIRST_POLL == 0.02   # Pebble on loopback is done by then
+    assert values[1] == MIN_POLL == 0.05     # then as before: never below MIN_POLL
+    assert values[2] == pytest.approx(0.1)
     assert sum(values[:7]) < 7.0     # seven polls within seconds, not minutes
     assert all(a <= b for a, b in itertools.pairwise(values))
     assert values[1] > values[0]

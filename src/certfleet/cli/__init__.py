@@ -39,8 +39,11 @@ def command(name: str) -> Command:
     """The function that runs command ``name`` (its module imported now)."""
     import importlib
 
+    from ..gcpause import paused
+
     module, function = COMMANDS[name]
-    found: Command = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    with paused():  # importing makes long-lived objects, no garbage to look for
+        found: Command = getattr(importlib.import_module(f"{__name__}.{module}"), function)
     return found
 
 

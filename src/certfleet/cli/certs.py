@@ -44,8 +44,11 @@ def _spec(job: JobConfig, args: argparse.Namespace) -> CertSpec:
                     preferred_chain=args.preferred_chain or settings.preferred_chain,
                     source="command line", ca=settings.ca, fallback=settings.fallback,
                     csr=csr)
-    if csr is None and names[0].startswith("*.") and spec.challenge != "dns-01":
-        raise ConfigError(f"{names[0]}: a wildcard needs challenge dns-01 (set challenge = "
+    # Any name, from the command line or a CSR: only dns-01 can validate a wildcard, and
+    # the CA would refuse it only after an order was placed.
+    wildcard = next((n for n in names if n.startswith("*.")), None)
+    if wildcard is not None and spec.challenge != "dns-01":
+        raise ConfigError(f"{wildcard}: a wildcard needs challenge dns-01 (set challenge = "
                           f"\"dns-01\" in [certs.\"{names[0]}\"] or [defaults])")
     return spec
 

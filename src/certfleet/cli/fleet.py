@@ -11,7 +11,6 @@ from typing import Any
 from ..config.sources import job_from
 from ..report import EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING, Outcome, exit_code, summary
 from . import output
-from . import status as status_view
 
 # `status` reads the store and prints: asyncio and everything that talks to a CA or a target
 # are imported by `run` and `deploy` when they run.
@@ -120,6 +119,7 @@ def deploy(args: argparse.Namespace) -> int:
 def status(args: argparse.Namespace) -> int:
     from ..config.sources import config_path
     from ..store import open_store
+    from . import status as status_view
 
     configured = config_path(vars(args), _env()) is not None or args.domains is not None
     job = job_from(vars(args), need_domains=False)

@@ -232,22 +232,24 @@ def notify(table: Table) -> NotifySettings:
         mail_events=table.check("mail_events", list, "a list of events", events)
         or QUIET_EVENTS,
         mail_to=tuple(table.check("mail_to", (list, str), "a list of addresses",
-                                  values.contact) or ()),
+                                  partial(values.contact, key="mail_to")) or ()),
         mail_from=table.check("mail_from", str, "an address",
-                              lambda v: values.contact(v)[0]),
+                              lambda v: values.contact(v, "mail_from")[0]),
         mail_timeout=_number(table, "mail_timeout", 30.0,
                              partial(values.seconds, low=1, high=600)),
-        sendmail=tuple(table.check("sendmail", list, "an argv list", values.argv)
+        sendmail=tuple(table.check("sendmail", list, "an argv list",
+                                   partial(values.argv, key="sendmail"))
                        or ("/usr/sbin/sendmail",)),
         smtp_server=table.check("smtp_server", str, "HOST:PORT",
                                 partial(values.listen, key="smtp_server")) or "127.0.0.1:25",
         smtp_starttls=table.get("smtp_starttls", bool, "true or false") is not False,
-        smtp_user=table.check("smtp_user", str, "a user name", values.printable),
+        smtp_user=table.check("smtp_user", str, "a user name",
+                              partial(values.printable, key="smtp_user")),
         smtp_password=secret(table, "smtp_password_file", "smtp_password",
                              "CERTFLEET_SMTP_PASSWORD"),
         smtp_ca_bundle=table.path_of("smtp_ca_bundle"),
         expiry_alarm=table.check("expiry_alarm", (int, float), "a share of the lifetime",
-                                 values.fraction) or 0.1,
+                                 partial(values.fraction, key="expiry_alarm")) or 0.1,
     )
     present = bool(table.data)
     table.finish()

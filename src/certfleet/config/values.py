@@ -169,9 +169,9 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def fraction(value: float) -> float:
+def fraction(value: float, key: str = "renew_fraction") -> float:
     if not math.isfinite(value) or not 0 < value < 1:
-        raise ConfigError(f"renew_fraction must be between 0 and 1 (exclusive), not {value}")
+        raise ConfigError(f"{key} must be between 0 and 1 (exclusive), not {value}")
     return float(value)
 
 
@@ -206,9 +206,9 @@ def dns_server(value: Any) -> str:
     return value
 
 
-def argv(value: list[Any]) -> list[str]:
+def argv(value: list[Any], key: str = "hook") -> list[str]:
     if not value or not all(isinstance(v, str) and v for v in value):
-        raise ValueError("hook must be a non-empty list of strings (argv, no shell)")
+        raise ValueError(f"{key} must be a non-empty list of strings (argv, no shell)")
     return [str(v) for v in value]
 
 
@@ -284,9 +284,9 @@ def mail_method(value: str) -> str:
     return value
 
 
-def printable(value: str) -> str:
+def printable(value: str, key: str) -> str:
     if not value or not value.isprintable() or len(value) > 256:
-        raise ConfigError(f"{safe_text(value, 60)!r} is not a usable value")
+        raise ConfigError(f"{key} {safe_text(value, 60)!r} is not a usable value")
     return value
 
 
@@ -305,14 +305,14 @@ def lb_addresses(value: list[Any]) -> tuple[str, ...]:
     return tuple(found)
 
 
-def contact(value: str | list[Any] | tuple[Any, ...]) -> tuple[str, ...]:
+def contact(value: str | list[Any] | tuple[Any, ...], key: str = "contact") -> tuple[str, ...]:
     out = []
     for item in [value] if isinstance(value, str) else value:
         address = item.removeprefix("mailto:") if isinstance(item, str) else ""
         local, _, domain = address.partition("@")
         if (not local or not domain or "@" in domain or not address.isprintable()
                 or " " in address or len(address) > 254):
-            raise ConfigError(f"contact {safe_text(str(item))!r} is not an e-mail address")
+            raise ConfigError(f"{key} {safe_text(str(item))!r} is not an e-mail address")
         out.append(address)
     return tuple(out)
 

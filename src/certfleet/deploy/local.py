@@ -21,8 +21,9 @@ import os
 import pwd
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 from ..errors import DeployError, safe_text
 from ..layout import Placement
@@ -37,14 +38,19 @@ _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _ids(owner: str | None, group: str | None, where: str) -> tuple[int, int]:
+    return _id(owner, pwd.getpwnam, "user", where), _id(group, grp.getgrnam, "group", where)
+
+
+def _id(name: str | None, look_up: Callable[[str], Any], what: str, where: str) -> int:
+    """The number of user or group ``name`` (-1: unchanged), digits taken as the number."""
+    if name is None:
+        return -1
+    if name.isdigit():
+        return int(name)
     try:
-        uid = -1 if owner is None else (int(owner) if owner.isdigit()
-                                        else pwd.getpwnam(owner).pw_uid)
-        gid = -1 if group is None else (int(group) if group.isdigit()
-                                        else grp.getgrnam(group).gr_gid)
-    except KeyError as exc:
-        raise DeployError(f"{where}: no such user or group: {exc}") from None
-    return uid, gid
+        return int(look_up(name)[2])
+    except KeyError:
+        raise DeployError(f"{where}: no such {what}: {safe_text(name)!r}") from None
 
 
 def sweep_leftovers(directory: str) -> None:

@@ -129,6 +129,15 @@ class Sftp:
     async def close(self, handle: asyncssh.SFTPClientFile, what: str) -> None:
         await self._bounded(what, handle.close())
 
+    async def room(self, path: str) -> tuple[int, int, int] | None:
+        """Blocks, their size, and inodes free to an unprivileged user on the file system
+        that holds ``path`` (``statvfs@openssh.com``); None if the server cannot tell."""
+        try:
+            vfs = await self._bounded(path, self.client.statvfs(path))
+        except (asyncssh.Error, DeployError):
+            return None
+        return vfs.bavail, vfs.frsize, vfs.favail
+
 
 @dataclass
 class _Temp:

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shlex
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -148,9 +150,29 @@ class SshTransport:
                                    trust)
             await files_.install(target, files)
         except asyncssh.SFTPError as exc:
-            raise DeployError(f"{where}: {safe_text(exc.reason or type(exc).__name__)}") from None
+            reason = safe_text(exc.reason or type(exc).__name__)
+            if isinstance(exc, asyncssh.SFTPFailure):
+                reason += await self._no_room(placement.directory, files)
+            raise DeployError(f"{where}: {reason}") from None
         except (OSError, asyncssh.Error) as exc:
             raise DeployError(f"{where}: {_describe(exc)}") from None
+
+    async def _no_room(self, directory: str, files: Sequence[DeployFile]) -> str:
+        """SFTP v3 reports a full disk as a bare "Failure" (it has no code for ENOSPC): ask
+        the file system whether the files fit there, to say why the deploy failed."""
+        if self._sftp is None or self._sftp.broken:
+            return ""
+        room = await self._sftp.room(directory)
+        if room is None:
+            return ""
+        blocks, size, inodes = room
+        need = sum(-(-len(item.data) // max(size, 1)) for item in files)  # whole blocks
+        if blocks < need:
+            return (f" (No space left on device: {blocks * size} bytes free, {need * size} "
+                    "needed)")
+        if inodes < len(files):
+            return f" (No space left on device: {inodes} inodes free, {len(files)} needed)"
+        return ""
 
     async def _lookup_login(self) -> int:
         """The login user's uid on the host (``id -u``), once per connection."""
@@ -174,32 +196,33 @@ class SshTransport:
         return self._ids[(what, name)]
 
     async def _output(self, argv: Sequence[str]) -> str:
-        status, output = await self._exec(argv, LOOKUP_TIMEOUT)
+        """The standard output of a lookup: what the login shell's start-up files print on
+        standard error (a warning, a failed rehash) is no part of the answer."""
+        status, output, errors = await self._exec(argv, LOOKUP_TIMEOUT)
         if status != 0:
             raise DeployError(f"{self.label}: {safe_text(shlex.join(argv))} failed "
-                              f"({status}): {safe_text(output.strip())}")
+                              f"({status}): {safe_text((errors or output).strip())}")
         return output
 
-    async def _exec(self, argv: Sequence[str], timeout: float) -> tuple[int | str, str]:
+    async def _exec(self, argv: Sequence[str], timeout: float) -> tuple[int | str, str, str]:
         """Run ``argv`` (quoted for the login shell); its exit status (or the signal that
-        ended it) and the tail of its output. Bounded in time and in memory."""
+        ended it) and the tails of its standard output and error. Bounded in time and in
+        memory."""
         assert self._conn is not None
         conn, command = self._conn, shlex.join(argv)
         process: asyncssh.SSHClientProcess[bytes] | None = None
 
-        async def go() -> tuple[int | str, str]:
+        async def go() -> tuple[int | str, str, str]:
             nonlocal process
             process = await conn.create_process(command, stdin=asyncssh.DEVNULL,
-                                                stderr=asyncssh.STDOUT, encoding=None)
-            kept = bytearray()
-            while chunk := await process.stdout.read(65536):
-                kept += chunk
-                del kept[:-OUTPUT_KEPT]
+                                                encoding=None)
+            output, errors = await asyncio.gather(_tail(process.stdout),
+                                                  _tail(process.stderr))
             await process.wait_closed()
             signal = process.exit_signal
             status: int | str = process.exit_status if process.exit_status is not None \
                 else f"signal {safe_text(str(signal[0]) if signal else '?')}"
-            return status, kept.decode("utf-8", "replace")
+            return status, output, errors
 
         try:
             return await asyncio.wait_for(go(), timeout)
@@ -212,10 +235,20 @@ class SshTransport:
             raise DeployError(f"{self.label}: {safe_text(argv[0])}: {_describe(exc)}") from None
 
     async def run(self, argv: Sequence[str]) -> None:
-        status, output = await self._exec(argv, COMMAND_TIMEOUT)
+        status, output, errors = await self._exec(argv, COMMAND_TIMEOUT)
         if status != 0:
+            said = (output + errors).strip()
             raise DeployError(f"{self.label}: {safe_text(argv[0])} exited "
-                              f"{status}: {safe_text(output.strip()[-300:])}")
+                              f"{status}: {safe_text(said[-300:])}")
+
+
+async def _tail(stream: asyncssh.SSHReader[bytes]) -> str:
+    """The last ``OUTPUT_KEPT`` bytes of a stream, read to its end."""
+    kept = bytearray()
+    while chunk := await stream.read(65536):
+        kept += chunk
+        del kept[:-OUTPUT_KEPT]
+    return kept.decode("utf-8", "replace")
 
 
 def _number(text: str, what: str, label: str) -> int:
@@ -229,6 +262,11 @@ def _number(text: str, what: str, label: str) -> int:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) \
+            and exc.errno and exc.errno > 0:
+        # asyncio words a refused connection "Connect call failed ('192.0.2.1', 22)": the
+        # system's text for the error number says what happened.
+        return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return safe_text(str(exc) or type(exc).__name__)

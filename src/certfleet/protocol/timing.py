@@ -13,6 +13,9 @@ from email.utils import parsedate_to_datetime
 # A polling interval shorter than this hammers the CA; longer than this stalls a run.
 MIN_POLL = 0.05
 MAX_POLL = 60.0
+# The first poll without a Retry-After: a CA that validates or issues at once (Pebble on
+# loopback: a few milliseconds) is seen done by it; one that takes longer costs one poll more.
+FIRST_POLL = 0.02
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -42,10 +45,11 @@ def clamp(seconds: float, low: float = MIN_POLL, high: float = MAX_POLL) -> floa
     return min(max(seconds, low), high)
 
 
-def poll_intervals(first: float = MIN_POLL, factor: float = 2.0,
+def poll_intervals(first: float = FIRST_POLL, factor: float = 2.0,
                    cap: float = 5.0) -> Iterator[float]:
-    """Intervals for polling when the CA gives no Retry-After: the first after a few tens
-    of milliseconds, then doubling up to ``cap``.
+    """Intervals for polling when the CA gives no Retry-After: the first after a couple of
+    tens of milliseconds, then growing by ``factor`` (never below ``MIN_POLL``) up to
+    ``cap``.
 
     A CA that validates at once is seen done at the first poll (a fixed quarter second
     would be most of a certificate's time); one that takes seconds is asked about a dozen
@@ -54,4 +58,4 @@ def poll_intervals(first: float = MIN_POLL, factor: float = 2.0,
     delay = first
     while True:
         yield delay
-        delay = min(delay * factor, cap)
+        delay = min(max(delay * factor, MIN_POLL), cap)

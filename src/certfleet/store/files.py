@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import fsutil
 from ..errors import FleetBusy, StoreError
+from ..gcpause import paused
 from ..names import storage_name
 from ..ratelimits import Ledger
 from ..state import CertState, StateDamaged
@@ -215,17 +216,24 @@ class Store:
         if not version.isdigit() or target != f"versions/{version}":
             raise StoreError(f"{link}: points outside versions/: {target!r}")
         version_dir = f"{path}/versions/{version}"
+        meta = self._version_meta(version_dir)
+        if meta is None:
+            raise StoreError(f"{version_dir}/meta.json: missing (the active version is gone)")
+        return StoredCert(name, path, meta)
+
+    def _version_meta(self, version_dir: str) -> VersionMeta | None:
+        """The record of a version directory (checked to be certfleet's own); None if it
+        has none."""
         _check_version_dir(version_dir)
         meta_path = f"{version_dir}/meta.json"
         data = self._read_json(meta_path)
-        if data is None:
-            raise StoreError(f"{meta_path}: missing (the active version is gone)")
-        return StoredCert(name, path, VersionMeta.from_json(data, meta_path))
+        return None if data is None else VersionMeta.from_json(data, meta_path)
 
     def snapshot(self, names: Sequence[str]) -> dict[str, Snapshot]:
         """Each certificate's active version and state record, from the index if fresh;
         a certificate whose files cannot be read is reported damaged, never raised."""
-        return snapshot(self.root, names, self._snapshot_one, self.writable)
+        with paused():  # no reference cycle made here (gcpause.py)
+            return snapshot(self.root, names, self._snapshot_one, self.writable)
 
     def _snapshot_one(self, name: str) -> Snapshot:
         try:
@@ -317,11 +325,8 @@ class Store:
         base = self.cert_dir(name)
         newer = [v for v in self.versions(name) if current is None or v > current.meta.version]
         for number in sorted(newer, reverse=True):
-            path = base / "versions" / str(number)
             try:
-                _check_version_dir(path)
-                data = self._read_json(path / "meta.json")
-                meta = VersionMeta.from_json(data, str(path / "meta.json")) if data else None
+                meta = self._version_meta(f"{base}/versions/{number}")
             except StoreError:
                 continue
             if meta is not None and meta.version == number and meta.order_url == order_url:

@@ -23,7 +23,7 @@ from pathlib import Path
 from .. import fsutil
 from ..errors import StoreError
 from ..names import storage_name
-from ..standing import NOTHING, Standing, from_json, of
+from ..standing import Standing, from_json, of
 from ..state import CertState
 from .meta import VersionMeta
 
@@ -44,8 +44,7 @@ class Snapshot:
                  standing: Standing | None = None,
                  load: tuple[Callable[[str], Snapshot], str] | None = None):
         self._meta, self._state, self.damage, self._load = meta, state, damage, load
-        self.standing = standing if standing is not None else \
-            of(meta, state) if damage is None else NOTHING
+        self.standing = standing if standing is not None else of(meta, state)
 
     def _records(self) -> None:
         """Read the records the index stood in for (``load``: the reader and the name)."""
@@ -93,11 +92,11 @@ def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
     result: dict[str, Snapshot] = {}
     racy = time.time_ns() - RACY_NS
     changed = False
-    certs = os.path.join(root, "certs")
+    certs, stat = f"{root}/certs/", os.stat   # this loop runs once per certificate
     for name in names:
-        folder = os.path.join(certs, storage_name(name))
+        folder = certs + storage_name(name)
         try:
-            mtime = os.stat(folder).st_mtime_ns
+            mtime = stat(folder).st_mtime_ns
         except FileNotFoundError:
             result[name] = Snapshot(None, CertState())
             continue
@@ -105,7 +104,7 @@ def snapshot(root: Path, names: Sequence[str], read: Callable[[str], Snapshot],
             result[name] = Snapshot(None, CertState(), f"{folder}: {exc.strerror}")
             continue
         entry = index.get(name)
-        if isinstance(entry, list) and len(entry) == 2 and entry[0] == mtime and mtime < racy \
+        if type(entry) is list and len(entry) == 2 and entry[0] == mtime and mtime < racy \
                 and (standing := from_json(entry[1])) is not None:
             result[name] = Snapshot(None, NO_STATE, None, standing, (read, name))
             continue

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -78,5 +77,7 @@ def ca_id(directory_url: str) -> str:
     parts = urlsplit(directory_url)
     host = (parts.hostname or "ca").replace(":", "_")
     port = f"_{parts.port}" if parts.port else ""
+    import hashlib  # noqa: PLC0415 - not for `status` (start-up time)
+
     digest = hashlib.sha256(directory_url.encode()).hexdigest()[:8]
     return f"{host}{port}-{digest}"
