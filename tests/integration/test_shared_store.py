@@ -3,6 +3,7 @@ migrations, one host end to end, fencing tokens, import/export."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,39 @@ def test_one_host_issues_deploys_and_serves_from_the_database(lab: Any, postgres
     rc, out = host.cli("status")
     assert rc == 0, out
     assert all(name in out for name in names), out
+
+
+def test_a_rollover_and_a_revocation_on_one_host_hold_for_the_others(
+        lab: Any, postgres: Any, tmp_path: Path) -> None:
+    """The account is shared: once host w1 has rolled its key over, host w2 (a local state
+    of its own, its copy of the old key in it) signs with the new key; a certificate w1
+    issued is revoked from w2, and w1 then sees it revoked and renews it."""
+    names = ["roll0.example.com", "roll1.example.com"]
+    domains = _domains(tmp_path, names)
+    w1 = Host(tmp_path, "w1", lab, postgres, domains)
+    w2 = Host(tmp_path, "w2", lab, postgres, domains)
+    assert w1.cli("store", "migrate")[0] == 0
+    with Serve(w1, lab.http_port):
+        rc, out = w1.cli("run")
+        assert rc == 0, out
+        assert w2.cli("status")[0] == 0        # w2's local state, with the key as it was
+        rc, out = w1.cli("account", "rollover")
+        assert rc == 0, out
+        account, thumbprint = re.search(r"account: (\S+): new ec256 key, thumbprint (\S+);",
+                                        out).groups()  # type: ignore[union-attr]
+        rc, out = w2.cli("account", "show")
+        assert rc == 0, out
+        assert account in out, out          # the same account ...
+        assert thumbprint in out, out        # ... with its new key
+        rc, out = w2.cli("run", "--force", names[0])
+        assert rc == 0, out
+        assert f"{names[0]}: renewed" in out, out
+        rc, out = w2.cli("revoke", names[1])
+        assert rc == 0, out
+        rc, out = w1.cli("status")
+        assert "REVOKED" in next(line for line in out.splitlines()
+                                 if line.startswith(names[1])), out
+        rc, out = w1.cli("run")
+        assert rc == 0, out
+        assert f"{names[1]}: renewed" in out, out
+    assert orders_seen(lab) == 4

@@ -44,12 +44,11 @@ def account(args: argparse.Namespace) -> int:
 
 def _account_show(job: JobConfig) -> int:
     """What is on disk about the account; reads only (no key is made, nothing written)."""
-    from ..account_key import AccountKey
     from ..store import open_store
 
     store = open_store(job, create=False)
     path = store.account_key_path(job.directory)
-    key = AccountKey.load(path)
+    key = store.account_key(job.directory)
     say(f"CA:         {job.directory}")
     say(f"key:        {path}" + ("" if key else " (none yet: `certfleet account register` "
                                   "or the first run makes it)"))

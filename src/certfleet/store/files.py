@@ -44,6 +44,7 @@ from .locks import LOCK_WAIT, Locks
 from .meta import PEM_FILES, StoredCert, VersionMeta, ca_id
 
 if TYPE_CHECKING:
+    from ..account_key import AccountKey
     from .pg_tokens import DbTokens
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,12 @@ class Store:
 
     def account_key_path(self, directory_url: str) -> Path:
         return self.account_dir(directory_url) / "account.key"
+
+    def account_key(self, directory_url: str) -> AccountKey | None:
+        """The account key as this store keeps it, or None; reads only (``account show``)."""
+        from ..account_key import AccountKey  # noqa: PLC0415 - cryptography
+
+        return AccountKey.load(self.account_key_path(directory_url))
 
     def load_account(self, directory_url: str) -> dict[str, Any] | None:
         return self._read_json(self.account_dir(directory_url) / "account.json")

@@ -17,7 +17,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import fsutil
 from ..errors import ClaimedElsewhere, StoreError
@@ -37,6 +37,9 @@ from .pg_conn import Db, Tx
 from .pg_lease import Leases
 from .pg_tokens import DbTokens
 from .sealed import seal, unseal
+
+if TYPE_CHECKING:
+    from ..account_key import AccountKey
 
 CLAIM_POLL = 0.5
 PEM_COLUMNS = {"cert.pem": "cert", "chain.pem": "chain", "fullchain.pem": "fullchain",
@@ -290,9 +293,9 @@ class PgStore(Store):
         path = super().account_key_path(directory_url)
         ident = ca_id(directory_url)
         where = f"account/{ident}"
-        row = self.db.run("SELECT account_key FROM certfleet_accounts WHERE ca = :c", c=ident)
-        if row and row[0][0] is not None:
-            key = unseal(self._key, bytes(row[0][0]), where)
+        shared = self._shared_key(directory_url)
+        if shared is not None:
+            key = shared
         elif self.writable:
             from .. import keytypes
 
@@ -312,6 +315,23 @@ class PgStore(Store):
         if self.writable:
             fsutil.write_atomic(path, key, mode=0o600)
         return path
+
+    def account_key(self, directory_url: str) -> AccountKey | None:
+        """The shared key (what every host signs with), or this host's own if none is
+        shared yet; reads only."""
+        from ..account_key import AccountKey
+
+        shared = self._shared_key(directory_url)
+        if shared is None:
+            return super().account_key(directory_url)
+        return AccountKey.from_pem(shared, f"account/{ca_id(directory_url)} (shared store)")
+
+    def _shared_key(self, directory_url: str) -> bytes | None:
+        ident = ca_id(directory_url)
+        row = self.db.run("SELECT account_key FROM certfleet_accounts WHERE ca = :c", c=ident)
+        if not row or row[0][0] is None:
+            return None
+        return unseal(self._key, bytes(row[0][0]), f"account/{ident}")
 
     def load_account(self, directory_url: str) -> dict[str, Any] | None:
         row = self.db.run("SELECT record FROM certfleet_accounts WHERE ca = :c",
