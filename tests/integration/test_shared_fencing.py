@@ -170,3 +170,17 @@ def test_import_then_export_gives_back_the_same_tree(hosts: Any, tmp_path: Path)
     assert _same_trees(source.root, tmp_path / "back") == []
     assert _same_trees(tmp_path / "back", source.root) == []
     assert (tmp_path / "back" / "certs" / "x.example.com" / "versions" / "1").is_dir()
+
+
+def test_a_token_presented_again_by_another_host_outlives_the_first_cleanup(
+        hosts: Any) -> None:
+    """Host 1 presents a challenge's token, then host 2 presents the same (it took the
+    order over): host 1's late clean-up leaves host 2's response for the CA to fetch."""
+    first, second = hosts
+    token = "tok" + "A" * 40
+    mine = first.tokens.present(NAME, token, f"{token}.one")
+    theirs = second.tokens.present(NAME, token, f"{token}.two")
+    first.tokens.cleanup(token, mine)
+    assert second.tokens.read(token) == (NAME, f"{token}.two")
+    second.tokens.cleanup(token, theirs)
+    assert first.tokens.read(token) is None

@@ -24,16 +24,24 @@ class DbTokens:
     def __init__(self, db: Db) -> None:
         self.db = db
 
-    def present(self, name: str, token: str, key_auth: str) -> None:
+    def present(self, name: str, token: str, key_auth: str) -> object:
+        """Presents ``token``; returns what identifies this presentation for ``cleanup``."""
         with self.db.transaction() as tx:
             tx.run("DELETE FROM certfleet_tokens WHERE created < now() - interval '1 day'")
-            tx.run("""INSERT INTO certfleet_tokens (token, name, key_authorization)
-                      VALUES (:t, :n, :k) ON CONFLICT (token) DO UPDATE
-                      SET name = excluded.name, key_authorization = excluded.key_authorization,
-                          created = now()""", t=token, n=name, k=key_auth)
+            row = tx.run("""INSERT INTO certfleet_tokens (token, name, key_authorization,
+                                                          created)
+                            VALUES (:t, :n, :k, clock_timestamp()) ON CONFLICT (token) DO UPDATE
+                            SET name = excluded.name,
+                                key_authorization = excluded.key_authorization,
+                                created = clock_timestamp()
+                            RETURNING created""", t=token, n=name, k=key_auth)
+        return row[0][0]
 
-    def cleanup(self, token: str) -> None:
-        self.db.run("DELETE FROM certfleet_tokens WHERE token = :t", t=token)
+    def cleanup(self, token: str, presented: object) -> None:
+        """Removes ``token`` if it is still this presentation's: a host that presented the
+        same challenge after this one (it took over the order) keeps its own."""
+        self.db.run("DELETE FROM certfleet_tokens WHERE token = :t AND created = :c",
+                    t=token, c=presented)
 
     def read(self, token: str) -> tuple[str, str] | None:
         """(name, key authorization) presented for ``token``; None if there is none or the
@@ -63,16 +71,19 @@ class DbTokenSolver(Solver):
 
     def __init__(self, tokens: DbTokens) -> None:
         self.tokens = tokens
+        self._presented: dict[str, object] = {}
 
     async def present(self, name: str, token: str, key_auth: str) -> None:
         if not token_is_safe(token):
             raise ChallengeError(f"refusing unsafe token {safe_text(token)!r}")
         try:
-            await asyncio.to_thread(self.tokens.present, name, token, key_auth)
+            self._presented[token] = await asyncio.to_thread(self.tokens.present, name,
+                                                             token, key_auth)
         except StoreError as exc:
             raise ChallengeError(f"{name}: cannot present token: {exc}") from exc
 
     async def cleanup(self, name: str, token: str, key_auth: str) -> None:
-        if token_is_safe(token):
+        presented = self._presented.pop(token, None)
+        if presented is not None:
             with contextlib.suppress(StoreError):  # else removed with the day-old ones
-                await asyncio.to_thread(self.tokens.cleanup, token)
+                await asyncio.to_thread(self.tokens.cleanup, token, presented)
