@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,16 +23,6 @@ from certfleet.store import PEM_FILES, Store, VersionMeta
 from tests.cli import run_main
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def silent_ca() -> Iterator[socket.socket]:
-    """A listening socket standing for the CA: nothing may connect to it."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.setblocking(False)
-        yield listener
 
 
 def _never_contacted(ca: socket.socket) -> None:

@@ -175,3 +175,22 @@ def test_a_run_with_nothing_due_loads_no_ca_client_or_crypto(state: Path,
     assert [m for m in heavy(modules) if m.split(".")[0] not in ("asyncio", "ssl")] == []
     assert not {"certfleet.acme_client", "certfleet.http11", "certfleet.registration",
                 "h11"} & modules
+
+
+def test_a_deploy_to_local_targets_loads_no_ssh(state: Path, tmp_path: Path) -> None:
+    """The SSH stack (asyncssh: a quarter of a second to import) is for remote targets."""
+    site = tmp_path / "site"
+    site.mkdir()
+    domains = tmp_path / "domains.txt"
+    domains.write_text(f"www.example.com|{site}\n")
+    path = tmp_path / "certfleet.toml"
+    path.write_text(f'state_dir = "{state}"\ndomains = "{domains}"\n'
+                    '[ca]\ndirectory = "https://ca.invalid/dir"\n'
+                    '[challenge]\nwebroot = "/var/www/acme"\n')
+    for file in (domains, path):
+        file.chmod(0o600)
+    code, modules = imported(["deploy", "--config", str(path)], tmp_path)
+    assert code == 0
+    assert (site / "www.example.com" / "fullchain.pem").read_bytes() == b"x\n"
+    assert not {m for m in modules if m.split(".")[0] == "asyncssh"}
+    assert "certfleet.deploy.local" in modules
