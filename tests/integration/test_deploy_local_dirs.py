@@ -418,7 +418,7 @@ def test_a_reloads_output_ends_the_message(tmp_path: Path) -> None:
     assert _reload_error(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]) == \
         "reload /bin/sh exited 3: out\\nerr"
     tail = _reload_error(["/bin/sh", "-c", "printf 'x%.0s' $(seq 400); printf 'y\\377'; exit 4"])
-    assert tail == "reload /bin/sh exited 4: " + "x" * 298 + "y\ufffd"
+    assert tail == "reload /bin/sh exited 4: ..." + "x" * 298 + "y\ufffd"  # the end kept
     assert _reload_error([str(tmp_path / "nope"), "-x"]) == \
         f"reload {tmp_path}/nope: No such file or directory"
 

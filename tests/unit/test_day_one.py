@@ -312,6 +312,34 @@ def test_log_lines_escape_what_they_carry(capsys: pytest.CaptureFixture[str]) ->
                    "valid\\x1b[2J\\nFAKE\n")  # one record, one line
 
 
+def test_what_asyncio_reports_is_shown_at_vv_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """A request left to a server that stopped answering fails when its session closes,
+    and asyncio says so (with a traceback) when the task is collected."""
+    import logging
+
+    from certfleet.cli import _setup_logging
+
+    loop_log = logging.getLogger("asyncio")
+    before = list(loop_log.handlers), loop_log.propagate
+    try:
+        _setup_logging(0)
+        try:
+            raise ConnectionError("lost \x1b[2J")
+        except ConnectionError:
+            loop_log.exception("Task exception was never retrieved")
+        assert capsys.readouterr().err == ""
+        _setup_logging(2)
+        try:
+            raise ConnectionError("lost \x1b[2J")
+        except ConnectionError:
+            loop_log.exception("Task exception was never retrieved")
+        first, *rest = capsys.readouterr().err.splitlines()
+        assert first == "certfleet: ERROR: Task exception was never retrieved"
+        assert rest[-1] == r"    ConnectionError: lost \x1b[2J", repr(rest)
+    finally:
+        loop_log.handlers[:], loop_log.propagate = before
+
+
 def test_status_table_for_a_terminal(tmp_path: Path) -> None:
     store = _store_with(tmp_path / "state", ["a.example.com", "bb.example.com"])
     assert store.try_lock("bb.example.com")
