@@ -22,16 +22,17 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncssh
 
 from certfleet.deploy.ssh import SshTransport
 from certfleet.spec import HostSettings, Target
 
+T = TypeVar("T")
 _KEYS: dict[str, asyncssh.SSHKey] = {}
 
 
@@ -280,3 +281,11 @@ async def serve(base: Path) -> AsyncIterator[Remote]:
                 await child.wait()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(acceptor.wait_closed(), 5)
+
+
+def lab(base: Path, body: Callable[[Remote], Awaitable[T]]) -> T:
+    """``body`` against a fresh server, in an event loop of its own."""
+    async def main() -> T:
+        async with serve(base) as remote:
+            return await body(remote)
+    return asyncio.run(main())

@@ -10,7 +10,6 @@ can run them for every mutant of the module.
 
 from __future__ import annotations
 
-import asyncio
 import grp
 import os
 import pwd
@@ -18,7 +17,6 @@ import re
 import shutil
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +29,7 @@ from certfleet.layout import Placement
 from certfleet.spec import HostSettings
 from tests.conftest import need_root
 
-from .sshlab import Remote, serve
+from .sshlab import Remote, lab
 
 T = TypeVar("T")
 FILES = (DeployFile("site.crt", b"certificate\n", 0o644),
@@ -40,11 +38,6 @@ NOBODY = pwd.getpwnam("nobody").pw_uid
 NOGROUP = grp.getgrnam("nogroup").gr_gid
 
 
-def _lab(tmp_path: Path, body: Callable[[Remote], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with serve(tmp_path) as remote:
-            return await body(remote)
-    return asyncio.run(main())
 
 
 async def _install(remote: Remote, directory: str, *, own: bool = False,
@@ -93,7 +86,7 @@ def test_files_are_written_with_their_modes_and_replaced(tmp_path: Path) -> None
         assert remote.commands == ["id -u"]  # the login user's uid, asked once
         renamed = [path for op, path in remote.asked if op == "rename"]
         assert renamed == ["/srv/tls/site.crt", "/srv/tls/site.key"] * 2
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
     assert created == {"site.crt": 0o644, "site.key": 0o600}
 
 
@@ -104,7 +97,7 @@ def test_every_directory_on_the_way_is_looked_at_without_following(tmp_path: Pat
         looked = [path for op, path in remote.asked if op in ("lstat", "stat")]
         assert looked[:3] == ["/", "/srv", "/srv/tls"]
         assert all(op != "stat" for op, _ in remote.asked)
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_owner_and_group_by_name_are_asked_once_and_set_through_the_handle(
@@ -121,7 +114,7 @@ def test_owner_and_group_by_name_are_asked_once_and_set_through_the_handle(
         assert sorted(remote.commands) == ["getent group -- nogroup", "id -u",
                                            "id -u -- nobody"]
         assert not [1 for op, path in remote.asked if op in ("setstat", "lsetstat")]
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize(("owner", "group", "ids"), [
@@ -138,7 +131,7 @@ def test_owner_or_group_alone(tmp_path: Path, owner: str | None, group: str | No
         assert (info.st_uid, info.st_gid) == ids
         asked = [c for c in remote.commands if c != "id -u"]
         assert asked == [] if (owner or group or "").isdigit() else len(asked) == 1
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_missing_directory_is_named(tmp_path: Path) -> None:
@@ -150,7 +143,7 @@ def test_a_missing_directory_is_named(tmp_path: Path) -> None:
             "deployer@127.0.0.1:/opt/tls: target directory missing (/opt)"
         assert await _refused(remote, "/opt/tls", trust_target_dir=True) == \
             "deployer@127.0.0.1:/opt/tls: target directory missing"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_what_the_directory_checks_refuse_and_accept(tmp_path: Path) -> None:
@@ -175,7 +168,7 @@ def test_what_the_directory_checks_refuse_and_accept(tmp_path: Path) -> None:
         await _install(remote, "/shared", allow_group_writable=True)
         _dir(remote, "/open", 0o777)
         assert "/open is writable by others" in await _refused(remote, "/open")
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_an_owner_the_server_does_not_report_is_nobody(tmp_path: Path) -> None:
@@ -202,7 +195,7 @@ def test_own_directory_is_made_with_its_mode_and_owner(tmp_path: Path) -> None:
         assert _listing(remote.at("/tls/www")) == ["site.crt", "site.key"]
         assert [op for op, _ in remote.asked].count("mkdir") == 1
         assert [op for op, _ in remote.asked].count("lsetstat") == 1
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_own_directory_made_as_asked_needs_no_fix(tmp_path: Path) -> None:
@@ -215,7 +208,7 @@ def test_own_directory_made_as_asked_needs_no_fix(tmp_path: Path) -> None:
             os.umask(old)
         assert "lsetstat" not in [op for op, _ in remote.asked]
         assert stat.S_IMODE(remote.at("/tls/www").stat().st_mode) == 0o755
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_dir_fix_says_what_a_new_directory_still_needs() -> None:
@@ -251,7 +244,7 @@ def test_own_directory_that_is_not_a_directory(tmp_path: Path) -> None:
         assert "refused: /tls/theirs is owned by uid 65534" in \
             await _refused(remote, "/tls/theirs", own=True)
         await _install(remote, "/tls/theirs", own=True, trust_target_dir=True)
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_new_directory_swapped_for_a_link_is_never_followed(tmp_path: Path) -> None:
@@ -272,7 +265,7 @@ def test_a_new_directory_swapped_for_a_link_is_never_followed(tmp_path: Path) ->
         remote.hooks["mkdir"] = lambda path: remote.at(path).rmdir()
         assert await _refused(remote, "/tls/new", own=True) == \
             "deployer@127.0.0.1:/tls/new: the directory vanished while being made"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_server_without_lsetstat(tmp_path: Path) -> None:
@@ -286,7 +279,7 @@ def test_a_server_without_lsetstat(tmp_path: Path) -> None:
         remote.refuse["lsetstat"] = asyncssh.SFTPPermissionDenied("not yours")
         assert await _refused(remote, "/tls/www2", own=True, dir_mode=0o775) == \
             "deployer@127.0.0.1:/tls/www2: not yours"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_leftovers_of_dead_deploys_are_swept(tmp_path: Path) -> None:
@@ -306,7 +299,7 @@ def test_leftovers_of_dead_deploys_are_swept(tmp_path: Path) -> None:
         await _install(remote, "/srv")
         assert _listing(local) == sorted([alive, fresh, "other-file", "site.crt", "site.key"])
         assert _listing(victim) == ["keep"]
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_leftover_that_cannot_be_removed_does_not_fail_the_target(tmp_path: Path) -> None:
@@ -316,7 +309,7 @@ def test_a_leftover_that_cannot_be_removed_does_not_fail_the_target(tmp_path: Pa
         remote.refuse["remove"] = asyncssh.SFTPPermissionDenied("no")
         await _install(remote, "/srv")
         assert (local / "site.key").exists()
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize("plant", ["symlink", "fifo", "directory"])
@@ -339,7 +332,7 @@ def test_a_final_name_that_is_not_a_regular_file_is_left_alone(tmp_path: Path,
             "certfleet does not replace it"
         assert _listing(local) == ["site.key"]  # nothing renamed, no temporary file left
         assert (victim / "secret").read_text() == "x"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_temporary_file_swapped_before_its_rename(tmp_path: Path) -> None:
@@ -354,7 +347,7 @@ def test_a_temporary_file_swapped_before_its_rename(tmp_path: Path) -> None:
             "its temporary file is now gone (someone else can write this directory)"
         assert _listing(local) == ["site.crt"]
         assert (local / "site.crt").read_text() == "previous\n"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_rename_the_server_refuses(tmp_path: Path) -> None:
@@ -366,7 +359,7 @@ def test_a_rename_the_server_refuses(tmp_path: Path) -> None:
             r"deployer@127.0.0.1:/srv: read-only \x1b[2J"
         assert _listing(local) == ["site.crt"]
         assert (local / "site.crt").read_text() == "previous\n"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize(("swap", "said"), [
@@ -397,7 +390,7 @@ def test_a_file_swapped_right_after_its_rename(tmp_path: Path, swap: str, said: 
         message = await _refused(remote, "/srv")
         assert message.startswith(f"deployer@127.0.0.1:/srv: {said}"), message
         assert not [n for n in _listing(local) if n.startswith(TMP_PREFIX)]
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_the_directory_replaced_during_the_deploy(tmp_path: Path) -> None:
@@ -417,7 +410,7 @@ def test_the_directory_replaced_during_the_deploy(tmp_path: Path) -> None:
             if path.endswith("site.key") else None
         assert await _refused(remote, "/srv/own/www", own=True) == \
             "deployer@127.0.0.1:/srv/own/www: the directory was replaced during the deploy"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize(("change", "said"), [
@@ -448,7 +441,7 @@ def test_what_is_read_back_through_the_handle_is_checked(tmp_path: Path, change:
         assert message.startswith("deployer@127.0.0.1:/srv/site.key: "), message
         assert said in message, message
         assert _listing(local) == []
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_request_left_unanswered_is_bounded_and_the_session_replaced(
@@ -473,7 +466,7 @@ def test_a_request_left_unanswered_is_bounded_and_the_session_replaced(
         remote.stall.add("lstat")
         assert await _refused(remote, "/srv") == \
             "deployer@127.0.0.1:/: no answer from the SFTP server within 0.3 s"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize(("vfs", "said"), [
@@ -493,7 +486,7 @@ def test_a_full_disk_is_named(tmp_path: Path, vfs: tuple[int, int, int] | None,
         if vfs is None:
             remote.refuse["statvfs"] = asyncssh.SFTPOpUnsupported("no statvfs")
         assert await _refused(remote, "/srv") == f"deployer@127.0.0.1:/srv: Failure{said}"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_an_sftp_error_without_a_reason_is_named_by_its_kind(tmp_path: Path) -> None:
@@ -502,7 +495,7 @@ def test_an_sftp_error_without_a_reason_is_named_by_its_kind(tmp_path: Path) -> 
         remote.refuse["open"] = asyncssh.SFTPPermissionDenied("")
         assert await _refused(remote, "/srv") == \
             "deployer@127.0.0.1:/srv: SFTPPermissionDenied"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize(("op", "own", "said"), [
@@ -533,7 +526,7 @@ def test_every_request_is_bounded_and_names_its_path(
         owner = None if own is None else "0"
         return await _refused(remote, "/srv/www" if own else "/srv", own=bool(own),
                               owner=owner, dir_mode=0o775, trust_target_dir=op == "stat")
-    message = _lab(tmp_path, body)
+    message = lab(tmp_path, body)
     pattern = re.escape(f"deployer@127.0.0.1:{said}").replace(r"\*", ".*")
     assert re.fullmatch(f"{pattern}no answer from the SFTP server within 0.2 s", message), \
         message
@@ -554,7 +547,7 @@ def test_requests_left_unanswered_after_the_files_are_in_place(
         remote.stall = {"statvfs"}
         remote.refuse["write"] = asyncssh.SFTPFailure("Failure")
         return await _refused(remote, "/srv")
-    assert _lab(tmp_path, body) == "deployer@127.0.0.1:/srv: Failure"
+    assert lab(tmp_path, body) == "deployer@127.0.0.1:/srv: Failure"
 
 
 def test_what_fails_while_cleaning_up_never_hides_why_the_target_failed(
@@ -584,7 +577,7 @@ def test_what_fails_while_cleaning_up_never_hides_why_the_target_failed(
         remote.stall = {"remove"}
         (local / f"{TMP_PREFIX}elsewhere-1-0-x").write_text("fresh: not swept")
         assert await _refused(remote, "/srv") == "deployer@127.0.0.1:/srv: no writing"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_successful_deploy_removes_nothing(tmp_path: Path) -> None:
@@ -592,7 +585,7 @@ def test_a_successful_deploy_removes_nothing(tmp_path: Path) -> None:
         _dir(remote, "/srv")
         await _install(remote, "/srv")
         assert "remove" not in [op for op, _ in remote.asked]
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_server_without_fsync(tmp_path: Path) -> None:
@@ -603,7 +596,7 @@ def test_a_server_without_fsync(tmp_path: Path) -> None:
         assert (local / "site.key").read_bytes() == b"private key\n"
         assert ("fsync", "/srv/site.key") not in remote.asked  # asked through the handle
         assert [op for op, _ in remote.asked].count("fsync") == 2
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_server_that_says_the_file_it_created_is_no_regular_file(tmp_path: Path) -> None:
@@ -616,7 +609,7 @@ def test_a_server_that_says_the_file_it_created_is_no_regular_file(tmp_path: Pat
         _dir(remote, "/srv")
         remote.rewrite["fstat"] = fifo
         return await _refused(remote, "/srv")
-    assert _lab(tmp_path, body) == \
+    assert lab(tmp_path, body) == \
         "deployer@127.0.0.1:/srv/site.crt: the file written is a FIFO, not a regular file"
 
 
@@ -632,7 +625,7 @@ def test_a_temporary_file_swapped_for_a_directory(tmp_path: Path) -> None:
                     (temp / "x").mkdir(parents=True)
         remote.hooks["fstat"] = swap
         return await _refused(remote, "/srv")
-    message = _lab(tmp_path, body)
+    message = lab(tmp_path, body)
     assert message.startswith("deployer@127.0.0.1:/srv: site.crt was swapped during the "
                               "deploy: its temporary file is now a directory"), message
 
@@ -647,7 +640,7 @@ def test_sticky_directories_on_the_way_but_not_as_the_target(tmp_path: Path) -> 
         _dir(remote, "/own/www", 0o1777)
         assert "/own/www is writable by others" in await _refused(remote, "/own/www",
                                                                    own=True)
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_own_directory_checks_the_directory_above_it(tmp_path: Path) -> None:
@@ -658,7 +651,7 @@ def test_own_directory_checks_the_directory_above_it(tmp_path: Path) -> None:
         assert not remote.at("/open/www").exists()
         await _install(remote, "/www", own=True)  # right under /
         assert _listing(remote.at("/www")) == ["site.crt", "site.key"]
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_new_directory_never_has_more_than_its_mode(tmp_path: Path) -> None:
@@ -673,7 +666,7 @@ def test_a_new_directory_never_has_more_than_its_mode(tmp_path: Path) -> None:
             await _install(remote, "/tls/www", own=True, dir_mode=0o750)
         finally:
             os.umask(old)
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
     assert made == [0o750]
 
 
@@ -691,6 +684,6 @@ def test_a_new_directory_swapped_before_its_mode_is_set(tmp_path: Path) -> None:
         message = await _refused(remote, "/tls/www", own=True, dir_mode=0o775)
         assert stat.S_IMODE(victim.stat().st_mode) == 0o700
         return message
-    assert _lab(tmp_path, body) == \
+    assert lab(tmp_path, body) == \
         "deployer@127.0.0.1:/tls/www: refused: the certificate's own directory is a " \
         "symlink, not a directory; certfleet never follows it"

@@ -13,7 +13,7 @@ import asyncio
 import errno
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,16 +25,11 @@ from certfleet.errors import DeployError
 from certfleet.layout import Placement
 from certfleet.spec import HostSettings, Target
 
-from .sshlab import Remote, _key, serve
+from .sshlab import Remote, _key, lab
 
 T = TypeVar("T")
 
 
-def _lab(tmp_path: Path, body: Callable[[Remote], Awaitable[T]]) -> T:
-    async def main() -> T:
-        async with serve(tmp_path) as remote:
-            return await body(remote)
-    return asyncio.run(main())
 
 
 async def _connect_fails(transport: ssh.SshTransport) -> str:
@@ -61,7 +56,7 @@ def test_a_trusted_host_and_key_connect(tmp_path: Path) -> None:
             await transport.run(["true"])
         assert remote.commands == ["true"]
         assert remote.transport(user=None).label == "127.0.0.1"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_the_user_comes_from_the_target_or_the_host_settings(tmp_path: Path) -> None:
@@ -87,7 +82,7 @@ def test_an_unknown_host_key_is_refused_with_its_fingerprint(tmp_path: Path) -> 
             f"deployer@127.0.0.1: host key not trusted ({fingerprint}); add it to " \
             "known_hosts after checking it"
         assert remote.commands == []
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_refused_key_is_said_so(tmp_path: Path) -> None:
@@ -95,7 +90,7 @@ def test_a_refused_key_is_said_so(tmp_path: Path) -> None:
         remote.accept = False
         assert await _connect_fails(remote.transport()) == \
             "deployer@127.0.0.1: SSH authentication refused"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_port_nobody_listens_on(tmp_path: Path) -> None:
@@ -105,7 +100,7 @@ def test_a_port_nobody_listens_on(tmp_path: Path) -> None:
             remote.port = probe.getsockname()[1]
         assert await _connect_fails(remote.transport()) == \
             "deployer@127.0.0.1: cannot connect: Connection refused"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_the_fingerprint_of_a_host_that_cannot_be_reached(tmp_path: Path) -> None:
@@ -115,7 +110,7 @@ def test_the_fingerprint_of_a_host_that_cannot_be_reached(tmp_path: Path) -> Non
             remote.port = probe.getsockname()[1]
         said = await remote.transport()._fingerprint()
         assert said == "fingerprint unavailable: Connection refused"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_no_sftp_session_in_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,7 +123,7 @@ def test_no_sftp_session_in_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     async def body(remote: Remote) -> None:
         assert await _connect_fails(remote.transport()) == \
             "deployer@127.0.0.1: no SFTP session within 0.2 s"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_reload_is_argv_never_read_by_a_shell(tmp_path: Path) -> None:
@@ -138,7 +133,7 @@ def test_a_reload_is_argv_never_read_by_a_shell(tmp_path: Path) -> None:
             await transport.run(["printf", "%s", f"x; touch {marker}", "$(id)"])
         assert remote.commands == [f"printf %s 'x; touch {marker}' '$(id)'"]
         assert not marker.exists()
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_failed_reload_says_its_status_and_the_tail_of_its_output(tmp_path: Path) -> None:
@@ -153,7 +148,7 @@ def test_a_failed_reload_says_its_status_and_the_tail_of_its_output(tmp_path: Pa
         remote.no_status = True
         assert await _run_fails(remote, ["echo", "bye"]) == \
             "deployer@127.0.0.1: echo exited without a status: bye"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_output_is_kept_to_its_tail() -> None:
@@ -187,7 +182,7 @@ def test_a_command_that_never_ends_is_bounded(tmp_path: Path,
     async def body(remote: Remote) -> None:
         assert await _run_fails(remote, ["sleep", "30"]) == \
             "deployer@127.0.0.1: sleep: timed out after 0.5 s"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_connection_lost_during_a_command(tmp_path: Path) -> None:
@@ -199,7 +194,7 @@ def test_a_connection_lost_during_a_command(tmp_path: Path) -> None:
             with pytest.raises(DeployError) as caught:
                 await transport.run(["true"])
         assert str(caught.value).startswith("deployer@127.0.0.1: true: "), caught.value
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize(("owner", "group", "said"), [
@@ -219,7 +214,7 @@ def test_an_owner_or_group_the_host_does_not_know(tmp_path: Path, owner: str | N
                 await transport.install(Placement("/srv", (), False), (), settings)
         assert str(caught.value) == said
         assert (remote.root / "srv").exists()
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_lookup_answered_with_something_else(tmp_path: Path,
@@ -233,7 +228,7 @@ def test_a_lookup_answered_with_something_else(tmp_path: Path,
                 await transport.install(Placement("/", (), False), (), HostSettings())
         assert str(caught.value) == \
             r"deployer@127.0.0.1: cannot resolve id -u: got '\x1b[2Jroot'"
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_numbers_from_a_host() -> None:
@@ -290,7 +285,7 @@ def test_root_and_the_login_user_own_what_may_be_written_through(tmp_path: Path)
             await transport.install(Placement("/srv", (), False), (),
                                     HostSettings(owner="1001"))
         assert remote.commands == ["id -u"]
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 @pytest.mark.parametrize(("answer", "said"), [
@@ -300,7 +295,7 @@ def test_a_group_the_host_answers_oddly(tmp_path: Path, answer: str, said: str) 
     async def body(remote: Remote) -> str:
         _program(remote, "getent", f"echo '{answer}'")
         return await _install_fails(remote, group="nogroup")
-    assert _lab(tmp_path, body) == f"deployer@127.0.0.1: cannot resolve group nogroup: {said}"
+    assert lab(tmp_path, body) == f"deployer@127.0.0.1: cannot resolve group nogroup: {said}"
 
 
 def test_a_group_by_name(tmp_path: Path) -> None:
@@ -313,7 +308,7 @@ def test_a_group_by_name(tmp_path: Path) -> None:
                 await transport.install(Placement("/srv", (), False), (),
                                         HostSettings(group=group))
             assert transport._ids == {("group", "staff"): 4321, ("group", "nomembers"): 4322}
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_lookup_that_never_ends_is_bounded(tmp_path: Path,
@@ -323,7 +318,7 @@ def test_a_lookup_that_never_ends_is_bounded(tmp_path: Path,
     async def body(remote: Remote) -> str:
         _program(remote, "id", "exec sleep 30")
         return await _install_fails(remote)
-    assert _lab(tmp_path, body) == "deployer@127.0.0.1: id: timed out after 0.3 s"
+    assert lab(tmp_path, body) == "deployer@127.0.0.1: id: timed out after 0.3 s"
 
 
 def test_a_command_reads_no_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -331,7 +326,7 @@ def test_a_command_reads_no_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
     async def body(remote: Remote) -> str:
         return await _run_fails(remote, ["sh", "-c", "cat; exit 3"])
-    assert _lab(tmp_path, body) == "deployer@127.0.0.1: sh exited 3: "
+    assert lab(tmp_path, body) == "deployer@127.0.0.1: sh exited 3: "
 
 
 def test_a_command_given_up_on_is_hung_up(tmp_path: Path,
@@ -346,7 +341,7 @@ def test_a_command_given_up_on_is_hung_up(tmp_path: Path,
                 break
             await asyncio.sleep(0.05)
         assert remote.hung_up == ["sleep 30"]
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_session_the_server_never_opens_is_bounded(
@@ -362,7 +357,7 @@ def test_a_session_the_server_never_opens_is_bounded(
             with pytest.raises(DeployError) as caught:
                 await transport.run(["true"])
         return str(caught.value)
-    assert _lab(tmp_path, body) == "deployer@127.0.0.1: true: timed out after 0.3 s"
+    assert lab(tmp_path, body) == "deployer@127.0.0.1: true: timed out after 0.3 s"
 
 
 def test_a_connection_lost_in_the_middle(tmp_path: Path) -> None:
@@ -381,7 +376,7 @@ def test_a_connection_lost_in_the_middle(tmp_path: Path) -> None:
             said.append(str(caught.value))
             said.append(transport.peer_address())
         return said
-    install, run, peer = _lab(tmp_path, body)
+    install, run, peer = lab(tmp_path, body)
     assert peer is None  # the connection, gone, has no peer any more
     assert install == "deployer@127.0.0.1:/srv: Connection lost", install
     assert run.startswith("deployer@127.0.0.1: true: "), run
@@ -401,7 +396,7 @@ def test_the_connection_is_closed_at_the_end_and_after_a_failed_start(
         monkeypatch.setattr(asyncssh.SSHClientConnection, "start_sftp_client", never)
         await _connect_fails(remote.transport())
         await _until(lambda: remote.closed == 2)
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -437,7 +432,7 @@ def test_closing_waits_for_the_connection_but_not_for_ever(
         transport = remote.transport()
         await transport.__aenter__()
         await asyncio.wait_for(transport.__aexit__(None, None, None), 10)
-    _lab(tmp_path, body)
+    lab(tmp_path, body)
 
 
 def test_a_fresh_session_that_cannot_start_after_one_stopped_answering(
@@ -458,7 +453,7 @@ def test_a_fresh_session_that_cannot_start_after_one_stopped_answering(
                 said.append(str(caught.value))
                 monkeypatch.setattr(asyncssh.SSHClientConnection, "start_sftp_client", never)
         return said
-    assert _lab(tmp_path, body) == [
+    assert lab(tmp_path, body) == [
         "deployer@127.0.0.1:/: no answer from the SFTP server within 0.2 s",
         "deployer@127.0.0.1: no SFTP session within 0.2 s"]
 
@@ -474,7 +469,7 @@ def test_the_fingerprint_through_an_ssh_config_alias(tmp_path: Path) -> None:
             known_hosts=remote.known_hosts)
         return await _connect_fails(transport)
     fingerprint = _key("host").get_fingerprint("sha256")
-    assert _lab(tmp_path, body) == f"deployer@evil: host key not trusted ({fingerprint}); " \
+    assert lab(tmp_path, body) == f"deployer@evil: host key not trusted ({fingerprint}); " \
         "add it to known_hosts after checking it"
 
 
@@ -489,7 +484,7 @@ def test_the_fingerprint_of_a_silent_host_is_bounded(
             return await asyncio.wait_for(remote.transport()._fingerprint(), 10)
         finally:
             server.close()
-    assert _lab(tmp_path, body) == "fingerprint unavailable: timed out"
+    assert lab(tmp_path, body) == "fingerprint unavailable: timed out"
 
 
 def test_a_host_that_offers_no_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -500,7 +495,7 @@ def test_a_host_that_offers_no_key(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     async def body(remote: Remote) -> str:
         return await remote.transport()._fingerprint()
-    assert _lab(tmp_path, body) == "no host key offered"
+    assert lab(tmp_path, body) == "no host key offered"
 
 
 def test_a_full_disk_on_a_server_that_reports_no_block_size(tmp_path: Path) -> None:
@@ -514,7 +509,7 @@ def test_a_full_disk_on_a_server_that_reports_no_block_size(tmp_path: Path) -> N
                 await transport.install(where, (ssh.DeployFile("a", b"x", 0o644),),
                                         HostSettings())
         return str(caught.value)
-    assert _lab(tmp_path, body) == "deployer@127.0.0.1:/srv: Failure"
+    assert lab(tmp_path, body) == "deployer@127.0.0.1:/srv: Failure"
 
 
 def test_error_numbers_one_and_up_are_the_systems_words() -> None:

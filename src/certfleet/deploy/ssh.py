@@ -167,8 +167,9 @@ class SshTransport:
     async def _no_room(self, directory: str, files: Sequence[DeployFile]) -> str:
         """SFTP v3 reports a full disk as a bare "Failure" (it has no code for ENOSPC): ask
         the file system whether the files fit there, to say why the deploy failed."""
-        if self._sftp is None:  # the session itself could not be started
-            return ""
+        # a Failure answers a request, so the session was started (starting one fails with
+        # other errors)
+        assert self._sftp is not None
         room = await self._sftp.room(directory)
         if room is None or room[1] <= 0:
             return ""
