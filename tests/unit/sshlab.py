@@ -9,7 +9,8 @@ promises against OpenSSH.
 
 A test scripts the server through its ``Remote``: ``hooks`` run right after an SFTP
 request of that name succeeds (to swap a file between two requests, as another user on the
-host could), ``refuse`` answers a request with an SFTP error, ``stall`` never answers it,
+host could), ``refuse`` answers a request with an SFTP error, ``stall`` withholds the
+answer ``STALL`` seconds (``late`` records one given after all),
 ``rewrite`` changes what it answers (a server that lies), ``vfs`` is what ``statvfs``
 reports, commands find the programs in ``bin`` first, and ``asked``/``commands`` record
 what the client did. A command whose channel the client closes is killed, as sshd hangs
@@ -33,6 +34,9 @@ from certfleet.deploy.ssh import SshTransport
 from certfleet.spec import HostSettings, Target
 
 T = TypeVar("T")
+# An answer withheld is withheld this long: far past every bound under test (0.2 to 0.5 s),
+# and short enough that a mutant without the bound fails its test in seconds, not minutes.
+STALL = 5.0
 _KEYS: dict[str, asyncssh.SSHKey] = {}
 
 
@@ -55,6 +59,7 @@ class Remote:
     refuse: dict[str, asyncssh.SFTPError] = field(default_factory=dict)
     rewrite: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
     stall: set[str] = field(default_factory=set)
+    late: list[str] = field(default_factory=list)
     vfs: tuple[int, int, int] | None = None    # (blocks free, block size, inodes free)
     asked: list[tuple[str, str]] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
@@ -125,7 +130,8 @@ class _Sftp(asyncssh.SFTPServer):
         path = remote.name(what)
         remote.asked.append((op, path))
         if op in remote.stall:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(STALL)
+            remote.late.append(op)  # the client waited the whole stall
         if op in remote.refuse:
             raise remote.refuse[op]
         result = call()
@@ -182,7 +188,8 @@ class _Sftp(asyncssh.SFTPServer):
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         self.remote.asked.append(("readdir", self.remote.name(self._local(path))))
         if "readdir" in self.remote.stall:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(STALL)
+            self.remote.late.append("readdir")
         async for entry in super().scandir(path):
             yield entry
 

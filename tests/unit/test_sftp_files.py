@@ -524,8 +524,12 @@ def test_every_request_is_bounded_and_names_its_path(
         (local / f"{TMP_PREFIX}{_HOST_TAG}-{2**22 + 7}-0-left").write_text("left")
         remote.stall.add(op)
         owner = None if own is None else "0"
-        return await _refused(remote, "/srv/www" if own else "/srv", own=bool(own),
+        said = await _refused(remote, "/srv/www" if own else "/srv", own=bool(own),
                               owner=owner, dir_mode=0o775, trust_target_dir=op == "stat")
+        # Given up on at the bound, not waited for: a request whose clean-up waits on the
+        # server (readdir closes its handle) once held the deploy until the server answered.
+        assert remote.late == []
+        return said
     message = lab(tmp_path, body)
     pattern = re.escape(f"deployer@127.0.0.1:{said}").replace(r"\*", ".*")
     assert re.fullmatch(f"{pattern}no answer from the SFTP server within 0.2 s", message), \

@@ -25,7 +25,7 @@ from certfleet.errors import DeployError
 from certfleet.layout import Placement
 from certfleet.spec import HostSettings, Target
 
-from .sshlab import Remote, _key, lab
+from .sshlab import STALL, Remote, _key, lab
 
 T = TypeVar("T")
 
@@ -117,7 +117,7 @@ def test_no_sftp_session_in_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(ssh.files_, "OP_TIMEOUT", 0.2)
 
     async def never(*args: Any, **kwargs: Any) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.sleep(STALL)
     monkeypatch.setattr(asyncssh.SSHClientConnection, "start_sftp_client", never)
 
     async def body(remote: Remote) -> None:
@@ -180,7 +180,7 @@ def test_a_command_that_never_ends_is_bounded(tmp_path: Path,
     monkeypatch.setattr(ssh, "COMMAND_TIMEOUT", 0.5)
 
     async def body(remote: Remote) -> None:
-        assert await _run_fails(remote, ["sleep", "30"]) == \
+        assert await _run_fails(remote, ["sleep", "5"]) == \
             "deployer@127.0.0.1: sleep: timed out after 0.5 s"
     lab(tmp_path, body)
 
@@ -316,7 +316,7 @@ def test_a_lookup_that_never_ends_is_bounded(tmp_path: Path,
     monkeypatch.setattr(ssh, "LOOKUP_TIMEOUT", 0.3)
 
     async def body(remote: Remote) -> str:
-        _program(remote, "id", "exec sleep 30")
+        _program(remote, "id", "exec sleep 5")
         return await _install_fails(remote)
     assert lab(tmp_path, body) == "deployer@127.0.0.1: id: timed out after 0.3 s"
 
@@ -334,13 +334,13 @@ def test_a_command_given_up_on_is_hung_up(tmp_path: Path,
     monkeypatch.setattr(ssh, "COMMAND_TIMEOUT", 0.3)
 
     async def body(remote: Remote) -> None:
-        assert await _run_fails(remote, ["sleep", "30"]) == \
+        assert await _run_fails(remote, ["sleep", "5"]) == \
             "deployer@127.0.0.1: sleep: timed out after 0.3 s"
         for _ in range(100):  # the hang-up travels to the server (a bound, not a wait)
             if remote.hung_up:
                 break
             await asyncio.sleep(0.05)
-        assert remote.hung_up == ["sleep 30"]
+        assert remote.hung_up == ["sleep 5"]
     lab(tmp_path, body)
 
 
@@ -349,7 +349,7 @@ def test_a_session_the_server_never_opens_is_bounded(
     monkeypatch.setattr(ssh, "COMMAND_TIMEOUT", 0.3)
 
     async def never(*args: Any, **kwargs: Any) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.sleep(STALL)
 
     async def body(remote: Remote) -> str:
         async with remote.transport() as transport:
@@ -392,7 +392,7 @@ def test_the_connection_is_closed_at_the_end_and_after_a_failed_start(
         monkeypatch.setattr(ssh.files_, "OP_TIMEOUT", 0.2)
 
         async def never(*args: Any, **kwargs: Any) -> None:
-            await asyncio.sleep(3600)
+            await asyncio.sleep(STALL)
         monkeypatch.setattr(asyncssh.SSHClientConnection, "start_sftp_client", never)
         await _connect_fails(remote.transport())
         await _until(lambda: remote.closed == 2)
@@ -440,7 +440,7 @@ def test_a_fresh_session_that_cannot_start_after_one_stopped_answering(
     monkeypatch.setattr(ssh.files_, "OP_TIMEOUT", 0.2)
 
     async def never(*args: Any, **kwargs: Any) -> None:
-        await asyncio.sleep(3600)
+        await asyncio.sleep(STALL)
 
     async def body(remote: Remote) -> list[str]:
         said = []
