@@ -248,9 +248,8 @@ ROWS: tuple[Row, ...] = (
     )),
     Row(5, "no terminal escapes", (
         m("errors.py",
-          "            piece = f\"\\\\x{ord(ch):02x}\" if ord(ch) < 0x100 else "
-          "f\"\\\\u{ord(ch):04x}\"\n",
-          "            piece = ch\n",
+          "    return f\"\\\\x{ord(ch):02x}\" if ord(ch) < 0x100 else f\"\\\\u{ord(ch):04x}\"\n",
+          "    return ch\n",
           "safe_text passes control characters through",
           "unit/test_errors.py::test_escapes_terminal_sequences",
           "adversarial/test_ca_responses.py::test_problem_with_terminal_escapes",
@@ -322,20 +321,20 @@ ROWS: tuple[Row, ...] = (
     )),
     Row(6, "… hostile targets and probes", (
         m("deploy/sftp_files.py",
-          "            return await asyncio.wait_for(call, OP_TIMEOUT)\n",
-          "            return await call\n",
+          "            done, _ = await asyncio.wait({request}, timeout=OP_TIMEOUT)\n",
+          "            done, _ = await asyncio.wait({request})\n",
           "SFTP requests not bounded",
           "adversarial/test_hostile_ssh.py::test_sftp_server_that_stops_answering"),
         m("deploy/probe.py",
-          "        async with asyncio.timeout(wait + ATTEMPT_TIMEOUT + 1):\n",
+          "        async with asyncio.timeout(bound):\n",
           "        async with asyncio.timeout(None):\n",
           "the probe's retry loop not bounded",
-          "adversarial/test_hostile_probes.py::"
-          "test_the_retry_loop_is_bounded_even_when_an_attempt_is_not"),
+          "unit/test_probe.py::test_the_retry_loop_is_bounded_even_when_an_attempt_is_not"),
         m("deploy/probe.py",
-          "                                ssl_handshake_timeout=ATTEMPT_TIMEOUT),\n"
-          "        ATTEMPT_TIMEOUT,\n",
-          "                                ssl_handshake_timeout=3600),\n        None,\n",
+          "        asyncio.open_connection(address, port, ssl=context, server_hostname=sni),\n"
+          "        ATTEMPT_TIMEOUT)\n",
+          "        asyncio.open_connection(address, port, ssl=context, server_hostname=sni),\n"
+          "        None)\n",
           "a probe attempt not bounded",
           "adversarial/test_hostile_probes.py::test_server_that_never_answers"),
         m("deploy/batch.py",

@@ -856,6 +856,19 @@ http {{
 # --------------------------------------------------------------------------- client side
 
 
+def trust(workdir: Path, hosts: Mapping[str, WebHost]) -> tuple[Path, Path]:
+    """The deploying side's SSH set-up for started ``hosts``: a client key they all accept,
+    ``workdir/known_hosts`` with their host keys and ``workdir/ssh_config`` naming each by
+    its alias. Returns (ssh_config, known_hosts)."""
+    identity, public = client_key(workdir)
+    for host in hosts.values():
+        host.authorize(public)
+    known_hosts, ssh_config = Path(workdir) / "known_hosts", Path(workdir) / "ssh_config"
+    write_known_hosts(known_hosts, hosts.values())
+    write_ssh_config(ssh_config, hosts, identity, known_hosts)
+    return ssh_config, known_hosts
+
+
 def write_known_hosts(path: Path, hosts: Iterable[WebHost]) -> None:
     """A known_hosts file with the current host key of each host."""
     Path(path).write_text("".join(h.known_hosts_line() + "\n" for h in hosts))

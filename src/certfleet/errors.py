@@ -39,17 +39,34 @@ def safe_text(text: str, limit: int = MAX_SHOWN) -> str:
     out: list[str] = []
     size = 0
     for ch in text:
-        if ch in _ESCAPES:
-            piece = _ESCAPES[ch]
-        elif ch.isprintable():
-            piece = ch
-        else:
-            piece = f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+        piece = _shown(ch)
         if size + len(piece) > limit:
             return "".join(out) + "..."
         out.append(piece)
         size += len(piece)
     return "".join(out)
+
+
+def _shown(ch: str) -> str:
+    if ch in _ESCAPES:
+        return _ESCAPES[ch]
+    if ch.isprintable():
+        return ch
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+def safe_tail(text: str, limit: int = MAX_SHOWN) -> str:
+    """The end of ``text`` fit for a line, escaped as ``safe_text`` does and cut at the
+    front: what a failing command printed last usually says why."""
+    kept: list[str] = []
+    size = 0
+    for ch in reversed(text):
+        piece = _shown(ch)
+        if size + len(piece) > limit:
+            return "..." + "".join(reversed(kept))
+        kept.append(piece)
+        size += len(piece)
+    return "".join(reversed(kept))
 
 
 def visible(text: str) -> str:

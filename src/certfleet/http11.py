@@ -1,7 +1,8 @@
 """HTTP/1.1 over asyncio streams, with h11 doing the framing: certfleet's one HTTP client.
 
 Touches the network only. Connections are kept alive and reused per origin (scheme, host,
-port), at most ``limit`` open at once; every exchange is bounded by ``timeout``; a body is
+port), at most ``limit`` open at once; every exchange is bounded by ``timeout`` seconds of
+the event loop's attention (``_Attention``), connecting by ``connect_timeout``; a body is
 read completely but never beyond ``max_body`` (its declared length is refused at once);
 TLS is always verified against the given context (a pool without one speaks plain
 http only). h11 parses and frames the messages
@@ -15,10 +16,11 @@ server never saw it (and an ACME POST sent twice is refused by its nonce).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ import h11
 MAX_HEAD = 64 * 1024      # a response's status line and headers
 MAX_HEADERS = 256         # header lines in one response
 READ_CHUNK = 65536
+TICK = 0.25               # seconds: how often the attention clock of a pool advances
 Origin = tuple[str, str, int]
 
 
@@ -140,6 +143,45 @@ class _Connection:
         self.writer.transport.abort()
 
 
+class _Attention:
+    """Bounds on exchanges, counted in time the event loop was free to read their answers.
+
+    The time an exchange takes is the server's and the loop's: a loop held up by the run's
+    own work (hundreds of orders checking and storing certificates on a loaded core) leaves
+    answers unread in the sockets, and a wall-clock bound would then blame the server for
+    answers that arrived long before. So the clock advances by ``TICK`` at each reading, a
+    reading that runs late included: whatever held the loop up was not the server's time.
+    One timer per pool, running only while an exchange is bounded."""
+
+    def __init__(self) -> None:
+        self.clock = 0.0
+        self._ends: dict[asyncio.Timeout, float] = {}   # each bound: the clock at its end
+        self._timer: asyncio.TimerHandle | None = None
+
+    @contextlib.asynccontextmanager
+    async def bounded(self, seconds: float) -> AsyncIterator[None]:
+        """Raises ``TimeoutError`` once the body has had ``seconds`` of attention."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(None) as bound:
+            self._ends[bound] = self.clock + seconds
+            if self._timer is None:
+                self._timer = loop.call_later(TICK, self._tick, loop)
+            try:
+                yield
+            finally:
+                del self._ends[bound]
+                if not self._ends and self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.clock += TICK
+        for bound, end in self._ends.items():
+            if end <= self.clock and bound.when() is None:
+                bound.reschedule(loop.time())   # ends it: the task sees TimeoutError
+        self._timer = loop.call_later(TICK, self._tick, loop)
+
+
 class Pool:
     """Kept-alive connections for one client; ``async with`` closes them all."""
 
@@ -149,6 +191,7 @@ class Pool:
         self.max_body, self.user_agent = max_body, user_agent
         self._slots = asyncio.Semaphore(limit)
         self._idle: dict[Origin, list[_Connection]] = {}
+        self._attention = _Attention()
 
     async def __aenter__(self) -> Pool:
         return self
@@ -171,7 +214,7 @@ class Pool:
                  ("user-agent", self.user_agent), *given.items()]
         async with self._slots:
             try:
-                async with asyncio.timeout(self.timeout):
+                async with self._attention.bounded(self.timeout):
                     return await self._exchange(origin, method, target, lines, body)
             except TimeoutError:
                 raise HttpError("timed out") from None
@@ -214,7 +257,7 @@ class Pool:
         if scheme == "https" and self.context is None:
             raise HttpError("https is not allowed here")
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with self._attention.bounded(self.connect_timeout):
                 # With TLS, the certificate is checked against ``host`` (asyncio's default
                 # server_hostname).
                 reader, writer = await asyncio.open_connection(
@@ -233,8 +276,9 @@ def _connect_failure(exc: OSError) -> str:
     ('192.0.2.1', 80)", which does not say what happened; the system's text for its error
     number does. A failed name look-up or TLS handshake keeps its own text (their numbers
     are not the system's error numbers)."""
-    if not isinstance(exc, ssl.SSLError | socket.gaierror) and exc.errno and exc.errno > 0:
-        return os.strerror(exc.errno)
+    number = exc.errno or 0
+    if not isinstance(exc, ssl.SSLError | socket.gaierror) and number > 0:
+        return os.strerror(number)
     return _describe(exc)
 
 

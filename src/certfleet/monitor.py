@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from . import standing
 from .errors import visible
 from .plan import renewal
+from .report import certificates
 from .spec import CertSpec
 from .store import Snapshot
 
@@ -40,12 +41,13 @@ class Verdict:
         worst = sorted(self.problems, key=lambda p: -p[0])
         counts = [sum(1 for c, _ in self.problems if c == k) for k in (CRITICAL, WARNING)]
         if worst:
-            head = (f"{counts[0]} critical, {counts[1]} warning of {self.certificates} "
-                    "certificates: " + "; ".join(visible(t) for _, t in worst[:5]))
+            head = (f"{counts[0]} critical, {counts[1]} warning of "
+                    f"{certificates(self.certificates)}: "
+                    + "; ".join(visible(t) for _, t in worst[:5]))
             if len(worst) > 5:
                 head += f"; and {len(worst) - 5} more"
         else:
-            head = f"{self.certificates} certificates"
+            head = certificates(self.certificates)
             if self.min_days_left is not None:
                 head += f", the first to expire in {self.min_days_left:.1f} days"
         perf = (f"certificates={self.certificates} critical={counts[0]} warning={counts[1]}")

@@ -81,11 +81,11 @@ def _planned(spec: CertSpec, due: str | None, renew_at: datetime,
              stale: tuple[Target, ...], source: str, serial: int) -> CertPlan:
     """``CertPlan(spec, due, renew_at, stale, source, serial)``, the plan of every issued
     certificate, built without the frozen dataclass's ``__init__`` (one
-    ``object.__setattr__`` per field: a third of planning a certificate that is not due)."""
+    ``object.__setattr__`` per field: a third of planning a certificate that is not due).
+    The fields not given read their defaults from the class, as with ``__init__``."""
     plan = object.__new__(CertPlan)
     plan.__dict__.update(spec=spec, due=due, renew_at=renew_at, stale_targets=stale,
-                         renew_source=source, serial=serial, backoff=None, blocked=None,
-                         deferred=None)
+                         renew_source=source, serial=serial)
     return plan
 
 

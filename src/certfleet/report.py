@@ -144,7 +144,12 @@ def summary(outcomes: Sequence[Outcome]) -> str:
     deployed = [d for o in outcomes for d in o.deployed]
     if deployed:
         parts.append(f"deployed {sum(d.ok for d in deployed)}/{len(deployed)} targets")
-    return f"{len(outcomes)} certificates: " + ", ".join(parts)
+    return f"{certificates(len(outcomes))}: " + ", ".join(parts)
+
+
+def certificates(count: int) -> str:
+    """"1 certificate", "2 certificates": how a line counts them."""
+    return f"{count} certificate" if count == 1 else f"{count} certificates"
 
 
 def exit_code(outcomes: Sequence[Outcome]) -> int:

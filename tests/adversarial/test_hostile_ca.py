@@ -9,9 +9,7 @@ version 1 stays active and byte for byte complete, and no new version appears.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,18 +24,6 @@ from .harness import Harness
 
 ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m\nFAKE: line\r"
 ERR = "urn:ietf:params:acme:error:"
-
-
-@pytest.fixture
-def ca() -> Iterator[FakeCA]:
-    fake = FakeCA().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def h(ca: FakeCA, tmp_path: Path) -> Harness:
-    return Harness(ca, tmp_path)
 
 
 @pytest.fixture

@@ -287,3 +287,6 @@ def test_log_records_are_escaped() -> None:
     assert rest[0] == "    Traceback (most recent call last):"
     assert not CONTROL.search(text)
     assert all(line.startswith("    ") for line in rest), rest  # nothing passes for a record
+    record.exc_text = f"Traceback (most recent call last):\n{EVIL}"  # another handler's
+    assert formatter.format(record) == text
+    assert record.exc_text.endswith(EVIL)  # left as that handler made it

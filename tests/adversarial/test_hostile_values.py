@@ -5,7 +5,6 @@ certificate's record never makes the fleet unusable."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,13 +18,6 @@ from .harness import CONTROL
 
 ESCAPES = "\x1b[2J\x1b]0;pwned\x07\x9b31m\nFAKE: line\r"
 STATE_BOUND = 16 * 1024  # what one certificate's record may grow to, whatever the CA says
-
-
-@pytest.fixture
-def ca() -> Iterator[FakeCA]:
-    fake = FakeCA().start()
-    yield fake
-    fake.stop()
 
 
 def _fleet(ca: FakeCA, root: Path, names: list[str]) -> list[str]:

@@ -10,7 +10,6 @@ earlier order the CA no longer has, or that went invalid) and tests/integration/
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,6 @@ from .fakeca import FakeCA
 from .harness import Harness
 
 ERR = "urn:ietf:params:acme:error:"
-
-
-@pytest.fixture
-def ca() -> Iterator[FakeCA]:
-    fake = FakeCA().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def h(ca: FakeCA, tmp_path: Path) -> Harness:
-    return Harness(ca, tmp_path)
 
 
 def _not_ready_then(ca: FakeCA, *, order_status: str, times: int = 1,

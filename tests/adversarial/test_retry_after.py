@@ -11,7 +11,6 @@ the attempt with one clear ``ChallengeError`` naming the domain.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +39,6 @@ ABSURD = {
     "impossible date": "Fri, 31 Feb 2025 25:61:61 GMT",
     "fraction": "0.000001",
 }
-
-
-@pytest.fixture
-def ca() -> Iterator[FakeCA]:
-    fake = FakeCA().start()
-    yield fake
-    fake.stop()
 
 
 def _obtain(ca: FakeCA, webroot: Path, sleeps: list[float]) -> BaseException | None:

@@ -33,6 +33,7 @@ from certfleet.deploy.local import LocalTransport, sweep_leftovers
 from certfleet.errors import DeployError
 from certfleet.layout import Placement
 from certfleet.spec import HostSettings
+from tests.children import as_nobody, in_child
 from tests.conftest import need_root
 
 HINT = "(trust_target_dir = true accepts it)"
@@ -186,15 +187,33 @@ def test_a_target_at_the_root_directory(tmp_path: Path) -> None:
     files = [DeployFile("site-at-root.crt", b"cert\n", 0o644)]
 
     def at_root() -> None:
+        # What the deploy imports as it goes (asyncio's thread pool) cannot be found once
+        # chrooted: imported here, before.
+        import concurrent.futures.thread  # noqa: F401
         os.chroot(root)
         os.chdir("/")
         _install("/", files=files)
         _install("/own", own=True)
 
-    assert _in_child(at_root) == "no error"
+    assert in_child(at_root) == "no error"
     assert (root / "site-at-root.crt").read_bytes() == b"cert\n"
     _new(root / "own")
     assert sorted(p.name for p in root.iterdir()) == ["own", "site-at-root.crt"]  # no leftovers
+    # The same functions in this process too: mutation testing links a test to what it
+    # reaches in its own process, not in a child; a mutant is then tried here and there.
+    _install(root / "own", own=True)
+
+
+def test_the_root_directory_is_opened_to_be_read() -> None:
+    """The walk to ``/`` ends on a path-only descriptor; the target's is a readable one.
+    Read-only: nothing is written to the machine's ``/``."""
+    fd = local_._open_target("/", local_.Trust(frozenset({0, os.geteuid()})), "/")
+    try:
+        here, root = os.fstat(fd), os.stat("/")
+        assert (here.st_dev, here.st_ino) == (root.st_dev, root.st_ino)
+        assert set(os.listdir(fd)) == set(os.listdir("/"))   # a path-only one cannot list
+    finally:
+        os.close(fd)
 
 
 # -- a certificate's own directory ------------------------------------------------------------
@@ -324,38 +343,6 @@ def test_sweeping_a_directory_alone(tmp_path: Path) -> None:
 
 # -- as a deploy user who is not root ---------------------------------------------------------
 
-def _in_child(action: Callable[[], None]) -> str:
-    """Run ``action`` in a forked child; what it raised, or 'no error'. The child never
-    returns into pytest, so what it changes about itself (user, root directory) stays there."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: try, report, exit
-        message = b"no error"
-        try:
-            action()
-        except BaseException as exc:  # the parent asserts on the message
-            message = f"{type(exc).__name__}: {exc}".encode()
-        finally:
-            os.write(write, message)
-            os._exit(0)
-    os.close(write)
-    os.waitpid(pid, 0)
-    with os.fdopen(read, "rb") as pipe:
-        return pipe.read().decode()
-
-
-def _as_nobody(action: Callable[[], None]) -> str:
-    """``action`` as 'nobody': root ignores modes, so only another user shows what modes
-    refuse."""
-    def dropped() -> None:
-        os.setgroups([])
-        os.setgid(grp.getgrnam("nogroup").gr_gid)
-        os.setuid(pwd.getpwnam("nobody").pw_uid)
-        action()
-
-    return _in_child(dropped)
-
-
 @pytest.fixture
 def open_top(nobody: tuple[int, int]) -> Iterator[Path]:
     """A directory every user can traverse (pytest's own are root's alone)."""
@@ -374,7 +361,7 @@ def test_a_directory_on_the_way_the_user_may_only_traverse(
     _install(target, owner="nobody")   # root may; the user who owns the target too
     for name in ("site.crt", "site.key"):
         (target / name).unlink()
-    assert _as_nobody(lambda: _install(target)) == "no error"
+    assert as_nobody(lambda: _install(target)) == "no error"
     _new(target)
     assert os.stat(target / "site.key").st_uid == nobody[0]
 
@@ -394,7 +381,7 @@ def test_a_leftover_the_user_may_not_remove_does_not_stop_the_deploy(
     stuck.write_text("root's")
     for name in ("site.crt", "site.key"):
         (target / name).unlink()
-    assert _as_nobody(lambda: _install(target, trust_target_dir=True)) == "no error"
+    assert as_nobody(lambda: _install(target, trust_target_dir=True)) == "no error"
     _new(target)
     assert stuck.read_text() == "root's"
 
@@ -404,10 +391,10 @@ def test_permission_denied_is_named_with_the_target(
     closed = _mkdir(open_top / "closed", 0o700)
     hidden = _mkdir(closed / "t", 0o755)
     _install(hidden)   # root may
-    assert _as_nobody(lambda: _install(hidden)) == f"DeployError: {hidden}: Permission denied"
+    assert as_nobody(lambda: _install(hidden)) == f"DeployError: {hidden}: Permission denied"
     readonly = _mkdir(open_top / "ro", 0o755)
     _old(readonly)
-    assert _as_nobody(lambda: _install(readonly)) == \
+    assert as_nobody(lambda: _install(readonly)) == \
         f"DeployError: {readonly}: Permission denied"
     _unchanged(readonly)
 
@@ -431,7 +418,7 @@ def test_a_reloads_output_ends_the_message(tmp_path: Path) -> None:
     assert _reload_error(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]) == \
         "reload /bin/sh exited 3: out\\nerr"
     tail = _reload_error(["/bin/sh", "-c", "printf 'x%.0s' $(seq 400); printf 'y\\377'; exit 4"])
-    assert tail == "reload /bin/sh exited 4: " + "x" * 298 + "y\ufffd"
+    assert tail == "reload /bin/sh exited 4: ..." + "x" * 298 + "y\ufffd"  # the end kept
     assert _reload_error([str(tmp_path / "nope"), "-x"]) == \
         f"reload {tmp_path}/nope: No such file or directory"
 

@@ -50,15 +50,10 @@ def topology(pebble_lab_factory: Any, tmp_path: Path) -> Iterator[Topology]:
         "web1a": web_lab.WebHost(tmp_path / "web1a", "127.0.0.2", name="web1a", sites=SITES),
         "web1b": web_lab.WebHost(tmp_path / "web1b", "127.0.0.3", name="web1b", sites=SITES),
     }
-    identity, public = web_lab.client_key(tmp_path)
     try:
         for host in hosts.values():
             host.start()
-            host.authorize(public)
-        known_hosts = tmp_path / "known_hosts"
-        web_lab.write_known_hosts(known_hosts, hosts.values())
-        ssh_config = tmp_path / "ssh_config"
-        web_lab.write_ssh_config(ssh_config, hosts, identity, known_hosts)
+        ssh_config, known_hosts = web_lab.trust(tmp_path, hosts)
         lines = []
         for site in SITES:
             alt = f" {site.removeprefix('www.')}" if site.startswith("www.") else ""
@@ -258,7 +253,7 @@ def test_authentication_refused_names_the_host_and_the_other_target_is_deployed(
     assert line.startswith(f"{site}: issued (expires ")
     assert line.endswith(f", deployed to 1/2 targets; web1b:{folder}: web1b: SSH "
                          "authentication refused"), line
-    assert summary == "1 certificates: 1 issued, deployed 1/2 targets"
+    assert summary == "1 certificate: 1 issued, deployed 1/2 targets"
     serial = _stored_serial(topology.state, site)
     assert topology.web["web1a"].wait_for_serial(site, serial)
     assert not (folder / "cert.pem").exists()

@@ -250,7 +250,7 @@ def test_read_only_state_directory(lab: Any, tmpfs: Path, tmp_path: Path,
     else:
         assert rc == 1
         lines = out.splitlines()
-        if command == "run" and lines[-1].startswith("1 certificates: "):
+        if command == "run" and lines[-1].startswith("1 certificate: "):
             lines = lines[:-1]  # a failed certificate's line, then the summary
         assert len(lines) == 1, out
         # the certificate failed, or (run) the whole run refused to start

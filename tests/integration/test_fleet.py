@@ -81,7 +81,7 @@ solo.example.org
 
     rc, out = run_cli("run", "--config", str(config), "--force", "www.example.net")
     assert rc == 0, out
-    assert out.splitlines() == [out.splitlines()[0], "1 certificates: 1 renewed, "
+    assert out.splitlines() == [out.splitlines()[0], "1 certificate: 1 renewed, "
                                 "deployed 1/1 targets"]
     assert orders_seen(lab) == orders + 1
 

@@ -63,16 +63,11 @@ def seed_web(lab: Any, tmp_path: Path) -> Iterator[tuple[dict[str, Any], Path]]:
     hosts = {f"198.51.100.{n}": web_lab.WebHost(
         tmp_path / f"web{n}", f"127.0.0.{n - 9}", name=f"web{n}", sites=SITES,
         mounts={str(SEED_DIR): tmp_path / f"web{n}" / "certs"}) for n in (11, 12)}
-    identity, public = web_lab.client_key(tmp_path)
     with seed_mount_point():
         try:
             for host in hosts.values():
                 host.start()
-                host.authorize(public)
-            known_hosts = tmp_path / "known_hosts"
-            web_lab.write_known_hosts(known_hosts, hosts.values())
-            ssh_config = tmp_path / "ssh_config"
-            web_lab.write_ssh_config(ssh_config, hosts, identity, known_hosts)
+            ssh_config, known_hosts = web_lab.trust(tmp_path, hosts)
             domains = tmp_path / "domains.txt"
             domains.write_text(SEED_DOMAINS)
             sections: dict[str, dict[str, Any]] = {

@@ -65,7 +65,7 @@ def _refused(lab: Any, tmp_path: Path, lb1: Any, lb2: str, reason: str) -> None:
     assert rc == 1, out
     line, summary = out.splitlines()
     assert line == f"{NAME}: failed: preflight (CA not asked): {lb2} for {NAME}: {reason}"
-    assert summary == "1 certificates: 1 failed"
+    assert summary == "1 certificate: 1 failed"
     assert orders_seen(lab) == 0
     rc, out = run_cli("check", "--config", str(config))
     assert rc == 1, out

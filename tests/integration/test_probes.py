@@ -30,30 +30,32 @@ def web(tmp_path: Path) -> Iterator[Any]:
         yield host
 
 
+def _probed_config(pebble: Any, web: Any, tmp_path: Path,
+                   more: dict[str, Any] | None = None) -> Path:
+    """A config deploying SITE to ``web`` over SSH, its TLS port probed after each deploy."""
+    import web_lab
+
+    ssh_config, known_hosts = web_lab.trust(tmp_path, {"web1": web})
+    domains = tmp_path / "domains.txt"
+    domains.write_text(f"{SITE}|web1:{web.site_dir(SITE)}\n")
+    return write_config(tmp_path / "certfleet.toml", pebble, tmp_path / "state", domains,
+                        sections={
+                            "ssh": {"config": [str(ssh_config)],
+                                    "known_hosts": str(known_hosts)},
+                            'hosts."web1"': {"reload": web.reload_argv(),
+                                             "probe": {"port": web.tls_port,
+                                                       "address": web.address}},
+                            **(more or {})})
+
+
 def _serial(path: Path) -> int:
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
 def test_each_key_type_is_probed_for_its_own_certificate(pebble: Any, web: Any,
                                                          tmp_path: Path) -> None:
-    import web_lab
-
-    identity, public = web_lab.client_key(tmp_path)
-    web.authorize(public)
-    known_hosts = tmp_path / "known_hosts"
-    web_lab.write_known_hosts(known_hosts, [web])
-    ssh_config = tmp_path / "ssh_config"
-    web_lab.write_ssh_config(ssh_config, {"web1": web}, identity, known_hosts)
-    domains = tmp_path / "domains.txt"
-    domains.write_text(f"{SITE}|web1:{web.site_dir(SITE)}\n")
-    config = write_config(tmp_path / "certfleet.toml", pebble, tmp_path / "state", domains,
-                          sections={
-                              "ssh": {"config": [str(ssh_config)],
-                                      "known_hosts": str(known_hosts)},
-                              'hosts."web1"': {"reload": web.reload_argv(),
-                                               "probe": {"port": web.tls_port,
-                                                         "address": web.address}},
-                              f'certs."{SITE}"': {"key_type": ["ec256", "rsa2048"]}})
+    config = _probed_config(pebble, web, tmp_path,
+                            {f'certs."{SITE}"': {"key_type": ["ec256", "rsa2048"]}})
     rc, out = run_cli("run", "--config", str(config))
     assert rc == 0, out
     assert by_name(out)[SITE].endswith("deployed to 1/1 targets")
@@ -75,21 +77,7 @@ def test_monitor_sees_a_target_serving_an_old_certificate(pebble: Any, web: Any,
 
     from tests.cli import run_main
 
-    identity, public = web_lab.client_key(tmp_path)
-    web.authorize(public)
-    known_hosts = tmp_path / "known_hosts"
-    web_lab.write_known_hosts(known_hosts, [web])
-    ssh_config = tmp_path / "ssh_config"
-    web_lab.write_ssh_config(ssh_config, {"web1": web}, identity, known_hosts)
-    domains = tmp_path / "domains.txt"
-    domains.write_text(f"{SITE}|web1:{web.site_dir(SITE)}\n")
-    config = write_config(tmp_path / "certfleet.toml", pebble, tmp_path / "state", domains,
-                          sections={
-                              "ssh": {"config": [str(ssh_config)],
-                                      "known_hosts": str(known_hosts)},
-                              'hosts."web1"': {"reload": web.reload_argv(),
-                                               "probe": {"port": web.tls_port,
-                                                         "address": web.address}}})
+    config = _probed_config(pebble, web, tmp_path)
     assert run_cli("run", "--config", str(config))[0] == 0
     rc, out, _ = run_main(["monitor", "--probe", "--config", str(config)])
     assert (rc, out.split(" - ")[0]) == (0, "CERTFLEET OK"), out

@@ -167,7 +167,7 @@ def test_periodic_reports_a_failure_as_never_masked(pebble: Any, world: World) -
     assert len(lines) == 2, out
     assert lines[0].startswith(f"refused.sched.example.com: failed: https://127.0.0.1:{closed}"
                                "/dir: cannot connect"), out
-    assert lines[1] == "1 certificates: 1 failed"
+    assert lines[1] == "1 certificate: 1 failed"
 
     rc, out, err = periodic.run(**knobs, daily_certfleet_program="/nonexistent/certfleet")
     assert (rc, out, err) == (3, f"{HEADER}/nonexistent/certfleet: not found; nothing was "

@@ -21,6 +21,7 @@ from certfleet.acme_client import AcmeClient
 from certfleet.errors import TransportError
 from certfleet.nonces import _Waiter
 
+from .. import waits
 from ..adversarial.fakeca import FakeCA
 
 LONG = 30.0   # a grace no test lasts: only an answer, never a newNonce, can move a waiter
@@ -53,7 +54,7 @@ class Gate:
 
     async def wait(self) -> None:
         self.arrived += 1
-        for _ in range(2000):
+        for _ in range(int(waits.SCENARIO / 0.005)):
             if self.open:
                 return
             await asyncio.sleep(0.005)
@@ -78,16 +79,30 @@ class Signer:
 def run(use: Callable[[AcmeClient], Awaitable[Any]], ca: FakeCA, **options: Any) -> Any:
     async def main() -> Any:
         async with AcmeClient(ca.directory_url, allow_http=True, **options) as client:
-            return await asyncio.wait_for(use(client), 20)  # a hang fails, it does not block
+            return await asyncio.wait_for(use(client), waits.SCENARIO)  # a hang fails
     return asyncio.run(main())
 
 
 async def until(condition: Callable[[], bool]) -> None:
-    for _ in range(2000):
+    for _ in range(int(waits.SCENARIO / 0.005)):
         if condition():
             return
         await asyncio.sleep(0.005)
     raise AssertionError("the condition never held")
+
+
+@pytest.fixture
+def patient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A grace that never ends: only an answer, never a newNonce, moves a waiter."""
+    monkeypatch.setattr(nonces, "NONCE_GRACE", LONG)
+
+
+async def arrived(client: AcmeClient, ca: FakeCA, path: str, signer: Signer,
+                  gate: Gate) -> asyncio.Task[Any]:
+    """A POST to ``path`` (payload ``{"i": 0}``), once the CA holds it at ``gate``."""
+    task = asyncio.create_task(client.post(ca.url(path), {"i": 0}, signer))
+    await until(lambda: gate.arrived == 1)
+    return task
 
 
 def held(ca: FakeCA, path: str, gate: Gate, *, nonce: bool = True) -> None:
@@ -114,11 +129,10 @@ def test_one_newnonce_for_many_serial_posts(ca: FakeCA) -> None:
     assert signer.nonces == ["n2", *(f"nonce{i}" for i in range(3, 12))]
 
 
-def test_waiting_posts_get_the_nonces_that_come_back_first_come_first_served(
-        ca: FakeCA, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("patient")
+def test_waiting_posts_get_the_nonces_that_come_back_first_come_first_served(ca: FakeCA) -> None:
     """Twenty POSTs at once on four connections: one newNonce, then each answer's nonce
     goes to the POST that has waited longest."""
-    monkeypatch.setattr(nonces, "NONCE_GRACE", LONG)
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
@@ -131,16 +145,14 @@ def test_waiting_posts_get_the_nonces_that_come_back_first_come_first_served(
     assert signer.nonces == ["n2", *(f"nonce{i}" for i in range(3, 22))]
 
 
-def test_a_waiting_post_takes_the_nonce_of_the_answer_not_a_new_one(
-        ca: FakeCA, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nonces, "NONCE_GRACE", LONG)
+@pytest.mark.usefixtures("patient")
+def test_a_waiting_post_takes_the_nonce_of_the_answer_not_a_new_one(ca: FakeCA) -> None:
     gate = Gate()
     held(ca, "/slow", gate)
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
-        slow = asyncio.create_task(client.post(ca.url("/slow"), {"i": 0}, signer))
-        await until(lambda: gate.arrived == 1)
+        slow = await arrived(client, ca, "/slow", signer, gate)
         other = asyncio.create_task(client.post(ca.url("/account"), {"i": 1}, signer))
         await asyncio.sleep(0.3)
         assert not other.done()    # it waits for the nonce the slow answer brings back
@@ -158,8 +170,7 @@ def test_a_held_answer_lets_a_second_nonce_be_fetched_after_the_grace(ca: FakeCA
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
-        slow = asyncio.create_task(client.post(ca.url("/slow"), {"i": 0}, signer))
-        await until(lambda: gate.arrived == 1)
+        slow = await arrived(client, ca, "/slow", signer, gate)
         await client.post(ca.url("/account"), {"i": 1}, signer)  # while the slow one hangs
         assert not slow.done()
         gate.open = True
@@ -213,16 +224,14 @@ def test_no_more_nonces_are_fetched_than_connections_while_answers_are_slow(
     assert len(set(signer.nonces)) == 12
 
 
-def test_an_answer_without_a_nonce_wakes_a_waiter(
-        ca: FakeCA, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nonces, "NONCE_GRACE", LONG)
+@pytest.mark.usefixtures("patient")
+def test_an_answer_without_a_nonce_wakes_a_waiter(ca: FakeCA) -> None:
     gate = Gate()
     held(ca, "/quiet", gate, nonce=False)
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
-        quiet = asyncio.create_task(client.post(ca.url("/quiet"), {"i": 0}, signer))
-        await until(lambda: gate.arrived == 1)
+        quiet = await arrived(client, ca, "/quiet", signer, gate)
         others = [asyncio.create_task(client.post(ca.url("/account"), {"i": i}, signer))
                   for i in (1, 2)]
         await asyncio.sleep(0.05)
@@ -236,8 +245,8 @@ def test_an_answer_without_a_nonce_wakes_a_waiter(
     assert [payload["i"] for payload, _ in signer.calls] == [0, 1, 2]
 
 
-def test_a_failed_request_wakes_a_waiter(ca: FakeCA, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nonces, "NONCE_GRACE", LONG)
+@pytest.mark.usefixtures("patient")
+def test_a_failed_request_wakes_a_waiter(ca: FakeCA) -> None:
     gate = Gate()
 
     async def broken(request: web.Request) -> web.StreamResponse:
@@ -250,8 +259,7 @@ def test_a_failed_request_wakes_a_waiter(ca: FakeCA, monkeypatch: pytest.MonkeyP
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
-        failing = asyncio.create_task(client.post(ca.url("/broken"), {"i": 0}, signer))
-        await until(lambda: gate.arrived == 1)
+        failing = await arrived(client, ca, "/broken", signer, gate)
         other = asyncio.create_task(client.post(ca.url("/account"), {"i": 1}, signer))
         await asyncio.sleep(0.05)
         gate.open = True
@@ -264,16 +272,14 @@ def test_a_failed_request_wakes_a_waiter(ca: FakeCA, monkeypatch: pytest.MonkeyP
     assert ca.count("POST /account") == 1
 
 
-def test_a_cancelled_waiter_passes_its_place_on(
-        ca: FakeCA, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(nonces, "NONCE_GRACE", LONG)
+@pytest.mark.usefixtures("patient")
+def test_a_cancelled_waiter_passes_its_place_on(ca: FakeCA) -> None:
     gate = Gate()
     held(ca, "/slow", gate)
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
-        slow = asyncio.create_task(client.post(ca.url("/slow"), {"i": 0}, signer))
-        await until(lambda: gate.arrived == 1)
+        slow = await arrived(client, ca, "/slow", signer, gate)
         gone = asyncio.create_task(client.post(ca.url("/account"), {"i": 1}, signer))
         other = asyncio.create_task(client.post(ca.url("/account"), {"i": 2}, signer))
         await asyncio.sleep(0.05)
@@ -296,8 +302,7 @@ def test_a_waiter_cancelled_with_a_nonce_in_hand_gives_it_on(ca: FakeCA) -> None
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
-        first = asyncio.create_task(client.post(ca.url("/slow"), {"i": 0}, signer))
-        await until(lambda: gate.arrived == 1)
+        first = await arrived(client, ca, "/slow", signer, gate)
         waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         client._flow.waiters.append(_Waiter(waiter, 0.0))  # what a waiting POST leaves
         gate.open = True
@@ -326,8 +331,7 @@ def test_a_loop_held_up_elsewhere_is_not_a_slow_ca(ca: FakeCA) -> None:
     signer = Signer()
 
     async def use(client: AcmeClient) -> None:
-        first = asyncio.create_task(client.post(ca.url("/big"), {"i": 0}, signer))
-        await until(lambda: gate.arrived == 1)
+        first = await arrived(client, ca, "/big", signer, gate)
         second = asyncio.create_task(client.post(ca.url("/account"), {"i": 1}, signer))
         await asyncio.sleep(0)     # the second POST waits for a nonce
         gate.open = True

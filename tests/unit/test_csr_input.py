@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,16 +19,6 @@ from cryptography.x509.oid import NameOID
 
 from certfleet.cli.certs import CSR_LIMIT
 from tests.cli import run_main
-
-
-@pytest.fixture
-def silent_ca() -> Iterator[socket.socket]:
-    """A listening socket standing for the CA: nothing may connect to it."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.setblocking(False)
-        yield listener
 
 
 def _csr(names: Sequence[str] = ("csr.example.com",), *, key: object = None,

@@ -10,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,16 +23,6 @@ from certfleet.store import PEM_FILES, Store, VersionMeta
 from tests.cli import run_main
 
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def silent_ca() -> Iterator[socket.socket]:
-    """A listening socket standing for the CA: nothing may connect to it."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.setblocking(False)
-        yield listener
 
 
 def _never_contacted(ca: socket.socket) -> None:
@@ -321,6 +310,34 @@ def test_log_lines_escape_what_they_carry(capsys: pytest.CaptureFixture[str]) ->
     err = capsys.readouterr().err
     assert err == ("certfleet: INFO: order https://ca/\\x1b]0;x\\x07 is "
                    "valid\\x1b[2J\\nFAKE\n")  # one record, one line
+
+
+def test_what_asyncio_reports_is_shown_at_vv_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """A request left to a server that stopped answering fails when its session closes,
+    and asyncio says so (with a traceback) when the task is collected."""
+    import logging
+
+    from certfleet.cli import _setup_logging
+
+    loop_log = logging.getLogger("asyncio")
+    before = list(loop_log.handlers), loop_log.propagate
+    try:
+        _setup_logging(0)
+        try:
+            raise ConnectionError("lost \x1b[2J")
+        except ConnectionError:
+            loop_log.exception("Task exception was never retrieved")
+        assert capsys.readouterr().err == ""
+        _setup_logging(2)
+        try:
+            raise ConnectionError("lost \x1b[2J")
+        except ConnectionError:
+            loop_log.exception("Task exception was never retrieved")
+        first, *rest = capsys.readouterr().err.splitlines()
+        assert first == "certfleet: ERROR: Task exception was never retrieved"
+        assert rest[-1] == r"    ConnectionError: lost \x1b[2J", repr(rest)
+    finally:
+        loop_log.handlers[:], loop_log.propagate = before
 
 
 def test_status_table_for_a_terminal(tmp_path: Path) -> None:

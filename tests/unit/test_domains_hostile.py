@@ -48,7 +48,6 @@ import contextlib
 import io
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -295,16 +294,6 @@ def test_100000_faults_are_reported_as_100_and_a_count() -> None:
 
 
 # -- nothing runs -----------------------------------------------------------------------------
-
-@pytest.fixture
-def silent_ca() -> Iterator[socket.socket]:
-    """A listening socket standing for the CA: nothing may connect to it."""
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        listener.setblocking(False)
-        yield listener
-
 
 CLI_CASES = [
     *[(f"name {n}", f"ok.example.com\n{n} | /srv/y\n", [f"2: {r}"]) for n, r in NAMES[:12]],

@@ -21,6 +21,7 @@ from certfleet.errors import (
     Unauthorized,
     acme_problem,
     is_ca_fault,
+    safe_tail,
     safe_text,
 )
 
@@ -58,6 +59,15 @@ def test_cut_counts_characters_of_the_escaped_result() -> None:
     # or a line of control characters is 4-6 times longer than the limit.
     out = safe_text("\x1b" * 1000, limit=10)
     assert len(out) <= 10 + len("...")
+
+
+def test_a_tail_keeps_the_end_of_long_or_escaped_text() -> None:
+    assert safe_tail("short") == "short"
+    assert safe_tail("a" * 1000 + "END") == "..." + "a" * 297 + "END"
+    assert safe_tail("a" * 300) == "a" * 300
+    escaped = safe_tail("x" * 100 + "\x1b" * 100 + "END", limit=20)
+    assert escaped == "..." + r"\x1b" * 4 + "END"
+    assert safe_tail("\u2028" * 50, limit=12) == "..." + r"\u2028" * 2
 
 
 @given(st.text(max_size=400))

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import h11
 import pytest
@@ -16,15 +20,19 @@ import pytest
 from certfleet.http11 import (
     MAX_HEAD,
     MAX_HEADERS,
+    TICK,
     HttpError,
     Pool,
     Reply,
+    _Attention,
+    _connect_failure,
     _describe,
     host_field,
     origin_of,
 )
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+T = TypeVar("T")
 
 
 def _pool(**overrides: object) -> Pool:
@@ -38,6 +46,16 @@ async def _serve(handler: Handler) -> tuple[asyncio.Server, str]:
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     return server, f"http://127.0.0.1:{port}"
+
+
+def _against(handler: Handler, use: Callable[[Pool, str], Awaitable[T]],
+             **pool_options: object) -> T:
+    """``use(pool, base URL)`` against a local server answering with ``handler``."""
+    async def scenario() -> T:
+        server, base = await _serve(handler)
+        async with server, _pool(**pool_options) as pool:
+            return await use(pool, base)
+    return asyncio.run(scenario())
 
 
 async def _read_head(reader: asyncio.StreamReader) -> bytes:
@@ -65,12 +83,10 @@ def test_keep_alive_reuses_one_connection() -> None:
             await writer.drain()
         writer.close()
 
-    async def scenario() -> list[int]:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            return [(await pool.request("GET", f"{base}/{i}")).status for i in range(5)]
+    async def use(pool: Pool, base: str) -> list[int]:
+        return [(await pool.request("GET", f"{base}/{i}")).status for i in range(5)]
 
-    assert asyncio.run(scenario()) == [200] * 5
+    assert _against(handler, use) == [200] * 5
     assert len(accepted) == 1
     assert [h.split(b"\r\n")[0] for h in heads] == [b"GET /%d HTTP/1.1" % i for i in range(5)]
     assert all(b"user-agent: t/1" in h.lower() for h in heads)
@@ -88,15 +104,13 @@ def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
         # connection does: the client's next request on it finds a dead socket.
         writer.close()
 
-    async def scenario() -> list[bytes]:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            first = await pool.request("GET", f"{base}/a")
-            await asyncio.sleep(0.05)
-            second = await pool.request("GET", f"{base}/b")
-            return [first.body, second.body]
+    async def use(pool: Pool, base: str) -> list[bytes]:
+        first = await pool.request("GET", f"{base}/a")
+        await asyncio.sleep(0.05)
+        second = await pool.request("GET", f"{base}/b")
+        return [first.body, second.body]
 
-    assert asyncio.run(scenario()) == [b"one", b"one"]
+    assert _against(handler, use) == [b"one", b"one"]
     assert len(accepted) == 2
 
 
@@ -119,14 +133,12 @@ def test_the_retry_goes_on_a_new_connection_when_every_kept_one_was_dropped() ->
         if len(accepted) <= 2:
             writer.close()              # then dropped, unannounced
 
-    async def scenario() -> bytes:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            await asyncio.gather(pool.request("GET", f"{base}/a"), pool.request("GET", f"{base}/b"))
-            await asyncio.sleep(0.05)
-            return (await pool.request("GET", f"{base}/c")).body
+    async def use(pool: Pool, base: str) -> bytes:
+        await asyncio.gather(pool.request("GET", f"{base}/a"), pool.request("GET", f"{base}/b"))
+        await asyncio.sleep(0.05)
+        return (await pool.request("GET", f"{base}/c")).body
 
-    assert asyncio.run(scenario()) == b"3"
+    assert _against(handler, use) == b"3"
     assert len(accepted) == 3
 
 
@@ -146,14 +158,12 @@ def test_a_kept_alive_connection_that_dies_mid_answer_is_not_retried() -> None:
             await writer.drain()
         writer.close()
 
-    async def scenario() -> None:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            await pool.request("GET", f"{base}/a")
-            await pool.request("POST", f"{base}/b", body=b"{}")
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("GET", f"{base}/a")
+        await pool.request("POST", f"{base}/b", body=b"{}")
 
     with pytest.raises(HttpError, match="without sending complete message body"):
-        asyncio.run(scenario())
+        _against(handler, use)
     assert len(accepted) == 1
 
 
@@ -165,13 +175,11 @@ def test_a_new_connection_that_dies_is_not_retried() -> None:
         await _read_head(reader)
         writer.transport.abort()
 
-    async def scenario() -> None:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            await pool.request("POST", f"{base}/new-order", body=b"{}")
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("POST", f"{base}/new-order", body=b"{}")
 
     with pytest.raises(HttpError):
-        asyncio.run(scenario())
+        _against(handler, use)
     assert len(accepted) == 1
 
 
@@ -188,13 +196,11 @@ def test_a_body_beyond_the_limit_is_refused(answer: bytes) -> None:
         await writer.drain()
         writer.close()
 
-    async def scenario() -> None:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            await pool.request("GET", f"{base}/big")
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("GET", f"{base}/big")
 
     with pytest.raises(HttpError, match="exceeds 1024"):
-        asyncio.run(scenario())
+        _against(handler, use)
 
 
 def test_chunked_bodies_and_repeated_headers_are_read() -> None:
@@ -204,26 +210,102 @@ def test_chunked_bodies_and_repeated_headers_are_read() -> None:
                      b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
         await writer.drain()
 
-    async def scenario() -> tuple[int, bytes, list[str]]:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            reply = await pool.request("GET", f"{base}/")
-            return reply.status, reply.body, reply.all("link")
+    async def use(pool: Pool, base: str) -> tuple[int, bytes, list[str]]:
+        reply = await pool.request("GET", f"{base}/")
+        return reply.status, reply.body, reply.all("link")
 
-    assert asyncio.run(scenario()) == (201, b"abcde", ["<a>;rel=up", "<b>;rel=up"])
+    assert _against(handler, use) == (201, b"abcde", ["<a>;rel=up", "<b>;rel=up"])
 
 
 def test_a_silent_server_times_out() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await asyncio.sleep(30)
 
-    async def scenario() -> None:
-        server, base = await _serve(handler)
-        async with server, _pool(timeout=0.3) as pool:
-            await pool.request("GET", f"{base}/")
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("GET", f"{base}/")
 
     with pytest.raises(HttpError, match="timed out"):
-        asyncio.run(scenario())
+        _against(handler, use, timeout=0.3)
+
+
+def test_a_trickling_answer_times_out() -> None:
+    """The bound is on the whole exchange: a byte now and then does not extend it."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+        for _ in range(600):
+            writer.write(b"x")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("GET", f"{base}/")
+
+    with pytest.raises(HttpError, match=r"^timed out$"):
+        _against(handler, use, timeout=0.5)
+
+
+def test_a_loop_held_up_by_its_own_work_is_not_a_silent_server() -> None:
+    """The server answers at once, but the client's event loop is held up (here blocked on
+    purpose, as a run's own work holds it up under load) for longer than the bound: the
+    answer waiting in the socket is read, not taken for a timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+
+        def answer() -> None:   # in a thread: the blocked loop cannot hold it up
+            conn, _ = listener.accept()
+            with conn:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    head += conn.recv(4096)
+                time.sleep(0.1)  # the answer arrives while the loop is held up
+                conn.sendall(_answer(b"here"))
+                conn.recv(1)     # until the client closes
+
+        server = threading.Thread(target=answer, daemon=True)
+        server.start()
+
+        async def scenario() -> bytes:
+            async with _pool(timeout=0.5, connect_timeout=0.5) as pool:
+                asyncio.get_running_loop().call_later(0.05, time.sleep, 1.5)  # held up
+                reply = await pool.request(
+                    "GET", f"http://127.0.0.1:{listener.getsockname()[1]}/")
+                return reply.body
+
+        assert asyncio.run(scenario()) == b"here"
+        server.join(10)
+
+
+def test_a_bound_ends_at_the_tick_that_reaches_it() -> None:
+    """Two ticks of attention end a bound of two ticks; one does not. The ticks are given
+    by hand (the pool's own timer stopped), so a loaded machine changes nothing."""
+    async def scenario() -> None:
+        attention, loop = _Attention(), asyncio.get_running_loop()
+        inside = asyncio.Event()
+
+        async def bounded() -> None:
+            async with attention.bounded(2 * TICK):
+                inside.set()
+                await asyncio.sleep(3600)
+
+        def tick() -> None:
+            assert attention._timer is not None
+            attention._timer.cancel()
+            attention._tick(loop)
+
+        task = asyncio.create_task(bounded())
+        await inside.wait()
+        tick()
+        await asyncio.sleep(0.01)
+        assert not task.done()
+        tick()
+        await asyncio.sleep(0.01)
+        assert task.done()
+        assert isinstance(task.exception(), TimeoutError)
+        assert attention._timer is None     # no bound left: no timer either
+
+    asyncio.run(scenario())
 
 
 def test_garbage_instead_of_http_is_an_error() -> None:
@@ -233,13 +315,11 @@ def test_garbage_instead_of_http_is_an_error() -> None:
         await writer.drain()
         writer.close()
 
-    async def scenario() -> None:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            await pool.request("GET", f"{base}/")
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("GET", f"{base}/")
 
     with pytest.raises(HttpError, match=r"^not a valid HTTP/1\.1 answer: illegal status line"):
-        asyncio.run(scenario())
+        _against(handler, use)
 
 
 def _head_of(size: int, fields: int = 1) -> bytes:
@@ -262,12 +342,10 @@ def _answered_with(answer: bytes, pieces: int) -> int:
             await writer.drain()
             await asyncio.sleep(0.02)
 
-    async def scenario() -> int:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            return (await pool.request("GET", f"{base}/")).status
+    async def use(pool: Pool, base: str) -> int:
+        return (await pool.request("GET", f"{base}/")).status
 
-    return asyncio.run(scenario())
+    return _against(handler, use)
 
 
 @pytest.mark.parametrize("pieces", [1, 3])
@@ -300,6 +378,21 @@ def test_how_a_failed_exchange_is_named(exc: BaseException, said: str) -> None:
     assert _describe(exc) == said
 
 
+@pytest.mark.parametrize(("exc", "said"), [
+    (ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('192.0.2.1', 80)"),
+     os.strerror(errno.ECONNREFUSED)),
+    (OSError(errno.EPERM, "blocked"), os.strerror(errno.EPERM)),     # the lowest number
+    (OSError(0, "none at all"), "none at all"),                        # no system error
+    (OSError("no number"), "no number"),
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+     "Name or service not known"),                                    # not errno's numbers
+    (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+     "[SSL: WRONG_VERSION_NUMBER] wrong version number"),
+])
+def test_how_a_failed_connection_is_named(exc: OSError, said: str) -> None:
+    assert _connect_failure(exc) == said
+
+
 def test_the_host_header_can_name_another_site() -> None:
     heads: list[bytes] = []
 
@@ -308,12 +401,10 @@ def test_the_host_header_can_name_another_site() -> None:
         writer.write(_answer(b""))
         await writer.drain()
 
-    async def scenario() -> None:
-        server, base = await _serve(handler)
-        async with server, _pool() as pool:
-            await pool.request("GET", f"{base}/x", {"Host": "www.example.org"})
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("GET", f"{base}/x", {"Host": "www.example.org"})
 
-    asyncio.run(scenario())
+    _against(handler, use)
     lines = heads[0].lower().split(b"\r\n")
     assert lines.count(b"host: www.example.org") == 1
     assert not any(line.startswith(b"host: 127.0.0.1") for line in lines)

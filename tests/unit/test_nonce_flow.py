@@ -73,6 +73,16 @@ async def stalled_waiter(flow: NonceFlow, asks: Asks, *, keep_timer: bool = Fals
     return waiter
 
 
+async def next_take_asks(flow: NonceFlow, asks: Asks, nonce: str) -> None:
+    """Nothing in circulation would bring a nonce back: the next POST asks ``newNonce``
+    (once) and takes the nonce that comes back."""
+    later = asyncio.create_task(flow.take(asks))
+    await turns()
+    assert asks.count == 1
+    flow.answered(nonce)
+    assert await later == nonce
+
+
 def test_a_nonce_handed_on_counts_until_its_post_is_sent() -> None:
     """One POST's nonce handed to a waiter and another POST in flight: two nonces circulate,
     so a new POST waits for them instead of asking newNonce."""
@@ -105,11 +115,7 @@ def test_once_every_handed_nonce_is_used_a_post_with_nothing_in_flight_asks() ->
         assert [await w for w in waiting] == ["n1", "n2"]
         assert flow.handed == 0
         assert flow._circulating() == 0
-        third = asyncio.create_task(flow.take(asks))
-        await turns()
-        assert asks.count == 1              # nothing would bring one back: ask
-        flow.answered("n3")
-        assert await third == "n3"
+        await next_take_asks(flow, asks, "n3")
 
     run(body)
 
@@ -126,11 +132,7 @@ def test_a_waiter_cancelled_with_a_nonce_in_hand_leaves_the_counts_whole() -> No
         assert (flow.handed, list(flow.pool)) == (0, ["n1"])
         assert await flow.take(asks) == "n1"
         assert flow._circulating() == 0
-        later = asyncio.create_task(flow.take(asks))
-        await turns()
-        assert asks.count == 1
-        flow.answered("n2")
-        assert await later == "n2"
+        await next_take_asks(flow, asks, "n2")
 
     run(body)
 

@@ -87,6 +87,10 @@ def _with(index: int, value: object) -> list[object]:
     _with(4, "2026-01-01"), _with(5, None), _with(12, "soon"), _with(3, -1e11),
     _with(3, 1e11), _with(13, "e" * 1001), _with(10, ["x" * 1401]), _with(0, [5]),
     _with(10, [5]),
+    # the times that may be missing (ARI's chosen time and next fetch, the back-off's end,
+    # the alarm): each checked, at each bound
+    _with(7, "soon"), _with(8, "soon"), _with(14, "soon"),
+    _with(12, 1e11), _with(12, -1e11), _with(12, 1e11 + 0.5), _with(12, -1e11 - 0.5),
 ])
 def test_an_entry_that_is_not_a_standing_is_refused(bad: object) -> None:
     assert from_json(bad) is None
@@ -94,6 +98,7 @@ def test_an_entry_that_is_not_a_standing_is_refused(bad: object) -> None:
 
 @pytest.mark.parametrize("good", [
     _with(13, "e" * 1000), _with(10, ["x" * 1400]), _with(3, -1e11 + 1), _with(3, 1e11 - 1),
+    _with(12, -1e11 + 1), _with(12, 1e11 - 1), _with(7, None), _with(14, None),
 ])
 def test_an_entry_at_the_bounds_is_read(good: list[object]) -> None:
     assert from_json(good) is not None

@@ -156,22 +156,41 @@ def test_every_command_of_the_parser_runs_something() -> None:
         assert callable(command(name)), name
 
 
-def test_a_run_with_nothing_due_loads_no_ca_client_or_crypto(state: Path,
-                                                            tmp_path: Path) -> None:
-    """Nothing due, the clock compared today, no renewal window to ask for (the stored
-    certificates carry no AKI): the run decides from the store alone, so it builds no CA
-    client (ssl context, h11) and loads no account key (cryptography)."""
-    Store(state).write_clock({"checked_at": datetime.now(UTC).isoformat()})
+def _config(tmp_path: Path, state: Path, domains_text: str) -> Path:
+    """A certfleet.toml over ``state`` and a domains file of ``domains_text`` (a CA that
+    cannot be reached: these commands must not need one)."""
     domains = tmp_path / "domains.txt"
-    domains.write_text("www.example.com\nwww.example.net\n")
+    domains.write_text(domains_text)
     path = tmp_path / "certfleet.toml"
     path.write_text(f'state_dir = "{state}"\ndomains = "{domains}"\n'
                     '[ca]\ndirectory = "https://ca.invalid/dir"\n'
                     '[challenge]\nwebroot = "/var/www/acme"\n')
     for file in (domains, path):
         file.chmod(0o600)
+    return path
+
+
+def test_a_run_with_nothing_due_loads_no_ca_client_or_crypto(state: Path,
+                                                            tmp_path: Path) -> None:
+    """Nothing due, the clock compared today, no renewal window to ask for (the stored
+    certificates carry no AKI): the run decides from the store alone, so it builds no CA
+    client (ssl context, h11) and loads no account key (cryptography)."""
+    Store(state).write_clock({"checked_at": datetime.now(UTC).isoformat()})
+    path = _config(tmp_path, state, "www.example.com\nwww.example.net\n")
     code, modules = imported(["run", "--config", str(path)], tmp_path)
     assert code == 2   # nothing to do
     assert [m for m in heavy(modules) if m.split(".")[0] not in ("asyncio", "ssl")] == []
     assert not {"certfleet.acme_client", "certfleet.http11", "certfleet.registration",
                 "h11"} & modules
+
+
+def test_a_deploy_to_local_targets_loads_no_ssh(state: Path, tmp_path: Path) -> None:
+    """The SSH stack (asyncssh: a quarter of a second to import) is for remote targets."""
+    site = tmp_path / "site"
+    site.mkdir()
+    path = _config(tmp_path, state, f"www.example.com|{site}\n")
+    code, modules = imported(["deploy", "--config", str(path)], tmp_path)
+    assert code == 0
+    assert (site / "www.example.com" / "fullchain.pem").read_bytes() == b"x\n"
+    assert not {m for m in modules if m.split(".")[0] == "asyncssh"}
+    assert "certfleet.deploy.local" in modules

@@ -75,6 +75,17 @@ def _setup_logging(verbosity: int) -> None:
     handler.setLevel(level)
     if ours.getEffectiveLevel() > level:  # never raise it: others may listen (tests do)
         ours.setLevel(level)
+    # asyncio reports what certfleet chose to leave behind (a request to a server that
+    # stopped answering fails when its session closes, long after the target was failed):
+    # with a traceback, raw, through logging's last resort. Shown at -vv only, escaped.
+    loop_log = logging.getLogger("asyncio")
+    loop_log.propagate = False
+    if not loop_log.handlers:
+        loop_log.addHandler(logging.NullHandler())
+    if verbosity < 2:
+        loop_log.removeHandler(handler)
+    elif handler not in loop_log.handlers:
+        loop_log.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -116,6 +116,15 @@ class SafeFormatter(logging.Formatter):
     terminal. A traceback (``-vv``) keeps its lines, each indented, so that no text in an
     exception's message can start a line that looks like a record of its own."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        # logging keeps the first handler's rendering of a traceback on the record and every
+        # later formatter reuses it: another handler's would reach the terminal unescaped
+        cached, record.exc_text = record.exc_text, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         return visible(super().formatMessage(record))
 

@@ -19,7 +19,6 @@ from ..spec import HostSettings, Target
 from . import DeployFile, Transport
 from .local import LocalTransport
 from .probe import expect_serial, key_kind
-from .ssh import SshTransport
 
 log = logging.getLogger(__name__)
 HOSTS_AT_ONCE = 8
@@ -62,6 +61,8 @@ def default_transport(
     def make(job: DeployJob) -> Transport:
         if job.target.is_local:
             return LocalTransport()
+        from .ssh import SshTransport  # noqa: PLC0415 - asyncssh: a quarter second to import
+
         return SshTransport(job.target, job.settings, ssh_config=ssh_config,
                             known_hosts=known_hosts)
     return make

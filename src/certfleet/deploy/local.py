@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..errors import DeployError, safe_text
+from ..errors import DeployError, safe_tail, safe_text
 from ..layout import Placement
 from ..spec import HostSettings
 from . import TMP_PREFIX, DeployFile, check_owner, is_leftover, temp_name, verify_copy
@@ -214,7 +214,7 @@ class LocalTransport:
             await proc.wait()
             raise DeployError(f"reload {safe_text(argv[0])}: timed out") from None
         if proc.returncode != 0:
-            tail = safe_text(output.decode("utf-8", "replace").strip()[-300:])
+            tail = safe_tail(output.decode("utf-8", "replace").strip())
             raise DeployError(f"reload {safe_text(argv[0])} exited {proc.returncode}: {tail}")
 
 

@@ -13,6 +13,7 @@ the whole retry loop is bounded by ``wait`` plus one attempt.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 
@@ -48,14 +49,11 @@ async def served_serial(address: str, port: int, server_name: str,
         context.maximum_version = ssl.TLSVersion.TLSv1_2
         context.set_ciphers(_ONLY[kind])
     sni = server_name.removeprefix("*.")
-    _reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(address, port, ssl=context, server_hostname=sni,
-                                ssl_handshake_timeout=ATTEMPT_TIMEOUT),
-        ATTEMPT_TIMEOUT,
-    )
+    _reader, writer = await asyncio.wait_for(  # the connection and the handshake
+        asyncio.open_connection(address, port, ssl=context, server_hostname=sni),
+        ATTEMPT_TIMEOUT)
     try:
-        ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
     finally:
         writer.transport.abort()  # no polite TLS shutdown with a server that may stall it
     if not der:
@@ -72,12 +70,16 @@ def _why(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, TimeoutError):
         return f"no TLS (no answer within {ATTEMPT_TIMEOUT:g} s)"
-    if isinstance(exc, ConnectionError | EOFError):
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError
+                  | EOFError):  # a refused connection was never open: its own words below
         return "no TLS (the connection was closed)"
     if isinstance(exc, ssl.SSLError):
         return f"no TLS ({safe_text(exc.reason or str(exc), 120)})"
+    if isinstance(exc, OSError) and (number := exc.errno or 0) > 0:
+        # asyncio words a refused connection "Connect call failed ('192.0.2.1', 443)"
+        return f"no TLS ({os.strerror(number)})"
     if isinstance(exc, OSError) and exc.strerror:
-        return f"no TLS ({exc.strerror})"
+        return f"no TLS ({safe_text(exc.strerror, 120)})"
     return f"no TLS ({safe_text(str(exc) or type(exc).__name__, 120)})"
 
 
@@ -103,8 +105,9 @@ async def expect_serial(
     deadline = time.monotonic() + wait
     seen = "nothing"
     where = f"TLS check {address}:{port} (SNI {server_name})"
+    bound = wait + ATTEMPT_TIMEOUT + 1  # one attempt may outlive the wait
     try:
-        async with asyncio.timeout(wait + ATTEMPT_TIMEOUT + 1):
+        async with asyncio.timeout(bound):
             while True:
                 seen = await serving(address, port, server_name, serial, kind) or ""
                 if not seen:
@@ -113,5 +116,5 @@ async def expect_serial(
                     break
                 await asyncio.sleep(0.2)
     except TimeoutError:
-        seen = f"{seen}, then no end within {wait + ATTEMPT_TIMEOUT + 1:g} s"
+        seen = f"{seen}, then no end within {bound:g} s"
     raise DeployError(f"{where}: presents {seen}, expected serial {serial:x}")

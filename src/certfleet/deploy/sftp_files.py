@@ -31,8 +31,8 @@ what is done with it:
   on the way could redirect the files into another directory between two operations. That
   is why the directories on the way are checked (``dircheck``) unless the host is told to
   trust them.
-* Every request is bounded (``OP_TIMEOUT``); after a timeout the session is marked broken
-  and the transport opens a fresh one for the next target.
+* Every request is bounded (``OP_TIMEOUT``), its clean-up included; after a timeout the
+  session is marked broken and the transport opens a fresh one for the next target.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import asyncssh
 from ..errors import DeployError
 from ..layout import Placement
 from ..spec import HostSettings
-from . import TMP_PREFIX, DeployFile, is_leftover, temp_name, verify_copy
+from . import DeployFile, is_leftover, temp_name, verify_copy
 from .dircheck import Seen, Trust, kind, prefixes, problem
 
 OP_TIMEOUT = 30.0
@@ -74,13 +74,20 @@ class Sftp:
         self.broken = False
 
     async def _bounded(self, what: str, call: Awaitable[T]) -> T:
+        # Not wait_for: it waits for the cancelled request to end, and a request's clean-up
+        # may itself wait on the server (readdir closes its handle), so a server that stops
+        # answering would hold it for ever. The request left behind ends with the session.
+        request = asyncio.ensure_future(call)
         try:
-            return await asyncio.wait_for(call, OP_TIMEOUT)
-        except TimeoutError:
+            done, _ = await asyncio.wait({request}, timeout=OP_TIMEOUT)
+        finally:
+            request.cancel()  # nothing once it is done; not awaited
+        if not done:
             self.broken = True
             where = what if what.startswith(f"{self.label}:") else f"{self.label}:{what}"
             raise DeployError(f"{where}: no answer from the SFTP server within "
-                              f"{OP_TIMEOUT:g} s") from None
+                              f"{OP_TIMEOUT:g} s")
+        return request.result()
 
     async def lstat(self, path: str) -> asyncssh.SFTPAttrs | None:
         try:
@@ -123,8 +130,8 @@ class Sftp:
             await self._bounded(what, handle.fsync())
 
     async def read(self, handle: asyncssh.SFTPClientFile, size: int, what: str) -> bytes:
-        data: bytes | str = await self._bounded(what, handle.read(size, 0))
-        return data if isinstance(data, bytes) else data.encode()
+        data: bytes = await self._bounded(what, handle.read(size, 0))  # opened in binary
+        return data
 
     async def close(self, handle: asyncssh.SFTPClientFile, what: str) -> None:
         await self._bounded(what, handle.close())
@@ -196,20 +203,24 @@ async def install(target: Target, files: Sequence[DeployFile]) -> None:
 
 async def check_dirs(target: Target, directory: str) -> asyncssh.SFTPAttrs | None:
     """Every directory from ``/`` to ``directory``, looked at without following links."""
-    where = f"{target.sftp.label}:{directory}"
     if target.trust is None:
         if not await target.sftp.isdir(directory):
-            raise DeployError(f"{where}: target directory missing")
+            raise DeployError(f"{target.sftp.label}:{directory}: target directory missing")
         return None
-    attrs = None
-    for path in prefixes(directory):
-        attrs = await target.sftp.lstat(path)
-        if attrs is None:
-            on_the_way = "" if path == directory else f" ({path})"
-            raise DeployError(f"{where}: target directory missing{on_the_way}")
-        why = problem(_seen(path, attrs), target.trust, last=path == directory)
-        if why is not None:
-            raise DeployError(f"{where}: refused: {why}")
+    return [await _checked(target, path, directory) for path in prefixes(directory)][-1]
+
+
+async def _checked(target: Target, path: str, directory: str) -> asyncssh.SFTPAttrs:
+    """One directory on the way to ``directory`` (or itself), refused unless it is safe."""
+    assert target.trust is not None
+    where = f"{target.sftp.label}:{directory}"
+    attrs = await target.sftp.lstat(path)
+    if attrs is None:
+        on_the_way = "" if path == directory else f" ({path})"
+        raise DeployError(f"{where}: target directory missing{on_the_way}")
+    why = problem(_seen(path, attrs), target.trust, last=path == directory)
+    if why is not None:
+        raise DeployError(f"{where}: refused: {why}")
     return attrs
 
 
@@ -225,12 +236,14 @@ async def own_dir(target: Target) -> asyncssh.SFTPAttrs:
         if fix is not None:
             try:
                 await sftp.lsetstat(directory, fix)
-            except asyncssh.SFTPOpUnsupported:
-                raise DeployError(f"{target.where}: the SFTP server cannot set a directory's "
-                                  "mode or owner without following links (lsetstat, OpenSSH "
-                                  "8.0+): make this directory by hand") from None
-            except asyncssh.SFTPError:
-                _a_directory(target, await sftp.lstat(directory))  # say why, if swapped
+            except asyncssh.SFTPError as exc:
+                # a link swapped in refuses lsetstat too (no lchmod on Linux): say that first
+                _a_directory(target, await sftp.lstat(directory))
+                if isinstance(exc, asyncssh.SFTPOpUnsupported):
+                    raise DeployError(f"{target.where}: the SFTP server cannot set a "
+                                      "directory's mode or owner without following links "
+                                      "(lsetstat, OpenSSH 8.0+): make this directory by "
+                                      "hand") from None
                 raise
             attrs = await sftp.lstat(directory)
     attrs = _a_directory(target, attrs)
@@ -245,7 +258,7 @@ def _a_directory(target: Target, attrs: asyncssh.SFTPAttrs | None) -> asyncssh.S
     """``attrs`` of the certificate's own directory, refused unless it is one."""
     if attrs is None:
         raise DeployError(f"{target.where}: the directory vanished while being made")
-    mode = attrs.permissions or 0
+    mode = _mode(attrs)
     if not stat.S_ISDIR(mode):
         raise DeployError(f"{target.where}: refused: the certificate's own directory is "
                           f"{kind(mode)}, not a directory; certfleet never follows it")
@@ -257,7 +270,7 @@ def _dir_fix(attrs: asyncssh.SFTPAttrs | None, mode: int, ids: Ids) -> asyncssh.
     if attrs is None:
         return None
     fix = asyncssh.SFTPAttrs()
-    if stat.S_IMODE(attrs.permissions or 0) != mode:
+    if stat.S_IMODE(_mode(attrs)) != mode:
         fix.permissions = mode
     if (ids.uid is not None and ids.uid != attrs.uid) or \
             (ids.gid is not None and ids.gid != attrs.gid):
@@ -270,12 +283,10 @@ async def sweep(sftp: Sftp, directory: str) -> None:
     """Remove what killed deploys left in the target directory (``remove`` never follows)."""
     now = time.time()
     for entry in await sftp.readdir(directory):
-        name = entry.filename if isinstance(entry.filename, str) else ""
-        if name.startswith(TMP_PREFIX) and "/" not in name:
-            age = now - float(entry.attrs.mtime or now)
-            if is_leftover(name, age):
-                with contextlib.suppress(asyncssh.SFTPError):
-                    await sftp.remove(f"{directory}/{name}")
+        name = str(entry.filename)  # a file name: the server lists no path
+        if is_leftover(name, now - float(entry.attrs.mtime or now)):
+            with contextlib.suppress(asyncssh.SFTPError):
+                await sftp.remove(f"{directory}/{name}")
 
 
 async def _write(target: Target, item: DeployFile) -> None:
@@ -298,9 +309,10 @@ async def _write(target: Target, item: DeployFile) -> None:
     await sftp.write(handle, item.data, what)
     verify_copy(item, await sftp.read(handle, len(item.data) + 1, what), what)
     attrs = await sftp.fstat(handle, what)
-    mode = attrs.permissions or 0
-    wrong = ("not a regular file" if not stat.S_ISREG(mode)
-             else f"mode {stat.S_IMODE(mode):04o}" if stat.S_IMODE(mode) != item.mode
+    mode = _mode(attrs)
+    if not stat.S_ISREG(mode):  # only a lying server says so of the file it created
+        raise DeployError(f"{what}: the file written is {kind(mode)}, not a regular file")
+    wrong = (f"mode {stat.S_IMODE(mode):04o}" if stat.S_IMODE(mode) != item.mode
              else f"owner {attrs.uid}" if ids.uid is not None and attrs.uid != ids.uid
              else f"group {attrs.gid}" if ids.gid is not None and attrs.gid != ids.gid
              else "")
@@ -313,7 +325,7 @@ async def _final_is_free(target: Target, temp: _Temp) -> None:
     """A final name may hold the previous regular file, or nothing; anything else (a link,
     a FIFO, a device, a directory) was put there by someone else and is left alone."""
     attrs = await target.sftp.lstat(temp.final)
-    mode = 0 if attrs is None else attrs.permissions or 0
+    mode = _mode(attrs)
     if attrs is not None and not stat.S_ISREG(mode):
         raise DeployError(f"{target.where}: refused: {temp.item.name} is {kind(mode)}, not a "
                           "regular file; certfleet does not replace it")
@@ -322,7 +334,7 @@ async def _final_is_free(target: Target, temp: _Temp) -> None:
 async def _what_is_there(target: Target, temp: _Temp) -> None:
     """A rename failed: if the temporary name no longer holds a regular file, say so."""
     attrs = await target.sftp.lstat(temp.path)
-    mode = 0 if attrs is None else attrs.permissions or 0
+    mode = _mode(attrs)
     if not stat.S_ISREG(mode):
         now = "gone" if attrs is None else kind(mode)
         raise DeployError(f"{target.where}: {temp.item.name} was swapped during the deploy: "
@@ -336,7 +348,7 @@ async def _still_ours(target: Target, temp: _Temp) -> None:
     name = temp.item.name
     if attrs is None:
         raise DeployError(f"{target.where}: {name} vanished right after it was put in place")
-    mode = attrs.permissions or 0
+    mode = _mode(attrs)
     if not stat.S_ISREG(mode):
         raise DeployError(f"{target.where}: {name} was swapped during the deploy: it is now "
                           f"{kind(mode)} (someone else can write this directory)")
@@ -364,8 +376,13 @@ async def _clean_up(target: Target) -> None:
                 await target.sftp.remove(temp.path)
 
 
+def _mode(attrs: asyncssh.SFTPAttrs | None) -> int:
+    """st_mode as the server reports it; nothing reported (or nothing there) is no type and
+    no permission, which every check refuses."""
+    return 0 if attrs is None or attrs.permissions is None else attrs.permissions
+
+
 def _seen(path: str, attrs: asyncssh.SFTPAttrs) -> Seen:
     """An owner the server does not report is nobody's (-1): never trusted."""
     uid, gid = attrs.uid, attrs.gid
-    return Seen(path, attrs.permissions or 0, -1 if uid is None else uid,
-                -1 if gid is None else gid)
+    return Seen(path, _mode(attrs), -1 if uid is None else uid, -1 if gid is None else gid)

@@ -28,14 +28,15 @@ from types import TracebackType
 
 import asyncssh
 
-from ..errors import DeployError, safe_text
+from ..errors import DeployError, safe_tail, safe_text
 from ..layout import Placement
 from ..spec import HostSettings, Target
 from . import DeployFile, check_owner
 from . import sftp_files as files_
 from .dircheck import Trust
 
-CONNECT_TIMEOUT = 15.0
+CONNECT_TIMEOUT = 15.0       # asyncssh's: the TCP connection, key exchange and authentication
+CLOSE_TIMEOUT = 5.0          # a peer that stops reading cannot hold the run at the end
 COMMAND_TIMEOUT = 120.0
 LOOKUP_TIMEOUT = 30.0
 OUTPUT_KEPT = 4096           # the tail of a command's output kept for the message
@@ -58,6 +59,7 @@ class SshTransport:
         self.label = f"{user}{self.host}"
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: files_.Sftp | None = None
+        self._login: int | None = None
         self._ids: dict[tuple[str, str], int] = {}
 
     def _options(self) -> dict[str, object]:
@@ -75,8 +77,16 @@ class SshTransport:
 
     async def __aenter__(self) -> SshTransport:
         try:
-            self._conn = await asyncio.wait_for(
-                asyncssh.connect(self.host, **self._options()), CONNECT_TIMEOUT + 5)
+            await self._open()
+        except BaseException:
+            await self.__aexit__(None, None, None)  # a connection without its SFTP session
+            raise
+        return self
+
+    async def _open(self) -> None:
+        """Connect and start the SFTP session; every failure is one line naming the host."""
+        try:
+            self._conn = await asyncssh.connect(self.host, **self._options())
             await self._session()
         except asyncssh.HostKeyNotVerifiable:
             raise DeployError(f"{self.label}: host key not trusted ({await self._fingerprint()}"
@@ -85,9 +95,6 @@ class SshTransport:
             raise DeployError(f"{self.label}: SSH authentication refused") from None
         except (OSError, asyncssh.Error) as exc:
             raise DeployError(f"{self.label}: cannot connect: {_describe(exc)}") from None
-        except DeployError as exc:
-            raise DeployError(f"{self.label}: cannot connect: {exc}") from None
-        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -97,22 +104,22 @@ class SshTransport:
             self._sftp.client.exit()
         if self._conn is not None:
             self._conn.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._conn.wait_closed(), 5.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._conn.wait_closed(), CLOSE_TIMEOUT)
 
     async def _session(self) -> files_.Sftp:
         """The SFTP session; a fresh one if the last stopped answering."""
         assert self._conn is not None
-        if self._sftp is not None and not self._sftp.broken:
-            return self._sftp
         if self._sftp is not None:
+            if not self._sftp.broken:
+                return self._sftp
             self._sftp.client.exit()
             self._sftp = None
         try:
             client = await asyncio.wait_for(self._conn.start_sftp_client(),
                                             files_.OP_TIMEOUT)
         except TimeoutError:
-            raise DeployError("no SFTP session within "
+            raise DeployError(f"{self.label}: no SFTP session within "
                               f"{files_.OP_TIMEOUT:g} s") from None
         self._sftp = files_.Sftp(client, self.label)
         return self._sftp
@@ -143,8 +150,8 @@ class SshTransport:
             ids = files_.Ids(await self._lookup("user", settings.owner),
                              await self._lookup("group", settings.group))
             trust = None if settings.trust_target_dir else Trust(
-                frozenset({0, await self._lookup_login(),
-                           *([] if ids.uid is None else [ids.uid])}),
+                frozenset(uid for uid in (0, await self._lookup_login(), ids.uid)
+                          if uid is not None),
                 ids.gid, settings.allow_group_writable)
             target = files_.Target(await self._session(), where, placement, settings, ids,
                                    trust)
@@ -160,13 +167,14 @@ class SshTransport:
     async def _no_room(self, directory: str, files: Sequence[DeployFile]) -> str:
         """SFTP v3 reports a full disk as a bare "Failure" (it has no code for ENOSPC): ask
         the file system whether the files fit there, to say why the deploy failed."""
-        if self._sftp is None or self._sftp.broken:
-            return ""
+        # a Failure answers a request, so the session was started (starting one fails with
+        # other errors)
+        assert self._sftp is not None
         room = await self._sftp.room(directory)
-        if room is None:
+        if room is None or room[1] <= 0:
             return ""
         blocks, size, inodes = room
-        need = sum(-(-len(item.data) // max(size, 1)) for item in files)  # whole blocks
+        need = sum(-(-len(item.data) // size) for item in files)  # whole blocks
         if blocks < need:
             return (f" (No space left on device: {blocks * size} bytes free, {need * size} "
                     "needed)")
@@ -176,10 +184,9 @@ class SshTransport:
 
     async def _lookup_login(self) -> int:
         """The login user's uid on the host (``id -u``), once per connection."""
-        key = ("login", "")
-        if key not in self._ids:
-            self._ids[key] = _number(await self._output(["id", "-u"]), "id -u", self.label)
-        return self._ids[key]
+        if self._login is None:
+            self._login = _number(await self._output(["id", "-u"]), "id -u", self.label)
+        return self._login
 
     async def _lookup(self, what: str, name: str | None) -> int | None:
         """``owner``/``group`` as a number on the host, asked once per connection (a number
@@ -191,7 +198,8 @@ class SshTransport:
         if (what, name) not in self._ids:
             argv = ["id", "-u", "--", name] if what == "user" else ["getent", "group", "--", name]
             out = await self._output(argv)
-            text = out if what == "user" else [*out.split(":"), "", "", ""][2]
+            fields = out.split(":")  # getent: name:password:gid:members
+            text = out if what == "user" else fields[2] if len(fields) > 2 else ""
             self._ids[(what, name)] = _number(text, f"{what} {name}", self.label)
         return self._ids[(what, name)]
 
@@ -219,9 +227,10 @@ class SshTransport:
             output, errors = await asyncio.gather(_tail(process.stdout),
                                                   _tail(process.stderr))
             await process.wait_closed()
-            signal = process.exit_signal
-            status: int | str = process.exit_status if process.exit_status is not None \
-                else f"signal {safe_text(str(signal[0]) if signal else '?')}"
+            # asyncssh gives -1 as the exit status of a command ended by a signal
+            signal, code = process.exit_signal, process.exit_status
+            status: int | str = f"signal {safe_text(str(signal[0]))}" if signal \
+                else "without a status" if code is None else code
             return status, output, errors
 
         try:
@@ -239,7 +248,7 @@ class SshTransport:
         if status != 0:
             said = (output + errors).strip()
             raise DeployError(f"{self.label}: {safe_text(argv[0])} exited "
-                              f"{status}: {safe_text(said[-300:])}")
+                              f"{status}: {safe_tail(said)}")
 
 
 async def _tail(stream: asyncssh.SSHReader[bytes]) -> str:
@@ -263,10 +272,10 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) \
-            and exc.errno and exc.errno > 0:
+            and (number := exc.errno or 0) > 0:
         # asyncio words a refused connection "Connect call failed ('192.0.2.1', 22)": the
         # system's text for the error number says what happened.
-        return os.strerror(exc.errno)
+        return os.strerror(number)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return safe_text(str(exc) or type(exc).__name__)

@@ -26,7 +26,7 @@ from ..account_key import AccountKey
 from ..config.sources import job_from
 from ..errors import CertfleetError, ConfigError, safe_text
 from ..registration import existing_account, find_or_register
-from ..report import EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING
+from ..report import EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING, certificates
 from ..spec import JobConfig
 from ..state import CertState
 from ..store import Store
@@ -172,7 +172,7 @@ def _load_back(config: Path, say: Say) -> None:
 def _summary(migration: Migration, imported: int, say: Say, *, would: bool) -> int:
     refused = len(migration.refused)
     verb = "would be imported" if would else "imported"
-    say(f"{imported + refused} certificates: {imported} {verb}, {refused} not imported")
+    say(f"{certificates(imported + refused)}: {imported} {verb}, {refused} not imported")
     if refused:
         return EXIT_FAILED
     return EXIT_CHANGED if imported else EXIT_NOTHING

@@ -1,0 +1,41 @@
+"""Actions in a forked child, for what a test must not do to pytest's own process: take
+another user's identity, change its root directory."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from collections.abc import Callable
+
+
+def in_child(action: Callable[[], None]) -> str:
+    """Run ``action`` in a forked child; what it raised, or 'no error'. The child never
+    returns into pytest, so what it changes about itself (user, root directory) stays there."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: try, report, exit
+        message = b"no error"
+        try:
+            action()
+        except BaseException as exc:  # the parent asserts on the message
+            message = f"{type(exc).__name__}: {exc}".encode()
+        finally:
+            os.write(write, message)
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as pipe:
+        return pipe.read().decode()
+
+
+def as_nobody(action: Callable[[], None]) -> str:
+    """``action`` as 'nobody': root ignores modes, so only another user shows what modes
+    refuse."""
+    def dropped() -> None:
+        os.setgroups([])
+        os.setgid(grp.getgrnam("nogroup").gr_gid)
+        os.setuid(pwd.getpwnam("nobody").pw_uid)
+        action()
+
+    return in_child(dropped)
