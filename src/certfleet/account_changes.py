@@ -23,7 +23,7 @@ from .keytypes import KeyType
 from .protocol.messages import AccountResource, AccountStatus, MalformedMessage
 from .registration import MAX_CONTACTS, Eab, find_or_register
 from .session import Session, Sleep
-from .store import Store
+from .store import CertStore
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Registered:
 
 
 async def register(
-    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
+    client: AcmeClient, store: CertStore, key_type: KeyType, contact: Sequence[str],
     *, eab: Eab | None = None, new_key: bool = False, sleep: Sleep = asyncio.sleep,
 ) -> Registered:
     """Find the account of the current key, or register one (bound to ``eab`` if given).
@@ -76,7 +76,7 @@ async def register(
     return Registered(session, created, retired)
 
 
-async def open_existing(client: AcmeClient, store: Store,
+async def open_existing(client: AcmeClient, store: CertStore,
                         sleep: Sleep = asyncio.sleep) -> Session:
     """The account of the current key; ``ConfigError`` if it has none (never registers)."""
     session, _ = await find_or_register(client, store, KeyType.EC256, (), sleep,
@@ -93,7 +93,7 @@ async def fetch(session: Session) -> AccountResource:
 # -- §7.3.2: contact --------------------------------------------------------------------------
 
 async def update_contact(session: Session, contact: Sequence[str],
-                         store: Store | None = None) -> AccountResource:
+                         store: CertStore | None = None) -> AccountResource:
     """Replace the account's contact addresses (an empty list removes them all)."""
     payload = {"contact": mailto(contact)}
     response = await session.client.post(session.kid, payload, session.signer())
@@ -119,7 +119,7 @@ class RolledOver:
     old_key_kept: Path
 
 
-async def rollover(session: Session, store: Store, new_key_type: KeyType) -> RolledOver:
+async def rollover(session: Session, store: CertStore, new_key_type: KeyType) -> RolledOver:
     """Replace the account key with a new one of ``new_key_type``; the account URL stays.
 
     The new key is on disk (``account.key.new``, 0600) before the CA hears of it. The
@@ -162,7 +162,7 @@ async def rollover(session: Session, store: Store, new_key_type: KeyType) -> Rol
 
 # -- §7.3.6: deactivation ---------------------------------------------------------------------
 
-async def deactivate(session: Session, store: Store) -> AccountResource:
+async def deactivate(session: Session, store: CertStore) -> AccountResource:
     """Deactivate the account for good, and remember it so later runs fail at once."""
     response = await session.client.post(
         session.kid, {"status": AccountStatus.DEACTIVATED.value}, session.signer())

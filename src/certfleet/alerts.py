@@ -17,12 +17,12 @@ from .report import Expiring, Outcome
 from .spec import CertSpec, JobConfig
 from .standing import Standing
 from .state import CertState
-from .store import Store
+from .store import CertStore
 
 log = logging.getLogger(__name__)
 
 
-def expiring(store: Store, job: JobConfig, specs: Sequence[CertSpec],
+def expiring(store: CertStore, job: JobConfig, specs: Sequence[CertSpec],
              now: datetime) -> list[Expiring]:
     """Certificates whose renewal keeps failing with less than ``expiry_alarm`` of their
     lifetime left and whose alarm has not gone off today; each is marked as alarmed."""
@@ -53,7 +53,7 @@ def _may_alarm(held: Standing, now: datetime) -> bool:
     return held.alarm_at is None or CertState(alarm_at=held.time(held.alarm_at)).may_alarm(now)
 
 
-async def after_run(store: Store, job: JobConfig, specs: Sequence[CertSpec],
+async def after_run(store: CertStore, job: JobConfig, specs: Sequence[CertSpec],
                     outcomes: Sequence[Outcome], started: datetime) -> None:
     finished = datetime.now(UTC)
     if job.metrics_textfile is not None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .acme_client import AcmeClient
     from .session import Session
     from .spec import JobConfig
-    from .store import Store
+    from .store import CertStore
 
 # Kept-alive connections to one CA at most: HTTP/1.1 carries one request at a time, and a
 # few dozen carry a CA's whole request rate at internet round-trip times.
@@ -38,7 +38,7 @@ def client(job: JobConfig, url: str | None = None, *, connections: int = 4) -> A
 class CaSessions:
     """Clients and accounts of a run, per CA; ``async with`` closes them all."""
 
-    def __init__(self, job: JobConfig, store: Store) -> None:
+    def __init__(self, job: JobConfig, store: CertStore) -> None:
         self.job, self.store = job, store
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, AcmeClient] = {}

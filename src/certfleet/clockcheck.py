@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from .errors import CertfleetError
-from .store import Store
+from .store import CertStore
 
 if TYPE_CHECKING:
     from .acme_client import AcmeClient
@@ -28,7 +28,7 @@ class ClockSkewError(CertfleetError):
     """The local clock and the CA's differ by more than allowed."""
 
 
-def check_needed(store: Store, now: datetime) -> bool:
+def check_needed(store: CertStore, now: datetime) -> bool:
     """Whether the daily comparison is due (or the clock went back since the last one)."""
     try:
         last = datetime.fromisoformat(str(store.read_clock().get("checked_at")))
@@ -37,7 +37,7 @@ def check_needed(store: Store, now: datetime) -> bool:
     return now < last or now - last >= RECHECK
 
 
-async def compare(client_for: Callable[[], Awaitable[AcmeClient]], store: Store,
+async def compare(client_for: Callable[[], Awaitable[AcmeClient]], store: CertStore,
                   max_skew: float) -> None:
     """Ask the CA (its directory; one request) and compare its Date with ours."""
     client = await client_for()

@@ -28,7 +28,7 @@ from .report import Outcome, Progress, Report
 from .solvers.choose import make_solver, unusable
 from .spec import CertSpec, JobConfig
 from .state import CertState
-from .store import Snapshot, Store, StoredCert, VersionMeta, open_store
+from .store import CertStore, Snapshot, StoredCert, VersionMeta, open_store
 
 if TYPE_CHECKING:
     from .ca import CaSessions
@@ -59,7 +59,7 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
 async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
               deploy_only: bool = False, transport: TransportFactory | None = None,
               emit: Callable[[Outcome], None] | None = None,
-              store: Store | None = None, whole: bool = False,
+              store: CertStore | None = None, whole: bool = False,
               progress: Callable[[Progress], None] | None = None) -> list[Outcome]:
     """The whole job for ``specs``; one outcome per certificate, in their order.
 
@@ -93,7 +93,7 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
     return outcomes
 
 
-async def _plan(cas: CaSessions, store: Store, job: JobConfig, specs: Sequence[CertSpec],
+async def _plan(cas: CaSessions, store: CertStore, job: JobConfig, specs: Sequence[CertSpec],
                 force: bool, deploy_only: bool, report: Report) -> list[CertPlan]:
     """The plan, made offline first: what cannot be done (damaged state, no way to answer
     a challenge) is reported before any network. Then, where the CA has a say, the clock
@@ -135,7 +135,7 @@ def _planned(job: JobConfig, specs: Sequence[CertSpec], snaps: dict[str, Snapsho
                       force=force)
 
 
-def within_limits(job: JobConfig, store: Store | None, plans: Sequence[CertPlan],
+def within_limits(job: JobConfig, store: CertStore | None, plans: Sequence[CertPlan],
                   now: datetime) -> list[CertPlan]:
     """The plans with what exceeds a CA's new-order limit deferred (``ratelimits``)."""
     ca_of = {p.name: job.cas(p.spec)[0] for p in plans if p.due and not p.blocked}
@@ -145,7 +145,7 @@ def within_limits(job: JobConfig, store: Store | None, plans: Sequence[CertPlan]
     return ratelimits.budget(plans, ca_of, limits, ledgers, now)
 
 
-async def refresh_windows(cas: CaSessions, store: Store,
+async def refresh_windows(cas: CaSessions, store: CertStore,
                           snaps: dict[str, Snapshot]) -> dict[str, Snapshot]:
     """Ask each certificate's CA for renewal windows (RFC 9773) whose Retry-After has
     passed. A certificate without an authority key identifier has no ARI certificate ID and
@@ -167,7 +167,7 @@ async def refresh_windows(cas: CaSessions, store: Store,
     return {**snaps, **store.snapshot([name for certs in stale.values() for name, _ in certs])}
 
 
-async def issue_due(cas: CaSessions, store: Store, job: JobConfig,
+async def issue_due(cas: CaSessions, store: CertStore, job: JobConfig,
                     plans: Sequence[CertPlan], report: Report, force: bool) -> None:
     """Issue every due certificate, as many at once as the job allows."""
     due = [p for p in plans if p.due and not p.blocked]
@@ -202,7 +202,7 @@ async def issue_due(cas: CaSessions, store: Store, job: JobConfig,
 
 
 @contextlib.contextmanager
-def _orders_counted(cas: CaSessions, store: Store, job: JobConfig,
+def _orders_counted(cas: CaSessions, store: CertStore, job: JobConfig,
                     plans: Sequence[CertPlan]) -> Iterator[None]:
     """Reserve the run's new orders in each limited CA's ledger before ordering (so that an
     overlapping run counts them), and record the orders placed instead when it ends. A run
@@ -240,7 +240,7 @@ def _settle(reserved: list[datetime], placed: list[datetime], now: datetime,
     return ledger.without(reserved).with_orders(placed, now, window)
 
 
-async def _issue_one(cas: CaSessions, store: Store, job: JobConfig, plan: CertPlan,
+async def _issue_one(cas: CaSessions, store: CertStore, job: JobConfig, plan: CertPlan,
                      solver: Solver, force: bool, outcome: Outcome) -> None:
     spec = plan.spec
     try:
@@ -277,7 +277,7 @@ async def _issue_one(cas: CaSessions, store: Store, job: JobConfig, plan: CertPl
         outcome.error = outcome.error or str(exc)
 
 
-async def _issue_at_cas(cas: CaSessions, job: JobConfig, store: Store, spec: CertSpec,
+async def _issue_at_cas(cas: CaSessions, job: JobConfig, store: CertStore, spec: CertSpec,
                         solver: Solver, current: StoredCert | None) -> StoredCert:
     """Issue at the certificate's CA; when that fails for reasons of the CA, at the next."""
     from . import issuance, preflight

@@ -21,7 +21,7 @@ from .layout import placement
 from .plan import CertPlan
 from .report import Report
 from .spec import PEM_NAMES, CertSpec, JobConfig, Target
-from .store import Store, StoredCert
+from .store import CertStore, StoredCert
 
 if TYPE_CHECKING:
     from .deploy import DeployFile
@@ -46,7 +46,7 @@ def _wanted(plans: Sequence[CertPlan], report: Report, everything: bool) -> list
             and (everything or report[p.name].stored is not None or p.stale_targets)]
 
 
-async def deploy(store: Store, job: JobConfig, plans: Sequence[CertPlan], report: Report, *,
+async def deploy(store: CertStore, job: JobConfig, plans: Sequence[CertPlan], report: Report, *,
                  everything: bool, transport: TransportFactory | None = None) -> None:
     """Deploy what each planned certificate's targets lack (``everything``: all targets)."""
     wanted = _wanted(plans, report, everything)
@@ -83,7 +83,7 @@ async def deploy(store: Store, job: JobConfig, plans: Sequence[CertPlan], report
         await deploy_all(jobs, factory, record)
 
 
-def _jobs(store: Store, job: JobConfig, plan: CertPlan, everything: bool) -> list[DeployJob]:
+def _jobs(store: CertStore, job: JobConfig, plan: CertPlan, everything: bool) -> list[DeployJob]:
     """Under the lock: the targets of ``plan`` that lack the active version (all of them
     after ``everything`` or a renewal), with the files to send."""
     # The active version, not necessarily the one this run issued: an overlapping run may
@@ -98,7 +98,7 @@ def _jobs(store: Store, job: JobConfig, plan: CertPlan, everything: bool) -> lis
     return [_job(store, job, stored, plan.name, t) for t in targets]
 
 
-def _job(store: Store, job: JobConfig, stored: StoredCert, name: str,
+def _job(store: CertStore, job: JobConfig, stored: StoredCert, name: str,
          target: Target) -> DeployJob:
     from .deploy import DeployFile
     from .deploy.batch import DeployJob
@@ -116,14 +116,14 @@ def _job(store: Store, job: JobConfig, stored: StoredCert, name: str,
                      stored.meta.version, where, stored.meta.key_type)
 
 
-def _mark(store: Store, plan: CertPlan, keys: list[str], now: datetime) -> None:
+def _mark(store: CertStore, plan: CertPlan, keys: list[str], now: datetime) -> None:
     """Before anything is sent: these targets count as not deployed until recorded, and
     records of targets no longer in the domains file go."""
     configured = [t.key for t in plan.spec.targets]
     store.update_state(plan.name, lambda s: s.forget_targets(configured).deploying(keys, now))
 
 
-def _record(store: Store, result: DeployResult) -> None:
+def _record(store: CertStore, result: DeployResult) -> None:
     now = datetime.now(UTC)
     try:
         if result.ok:

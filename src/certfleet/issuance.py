@@ -26,13 +26,13 @@ from .session import Session
 from .solvers import Solver
 from .spec import CertSpec
 from .state import CertState
-from .store import Store, StoredCert, VersionMeta
+from .store import CertStore, StoredCert, VersionMeta
 
 log = logging.getLogger(__name__)
 MAX_ISSUER = 1024  # the issuer's name as kept in meta.json: enough for any real one
 
 
-async def issue(session: Session, store: Store, spec: CertSpec, solver: Solver, *,
+async def issue(session: Session, store: CertStore, spec: CertSpec, solver: Solver, *,
                 replaces: str | None = None) -> StoredCert:
     """Obtain a certificate for ``spec`` and activate it as its next stored version."""
     name, names = spec.name, list(spec.names)
@@ -66,14 +66,14 @@ async def issue(session: Session, store: Store, spec: CertSpec, solver: Solver, 
     return stored
 
 
-def _activate(store: Store, name: str, files: dict[str, bytes],
+def _activate(store: CertStore, name: str, files: dict[str, bytes],
               meta: VersionMeta) -> StoredCert:
     stored = store.activate(name, files, meta)
     store.update_state(name, CertState.without_order)
     return stored
 
 
-async def _issue_csr(session: Session, store: Store, spec: CertSpec,
+async def _issue_csr(session: Session, store: CertStore, spec: CertSpec,
                      solver: Solver) -> StoredCert:
     """The operator's own CSR: no private key is made or written."""
     assert spec.csr is not None
@@ -88,7 +88,7 @@ async def _issue_csr(session: Session, store: Store, spec: CertSpec,
 
 
 async def _resume_recorded(
-    session: Session, store: Store, name: str, names: Sequence[str],
+    session: Session, store: CertStore, name: str, names: Sequence[str],
     domain_key: keytypes.PrivateKey, solver: Solver, preferred_chain: str | None,
 ) -> tuple[Bundle, str] | None:
     """An order recorded by an interrupted attempt, for these names and this pending key."""
@@ -106,7 +106,7 @@ async def _resume_recorded(
         return None
 
 
-def _meta(store: Store, session: Session, name: str, bundle: Bundle, order_url: str,
+def _meta(store: CertStore, session: Session, name: str, bundle: Bundle, order_url: str,
           key_type: str) -> VersionMeta:
     return VersionMeta(
         version=store.next_version(name), names=tuple(bundle.names), key_type=key_type,
@@ -117,7 +117,7 @@ def _meta(store: Store, session: Session, name: str, bundle: Bundle, order_url: 
     )
 
 
-def _domain_key_pem(store: Store, name: str, key_type: KeyType, reuse_key: bool) -> bytes:
+def _domain_key_pem(store: CertStore, name: str, key_type: KeyType, reuse_key: bool) -> bytes:
     """The key for the next version: the current one if reused, else a new one.
 
     A new key is saved as pending before the CA sees its CSR, so that an interrupted run

@@ -24,7 +24,7 @@ from . import fsutil
 from .plan import renewal
 from .report import Outcome
 from .spec import JobConfig
-from .store import Store
+from .store import CertStore
 
 HELP = {
     "certfleet_certificate_not_after_seconds": ("gauge", "When the active version expires."),
@@ -45,7 +45,7 @@ def label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _lines(store: Store, job: JobConfig, outcomes: Sequence[Outcome], started: datetime,
+def _lines(store: CertStore, job: JobConfig, outcomes: Sequence[Outcome], started: datetime,
            finished: datetime) -> Iterator[tuple[str, str, float]]:
     specs = {spec.name: spec for spec in job.certs}
     names = sorted(set(specs) | set(store.all_names()))
@@ -74,7 +74,7 @@ def _lines(store: Store, job: JobConfig, outcomes: Sequence[Outcome], started: d
         yield "certfleet_run_certificates", f'result="{label(result)}"', float(count)
 
 
-def render(store: Store, job: JobConfig, outcomes: Sequence[Outcome], started: datetime,
+def render(store: CertStore, job: JobConfig, outcomes: Sequence[Outcome], started: datetime,
            finished: datetime) -> str:
     by_metric: dict[str, list[str]] = {}
     for metric, labels, value in _lines(store, job, outcomes, started, finished):
@@ -87,7 +87,7 @@ def render(store: Store, job: JobConfig, outcomes: Sequence[Outcome], started: d
     return "\n".join(out) + "\n"
 
 
-def write(path: Path, store: Store, job: JobConfig, outcomes: Sequence[Outcome],
+def write(path: Path, store: CertStore, job: JobConfig, outcomes: Sequence[Outcome],
           started: datetime, finished: datetime) -> None:
     text = render(store, job, outcomes, started, finished)
     fsutil.write_atomic(path, text.encode(), mode=0o644)

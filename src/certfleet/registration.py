@@ -31,7 +31,7 @@ from .protocol import jws
 from .protocol.b64 import b64url_decode
 from .protocol.messages import AccountResource, AccountStatus, Directory
 from .session import Session, Sleep, parse_response
-from .store import Store
+from .store import CertStore
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def eab_settings(job: object | None = None,
 
 
 async def open_account(
-    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
+    client: AcmeClient, store: CertStore, key_type: KeyType, contact: Sequence[str],
     sleep: Sleep = asyncio.sleep, *, eab: Eab | None = None,
 ) -> Session:
     """Load or create the account key and find or register its account at the CA.
@@ -100,7 +100,7 @@ async def open_account(
 
 
 async def find_or_register(
-    client: AcmeClient, store: Store, key_type: KeyType, contact: Sequence[str],
+    client: AcmeClient, store: CertStore, key_type: KeyType, contact: Sequence[str],
     sleep: Sleep = asyncio.sleep, *, eab: Eab | None = None, register: bool = True,
 ) -> tuple[Session, bool]:
     """``open_account``, also saying whether the account was registered just now.
@@ -257,7 +257,7 @@ def _deactivated(directory_url: str, url: Any, key: AccountKey) -> ConfigError:
                        f"(RFC 8555 §7.3.6); register a new one with `{REGISTER_NEW_KEY}`")
 
 
-def _note_deactivated(store: Store, directory_url: str, record: Mapping[str, Any],
+def _note_deactivated(store: CertStore, directory_url: str, record: Mapping[str, Any],
                       key: AccountKey) -> None:
     """Remember that the CA deactivated the account, so later runs fail without asking."""
     if record.get("thumbprint") == key.thumbprint and record.get("status") != "deactivated":

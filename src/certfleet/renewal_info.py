@@ -20,7 +20,7 @@ from .acme_client import AcmeClient
 from .errors import CertfleetError, safe_text
 from .protocol import ari
 from .protocol.messages import MalformedMessage
-from .store import Store, VersionMeta
+from .store import CertStore, VersionMeta
 
 log = logging.getLogger(__name__)
 AT_ONCE = 8
@@ -48,7 +48,7 @@ async def _ask(client: AcmeClient, base: str, meta: VersionMeta, previous: ari.S
                         ari.recheck_after(response.retry_after(now), now), _rng.random())
 
 
-def _record(store: Store, name: str, schedule: ari.Schedule) -> None:
+def _record(store: CertStore, name: str, schedule: ari.Schedule) -> None:
     """Keep the schedule, unless another run holds the certificate right now."""
     if not store.try_lock(name):
         return
@@ -60,7 +60,7 @@ def _record(store: Store, name: str, schedule: ari.Schedule) -> None:
         store.unlock(name)
 
 
-async def refresh(client: AcmeClient, store: Store,
+async def refresh(client: AcmeClient, store: CertStore,
                   certs: Sequence[tuple[str, VersionMeta]]) -> None:
     """Ask the CA for the renewal window of each certificate given (already known due)."""
     directory = await client.directory()

@@ -19,7 +19,7 @@ from .keytypes import KeyType
 from .protocol.b64 import b64url
 from .registration import open_account
 from .session import Session
-from .store import Store, StoredCert
+from .store import CertStore, StoredCert
 
 REVOCATION_REASONS = {  # RFC 5280 §5.3.1 CRLReason values ACME CAs accept
     "unspecified": 0, "keyCompromise": 1, "affiliationChanged": 3, "superseded": 4,
@@ -60,7 +60,7 @@ async def revoke(
     await client.post(directory.revoke_cert, payload, signer)
 
 
-async def revoke_stored(client: AcmeClient, store: Store, stored: StoredCert, reason: str,
+async def revoke_stored(client: AcmeClient, store: CertStore, stored: StoredCert, reason: str,
                         with_cert_key: bool = False) -> None:
     """Revoke the active version of a stored certificate and record it in its state.
 

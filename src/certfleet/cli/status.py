@@ -18,10 +18,10 @@ from ..layout import placement
 from ..plan import renewal
 from ..spec import CertSpec, JobConfig
 from ..state import CertState
-from ..store import Store, VersionMeta
+from ..store import CertStore, VersionMeta
 
 
-def rows(store: Store, job: JobConfig | None) -> list[dict[str, Any]]:
+def rows(store: CertStore, job: JobConfig | None) -> list[dict[str, Any]]:
     configured = {spec.name: spec for spec in job.certs} if job else {}
     fraction = job.renew_fraction if job else 1 / 3
     now = datetime.now(UTC)

@@ -29,7 +29,7 @@ from ..registration import existing_account, find_or_register
 from ..report import EXIT_CHANGED, EXIT_FAILED, EXIT_NOTHING, certificates
 from ..spec import JobConfig
 from ..state import CertState
-from ..store import Store
+from ..store import CertStore, Store
 from . import render, source
 from .found import FoundAccount, FoundCert, Migration
 
@@ -74,7 +74,7 @@ async def carry(migration: Migration, job: JobConfig, config: Path, domains: Pat
     return _summary(migration, imported, say, would=False)
 
 
-def _same_key_or_none(store: Store | None, account: FoundAccount) -> None:
+def _same_key_or_none(store: CertStore | None, account: FoundAccount) -> None:
     if store is None:
         return
     path = store.account_key_path(account.directory)
@@ -105,7 +105,7 @@ async def _look_up(job: JobConfig, account: FoundAccount, migration: Migration,
                                       if c.startswith("mailto:") and c.isprintable()][:8]
 
 
-def _taken(store: Store | None, cert: FoundCert, migration: Migration) -> bool:
+def _taken(store: CertStore | None, cert: FoundCert, migration: Migration) -> bool:
     if store is None or not store.has_cert(cert.name):
         return False
     migration.refuse(cert.name, f"{source.shown(store.root)} has a certificate {cert.name} "
@@ -113,7 +113,7 @@ def _taken(store: Store | None, cert: FoundCert, migration: Migration) -> bool:
     return True
 
 
-async def _install(job: JobConfig, store: Store, account: FoundAccount, say: Say) -> None:
+async def _install(job: JobConfig, store: CertStore, account: FoundAccount, say: Say) -> None:
     """The key as this CA's account key, and its record as a lookup writes it."""
     path = store.account_key_path(account.directory)
     there = os.path.lexists(path)
@@ -124,7 +124,7 @@ async def _install(job: JobConfig, store: Store, account: FoundAccount, say: Say
     say(f"account: {'already' if there else 'imported as'} {source.shown(path)}")
 
 
-def _activate(store: Store, cert: FoundCert, migration: Migration, say: Say) -> bool:
+def _activate(store: CertStore, cert: FoundCert, migration: Migration, say: Say) -> bool:
     name = cert.name
     if not store.try_lock(name):
         migration.refuse(name, "a certfleet run holds its lock; not imported")

@@ -1,13 +1,14 @@
 """The shared store: certificates, state, accounts and tokens in PostgreSQL, for many hosts.
 
 Touches the database (through ``Db`` and ``Leases``) and, for what stays on each Work
-host, the local state directory (``files.Store``, which this extends): the run markers,
-the fleet lock, the clock record, the per-certificate flock (one host's own processes
-queue there before they claim a lease) and the account key file the ACME code signs with
-(a copy of the shared one). Every write of a certificate's rows happens in a transaction
-fenced by its lease (``pg_lease``); private keys are sealed (``sealed``) before they are
-sent. The fleet runner, ``status``, ``deploy`` and ``serve`` see the same methods as the
-file store's and do not know which they use.
+host, the local state directory (through a ``files.Store`` it holds, ``local``): the run
+markers, the fleet lock, the clock record, the per-certificate flock (one host's own
+processes queue there before they claim a lease) and the account key file the ACME code
+signs with (a copy of the shared one). Every write of a certificate's rows happens in a
+transaction fenced by its lease (``pg_lease``); private keys are sealed (``sealed``)
+before they are sent. It implements ``CertStore`` method by method, nothing inherited:
+the fleet runner, ``status``, ``deploy`` and ``serve`` are written against that
+interface and do not know which store they use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,7 @@ from ..state import CertState, StateDamaged
 from . import pg_schema
 from .files import KEEP_VERSIONS, STATE_LIMIT, Store
 from .index import NO_STATE, Snapshot
-from .locks import LOCK_WAIT, Locks
+from .locks import LOCK_WAIT
 from .meta import StoredCert, VersionMeta, ca_id
 from .pg_conn import Db, Tx
 from .pg_lease import Leases
@@ -46,17 +48,17 @@ PEM_COLUMNS = {"cert.pem": "cert", "chain.pem": "chain", "fullchain.pem": "fullc
                "privkey.pem": "privkey"}
 
 
-class PgStore(Store):
+class PgStore:
     """The shared store of several Work hosts; ``state_dir`` holds this host's local part."""
 
     shared = True
+    tokens: DbTokens | None
 
     def __init__(self, root: Path, settings: StoreSettings, *, create: bool = True,
                  account_key_type: KeyType = KeyType.EC256) -> None:
-        if create or root.is_dir():
-            super().__init__(root, create=create)
-        else:  # `status` on a host that never ran: everything it reads is in the database
-            self.writable, self.root, self._cert_dirs, self.locks = False, root, set(), Locks()
+        self.root, self.writable = root, create
+        # `status` on a host that never ran has no local part: all it reads is in the database
+        self._local = Store(root, create=create) if create or root.is_dir() else None
         assert settings.key is not None
         self.settings, self._key = settings, settings.key
         self.account_key_type = account_key_type
@@ -70,13 +72,42 @@ class PgStore(Store):
         self.leases.close()
         self.db.close()
 
+    @property
+    def local(self) -> Store:
+        """This host's state directory."""
+        if self._local is None:
+            raise StoreError(f"state directory {self.root} does not exist (this Work host "
+                             "has not run yet)")
+        return self._local
+
+    # -- runs: this host's own ---------------------------------------------------------------
+
+    def running(self) -> AbstractContextManager[bool]:
+        return self.local.running()
+
+    def whole_fleet(self) -> AbstractContextManager[None]:
+        return self.local.whole_fleet()
+
+    def sweep(self) -> None:
+        """This host's temporary files: nothing half-written is ever left in the database."""
+        self.local.sweep()
+
+    def challenge_dir(self) -> Path:
+        return self.local.challenge_dir()
+
+    def read_clock(self) -> dict[str, Any]:
+        return self.local.read_clock() if self._local is not None else {}
+
+    def write_clock(self, record: dict[str, Any]) -> None:
+        self.local.write_clock(record)
+
     # -- leases (the locks of the file store, for every host) --------------------------------
 
     def try_lock(self, name: str) -> bool:
-        if not super().try_lock(name):
+        if not self.local.try_lock(name):
             return False
         if self.leases.claim(name) is None:
-            super().unlock(name)
+            self.local.unlock(name)
             return False
         return True
 
@@ -84,7 +115,7 @@ class PgStore(Store):
         try:
             self.leases.release(name)
         finally:
-            super().unlock(name)
+            self.local.unlock(name)
 
     @contextlib.asynccontextmanager
     async def locked(self, name: str, wait: float = LOCK_WAIT, *,
@@ -92,7 +123,7 @@ class PgStore(Store):
         """This host's lock, then the certificate's lease; ``skip_if_claimed``: raise
         ``ClaimedElsewhere`` at once if another host holds the lease, rather than wait."""
         loop = asyncio.get_running_loop()
-        async with self.locks.held(name, self.cert_dir(name) / "lock", wait):
+        async with self.local.locked(name, wait):
             deadline = loop.time() + (0 if skip_if_claimed else wait)
             while await asyncio.to_thread(self.leases.claim, name) is None:
                 if loop.time() >= deadline:
@@ -104,7 +135,7 @@ class PgStore(Store):
             finally:
                 await asyncio.to_thread(self.leases.release, name)
 
-    def _fenced(self, name: str) -> contextlib.AbstractContextManager[Tx]:
+    def _fenced(self, name: str) -> AbstractContextManager[Tx]:
         return self.leases.fenced(name)
 
     # -- versions ----------------------------------------------------------------------------
@@ -226,6 +257,9 @@ class PgStore(Store):
         return current if current is not None and current.meta.order_url == order_url \
             else None
 
+    def next_version(self, name: str) -> int:
+        return max(self.versions(name), default=0) + 1
+
     def versions(self, name: str) -> list[int]:
         return [row[0] for row in self.db.run(
             "SELECT version FROM certfleet_versions WHERE name = :n ORDER BY version", n=name)]
@@ -251,9 +285,6 @@ class PgStore(Store):
     def clear_pending(self, name: str) -> None:
         with self._fenced(name) as tx:
             tx.run("UPDATE certfleet_certs SET pending_key = NULL WHERE name = :n", n=name)
-
-    def sweep(self) -> None:
-        return None  # nothing half-written can be left in the database; local files aside
 
     # -- state records -------------------------------------------------------------------------
 
@@ -290,7 +321,7 @@ class PgStore(Store):
     def account_key_path(self, directory_url: str) -> Path:
         """The local copy of the shared account key (made and shared by the first host
         that needs one; every host then signs with the same key)."""
-        path = super().account_key_path(directory_url)
+        path = self.local.account_key_path(directory_url)
         ident = ca_id(directory_url)
         where = f"account/{ident}"
         shared = self._shared_key(directory_url)
@@ -323,7 +354,7 @@ class PgStore(Store):
 
         shared = self._shared_key(directory_url)
         if shared is None:
-            return super().account_key(directory_url)
+            return self.local.account_key(directory_url) if self._local is not None else None
         return AccountKey.from_pem(shared, f"account/{ca_id(directory_url)} (shared store)")
 
     def _shared_key(self, directory_url: str) -> bytes | None:
@@ -344,7 +375,7 @@ class PgStore(Store):
         from ..account_key import AccountKey
 
         ident = ca_id(directory_url)
-        path = super().account_key_path(directory_url)
+        path = self.local.account_key_path(directory_url)
         local = AccountKey.load(path)
         sealed = None
         if local is not None and record.get("thumbprint") == local.thumbprint:
