@@ -24,6 +24,7 @@ _TOOLS_DIR = str(Path(__file__).resolve().parent.parent / "tools")
 if _TOOLS_DIR not in sys.path:
     sys.path.insert(0, _TOOLS_DIR)
 
+import mutation_hooks  # noqa: E402
 from pebble_lab import LabUnavailable, PebbleLab, find_binaries  # noqa: E402
 from pg_lab import PgLab, PgUnavailable, find_bin_dir  # noqa: E402
 
@@ -87,6 +88,12 @@ def pytest_configure(config: pytest.Config) -> None:
     seed = _session_seed()
     config.stash[_SEED] = seed
     _hypothesis_profile(config, seed)
+    if mutation_hooks.active():
+        config.pluginmanager.register(mutation_hooks.Bound(), "mutation_hooks")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    mutation_hooks.collected(config)
 
 
 def _replay(config: pytest.Config) -> str:
