@@ -53,6 +53,11 @@ MIN_FREE_BYTES = 1 << 20
 STATE_LIMIT = 1 << 20
 
 
+def account_dir(root: Path, directory_url: str) -> Path:
+    """Where a state directory keeps the account at ``directory_url`` (made or not)."""
+    return root / "accounts" / ca_id(directory_url)
+
+
 class Store:
     """A state directory on the Work host's disk."""
 
@@ -76,7 +81,7 @@ class Store:
     # -- accounts ---------------------------------------------------------------------------
 
     def account_dir(self, directory_url: str) -> Path:
-        path = self.root / "accounts" / ca_id(directory_url)
+        path = account_dir(self.root, directory_url)
         return fsutil.secure_dir(path) if self.writable else path
 
     def account_key_path(self, directory_url: str) -> Path:

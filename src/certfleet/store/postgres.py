@@ -31,7 +31,7 @@ from ..standing import from_json as standing_from_json
 from ..standing import of as standing_of
 from ..state import CertState, StateDamaged
 from . import pg_schema
-from .files import KEEP_VERSIONS, STATE_LIMIT, Store
+from .files import KEEP_VERSIONS, STATE_LIMIT, Store, account_dir
 from .index import NO_STATE, Snapshot
 from .locks import LOCK_WAIT
 from .meta import StoredCert, VersionMeta, ca_id
@@ -321,6 +321,8 @@ class PgStore:
     def account_key_path(self, directory_url: str) -> Path:
         """The local copy of the shared account key (made and shared by the first host
         that needs one; every host then signs with the same key)."""
+        if self._local is None:  # a host that never ran: where its copy will be
+            return account_dir(self.root, directory_url) / "account.key"
         path = self.local.account_key_path(directory_url)
         ident = ca_id(directory_url)
         where = f"account/{ident}"
