@@ -252,6 +252,11 @@ ELSEWHERE = {
     "sources.job_from": "here: test_no_configuration_at_all",
     "problems.raise_if_any": "every case (it raises what the others collect)",
     "__init__.__getattr__": "not a value check (an unknown attribute of the package)",
+    "store_section._backend": "test_store_config.py::test_bad_values_name_their_line",
+    "store_section._holder": "test_store_config.py::test_bad_values_name_their_line",
+    "store_section._key": "test_store_config.py::test_bad_values_name_their_line",
+    "store_section.store": "test_store_config.py::test_bad_values_name_their_line, "
+                           "test_postgresql_options_with_the_file_store_are_refused",
 }
 
 

@@ -58,6 +58,13 @@ def test_the_default_is_the_file_store(tmp_path: Path) -> None:
     (('key_file = "key"', 'key_file = "pw"'), 7, "must hold 64 hex digits"),
     (('key_file = "key"', 'key_file = "nothing"'), 7, "no such file"),
     (('password_file = "pw"\n', ""), 3, "needs the database password"),
+    (('dsn = "postgresql://cf@db.example.net/cf"\n', ""), 3, "needs dsn = "),
+    (('ca_file = "ca.pem"', 'ca_file = "nowhere.pem"'), 6, "nowhere.pem: no such file"),
+    (('key_file = "key"\n', ""), 3, "needs key_file (make one with"),
+    (('key_file = "key"\n', 'key_file = "key"\nholder = ""\n'), 8,
+     "holder must be a printable name"),
+    (('key_file = "key"\n', 'key_file = "key"\nholder = "a\\tb"\n'), 8,
+     "holder must be a printable name"),
 ])
 def test_bad_values_name_their_line(tmp_path: Path, change: tuple[str, str], line: int,
                                     phrase: str) -> None:
