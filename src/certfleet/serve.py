@@ -68,7 +68,8 @@ async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None,
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     if tokens is not None:
-        responder = Responder(host, port, tokens.read, demand=_Every(tokens.count))
+        responder = Responder(host, port, tokens.read, demand=_Every(tokens.count),
+                              blocking=True)
     else:
         responder = Responder(host, port, lambda token: read_token(directory, token),
                               demand=_TokenCount(directory))
@@ -86,16 +87,25 @@ async def serve(listen: str, directory: Path, stop: asyncio.Event | None = None,
 
 
 class _Every:
-    """``count`` asked at most once a second."""
+    """``count`` asked at most once a second, in a worker thread (it asks the database):
+    the caps follow the last answer, and the event loop never waits for the next."""
 
     def __init__(self, count: Callable[[], int]) -> None:
         self.count, self.value, self.at = count, 0, -1.0
+        self._asking: asyncio.Future[int] | None = None
 
     def __call__(self) -> int:
         now = time.monotonic()
-        if now - self.at >= 1.0:
-            self.at, self.value = now, self.count()
+        if now - self.at >= 1.0 and self._asking is None:
+            self.at = now
+            self._asking = asyncio.get_running_loop().run_in_executor(None, self.count)
+            self._asking.add_done_callback(self._answered)
         return self.value
+
+    def _answered(self, asking: asyncio.Future[int]) -> None:
+        self._asking = None
+        if not asking.cancelled() and asking.exception() is None:
+            self.value = asking.result()
 
 
 class _TokenCount:

@@ -12,6 +12,7 @@ import asyncio
 import random
 import subprocess
 import sys
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -38,6 +39,7 @@ from .rawhttp import (
     Answer,
     ask,
     capture,
+    exchange,
     log_lines,
     read_all,
     request,
@@ -419,3 +421,38 @@ def test_host_matches_is_exact(header: str) -> None:
     if host_matches(header, NAME):
         host = header.strip(" \t").lower()
         assert host.rpartition(":")[0] in (NAME, NAME + ".") or host in (NAME, NAME + ".")
+
+
+def test_a_slow_blocking_lookup_holds_up_only_its_own_request() -> None:
+    """The shared store's lookup asks the database (``blocking``): while one request waits
+    for its answer, another is answered, and then the first."""
+    release = threading.Event()
+    slow = "s" * 43
+
+    def lookup(token: str) -> tuple[str, str] | None:
+        if token == slow:
+            release.wait(10)     # what the database would take, at worst
+            return (NAME, "slow." + KEY_AUTH)
+        return (NAME, KEY_AUTH) if token == TOKEN else None
+
+    async def scenario() -> list[str]:
+        responder = Responder("127.0.0.1", 0, lookup, blocking=True)
+        await responder.start()
+        port = responder.sockets[0][1]
+        order: list[str] = []
+
+        async def one(path: str, label: str) -> None:
+            answer = await exchange(port, request(path=path), timeout=15)
+            assert answer.status == 200, answer.raw
+            order.append(label)
+            if label == "fast":
+                release.set()
+
+        try:
+            await asyncio.gather(one(HTTP_01_PREFIX + slow, "slow"), one(PATH, "fast"))
+        finally:
+            release.set()
+            await responder.stop()
+        return order
+
+    assert asyncio.run(scenario()) == ["fast", "slow"]

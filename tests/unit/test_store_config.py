@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,30 @@ def test_several_work_hosts_make_one_upstream() -> None:
     with pytest.raises(ConfigError, match="is not HOST:PORT"):
         nginx_config.lb_proxy(["192.0.2.11:8080", "h:80;"])
     assert "proxy_pass http://192.0.2.11:8080;" in nginx_config.lb_proxy(["192.0.2.11:8080"])
+
+
+def test_serve_counts_the_shared_tokens_without_waiting_for_the_database() -> None:
+    """`serve`'s caps follow the tokens presented in the shared store; counting them asks
+    the database, in a worker thread: the event loop gets the last count at once."""
+    from certfleet.serve import _Every
+
+    release, asked = threading.Event(), threading.Event()
+
+    def count() -> int:
+        asked.set()
+        release.wait(10)
+        return 7
+
+    async def body() -> tuple[int, int]:
+        every = _Every(count)
+        first = every()               # asks in the background; the last count meanwhile
+        await asyncio.to_thread(asked.wait, 10)
+        assert not release.is_set()
+        release.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if every.value == 7:
+                break
+        return first, every()
+
+    assert asyncio.run(body()) == (0, 7)

@@ -56,9 +56,13 @@ class Responder:
     """The listener: answers validation requests from ``lookup`` within ``limits``."""
 
     def __init__(self, host: str, port: int, lookup: Lookup,
-                 limits: Limits | None = None, demand: Callable[[], int] | None = None) -> None:
-        """``demand``: how many tokens are presented now (the caps grow with it)."""
+                 limits: Limits | None = None, demand: Callable[[], int] | None = None,
+                 *, blocking: bool = False) -> None:
+        """``demand``: how many tokens are presented now (the caps grow with it).
+        ``blocking``: ``lookup`` waits on something slow (the shared store's database), so
+        it runs in a worker thread, and a slow answer holds up only its own request."""
         self.host, self.port, self.lookup, self.demand = host, port, lookup, demand
+        self.blocking = blocking
         self.limits = limits or Limits()
         self._table = ConnectionTable(self.limits, descriptor_budget(self.limits), demand)
         self._listeners: list[socket.socket] = []
@@ -208,7 +212,7 @@ class Responder:
             if end is None:
                 raise BadRequest(f"request head over {limits.max_head} bytes", 431)
             head = parse_head(buffer[:end], limits.max_head)
-            status, body = self._answer(conn, head)
+            status, body = self._answer(conn, head, await self._entry(head))
         except BadRequest as bad:
             log.info("http-01 request from %s: refused: %s -> %d",
                      self._client(conn, head), safe_text(bad.reason, 160), bad.status)
@@ -216,12 +220,19 @@ class Responder:
         await self._respond(conn, reader, writer, status, body,
                             with_body=head is None or head.method != "HEAD")
 
-    def _answer(self, conn: Conn, head: Head) -> tuple[int, bytes]:
+    async def _entry(self, head: Head) -> tuple[str, str] | None:
+        """What was presented for the token a GET asks for; None for anything else."""
+        token = _token(head.target)
+        if head.method != "GET" or not token_is_safe(token):
+            return None
+        if self.blocking:
+            return await asyncio.to_thread(self.lookup, token)
+        return self.lookup(token)
+
+    def _answer(self, conn: Conn, head: Head,
+                entry: tuple[str, str] | None) -> tuple[int, bytes]:
         target = head.target
-        token = target.removeprefix(HTTP_01_PREFIX) if target.startswith(HTTP_01_PREFIX) \
-            else ""
-        entry = self.lookup(token) if head.method == "GET" and token_is_safe(token) \
-            else None
+        token = _token(target)
         host = head.host
         ok = entry is not None and host is not None and host_matches(host, entry[0])
         status = 200 if ok else 404
@@ -268,3 +279,7 @@ class Responder:
 def _shown(value: str, limit: int) -> str:
     """A header value (latin-1 from the parser) as text fit for a log line."""
     return safe_text(text_of(value.encode("latin-1", "replace")), limit)
+
+
+def _token(target: str) -> str:
+    return target.removeprefix(HTTP_01_PREFIX) if target.startswith(HTTP_01_PREFIX) else ""
