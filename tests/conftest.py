@@ -90,6 +90,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _hypothesis_profile(config, seed)
     if mutation_hooks.active():
         config.pluginmanager.register(mutation_hooks.Bound(), "mutation_hooks")
+        config.pluginmanager.register(mutation_hooks.Order(os.environ["MUTANT_UNDER_TEST"]),
+                                      "mutation_order")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -41,6 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
 REPORT = ROOT / "mutation" / "report.md"
 EQUIVALENT = ROOT / "mutation" / "equivalent.md"
+KILLERS = ROOT / "mutation" / "killers.json"   # which tests killed each function's mutants
+KILLS = MUTANTS / "kills.jsonl"                # appended by the children of this run
+KEEP = 3                                       # killers remembered per function
 CLASS_SEP = "ǁ"  # mutmut's separator in mangled method names: xǁClassǁmethod
 
 DETECTED = {"killed": "killed", "caught by type check": "killed", "timeout": "timeout",
@@ -84,7 +87,40 @@ def mutmut_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         [str(MUTANTS / "src"), *filter(None, [env.get("PYTHONPATH")])])
     env["CERTFLEET_MUTATING"] = "1"   # tighter bounds on hung scenarios (tests/waits.py)
+    env["CERTFLEET_MUTATION_KILLERS"] = str(KILLERS)  # tools/mutation_hooks.py: test order
+    env["CERTFLEET_MUTATION_KILLS"] = str(KILLS)
     return env
+
+
+def merged_killers(record: dict[str, list[str]], kills: list[str]) -> dict[str, list[str]]:
+    """The record after a run: for each function whose mutants were killed this run, the
+    tests that killed most of them (ties: the earlier kill); the other functions keep
+    their entries from before."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for line in kills:
+        try:
+            kill = json.loads(line)
+            counts[str(kill["function"])][str(kill["test"])] += 1
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut short by a killed child
+    merged = dict(record)
+    for function, tests in counts.items():
+        merged[function] = [test for test, _ in tests.most_common(KEEP)]
+    return dict(sorted(merged.items()))
+
+
+def save_killers() -> None:
+    try:
+        kills = KILLS.read_text().splitlines()
+    except FileNotFoundError:
+        return
+    try:
+        record = json.loads(KILLERS.read_text())
+    except (OSError, ValueError):
+        record = {}
+    merged = merged_killers(record if isinstance(record, dict) else {}, kills)
+    KILLERS.write_text(json.dumps(merged, indent=1, ensure_ascii=False) + "\n")
+    KILLS.unlink()
 
 
 def run_mutmut(jobs: int, names: list[str]) -> int:
@@ -283,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(MUTANTS, ignore_errors=True)
         start = time.monotonic()
         if not args.again or names:
+            KILLS.unlink(missing_ok=True)
             code = run_mutmut(args.jobs, names)
+            save_killers()
             if code != 0:
                 print(f"mutmut exited with {code}", file=sys.stderr)
                 return code

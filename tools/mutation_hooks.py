@@ -18,6 +18,14 @@ loaded machine. A test past its bound ends the process with SIGXCPU, the signal 
 own timeout sends, so the mutant is reported as mutmut would report it (timed out, which
 counts as detected), only sooner. The slowest test of the selection takes 3.3 s alone,
 and ``make mutate`` runs two children a core: a test that passes is never near its bound.
+
+In a child, the tests that killed mutants of the same function in the last run go first
+(then those that killed mutants of the same module), the rest in mutmut's order, fastest
+first. mutmut stops a mutant's tests at the first failure, so a mutant is detected by its
+likely killer instead of after every faster test that cannot see it; a mutant that
+survives still runs every test, so the verdicts are those of any order. The record is
+``mutation/killers.json``, rewritten by tools/mutate.py from the kills each child appends
+to the file named by ``CERTFLEET_MUTATION_KILLS``.
 """
 
 from __future__ import annotations
@@ -37,6 +45,8 @@ import pytest
 STATS = Path("mutmut-stats.json")  # mutmut runs the tests in mutants/, where it keeps this
 FACTOR = 10.0
 SLACK = 5.0
+KILLERS = "CERTFLEET_MUTATION_KILLERS"  # the last run's record: function -> tests, read
+KILLS = "CERTFLEET_MUTATION_KILLS"      # this run's kills, one JSON line each, appended
 
 
 def active() -> bool:
@@ -45,6 +55,7 @@ def active() -> bool:
 
 
 _READ: dict[str, float] = {}  # the tests' times, read once in the fork server
+_KILLERS: dict[str, list[str]] = {}  # the last run's killers, read once there too
 
 
 def collected(config: pytest.Config) -> None:
@@ -52,6 +63,7 @@ def collected(config: pytest.Config) -> None:
     read the tests' times and freeze what it holds for the children it will fork."""
     if config.option.collectonly and "mutmut" in sys.modules and not active():
         _READ.update(_times())
+        _KILLERS.update(_killers())
         gc.collect()
         gc.freeze()
 
@@ -63,6 +75,16 @@ def _times() -> dict[str, float]:
         return {}
     times = record.get("duration_by_test", {})
     return {str(k): float(v) for k, v in times.items()} if isinstance(times, dict) else {}
+
+
+def _killers() -> dict[str, list[str]]:
+    try:
+        record = json.loads(Path(os.environ[KILLERS]).read_text())
+    except (KeyError, OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    return {str(k): [str(t) for t in v] for k, v in record.items() if isinstance(v, list)}
 
 
 def _over(signum: int, frame: FrameType | None) -> None:
@@ -87,3 +109,42 @@ class Bound:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+
+
+def function_of(mutant: str) -> str:
+    """mutmut's mangled function name of a mutant: certfleet.plan.x_due__mutmut_3 ->
+    certfleet.plan.x_due."""
+    return mutant.partition("__mutmut_")[0]
+
+
+def likely_killers(record: dict[str, list[str]], function: str) -> list[str]:
+    """The tests to run first for a mutant of ``function``: its own killers, then those of
+    the other functions of its module, each once, in that order."""
+    module = function.rpartition(".")[0]
+    others = [t for f, tests in sorted(record.items())
+              if f != function and f.rpartition(".")[0] == module for t in tests]
+    return list(dict.fromkeys([*record.get(function, []), *others]))
+
+
+class Order:
+    """Puts a mutant's likely killers first and records which test killed it."""
+
+    def __init__(self, mutant: str) -> None:
+        self.function = function_of(mutant)
+        self.first = likely_killers(_KILLERS or _killers(), self.function)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        rank = {test: i for i, test in enumerate(self.first)}
+        items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: rest kept
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        log = os.environ.get(KILLS)
+        if not report.failed or not log:
+            return
+        line = json.dumps({"function": self.function, "test": report.nodeid}) + "\n"
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())  # one short write: lines of children never interleave
+        finally:
+            os.close(fd)

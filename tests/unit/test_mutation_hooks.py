@@ -93,3 +93,78 @@ def test_frozen_only_in_mutmuts_fork_server(monkeypatch: pytest.MonkeyPatch,
     config = types.SimpleNamespace(option=types.SimpleNamespace(collectonly=collect_only))
     mutation_hooks.collected(config)  # type: ignore[arg-type]
     assert calls == (["freeze"] if frozen else [])
+
+
+# -- the order of a mutant's tests, and the record of which test killed it -----------------
+
+ORDER_DRIVER = """
+import os, sys, pytest, mutation_hooks
+sys.exit(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "test_it.py"],
+                     plugins=[mutation_hooks.Order(os.environ["MUTANT_UNDER_TEST"])]))
+"""
+
+ORDER_TESTS = """
+def _ran(name):
+    with open("ran", "a") as f:
+        f.write(name + "\\n")
+def test_a():
+    _ran("a")
+def test_b():
+    _ran("b")
+def test_c():
+    _ran("c")
+    assert False, "the killer"
+"""
+
+
+def _ordered(tmp_path: Path, record: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+    (tmp_path / "test_it.py").write_text(ORDER_TESTS)
+    (tmp_path / "killers.json").write_text(json.dumps(record))
+    env = dict(os.environ, PYTHONPATH=str(TOOLS),
+               MUTANT_UNDER_TEST="certfleet.plan.x_due__mutmut_3",
+               CERTFLEET_MUTATION_KILLERS=str(tmp_path / "killers.json"),
+               CERTFLEET_MUTATION_KILLS=str(tmp_path / "kills.jsonl"))
+    done = subprocess.run([sys.executable, "-c", ORDER_DRIVER], cwd=tmp_path, env=env,
+                          capture_output=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stdout
+    kills = (tmp_path / "kills.jsonl").read_text().splitlines()
+    return (tmp_path / "ran").read_text().split(), kills
+
+
+def test_the_last_killer_of_the_function_runs_first(tmp_path: Path) -> None:
+    ran, kills = _ordered(tmp_path, {"certfleet.plan.x_due": ["test_it.py::test_c"],
+                                     "certfleet.plan.x_other": ["test_it.py::test_b"]})
+    assert ran == ["c"]  # -x: the mutant is detected before the tests that cannot see it
+    assert [json.loads(k) for k in kills] == [
+        {"function": "certfleet.plan.x_due", "test": "test_it.py::test_c"}]
+
+
+def test_without_a_record_the_order_is_mutmuts(tmp_path: Path) -> None:
+    ran, kills = _ordered(tmp_path, {"certfleet.fsutil.x_due": ["test_it.py::test_c"]})
+    assert ran == ["a", "b", "c"]
+    assert len(kills) == 1
+
+
+def test_likely_killers_are_the_functions_own_then_its_modules() -> None:
+    record = {"m.x_f": ["t1", "t2"], "m.x_g": ["t2", "t3"], "m.sub.x_h": ["t4"],
+              "other.x_f": ["t5"]}
+    assert _hooks().likely_killers(record, "m.x_f") == ["t1", "t2", "t3"]
+    assert _hooks().likely_killers(record, "m.x_new") == ["t1", "t2", "t3"]
+    assert _hooks().likely_killers(record, "n.x_f") == []
+
+
+def _mutate() -> types.ModuleType:
+    sys.path.insert(0, str(TOOLS))
+    try:
+        import mutate
+    finally:
+        sys.path.remove(str(TOOLS))
+    return mutate
+
+
+def test_the_record_keeps_the_tests_that_killed_most() -> None:
+    kills = [json.dumps({"function": "m.x_f", "test": t}) for t in
+             ["t1", "t2", "t2", "t3", "t4", "t4", "t4"]]
+    kills.append('{"function": "m.x_f", "te')  # cut short by a killed child
+    merged = _mutate().merged_killers({"m.x_f": ["old"], "m.x_g": ["kept"]}, kills)
+    assert merged == {"m.x_f": ["t4", "t2", "t1"], "m.x_g": ["kept"]}
