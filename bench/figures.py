@@ -38,6 +38,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from _bench import FULL, QUICK, RA, Bench, median, spread
@@ -148,7 +149,7 @@ def startup(b: Bench) -> None:
     count = b.sizes.status_certs
 
     def status(budget: Budget) -> tuple[float, str]:
-        with b.prepared(count) as (config, work, _):
+        with b.prepared(count) as (config, work, _, _):
             times = [b.tree.cli("status", "--config", str(config), cwd=work,
                                 budget=budget).expect(0).wall * 1000
                      for _ in range(b.sizes.status_runs)]
@@ -158,15 +159,25 @@ def startup(b: Bench) -> None:
 
 
 def noop(b: Bench) -> None:
+    """Each size twice: as cron's runs go (the last run had nothing to do either, and is
+    replayed when nothing changed since), and planned in full (its record deleted before
+    each run: what a run costs after any change, or in a tree without ``quietrun``)."""
     for count, runs, target in b.sizes.noop:
-        def fn(budget: Budget, count: int = count, runs: int = runs) -> tuple[float, str]:
-            with b.prepared(count) as (config, work, first):
-                times = [b.tree.cli("run", "--config", str(config), cwd=work,
-                                    budget=budget).expect(2).wall for _ in range(runs)]
+        def fn(budget: Budget, count: int = count, runs: int = runs,
+               full: bool = False) -> tuple[float, str]:
+            with b.prepared(count) as (config, work, first, state):
+                times = []
+                for _ in range(runs):
+                    if full:
+                        (state / "quiet-run.json").unlink(missing_ok=True)
+                    times.append(b.tree.cli("run", "--config", str(config), cwd=work,
+                                            budget=budget).expect(2).wall)
             return median(times), f"{spread(times)}; the unmeasured first run " \
                                              f"(index built): {first.wall:.2f} s"
 
         b.measure("5", f"no-op run, {count:,} stored certificates", "s", target, "<=", fn)
+        b.measure("5", f"no-op run, {count:,} stored, planned in full (no quiet-run record)",
+                  "s", None, "", partial(fn, full=True))
 
 
 def memory(b: Bench) -> None:

@@ -53,6 +53,11 @@ class CaSessions:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self._stack.__aexit__(exc_type, exc, tb)
 
+    @property
+    def asked(self) -> bool:
+        """Whether any CA was (or was about to be) asked anything in this run."""
+        return bool(self._clients)
+
     async def client(self, url: str) -> AcmeClient:
         if url not in self._clients:
             self._clients[url] = await self._stack.enter_async_context(

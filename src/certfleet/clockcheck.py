@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import CertfleetError
 from .store import CertStore
@@ -28,13 +28,20 @@ class ClockSkewError(CertfleetError):
     """The local clock and the CA's differ by more than allowed."""
 
 
+def next_check(clock: dict[str, Any]) -> datetime | None:
+    """When the daily comparison falls due after the one ``clock`` (``clock.json``)
+    records; None if it records none (then it is due now)."""
+    try:
+        last = datetime.fromisoformat(str(clock.get("checked_at")))
+    except ValueError:
+        return None
+    return last + RECHECK if last.tzinfo is not None else None
+
+
 def check_needed(store: CertStore, now: datetime) -> bool:
     """Whether the daily comparison is due (or the clock went back since the last one)."""
-    try:
-        last = datetime.fromisoformat(str(store.read_clock().get("checked_at")))
-    except ValueError:
-        return True
-    return now < last or now - last >= RECHECK
+    due = next_check(store.read_clock())
+    return due is None or now < due - RECHECK or now >= due
 
 
 async def compare(client_for: Callable[[], Awaitable[AcmeClient]], store: CertStore,

@@ -14,15 +14,17 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from . import alerts, clockcheck, fleet_deploy, ratelimits
+from . import alerts, clockcheck, fleet_deploy, quietrun, ratelimits
 from .errors import AcmeProblem, CertfleetError, ClaimedElsewhere, ConfigError, is_ca_fault
 from .plan import CertPlan, make_plans
 from .protocol import ari
+from .quietrun import Inputs
 from .ratelimits import Ledger
 from .report import Outcome, Progress, Report
 from .solvers.choose import make_solver, unusable
@@ -60,12 +62,14 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
               deploy_only: bool = False, transport: TransportFactory | None = None,
               emit: Callable[[Outcome], None] | None = None,
               store: CertStore | None = None, whole: bool = False,
-              progress: Callable[[Progress], None] | None = None) -> list[Outcome]:
+              progress: Callable[[Progress], None] | None = None,
+              quiet: Inputs | None = None) -> list[Outcome]:
     """The whole job for ``specs``; one outcome per certificate, in their order.
 
     ``whole``: this is a run over the whole fleet (cron's); a second one while another
     holds the fleet stops at once with ``FleetBusy`` instead of waiting its turn on every
-    certificate.
+    certificate. ``quiet``: what the job was made from; a whole run that turns out to have
+    nothing to do is recorded for the next one to replay (``quietrun``).
     """
     from .ca import CaSessions  # the CA client (ssl, h11): not for `run --dry-run`
 
@@ -73,7 +77,7 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
         with contextlib.closing(open_store(job)) as opened:
             return await run(job, specs, force=force, deploy_only=deploy_only,
                              transport=transport, emit=emit, store=opened, whole=whole,
-                             progress=progress)
+                             progress=progress, quiet=quiet)
     report = Report([spec.name for spec in specs], emit, progress)
     started = datetime.now(UTC)
     with store.whole_fleet() if whole else contextlib.nullcontext(), \
@@ -81,20 +85,40 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
         # Sweep: a killed run may have left half-uploaded files in local targets.
         if crashed:
             fleet_deploy.sweep_local(job, specs)
+        recording = quiet is not None and whole and not (force or deploy_only or store.shared)
+        # Before the snapshot: a change between the two is then seen as a change.
+        seen = quietrun.marks(store.root, [s.name for s in specs]) if recording else []
+        planned_ns = time.time_ns()
         async with CaSessions(job, store) as cas:
-            plans = await _plan(cas, store, job, specs, force, deploy_only, report)
+            plans, snaps = await _plan(cas, store, job, specs, force, deploy_only, report)
             if not deploy_only:
                 await issue_due(cas, store, job, plans, report, force)
+            asked = cas.asked
         await fleet_deploy.deploy(store, job, plans, report, everything=deploy_only,
                                   transport=transport)
         outcomes = report.finish()
         # Record and tell: the metrics file, the expiry alarm, the notifications.
         await alerts.after_run(store, job, specs, outcomes, started)
+        if recording and not asked and quiet is not None:
+            _record_quiet(store, job, quiet, specs, seen, planned_ns, plans, snaps, outcomes)
     return outcomes
 
 
+def _record_quiet(store: CertStore, job: JobConfig, given: Inputs, specs: Sequence[CertSpec],
+                  seen: list[int], planned_ns: int, plans: Sequence[CertPlan],
+                  snaps: dict[str, Snapshot], outcomes: Sequence[Outcome]) -> None:
+    clock = store.read_clock()
+    stored = any(s.standing.names for s in snaps.values())
+    until = quietrun.quiet_until(plans, snaps, outcomes, clock,
+                                 check_clock=job.max_clock_skew > 0 and stored)
+    if until is not None:
+        quietrun.keep(store.root, given, names=[s.name for s in specs], seen=seen,
+                      planned_ns=planned_ns, until=until, outcomes=outcomes, clock=clock)
+
+
 async def _plan(cas: CaSessions, store: CertStore, job: JobConfig, specs: Sequence[CertSpec],
-                force: bool, deploy_only: bool, report: Report) -> list[CertPlan]:
+                force: bool, deploy_only: bool, report: Report,
+                ) -> tuple[list[CertPlan], dict[str, Snapshot]]:
     """The plan, made offline first: what cannot be done (damaged state, no way to answer
     a challenge) is reported before any network. Then, where the CA has a say, the clock
     and the renewal windows, and the plan again."""
@@ -113,6 +137,7 @@ async def _plan(cas: CaSessions, store: CertStore, job: JobConfig, specs: Sequen
         # Windows: the CA's renewal information (RFC 9773) where it is due for a refresh.
         refreshed = await refresh_windows(cas, store, snaps)
         if refreshed is not snaps:
+            snaps = refreshed
             plans = _planned(job, specs, refreshed, force)
         plans = within_limits(job, store, plans, now)
     for plan in plans:
@@ -126,7 +151,7 @@ async def _plan(cas: CaSessions, store: CertStore, job: JobConfig, specs: Sequen
         deploys_later = bool(plan.stale_targets) or (deploy_only and bool(plan.spec.targets))
         if not issues_later and not deploys_later:
             report.done(plan.name)
-    return plans
+    return plans, snaps
 
 
 def _planned(job: JobConfig, specs: Sequence[CertSpec], snaps: dict[str, Snapshot],

@@ -273,6 +273,7 @@ class JobConfig:
     eab_hmac_key: str | None = field(default=None, repr=False)  # secret: never printed
     eab_alg: str = "HS256"
     max_clock_skew: float = 300.0         # seconds; 0 turns the comparison off
+    domains_file: Path | None = None      # where ``certs`` came from (or would, unread)
     hosts: Mapping[str, HostSettings] = field(default_factory=dict)
     ssh_config: tuple[Path, ...] = ()
     known_hosts: Path | None = None

@@ -60,6 +60,9 @@ class _Lines:
 
 
 def run(args: argparse.Namespace) -> int:
+    code, quiet = _replayed(args)  # before importing what only a full run needs
+    if code is not None:
+        return code
     import asyncio
 
     from .. import fleet, plan
@@ -81,8 +84,51 @@ def run(args: argparse.Namespace) -> int:
     lines = _Lines(args.quiet)
     output.more_open_files()
     outcomes = asyncio.run(fleet.run(job, specs, force=args.force, emit=lines,
-                                     whole=not args.names, progress=lines.progress))
+                                     whole=not args.names, progress=lines.progress,
+                                     quiet=quiet))
     return lines.finish(outcomes)
+
+
+def _replayed(args: argparse.Namespace) -> tuple[int | None, Any]:
+    """A plain ``run`` (no names, no ``--force``, no ``-v``) whose last run found nothing
+    to do and whose inputs and certificates have not changed since: that run's lines again,
+    and its exit code (``quietrun``). Else None, and the inputs for this run to record."""
+    import os
+
+    from .. import quietrun
+    from ..config.sources import config_path
+
+    if args.names or args.force or args.dry_run or args.verbose:
+        return None, None
+    base = job_from(vars(args), need_domains=True, with_certs=False)
+    if not quietrun.eligible(base) or not base.state_dir.is_dir():
+        return None, None
+    given = quietrun.inputs(vars(args), os.environ,
+                            [config_path(vars(args), os.environ), base.domains_file])
+    if given is None:
+        return None, None
+    found = _replay(base, given)
+    if found is None:
+        return None, given
+    if not args.quiet:
+        output.say("\n".join(found[0] + [found[1]]))
+    return EXIT_NOTHING, given
+
+
+def _replay(base: Any, given: Any) -> tuple[list[str], str] | None:
+    import contextlib
+    from datetime import UTC, datetime
+
+    from .. import quietrun
+    from ..store import open_store
+
+    with contextlib.closing(open_store(base, create=False)) as store, store.whole_fleet():
+        try:
+            if store.killed_runs():
+                return None  # the full run sweeps what they left first
+        except OSError:
+            return None
+        return quietrun.replay(store.root, given, datetime.now(UTC), store.read_clock())
 
 
 def _dry_plans(job: Any, specs: Any, store: Any, force: bool) -> Any:

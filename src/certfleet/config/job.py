@@ -68,14 +68,16 @@ def _reason(exc: ConfigError, path: Path) -> str:
 
 def load_job(config_path: Path | None, *, domains_path: Path | None = None,
              overrides: Mapping[str, Any] | None = None,
-             origins: Mapping[str, str] | None = None) -> JobConfig:
+             origins: Mapping[str, str] | None = None, with_certs: bool = True) -> JobConfig:
     """The whole job from ``certfleet.toml``, the domains file and command-line values.
 
     ``overrides`` (keys: directory, ca_bundle, state_dir, allow_http, webroot, http_listen,
     contact, concurrency, account_key_type; ``None`` means not given) win over the file,
     ``domains_path`` over its ``domains``; ``origins`` says where each override came from
     (default: the command line). Relative paths in the file are taken from its directory,
-    ``~`` expanded. Raises ``ConfigErrors`` listing every fault found.
+    ``~`` expanded. Raises ``ConfigErrors`` listing every fault found. ``with_certs=False``:
+    the domains file is not read (``certs`` is empty; its ``[certs."NAME"]`` sections are
+    checked against it only when it is).
     """
     problems = Problems()
     data, index = _load_toml(config_path, problems) if config_path else ({}, TomlLines())
@@ -124,7 +126,8 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     if domains_path is not None:
         job["domains"], where["domains"] = domains_path, (origins or {}).get("domains",
                                                                             CMDLINE)
-    specs = _domains(job.pop("domains", None), where, default, certs, problems)
+    job["domains_file"] = job.pop("domains", None)
+    specs = _domains(job["domains_file"], where, default, certs, problems) if with_certs else []
     problems.raise_if_any()
     job.setdefault("ssh_config", _default_ssh_config())
     challenges = Challenges(job.pop("webroot", None), job.pop("http_listen", None),

@@ -43,12 +43,14 @@ def config_path(options: Mapping[str, Any], environ: Mapping[str, str]) -> Path 
 
 
 def job_from(options: Mapping[str, Any], environ: Mapping[str, str] | None = None, *,
-             need_domains: bool = False, read_config: bool = True) -> JobConfig:
+             need_domains: bool = False, read_config: bool = True,
+             with_certs: bool = True) -> JobConfig:
     """The job for a command, from its options (``argparse`` names) and the environment.
 
     ``need_domains``: the command works on the domains file's certificates, so one of the
     configuration or ``--domains`` must be there. ``read_config=False``: no certfleet.toml
-    is read, not even the default one (``import`` writes a new one).
+    is read, not even the default one (``import`` writes a new one). ``with_certs=False``:
+    the configuration without the domains file's certificates (``load_job``).
     """
     env = os.environ if environ is None else environ
     overrides: dict[str, Any] = {}
@@ -70,4 +72,4 @@ def job_from(options: Mapping[str, Any], environ: Mapping[str, str] | None = Non
                           f"(or create {DEFAULT_CONFIG})")
     origins["domains"] = "command line (--domains)"
     return load_job(config, domains_path=Path(domains) if domains else None,
-                    overrides=overrides, origins=origins)
+                    overrides=overrides, origins=origins, with_certs=with_certs)

@@ -116,7 +116,7 @@ class Store:
         killed, and then the whole state tree is swept of its temporary files first. Yields
         whether that happened."""
         runs = fsutil.secure_dir(self.root / "runs")
-        dead = [m for m in runs.iterdir() if m.name.isdigit() and fsutil.process_gone(int(m.name))]
+        dead = self.killed_runs()
         marker = runs / str(os.getpid())
         try:
             if dead:
@@ -137,6 +137,15 @@ class Store:
             except OSError as exc:  # the next run takes it for a killed one and sweeps
                 log.warning("%s: cannot remove this run's marker: %s", marker,
                             exc.strerror or exc)
+
+    def killed_runs(self) -> list[Path]:
+        """The markers of runs whose process is gone (``running``); reads only."""
+        try:
+            with os.scandir(self.root / "runs") as entries:
+                return [Path(e.path) for e in entries
+                        if e.name.isdigit() and fsutil.process_gone(int(e.name))]
+        except FileNotFoundError:
+            return []
 
     @contextlib.contextmanager
     def whole_fleet(self) -> Iterator[None]:

@@ -88,6 +88,9 @@ class PgStore:
     def whole_fleet(self) -> AbstractContextManager[None]:
         return self.local.whole_fleet()
 
+    def killed_runs(self) -> list[Path]:
+        return self.local.killed_runs()
+
     def sweep(self) -> None:
         """This host's temporary files: nothing half-written is ever left in the database."""
         self.local.sweep()
