@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import subprocess
 import sys
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -199,6 +200,9 @@ class PgDatabase:
 
     def psql(self, sql: str) -> str:
         return self.lab.psql(sql, database=self.name)
+
+    def psql_session(self, sql: str) -> subprocess.Popen[str]:
+        return self.lab.psql_session(sql, database=self.name)
 
 
 _DB_COUNT = iter(range(1 << 30))

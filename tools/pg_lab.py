@@ -170,18 +170,25 @@ class PgLab:
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
                   "stop")
 
+    def _psql(self, sql: str, database: str) -> list[str]:
+        return self._as_owner([str(self.bin_dir / "psql"), "-X", "-q", "-A", "-t", "-v",
+                               "ON_ERROR_STOP=1", "-h", str(self.socket_dir), "-p",
+                               str(self.port), "-U", SUPERUSER, "-d", database, "-c", sql])
+
     def psql(self, sql: str, database: str = DATABASE) -> str:
         """Run SQL through the unix socket with psql (for setting up and inspecting)."""
-        psql = self.bin_dir / "psql"
         env = {**os.environ, "PGPASSWORD": self.password}
-        done = subprocess.run(
-            self._as_owner([str(psql), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                            "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER,
-                            "-d", database, "-c", sql]),
-            capture_output=True, text=True, env=env, timeout=60, check=False, cwd=self.root)
+        done = subprocess.run(self._psql(sql, database), capture_output=True, text=True,
+                              env=env, timeout=60, check=False, cwd=self.root)
         if done.returncode != 0:
             raise RuntimeError(f"psql {sql!r}: {done.stderr}")
         return done.stdout
+
+    def psql_session(self, sql: str, database: str = DATABASE) -> subprocess.Popen[str]:
+        """Start SQL in a session of its own and return at once (a lock held meanwhile)."""
+        env = {**os.environ, "PGPASSWORD": self.password}
+        return subprocess.Popen(self._psql(sql, database), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=env, cwd=self.root)
 
     def stop(self) -> None:
         pid_file = self.data / "postmaster.pid"

@@ -186,6 +186,96 @@ def test_a_database_restart_mid_run_fails_cleanly_and_the_next_run_completes(
     assert len(names) <= orders <= len(names) + 4
 
 
+def _waiting_at(postgres: Any, statement: str, timeout: float = 120) -> int:
+    """The pid of the certfleet backend that waits on a lock at ``statement``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = postgres.psql(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'certfleet' AND "
+            f"datname = '{postgres.name}' AND wait_event_type = 'Lock' AND state = 'active' "
+            f"AND query LIKE '%{statement}%'").strip()
+        if pid:
+            return int(pid)
+        time.sleep(0.1)
+    raise AssertionError(f"no certfleet session reached {statement!r} in {timeout} s")
+
+
+# Where a connection is cut: the statement a host's session is held at (by a lock the
+# test holds in a session of its own), and how it is held there.
+HELD_AT = {
+    # the insert of the new version: the first write of the activation, after its fence
+    "insert": ("INSERT INTO certfleet_versions", None,
+               "BEGIN; LOCK TABLE certfleet_versions IN SHARE MODE; SELECT pg_sleep(300)"),
+    # the switch of the active version: the version row is already written in the same
+    # transaction (a trigger waits there on an advisory lock the test holds)
+    "switch": ("UPDATE certfleet_certs SET active",
+               "CREATE FUNCTION held() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "PERFORM pg_advisory_xact_lock(4242); RETURN NEW; END $$; "
+               "CREATE TRIGGER held BEFORE UPDATE OF active ON certfleet_certs FOR EACH ROW "
+               "WHEN (NEW.active IS NOT NULL) EXECUTE FUNCTION held()",
+               "SELECT pg_advisory_lock(4242), pg_sleep(300)"),
+}
+
+
+@pytest.mark.parametrize("where", sorted(HELD_AT))
+def test_a_connection_dropped_inside_the_activation_transaction_loses_nothing(
+        pebble_lab_factory: Any, postgres: Any, tmp_path: Path, where: str) -> None:
+    """The host's connection is cut at a chosen statement inside the one transaction that
+    stores a new version and makes it active, after its fencing check: at the insert of
+    the version, or at the switch of the active version once the version row is written.
+    The server rolls the transaction back whole: no version row, nothing active. The run
+    fails that certificate with its line (no traceback), and the next run completes the
+    same order: one order at the CA."""
+    statement, setup, hold = HELD_AT[where]
+    lab = pebble_lab_factory()
+    name = "drop.shared.example"
+    domains, target = _fleet(tmp_path, [name])
+    host = Host(tmp_path, "w", lab, postgres, domains, lease=30, concurrency=1)
+    assert host.cli("store", "migrate")[0] == 0
+    if setup is not None:
+        postgres.psql(setup)
+    holder = postgres.psql_session(hold)
+    try:
+        with Serve(host, lab.http_port):
+            proc = host.start("run")
+            pid = _waiting_at(postgres, statement)
+            # held there inside the transaction, after the version's insert for "switch"
+            inserted = postgres.psql(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                f"WHERE l.pid = {pid} AND c.relname = 'certfleet_versions' "
+                "AND l.mode = 'RowExclusiveLock' AND l.granted").strip()
+            assert inserted == ("1" if where == "switch" else "0")
+            assert postgres.psql("SELECT count(*) FROM certfleet_leases "
+                                 "WHERE expires > now()").strip() == "1"   # fenced, held
+            postgres.psql(f"SELECT pg_terminate_backend({pid})")
+            first, _ = proc.communicate(timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+        postgres.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                      f"application_name = 'psql' AND datname = '{postgres.name}' "
+                      "AND pid <> pg_backend_pid()")
+    print(first)
+    assert proc.returncode == 1, first
+    assert "Traceback" not in first
+    assert f"{name}: failed: " in first, first
+    assert "connection lost" in first, first
+    assert postgres.psql("SELECT count(*) FROM certfleet_versions").strip() == "0"
+    assert postgres.psql(f"SELECT active IS NULL FROM certfleet_certs WHERE name = '{name}'"
+                         ).strip() == "t"
+    assert not (target / name).exists()
+    if setup is not None:
+        postgres.psql("DROP TRIGGER held ON certfleet_certs")
+    with Serve(host, lab.http_port):
+        rc, second = host.cli("run", "--force", name)   # the failure's back-off waived
+    assert rc == 0, second
+    assert f"{name}: issued" in second
+    assert postgres.psql(f"SELECT active FROM certfleet_certs WHERE name = '{name}'"
+                         ).strip() == "1"
+    assert (target / name / "fullchain.pem").exists()
+    assert orders_seen(lab) == 1   # the order placed before the drop, finished
+
+
 def test_kill_9_rounds_order_each_certificate_at_most_once_beyond_those_in_flight(
         pebble_lab_factory: Any, postgres: Any, tmp_path: Path) -> None:
     """20 rounds, each over six new certificates: three hosts run at once and one of them,
