@@ -334,3 +334,16 @@ def test_a_record_holds_from_when_it_was_made_until_its_end(tmp_path: Path) -> N
     assert quietrun.replay(state, given, NOW - timedelta(seconds=1), {"c": 1}) is None
     assert quietrun.replay(state, given, NOW, {"c": 2}) is None
     assert quietrun.replay(state, quietrun.Inputs("other", (), (), ()), NOW, {"c": 1}) is None
+
+
+def test_a_bad_configuration_is_reported_whole(lab: Path) -> None:
+    """The replay reads the configuration without the domains file; a fault there must
+    not hide the domains file's own: the full run reports both, as it always did."""
+    recorded(lab)
+    lab.write_text(lab.read_text().replace('domains = ', 'concurrency = 0\ndomains = '))
+    domains = lab.parent / "domains.txt"
+    domains.write_text(domains.read_text() + "bad..example\n")
+    code, out, err = run(lab)
+    assert (code, out) == (1, "")
+    assert "certfleet.toml:2" in err
+    assert "domains.txt:4" in err

@@ -100,7 +100,12 @@ def _replayed(args: argparse.Namespace) -> tuple[int | None, Any]:
 
     if args.names or args.force or args.dry_run or args.verbose:
         return None, None
-    base = job_from(vars(args), need_domains=True, with_certs=False)
+    from ..errors import ConfigError
+
+    try:
+        base = job_from(vars(args), need_domains=True, with_certs=False)
+    except ConfigError:
+        return None, None  # the full job says what is wrong, with the domains file's faults
     if not quietrun.eligible(base) or not base.state_dir.is_dir():
         return None, None
     given = quietrun.inputs(vars(args), os.environ,
@@ -120,15 +125,17 @@ def _replay(base: Any, given: Any) -> tuple[list[str], str] | None:
     from datetime import UTC, datetime
 
     from .. import quietrun
+    from ..errors import CertfleetError
     from ..store import open_store
 
-    with contextlib.closing(open_store(base, create=False)) as store, store.whole_fleet():
-        try:
+    try:
+        with contextlib.closing(open_store(base, create=False)) as store, \
+                store.whole_fleet():
             if store.killed_runs():
                 return None  # the full run sweeps what they left first
-        except OSError:
-            return None
-        return quietrun.replay(store.root, given, datetime.now(UTC), store.read_clock())
+            return quietrun.replay(store.root, given, datetime.now(UTC), store.read_clock())
+    except (OSError, CertfleetError):
+        return None  # the full run meets it again, and says so in its own words
 
 
 def _dry_plans(job: Any, specs: Any, store: Any, force: bool) -> Any:
