@@ -185,6 +185,19 @@ def test_status_piped_into_head_is_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_output_on_a_full_disk_is_a_one_line_failure(tmp_path: Path) -> None:
+    """cron's log on a full disk: the command's own work is done, its lines are lost, and
+    it says so in one line on stderr and exits 1 (a reader that left is no fault: above)."""
+    _store_with(tmp_path / "state", [f"host{i:03d}.example.com" for i in range(40)])
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "certfleet", "status", "--state-dir",
+                               str(tmp_path / "state")], stdout=full, stderr=subprocess.PIPE,
+                              text=True, check=False, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr == ("certfleet: cannot write to standard output (No space left on "
+                           "device); this command's lines are lost\n")
+
+
 # -- back-off, damage and the challenge, shown before any network ---------------------------
 
 def test_back_off_is_visible_in_status_and_dry_run(tmp_path: Path) -> None:

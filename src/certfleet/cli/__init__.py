@@ -111,12 +111,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # serve logs every validation request: that is its output.
     _setup_logging(max(args.verbose, 1) if args.command == "serve" else args.verbose)
     try:
-        return command(args.command)(args)
+        code = command(args.command)(args)
     except CertfleetError as exc:
         output.error(str(exc), json_mode=getattr(args, "json", False))
-        return EXIT_FAILED
+        code = EXIT_FAILED
     except KeyboardInterrupt:
         output.error("interrupted")
-        return EXIT_FAILED
+        code = EXIT_FAILED
     finally:
         output.flush()
+    why = output.lost()
+    if why is not None:  # the work is done; what it said is not: that is a failure
+        output.error(f"cannot write to standard output ({why}); this command's lines "
+                     "are lost")
+        return EXIT_FAILED
+    return code

@@ -18,6 +18,7 @@ from ..errors import visible
 from ..report import Progress
 
 _broken: set[int] = set()
+_lost: dict[int, str] = {}   # streams that failed otherwise (a full disk): why
 
 
 def _write(stream: TextIO, text: str, flush: bool = True) -> None:
@@ -27,16 +28,29 @@ def _write(stream: TextIO, text: str, flush: bool = True) -> None:
         stream.write(text)
         if flush:
             stream.flush()
-    except BrokenPipeError:
-        _broken.add(id(stream))
-        # Python flushes stdout once more at exit; point it at /dev/null so that cannot fail.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, stream.fileno())
-        except (OSError, ValueError):
-            pass
-        finally:
-            os.close(devnull)
+    except OSError as exc:
+        _give_up(stream, exc)
+
+
+def _give_up(stream: TextIO, exc: OSError) -> None:
+    """Nothing more goes to ``stream``. A reader that left (EPIPE) is no fault; anything
+    else (cron's log on a full disk, an I/O error) is, and ``lost`` says so at the end."""
+    _broken.add(id(stream))
+    if not isinstance(exc, BrokenPipeError):
+        _lost[id(stream)] = exc.strerror or str(exc)
+    # Python flushes stdout once more at exit; point it at /dev/null so that cannot fail.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
+def lost() -> str | None:
+    """Why the command's output could not be written (not a reader that left), if so."""
+    return _lost.get(id(sys.stdout))
 
 
 _held: list[str] = []
@@ -95,7 +109,9 @@ def flush() -> None:
         if id(stream) not in _broken:
             try:
                 stream.flush()
-            except (BrokenPipeError, ValueError):
+            except OSError as exc:
+                _give_up(stream, exc)
+            except ValueError:  # closed
                 _broken.add(id(stream))
 
 
