@@ -1597,3 +1597,41 @@ def test_prune_with_nothing_to_keep_keeps_everything(store: Store) -> None:
         activate(store, version)
     store.prune(NAME, keep=-1)
     assert store.versions(NAME) == [1, 2, 3]
+
+
+def test_the_account_key_is_read_from_where_the_store_keeps_it(tmp_path: Path) -> None:
+    from certfleet.account_key import AccountKey
+    from certfleet.keytypes import KeyType
+
+    store = Store(tmp_path / "state")
+    url = "https://ca.example/dir"
+    assert store.account_key(url) is None
+    made = AccountKey.generate(KeyType.EC256)
+    made.save_new(store.account_key_path(url))
+    found = store.account_key(url)
+    assert found is not None
+    assert found.jwk == made.jwk
+
+
+def test_open_store_opens_the_store_the_job_names(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from certfleet.keytypes import KeyType
+    from certfleet.spec import JobConfig, StoreSettings
+    from certfleet.store import open_store, postgres
+
+    job = JobConfig(directory="https://ca.example/dir", state_dir=tmp_path / "state",
+                    certs=())
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(job, create=False)
+    opened = open_store(job)
+    assert isinstance(opened, Store)
+    assert (opened.root, opened.writable) == (tmp_path / "state", True)
+    assert isinstance(open_store(job, create=False), Store)
+    assert not open_store(job, create=False).writable
+    made: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(postgres, "PgStore", lambda *a, **kw: made.append((a, kw)) or "pg")
+    settings = StoreSettings(backend="postgresql", dsn="postgresql://cf@db/cf", key=b"k" * 32)
+    shared = replace(job, store=settings, account_key_type=KeyType.RSA2048)
+    assert open_store(shared, create=False) == "pg"
+    assert made == [((tmp_path / "state", settings),
+                     {"create": False, "account_key_type": KeyType.RSA2048})]

@@ -146,3 +146,12 @@ def test_serve_counts_the_shared_tokens_without_waiting_for_the_database() -> No
         return first, every()
 
     assert asyncio.run(body()) == (0, 7)
+
+
+def test_a_dsn_is_shown_without_a_password_or_options() -> None:
+    assert parse_dsn("postgresql://cf@db.example.net:6432/certs").shown() == \
+        "cf@db.example.net:6432/certs"
+    assert parse_dsn("postgresql://cf@db.example.net/certs").shown() == \
+        "cf@db.example.net:5432/certs"
+    assert parse_dsn("postgresql://cf@/certs?host=/run/postgresql").shown() == \
+        "cf@/run/postgresql/.s.PGSQL.5432/certs"
