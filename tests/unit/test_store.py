@@ -1635,3 +1635,14 @@ def test_open_store_opens_the_store_the_job_names(tmp_path: Path,
     assert open_store(shared, create=False) == "pg"
     assert made == [((tmp_path / "state", settings),
                      {"create": False, "account_key_type": KeyType.RSA2048})]
+
+
+def test_killed_runs_are_the_markers_of_processes_gone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state")
+    assert store.killed_runs() == []                      # no runs/ yet
+    runs = fsutil.secure_dir(store.root / "runs")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    for name in (str(os.getpid()), gone, "notes.txt", ".12345.tmp"):
+        (runs / name).touch()
+    assert store.killed_runs() == [runs / gone]           # a live run and stray files: not

@@ -155,3 +155,46 @@ def test_a_dsn_is_shown_without_a_password_or_options() -> None:
         "cf@db.example.net:5432/certs"
     assert parse_dsn("postgresql://cf@/certs?host=/run/postgresql").shown() == \
         "cf@/run/postgresql/.s.PGSQL.5432/certs"
+
+
+@pytest.mark.parametrize(("text", "parts"), [
+    ("postgresql://cf@db.example.net/certs", ("cf", "certs", "db.example.net", 5432, None)),
+    ("postgres://cf@db.example.net:6432/certs", ("cf", "certs", "db.example.net", 6432, None)),
+    ("postgresql://c%40f@db/my%2Ddb?sslmode=verify-full", ("c@f", "my-db", "db", 5432, None)),
+    ("postgresql://cf@db/Xcerts", ("cf", "Xcerts", "db", 5432, None)),
+    ("postgresql://cf@/certs?host=/run/pg/", ("cf", "certs", None, 5432, "/run/pg/")),
+    ("postgresql://cf@:6000/certs?host=/run/pg&sslmode=disable",
+     ("cf", "certs", None, 6000, "/run/pg")),
+])
+def test_the_parts_of_a_dsn(text: str, parts: tuple[object, ...]) -> None:
+    dsn = parse_dsn(text)
+    assert (dsn.user, dsn.database, dsn.host, dsn.port, dsn.socket_dir) == parts
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("postgresql://cf@db:99999/certs", "not a postgresql:// URL: Port out of range 0-65535"),
+    ("mysql://cf@db/certs", "must start with postgresql://"),
+    ("postgresql://cf:secret@db/certs", "holds a password: put it in password_file or "
+                                        "CERTFLEET_DB_PASSWORD instead"),
+    ("postgresql://db/certs", "names no user (postgresql://USER@HOST/DATABASE)"),
+    ("postgresql://cf@db/", "names no database (postgresql://USER@HOST/DATABASE)"),
+    ("postgresql://cf@db/a/b", "names no database (postgresql://USER@HOST/DATABASE)"),
+    ("postgresql://cf@db/certs?sslmode=verify-full&connect_timeout=3&application_name=x",
+     "unknown parameter 'application_name' (host and sslmode are known)"),
+    ("postgresql://cf@db/certs?host=/run/pg", "host= names a unix socket directory (an "
+     "absolute path), and then the URL has no host of its own"),
+    ("postgresql://cf@/certs?host=run/pg", "host= names a unix socket directory (an "
+     "absolute path), and then the URL has no host of its own"),
+    ("postgresql://cf@/certs", "names no host"),
+    ("postgresql://cf@db/certs?sslmode=require", "sslmode=require: over TCP only "
+     "verify-full is allowed (the database's certificate and name are always checked)"),
+    ("postgresql://cf@db/certs?sslmode=", "sslmode=: over TCP only verify-full is allowed "
+     "(the database's certificate and name are always checked)"),
+    ("postgresql://cf@/certs?host=/run/pg&sslmode=require",
+     "a unix socket has no TLS: leave sslmode out"),
+])
+def test_every_refusal_of_a_dsn_says_why(text: str, reason: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_dsn(text)
+    assert str(caught.value) == reason
+    assert "secret" not in str(caught.value)
