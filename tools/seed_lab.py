@@ -65,14 +65,18 @@ class Seed:
     def start_serve(self) -> None:
         self.serve = subprocess.Popen([*CERTFLEET, "serve", "--config", str(self.config)],
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 15
+        # Only ends a hang (as tests/waits.py's PROCESS): on a loaded machine a healthy
+        # serve has taken over 15 s to listen.
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
+            if self.serve.poll() is not None:
+                raise RuntimeError(f"certfleet serve exited: {self.serve.communicate()[1]}")
             try:
                 socket.create_connection(("127.0.0.1", self.serve_port), 0.2).close()
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("certfleet serve did not start")
+        raise RuntimeError("certfleet serve did not start listening in 60 s")
 
     def stop_serve(self) -> str:
         """SIGTERM the responder; returns its log (one line per validation request)."""

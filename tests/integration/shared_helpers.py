@@ -13,6 +13,7 @@ from typing import Any
 from labconfig import write_config
 
 from tests.cli import run_shown
+from tests.waits import PROCESS
 
 
 def store_key(folder: Path) -> Path:
@@ -73,7 +74,7 @@ class Serve:
                 host.command("serve", "-v", "--listen", f"127.0.0.1:{port}"),
                 stdout=log, stderr=subprocess.STDOUT, text=True, env=_env())
         self.port = port
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + PROCESS
         import socket
 
         while time.monotonic() < deadline:
