@@ -236,8 +236,8 @@ def test_the_default_wait_and_the_pause_between_attempts(
         return time.monotonic() - started
     # The deadline is measured on the monotonic clock: never before the wait has passed.
     assert asyncio.run(main()) >= 0.4
-    assert pauses
-    assert set(pauses) == {0.2}
+    # probe.asyncio is asyncio itself: its own machinery may also yield with sleep(0).
+    assert {p for p in pauses if p} == {0.2}
 
 
 def test_the_retry_loop_is_bounded_even_when_an_attempt_is_not(
