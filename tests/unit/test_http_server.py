@@ -13,12 +13,13 @@ import random
 import subprocess
 import sys
 import threading
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certfleet.errors import ConfigError
+from certfleet.errors import ConfigError, StoreError
 from certfleet.protocol.challenges import HTTP_01_PREFIX
 from certfleet.solvers.http_head import (
     MAX_HEAD,
@@ -456,3 +457,27 @@ def test_a_slow_blocking_lookup_holds_up_only_its_own_request() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["fast", "slow"]
+
+
+def test_a_lookup_that_cannot_be_made_is_503_and_says_why(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The shared store's database did not answer: not "no such token" (404) but 503, and
+    the log line names the fault, so the CA's error and the operator see the difference."""
+    capture(caplog)
+
+    def lookup(token: str) -> tuple[str, str] | None:
+        raise StoreError("database cf@db:5432/cf: connection lost: timeout")
+
+    async def scenario() -> Any:
+        responder = Responder("127.0.0.1", 0, lookup, blocking=True)
+        await responder.start()
+        try:
+            return await exchange(responder.sockets[0][1], request(), timeout=15)
+        finally:
+            await responder.stop()
+
+    answer = asyncio.run(scenario())
+    assert answer.status == 503
+    assert answer.body == b"tokens unavailable\n"
+    [line] = log_lines(caplog)
+    assert line.endswith(": database cf@db:5432/cf: connection lost: timeout -> 503")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,3 +199,31 @@ def test_every_refusal_of_a_dsn_says_why(text: str, reason: str) -> None:
         parse_dsn(text)
     assert str(caught.value) == reason
     assert "secret" not in str(caught.value)
+
+
+def test_a_shared_token_lookup_retries_once_then_says_the_database_failed() -> None:
+    from certfleet.errors import StoreError
+    from certfleet.store.pg_tokens import DbTokens
+
+    class Db:
+        def __init__(self, answers: list[Any]) -> None:
+            self.answers, self.asked = answers, 0
+
+        def run(self, sql: str, **params: Any) -> list[list[Any]]:
+            self.asked += 1
+            answer = self.answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer  # type: ignore[no-any-return]
+
+    token = "t" * 43
+    lost = StoreError("database cf@db:5432/cf: connection lost: network error")
+    db = Db([lost, [["a.example", "ka"]]])     # a restart: the second connection answers
+    assert DbTokens(db).read(token) == ("a.example", "ka")  # type: ignore[arg-type]
+    db = Db([[]])
+    assert DbTokens(db).read(token) is None  # type: ignore[arg-type]
+    db = Db([lost, lost])
+    with pytest.raises(StoreError, match="connection lost"):
+        DbTokens(db).read(token)  # type: ignore[arg-type]
+    assert db.asked == 2
+    assert DbTokens(Db([])).read("../x") is None  # type: ignore[arg-type]

@@ -12,7 +12,8 @@ under a connection flood (the limits, and why each is what it is, are in ``http_
 
 One request per connection. The request line and header fields are read (at most
 ``max_head`` bytes, 8 KiB, within the head's deadline and the idle timeout) and parsed
-strictly by ``http_head``; the answer (200 with the key authorization, 400, 404 or 431)
+strictly by ``http_head``; the answer (200 with the key authorization, 400, 404 or 431;
+503 when the lookup cannot be made: the shared store's database did not answer)
 always carries ``Connection: close``; then the server closes its sending side and, before
 closing the socket, discards at most 64 KiB for at most 2 s of whatever the client still
 sends, unparsed, so that the answer is not destroyed by a TCP reset for unread bytes.
@@ -35,7 +36,7 @@ import socket
 import struct
 from collections.abc import Callable
 
-from ..errors import ChallengeError, safe_text
+from ..errors import ChallengeError, StoreError, safe_text
 from ..protocol.challenges import HTTP_01_PREFIX
 from ..protocol.messages import token_is_safe
 from .http_head import BadRequest, Head, early_fault, head_end, host_matches, parse_head, text_of
@@ -46,8 +47,9 @@ log = logging.getLogger(__name__)
 __all__ = ["Limits", "Lookup", "Responder"]
 Lookup = Callable[[str], "tuple[str, str] | None"]  # token -> (name, key authorization)
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found",
-            431: "Request Header Fields Too Large"}
-_BODIES = {400: b"bad request\n", 404: b"not found\n", 431: b"request head too large\n"}
+            431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+_BODIES = {400: b"bad request\n", 404: b"not found\n", 431: b"request head too large\n",
+           503: b"tokens unavailable\n"}
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 _RESET = struct.pack("ii", 1, 0)    # SO_LINGER on, 0 s: close() sends a reset
 
@@ -213,6 +215,11 @@ class Responder:
                 raise BadRequest(f"request head over {limits.max_head} bytes", 431)
             head = parse_head(buffer[:end], limits.max_head)
             status, body = self._answer(conn, head, await self._entry(head))
+        except StoreError as exc:
+            # Not "no such token": the CA's error then names 503, and this log says why.
+            log.warning("http-01 request from %s: %s -> 503", self._client(conn, head),
+                        safe_text(str(exc), 200))
+            status, body = 503, _BODIES[503]
         except BadRequest as bad:
             log.info("http-01 request from %s: refused: %s -> %d",
                      self._client(conn, head), safe_text(bad.reason, 160), bad.status)

@@ -44,15 +44,18 @@ class DbTokens:
                     t=token, c=presented)
 
     def read(self, token: str) -> tuple[str, str] | None:
-        """(name, key authorization) presented for ``token``; None if there is none or the
-        database cannot be asked (the CA sees a 404 and the order fails, then is retried)."""
+        """(name, key authorization) presented for ``token``; None if there is none.
+        ``StoreError`` if the database cannot be asked (``serve`` answers 503 and says why:
+        the CA's error then tells "unavailable" from "no such token")."""
         if not token_is_safe(token):
             return None
-        for _ in range(2):  # a connection the server dropped (a restart) is opened again
+        for attempt in range(2):  # a connection the server dropped (a restart) is opened again
             try:
                 row = self.db.run("SELECT name, key_authorization FROM certfleet_tokens "
                                   "WHERE token = :t", t=token)
             except StoreError:
+                if attempt:
+                    raise
                 continue
             return (row[0][0], row[0][1]) if row else None
         return None
