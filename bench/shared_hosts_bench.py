@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +71,9 @@ def _round(hosts: int, count: int, concurrency: int) -> tuple[float, int]:
             subprocess.run([*cmd, "store", "migrate", "--config", str(configs[0])],
                            check=True, env=env, capture_output=True)
             log = open(folder / "serve.log", "w")  # noqa: SIM115 - closed below
-            serve = subprocess.Popen([*cmd, "serve", "--listen", f"127.0.0.1:{lab.http_port}",
-                                      "--config", str(configs[0])], env=env, stdout=log,
+            serve = subprocess.Popen([*cmd, "serve", "-v", "--listen",
+                                      f"127.0.0.1:{lab.http_port}", "--config",
+                                      str(configs[0])], env=env, stdout=log,
                                      stderr=subprocess.STDOUT)
             _wait_port(lab.http_port)
             start = time.monotonic()
@@ -89,6 +91,10 @@ def _round(hosts: int, count: int, concurrency: int) -> tuple[float, int]:
             serve.terminate()
             serve.wait()
             log.close()
+            answers = re.findall(r"-> (\d{3})$", (folder / "serve.log").read_text(), re.M)
+            print(f"  serve's answers: {dict(sorted(Counter(answers).items()))}", *sorted(
+                {line for line in (folder / "serve.log").read_text().splitlines()
+                 if line.endswith("-> 503")})[:5], sep="\n    ")
             orders = len(re.findall(r'Added order "[^"]+" to the db', lab.log_text()))
             return seconds, orders
 
