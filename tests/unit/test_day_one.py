@@ -198,6 +198,23 @@ def test_output_on_a_full_disk_is_a_one_line_failure(tmp_path: Path) -> None:
                            "device); this command's lines are lost\n")
 
 
+def test_a_closed_stdout_or_stderr_is_no_traceback(tmp_path: Path) -> None:
+    """Started with stdout closed (``>&-``): the work is done and the lost lines are said
+    on stderr, exit 1; with stderr closed, the command runs as ever."""
+    _store_with(tmp_path / "state", ["host.example.com"])
+    argv = [sys.executable, "-m", "certfleet", "status", "--state-dir", str(tmp_path / "state")]
+    closed_out = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, check=False, timeout=120,
+                                preexec_fn=lambda: os.close(1))
+    assert closed_out.returncode == 1
+    assert closed_out.stderr == ("certfleet: cannot write to standard output (it is closed); "
+                                 "this command's lines are lost\n")
+    closed_err = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                timeout=120, preexec_fn=lambda: os.close(2))
+    assert closed_err.returncode == 0
+    assert closed_err.stdout.startswith("host.example.com: ")
+
+
 # -- back-off, damage and the challenge, shown before any network ---------------------------
 
 def test_back_off_is_visible_in_status_and_dry_run(tmp_path: Path) -> None:

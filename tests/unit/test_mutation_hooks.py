@@ -4,6 +4,7 @@ holds for its children; neither happens outside mutmut."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -33,13 +34,17 @@ def test_slow():
 """
 
 
-def _hooks() -> types.ModuleType:
+def _tool(name: str) -> types.ModuleType:
+    """A module of tools/ (not on the path of the tests)."""
     sys.path.insert(0, str(TOOLS))
     try:
-        import mutation_hooks
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(TOOLS))
-    return mutation_hooks
+
+
+def _hooks() -> types.ModuleType:
+    return _tool("mutation_hooks")
 
 
 def _run(tmp_path: Path, sleep: float, recorded: float) -> int:
@@ -153,18 +158,9 @@ def test_likely_killers_are_the_functions_own_then_its_modules() -> None:
     assert _hooks().likely_killers(record, "n.x_f") == []
 
 
-def _mutate() -> types.ModuleType:
-    sys.path.insert(0, str(TOOLS))
-    try:
-        import mutate
-    finally:
-        sys.path.remove(str(TOOLS))
-    return mutate
-
-
 def test_the_record_keeps_the_tests_that_killed_most() -> None:
     kills = [json.dumps({"function": "m.x_f", "test": t}) for t in
              ["t1", "t2", "t2", "t3", "t4", "t4", "t4"]]
     kills.append('{"function": "m.x_f", "te')  # cut short by a killed child
-    merged = _mutate().merged_killers({"m.x_f": ["old"], "m.x_g": ["kept"]}, kills)
+    merged = _tool("mutate").merged_killers({"m.x_f": ["old"], "m.x_g": ["kept"]}, kills)
     assert merged == {"m.x_f": ["t4", "t2", "t1"], "m.x_g": ["kept"]}

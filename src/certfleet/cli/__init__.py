@@ -88,10 +88,26 @@ def _setup_logging(verbosity: int) -> None:
         loop_log.addHandler(handler)
 
 
+def _open_streams() -> bool:
+    """A stdout or stderr the command was started without (``>&-``) becomes /dev/null, so
+    that nothing ends in a traceback; returns whether stdout was closed (then ``main``
+    says the lines are lost, once the work is done)."""
+    import os
+    import sys
+
+    closed = sys.stdout is None
+    if closed:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - held until the process exits
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - nowhere else to say anything
+    return closed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    closed = _open_streams()
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:
@@ -120,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = EXIT_FAILED
     finally:
         output.flush()
-    why = output.lost()
+    why = output.lost() or ("it is closed" if closed else None)
     if why is not None:  # the work is done; what it said is not: that is a failure
         output.error(f"cannot write to standard output ({why}); this command's lines "
                      "are lost")
