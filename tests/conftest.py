@@ -91,8 +91,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _hypothesis_profile(config, seed)
     if mutation_hooks.active():
         config.pluginmanager.register(mutation_hooks.Bound(), "mutation_hooks")
-        config.pluginmanager.register(mutation_hooks.Order(os.environ["MUTANT_UNDER_TEST"]),
-                                      "mutation_order")
+        config.pluginmanager.register(
+            mutation_hooks.Order(os.environ["MUTANT_UNDER_TEST"], list(config.args)),
+            "mutation_order")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -19,13 +19,17 @@ own timeout sends, so the mutant is reported as mutmut would report it (timed ou
 counts as detected), only sooner. The slowest test of the selection takes 3.3 s alone,
 and ``make mutate`` runs two children a core: a test that passes is never near its bound.
 
-In a child, the tests that killed mutants of the same function in the last run go first
-(then those that killed mutants of the same module), the rest in mutmut's order, fastest
-first. mutmut stops a mutant's tests at the first failure, so a mutant is detected by its
-likely killer instead of after every faster test that cannot see it; a mutant that
-survives still runs every test, so the verdicts are those of any order. The record is
-``mutation/killers.json``, rewritten by tools/mutate.py from the kills each child appends
-to the file named by ``CERTFLEET_MUTATION_KILLS``.
+In a child, the tests that killed mutants of the same function in the last run go first,
+then the other cases of those parametrized tests, then the same for the other functions of
+the module, the rest in mutmut's order, fastest first. mutmut stops a mutant's tests at the
+first failure, so a mutant is detected by its likely killer instead of after every faster
+test that cannot see it; a mutant that survives still runs every test, so the verdicts are
+those of any order. The record is ``mutation/killers.json``, rewritten by tools/mutate.py
+from the kills each child appends to the file named by ``CERTFLEET_MUTATION_KILLS``.
+
+In a child, too, pytest builds items only for the test functions mutmut named: given
+``test_x.py::test_y`` it would otherwise build (parametrize, resolve fixtures for) every
+test of ``test_x.py`` and then deselect all but one, most of a child's collection time.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -117,26 +121,72 @@ def function_of(mutant: str) -> str:
     return mutant.partition("__mutmut_")[0]
 
 
-def likely_killers(record: dict[str, list[str]], function: str) -> list[str]:
-    """The tests to run first for a mutant of ``function``: its own killers, then those of
-    the other functions of its module, each once, in that order."""
+def likely_killers(record: dict[str, list[str]], function: str) -> list[list[str]]:
+    """The tests to run first for a mutant of ``function``, in tiers: its own killers, then
+    the killers of the other functions of its module; a test is in its first tier only."""
     module = function.rpartition(".")[0]
+    own = list(dict.fromkeys(record.get(function, [])))
     others = [t for f, tests in sorted(record.items())
               if f != function and f.rpartition(".")[0] == module for t in tests]
-    return list(dict.fromkeys([*record.get(function, []), *others]))
+    return [own, [t for t in dict.fromkeys(others) if t not in own]]
+
+
+def ranking(tiers: list[list[str]]) -> Callable[[str], tuple[int, int]]:
+    """The sort key of a test id: within each tier, the tests named, then the other cases
+    of the same test function (another parameter of a parametrized killer kills the next
+    mutant of the function more often than an unrelated test); the rest last."""
+    exact: dict[str, tuple[int, int]] = {}
+    kin: dict[str, tuple[int, int]] = {}
+    for level, tests in enumerate(tiers):
+        for i, test in enumerate(tests):
+            exact.setdefault(test, (2 * level, i))
+            kin.setdefault(test.partition("[")[0], (2 * level + 1, i))
+    last = (2 * len(tiers), 0)
+
+    def key(test: str) -> tuple[int, int]:
+        return exact.get(test) or kin.get(test.partition("[")[0], last)
+
+    return key
+
+
+def wanted(args: list[str]) -> set[tuple[str, str]]:
+    """The (collector, function) pairs named by node ids: tests/unit/test_x.py::test_y[1]
+    -> (tests/unit/test_x.py, test_y); a bare file or directory -> (it, ""), everything in
+    it. Empty when anything else is named (an option, a class): then nothing is narrowed."""
+    pairs: set[tuple[str, str]] = set()
+    for arg in args:
+        if arg.startswith("-"):
+            return set()
+        path, _, rest = arg.partition("::")
+        function = rest.partition("[")[0]
+        if "::" in function:
+            return set()
+        pairs.add((path, function))
+    return pairs
 
 
 class Order:
     """Puts a mutant's likely killers first and records which test killed it."""
 
-    def __init__(self, mutant: str) -> None:
+    def __init__(self, mutant: str, args: list[str]) -> None:
         self.function = function_of(mutant)
-        self.first = likely_killers(_KILLERS or _killers(), self.function)
+        self.key = ranking(likely_killers(_KILLERS or _killers(), self.function))
+        self.wanted = wanted(args)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makeitem(self, collector: pytest.Collector, name: str,
+                                  obj: object) -> list[pytest.Item] | None:
+        """Nothing for a test function not asked for: pytest would build its items, with
+        their parameters and fixtures, only to deselect them by name."""
+        if not callable(obj) or isinstance(obj, type) or not self.wanted:
+            return None
+        if (collector.nodeid, name) in self.wanted or (collector.nodeid, "") in self.wanted:
+            return None
+        return []
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        rank = {test: i for i, test in enumerate(self.first)}
-        items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: rest kept
+        items.sort(key=lambda item: self.key(item.nodeid))  # stable: mutmut's order within
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         log = os.environ.get(KILLS)

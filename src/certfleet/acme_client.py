@@ -135,6 +135,7 @@ class AcmeClient:
         self._flow = NonceFlow(connections)
         self._directory_lock = asyncio.Lock()
         self._pool: Pool | None = None
+        self._context: ssl.SSLContext | None = None
         self._directory: Directory | None = None
 
     async def __aenter__(self) -> AcmeClient:
@@ -147,16 +148,25 @@ class AcmeClient:
     async def open(self) -> None:
         if self._pool is not None:
             return
-        try:
-            context = ssl.create_default_context(
-                cafile=str(self._ca_bundle) if self._ca_bundle else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise TransportError(f"{self._ca_bundle}: not a usable CA bundle: "
-                                 f"{safe_text(str(exc))}") from None
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._pool = Pool(context=context, limit=self._connections, timeout=self._timeout,
+        if urlsplit(self.directory_url).scheme == "https":
+            self._tls()  # a CA bundle that cannot be used is said before anything is sent
+        self._pool = Pool(context=self._tls, limit=self._connections, timeout=self._timeout,
                           connect_timeout=min(self._timeout, 10.0), max_body=MAX_BODY,
                           user_agent=USER_AGENT)
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS context, made once: loading the system's trust store takes tens of
+        milliseconds, which a session over plain http (a test server) never needs."""
+        if self._context is None:
+            try:
+                context = ssl.create_default_context(
+                    cafile=str(self._ca_bundle) if self._ca_bundle else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(f"{self._ca_bundle}: not a usable CA bundle: "
+                                     f"{safe_text(str(exc))}") from None
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._context = context
+        return self._context
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -4,9 +4,10 @@ Touches the network only. Connections are kept alive and reused per origin (sche
 port), at most ``limit`` open at once; every exchange is bounded by ``timeout`` seconds of
 the event loop's attention (``_Attention``), connecting by ``connect_timeout``; a body is
 read completely but never beyond ``max_body`` (its declared length is refused at once);
-TLS is always verified against the given context (a pool without one speaks plain
-http only). h11 parses and frames the messages
-(chunked bodies, keep-alive, header limits), so nothing here parses HTTP by hand.
+TLS is always verified against the context the pool is given a way to make (asked for at
+each https connection; a pool without one speaks plain http only). h11 parses and frames
+the messages (chunked bodies, keep-alive, header limits), so nothing here parses HTTP by
+hand.
 
 A request on a kept-alive connection that the server had closed meanwhile is sent once
 more on a new one, when not a byte of an answer had come back (as urllib3 does): the
@@ -20,7 +21,7 @@ import contextlib
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -185,8 +186,9 @@ class _Attention:
 class Pool:
     """Kept-alive connections for one client; ``async with`` closes them all."""
 
-    def __init__(self, *, context: ssl.SSLContext | None, limit: int, timeout: float,
-                 connect_timeout: float, max_body: int, user_agent: str) -> None:
+    def __init__(self, *, context: Callable[[], ssl.SSLContext] | None, limit: int,
+                 timeout: float, connect_timeout: float, max_body: int,
+                 user_agent: str) -> None:
         self.context, self.timeout, self.connect_timeout = context, timeout, connect_timeout
         self.max_body, self.user_agent = max_body, user_agent
         self._slots = asyncio.Semaphore(limit)
@@ -256,12 +258,13 @@ class Pool:
         scheme, host, port = origin
         if scheme == "https" and self.context is None:
             raise HttpError("https is not allowed here")
+        context = self.context() if scheme == "https" and self.context else None
         try:
             async with self._attention.bounded(self.connect_timeout):
                 # With TLS, the certificate is checked against ``host`` (asyncio's default
                 # server_hostname).
                 reader, writer = await asyncio.open_connection(
-                    host, port, ssl=self.context if scheme == "https" else None)
+                    host, port, ssl=context)
         except TimeoutError:
             raise HttpError("timed out connecting") from None
         except ssl.SSLCertVerificationError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 if TYPE_CHECKING:  # type aliases only: keytypes imports cryptography when used
@@ -21,6 +22,13 @@ NOT_AFTER = NOT_BEFORE + timedelta(days=90)
 
 def new_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
+
+
+@functools.cache
+def rsa_key() -> rsa.RSAPrivateKey:
+    """One 2048-bit RSA key for the whole process: making one takes tens to hundreds of
+    milliseconds, and no test that uses this needs two different ones."""
+    return rsa.generate_private_key(65537, 2048)
 
 
 def _name(cn: str) -> x509.Name:

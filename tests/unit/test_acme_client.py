@@ -486,6 +486,49 @@ def test_tls_is_verified_against_the_given_bundle(tmp_path: Path) -> None:
         asyncio.run(go(tmp_path / "other.pem"))
 
 
+def test_tls_is_set_up_once_and_only_when_https_is_spoken(
+        tmp_path: Path, ca: FakeCA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a trust store costs tens of milliseconds: a session over plain http never
+    does it, a session over https does it once, and a plain-http directory's https link
+    is still verified against the bundle given."""
+    _, cert, key = _server_pair(tmp_path)
+    made: list[str | None] = []
+    real = ssl.create_default_context
+
+    def counted(purpose: ssl.Purpose = ssl.Purpose.SERVER_AUTH, *, cafile: str | None = None,
+                **kwargs: Any) -> ssl.SSLContext:
+        if purpose == ssl.Purpose.SERVER_AUTH:  # a client's, not the test server's
+            made.append(cafile)
+        return real(purpose, cafile=cafile, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+
+    async def hello(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"hello": True})
+
+    run(with_client(ca, lambda c: c.directory()))
+    assert made == []
+
+    async def linked(bundle: Path) -> list[Any]:
+        async with tls_server(cert, key, hello, tmp_path) as port, \
+                AcmeClient(ca.directory_url, allow_http=True, ca_bundle=bundle,
+                           connections=2) as client:
+            before = len(made)
+            await client.directory()
+            assert len(made) == before
+            url = f"https://127.0.0.1:{port}/x"
+            both = await asyncio.gather(client.get(url), client.get(url))  # two connections
+            return [answer.json() for answer in both]
+
+    assert run(linked(tmp_path / "root.pem")) == [{"hello": True}] * 2
+    assert made == [str(tmp_path / "root.pem")]
+    (tmp_path / "other.pem").write_bytes(CA("Another Root").pem)
+    with pytest.raises(TransportError, match="TLS certificate not trusted"):
+        run(linked(tmp_path / "other.pem"))
+    with pytest.raises(TransportError, match=r"missing.pem: not a usable CA bundle"):
+        run(linked(tmp_path / "missing.pem"))
+
+
 # -- what comes back: size, encoding, links, dates ------------------------------------------------
 
 def test_bodies_are_capped_at_one_mebibyte(ca: FakeCA) -> None:

@@ -18,7 +18,6 @@ from types import TracebackType
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from certfleet.deploy import DeployFile, Transport
 from certfleet.deploy import probe as probe_
@@ -28,7 +27,7 @@ from certfleet.deploy.ssh import SshTransport
 from certfleet.errors import DeployError, safe_text
 from certfleet.layout import Placement
 from certfleet.spec import HostSettings, Target, TlsProbe
-from tests.unit.pki import CA, new_key
+from tests.unit.pki import CA, new_key, rsa_key
 
 FILES = (DeployFile("cert.pem", b"cert\n", 0o644), DeployFile("privkey.pem", b"key\n", 0o600))
 
@@ -238,7 +237,7 @@ def tls_site(tmp_path: Path) -> tuple[ssl.SSLContext, int, int]:
     ca = CA()
     serials = {"ec": 0xEC01, "rsa": 0x45A1}
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    for kind, key in (("ec", new_key()), ("rsa", rsa.generate_private_key(65537, 2048))):
+    for kind, key in (("ec", new_key()), ("rsa", rsa_key())):
         (tmp_path / f"{kind}.pem").write_bytes(
             ca.issue(key.public_key(), ["site.example"], serials[kind]) + key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

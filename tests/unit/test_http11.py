@@ -487,7 +487,7 @@ def test_the_host_field_is_sent_unless_given(address: str) -> None:
 
 def test_nothing_listening_is_named() -> None:
     async def scenario() -> None:
-        async with _pool(context=ssl.create_default_context()) as pool:
+        async with _pool(context=ssl.create_default_context) as pool:
             await pool.request("GET", "http://127.0.0.1:9/")
 
     with pytest.raises(HttpError, match="cannot connect"):

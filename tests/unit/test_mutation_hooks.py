@@ -105,7 +105,8 @@ def test_frozen_only_in_mutmuts_fork_server(monkeypatch: pytest.MonkeyPatch,
 ORDER_DRIVER = """
 import os, sys, pytest, mutation_hooks
 sys.exit(pytest.main(["-q", "-x", "-p", "no:cacheprovider", "test_it.py"],
-                     plugins=[mutation_hooks.Order(os.environ["MUTANT_UNDER_TEST"])]))
+                     plugins=[mutation_hooks.Order(os.environ["MUTANT_UNDER_TEST"],
+                                                  ["test_it.py"])]))
 """
 
 ORDER_TESTS = """
@@ -153,9 +154,82 @@ def test_without_a_record_the_order_is_mutmuts(tmp_path: Path) -> None:
 def test_likely_killers_are_the_functions_own_then_its_modules() -> None:
     record = {"m.x_f": ["t1", "t2"], "m.x_g": ["t2", "t3"], "m.sub.x_h": ["t4"],
               "other.x_f": ["t5"]}
-    assert _hooks().likely_killers(record, "m.x_f") == ["t1", "t2", "t3"]
-    assert _hooks().likely_killers(record, "m.x_new") == ["t1", "t2", "t3"]
-    assert _hooks().likely_killers(record, "n.x_f") == []
+    assert _hooks().likely_killers(record, "m.x_f") == [["t1", "t2"], ["t3"]]
+    assert _hooks().likely_killers(record, "m.x_new") == [[], ["t1", "t2", "t3"]]
+    assert _hooks().likely_killers(record, "n.x_f") == [[], []]
+
+
+def test_the_other_cases_of_a_killer_follow_it() -> None:
+    key = _hooks().ranking([["a.py::t_own[2]", "a.py::t_two"], ["a.py::t_mod[x]"]])
+    tests = ["a.py::t_rest", "a.py::t_mod[y]", "a.py::t_own[1]", "a.py::t_mod[x]",
+             "a.py::t_two", "a.py::t_own[2]", "a.py::t_own[3]", "a.py::t_other[1]"]
+    assert sorted(tests, key=key) == [
+        "a.py::t_own[2]", "a.py::t_two",     # the function's killers, as recorded
+        "a.py::t_own[1]", "a.py::t_own[3]",  # their other cases, in the order given
+        "a.py::t_mod[x]", "a.py::t_mod[y]",  # the module's killer, then its other cases
+        "a.py::t_rest", "a.py::t_other[1]"]  # the rest, in the order given
+
+
+@pytest.mark.parametrize(("args", "pairs"), [
+    (["t/a.py::t_one", "t/a.py::t_two[1-x]", "t/b.py::t_two[2]"],
+     {("t/a.py", "t_one"), ("t/a.py", "t_two"), ("t/b.py", "t_two")}),
+    (["t/a.py", "t/b.py::t_x"], {("t/a.py", ""), ("t/b.py", "t_x")}),
+    (["t/a.py::TestC::test_m"], set()),   # a class: nothing narrowed
+    (["-k", "x", "t/a.py::t_one"], set()),  # an option: nothing narrowed
+])
+def test_the_functions_asked_for(args: list[str], pairs: set[tuple[str, str]]) -> None:
+    assert _hooks().wanted(args) == pairs
+
+
+NARROW_TESTS = """
+import pytest
+ran = []
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_p(n):
+    ran.append(n)
+def test_q():
+    pass
+def test_r():
+    pass
+"""
+
+
+def test_only_the_functions_asked_for_are_built(tmp_path: Path) -> None:
+    """Narrowed collection runs exactly what pytest would have run by the same node ids."""
+    (tmp_path / "test_n.py").write_text(NARROW_TESTS)
+    driver = """
+import json, os, sys, pytest, mutation_hooks
+class Seen:
+    def __init__(self): self.built = []
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pycollect_makeitem(self, collector, name, obj):  # built, before selection
+        result = yield
+        if isinstance(result, list):
+            self.built += [item.nodeid for item in result]
+        return result
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call": self.built.append("ran " + report.nodeid)
+args = sys.argv[1:]
+seen = Seen()
+code = pytest.main(["-q", "-p", "no:cacheprovider", *args],
+                   plugins=[mutation_hooks.Order("certfleet.plan.x_due__mutmut_3", args), seen])
+print(json.dumps(seen.built))
+sys.exit(code)
+"""
+    def seen(*args: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", driver, *args], cwd=tmp_path,
+                              env=dict(os.environ, PYTHONPATH=str(TOOLS)),
+                              capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(done.stdout.splitlines()[-1])
+
+    assert seen("test_n.py::test_p[2]", "test_n.py::test_r") == [  # not test_q
+        "test_n.py::test_p[1]", "test_n.py::test_p[2]", "test_n.py::test_p[3]",
+        "test_n.py::test_r", "ran test_n.py::test_p[2]", "ran test_n.py::test_r"]
+    assert seen("test_n.py") == [
+        "test_n.py::test_p[1]", "test_n.py::test_p[2]", "test_n.py::test_p[3]",
+        "test_n.py::test_q", "test_n.py::test_r", "ran test_n.py::test_p[1]",
+        "ran test_n.py::test_p[2]", "ran test_n.py::test_p[3]", "ran test_n.py::test_q",
+        "ran test_n.py::test_r"]
 
 
 def test_the_record_keeps_the_tests_that_killed_most() -> None:

@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import ssl
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,11 +22,12 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from certfleet.deploy import probe
 from certfleet.errors import DeployError
+from tests.unit.pki import rsa_key
 
 EC_SERIAL, RSA_SERIAL = 0xEC0001, 0x5A0002
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -54,7 +56,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
     directory = tmp_path_factory.mktemp("probe")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*_pem(directory, "rsa", RSA_SERIAL,
-                                  rsa.generate_private_key(65537, 2048)))
+                                  rsa_key()))
     context.load_cert_chain(*_pem(directory, "ec", EC_SERIAL,
                                   ec.generate_private_key(ec.SECP256R1())))
     return context
@@ -80,6 +82,18 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_the_probe_uses_no_deprecated_tls_setting(tls: ssl.SSLContext) -> None:
+    """A context made without naming its protocol (PROTOCOL_TLS) is deprecated, and a
+    later Python drops it: the probe must keep working with deprecations as errors."""
+    async def main() -> int:
+        async with _server(context=tls) as port:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", DeprecationWarning)
+                return await probe.served_serial("127.0.0.1", port, "probe.test")
+
+    assert asyncio.run(main()) == EC_SERIAL
 
 
 def test_key_kinds() -> None:
