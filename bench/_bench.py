@@ -130,14 +130,15 @@ class Bench:
                           budget=self.setup_budget()).expect(0)
 
     def fresh_run(self, count: int, retry_after: dict[str, int], budget: Budget,
-                  argv: list[str] | None = None) -> Proc:
+                  argv: list[str] | None = None, state: Path | None = None) -> Proc:
         """`certfleet run -v` ordering ``count`` new certificates with a registered
-        account (``argv``: the command to run instead of ``python -m certfleet``)."""
+        account (``argv``: the command to run instead of ``python -m certfleet``;
+        ``state``: the state directory, when not beside the rest of the run's files)."""
         lab = self.lab(retry_after)
         work = self.work(f"run{count}")
         domains = write_domains(work / "domains.txt",
                                 [f"{work.name}-{i}.bench.example" for i in range(count)])
-        config = lab_config(work / "certfleet.toml", lab, work / "state", domains)
+        config = lab_config(work / "certfleet.toml", lab, state or work / "state", domains)
         self.register(config, work)
         note(f"certfleet run: {count} new certificates, Pebble Retry-After "
              f"{retry_after['authz']} s/{retry_after['order']} s" + (" (profiled)" if argv else ""))

@@ -78,6 +78,7 @@ class Proc:
     stdout: str
     stderr: str
     ca_log: str = ""    # what Pebble logged while the child ran (set by the caller)
+    system: float = 0.0  # the kernel's share of ``cpu``
 
     def tail(self, chars: int = 1500) -> str:
         return (self.stdout[-chars // 3:] + "\n" + self.stderr[-chars:]).strip()
@@ -131,7 +132,7 @@ def run_proc(argv: Sequence[str], *, env: dict[str, str], cwd: Path,
         err.seek(0)
         return Proc(list(argv), child.returncode, wall, usage.ru_utime + usage.ru_stime,
                     usage.ru_maxrss, out.read().decode(errors="replace"),
-                    err.read().decode(errors="replace"))
+                    err.read().decode(errors="replace"), system=usage.ru_stime)
 
 
 class Tree:

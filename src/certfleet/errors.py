@@ -36,6 +36,8 @@ def safe_text(text: str, limit: int = MAX_SHOWN) -> str:
     operator's terminal or forge log lines; control characters become visible escapes
     and the result is cut to ``limit`` characters.
     """
+    if len(text) <= limit and text.isprintable() and "\\" not in text:
+        return text  # the common case, nothing to escape: no walk over each character
     out: list[str] = []
     size = 0
     for ch in text:
@@ -58,6 +60,8 @@ def _shown(ch: str) -> str:
 def safe_tail(text: str, limit: int = MAX_SHOWN) -> str:
     """The end of ``text`` fit for a line, escaped as ``safe_text`` does and cut at the
     front: what a failing command printed last usually says why."""
+    if len(text) <= limit and text.isprintable() and "\\" not in text:
+        return text
     kept: list[str] = []
     size = 0
     for ch in reversed(text):

@@ -76,6 +76,27 @@ def test_output_is_printable(text: str) -> None:
     assert all(ch.isprintable() for ch in out)
 
 
+def _escaped_one_by_one(text: str, limit: int, tail: bool = False) -> str:
+    """The definition: each character shown as it is or escaped, cut at ``limit``."""
+    pieces = ["\\\\" if c == "\\" else {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(c) or
+              (c if c.isprintable() else
+               f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+              for c in (reversed(text) if tail else text)]
+    kept: list[str] = []
+    for piece in pieces:
+        if sum(map(len, kept)) + len(piece) > limit:
+            return "..." + "".join(reversed(kept)) if tail else "".join(kept) + "..."
+        kept.append(piece)
+    return "".join(reversed(kept)) if tail else "".join(kept)
+
+
+@given(st.text(alphabet=st.sampled_from("ab\\\n\x1b\u2028é "), max_size=12) | st.text(max_size=12),
+       st.integers(min_value=0, max_value=14))
+def test_escaping_is_the_same_with_or_without_the_shortcut(text: str, limit: int) -> None:
+    assert safe_text(text, limit) == _escaped_one_by_one(text, limit)
+    assert safe_tail(text, limit) == _escaped_one_by_one(text, limit, tail=True)
+
+
 def test_acme_problem_message() -> None:
     exc = AcmeProblem(
         "https://ca/acme/new-order", "urn:ietf:params:acme:error:rejectedIdentifier",
