@@ -28,8 +28,8 @@ those of any order. The record is ``mutation/killers.json``, rewritten by tools/
 from the kills each child appends to the file named by ``CERTFLEET_MUTATION_KILLS``.
 
 In a child, too, pytest builds items only for the test functions mutmut named: given
-``test_x.py::test_y`` it would otherwise build (parametrize, resolve fixtures for) every
-test of ``test_x.py`` and then deselect all but one, most of a child's collection time.
+``FILE::NAME`` it would otherwise build (parametrize, resolve fixtures for) every test of
+``FILE`` and then deselect all but one, most of a child's collection time.
 """
 
 from __future__ import annotations
@@ -150,9 +150,9 @@ def ranking(tiers: list[list[str]]) -> Callable[[str], tuple[int, int]]:
 
 
 def wanted(args: list[str]) -> set[tuple[str, str]]:
-    """The (collector, function) pairs named by node ids: tests/unit/test_x.py::test_y[1]
-    -> (tests/unit/test_x.py, test_y); a bare file or directory -> (it, ""), everything in
-    it. Empty when anything else is named (an option, a class): then nothing is narrowed."""
+    """The (collector, function) pairs named by node ids: FILE::NAME[1] -> (FILE, NAME);
+    a bare file or directory -> (it, ""), everything in it. Empty when anything else is
+    named (an option, a class): then nothing is narrowed."""
     pairs: set[tuple[str, str]] = set()
     for arg in args:
         if arg.startswith("-"):

@@ -79,6 +79,9 @@ def test_monitor_sees_a_target_serving_an_old_certificate(pebble: Any, web: Any,
 
     config = _probed_config(pebble, web, tmp_path)
     assert run_cli("run", "--config", str(config))[0] == 0
+    # The deploy saw the new certificate served; nginx's old worker may still take a
+    # connection for a moment, and the monitor would rightly report what it serves.
+    assert web.wait_for_serial(SITE, _serial(tmp_path / "state" / "certs" / SITE / "cert.pem"))
     rc, out, _ = run_main(["monitor", "--probe", "--config", str(config)])
     assert (rc, out.split(" - ")[0]) == (0, "CERTFLEET OK"), out
     old, cert_pem, key_pem = web_lab.self_signed(SITE, [SITE])

@@ -321,8 +321,11 @@ def test_a_record_holds_from_when_it_was_made_until_its_end(tmp_path: Path) -> N
     _store(state, names=("a.example",))
     given = quietrun.inputs({}, {}, [])
     assert given is not None
-    seen = quietrun.marks(state, ["a.example"])
     made_ns = int(NOW.timestamp() * 1e9)
+    # The directory as it would be: changed before the run planned (NOW is fixed, the
+    # directory was made just now, and a change after planning would void the record).
+    os.utime(state / "certs" / "a.example", ns=(made_ns - 10**10, made_ns - 10**10))
+    seen = quietrun.marks(state, ["a.example"])
     until = (NOW + timedelta(days=3)).timestamp()
     quietrun.keep(state, given, names=["a.example"], seen=seen, planned_ns=made_ns,
                   until=until, outcomes=[Outcome("a.example")], clock={"c": 1})
