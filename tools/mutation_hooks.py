@@ -150,16 +150,14 @@ def ranking(tiers: list[list[str]]) -> Callable[[str], tuple[int, int]]:
 
 
 def wanted(args: list[str]) -> set[tuple[str, str]]:
-    """The (collector, function) pairs named by node ids: FILE::NAME[1] -> (FILE, NAME);
-    a bare file or directory -> (it, ""), everything in it. Empty when anything else is
-    named (an option, a class): then nothing is narrowed."""
+    """The (module, function) pairs named by node ids: FILE::NAME[1] -> (FILE, NAME); a
+    bare test file -> (FILE, ""), everything in it. Empty when anything else is named (an
+    option, a directory, a class): then nothing is narrowed."""
     pairs: set[tuple[str, str]] = set()
     for arg in args:
-        if arg.startswith("-"):
-            return set()
         path, _, rest = arg.partition("::")
         function = rest.partition("[")[0]
-        if "::" in function:
+        if arg.startswith("-") or not path.endswith(".py") or "::" in function:
             return set()
         pairs.add((path, function))
     return pairs
@@ -178,8 +176,9 @@ class Order:
                                   obj: object) -> list[pytest.Item] | None:
         """Nothing for a test function not asked for: pytest would build its items, with
         their parameters and fixtures, only to deselect them by name."""
-        if not callable(obj) or isinstance(obj, type) or not self.wanted:
-            return None
+        if not self.wanted or not isinstance(collector, pytest.Module) \
+                or not callable(obj) or isinstance(obj, type):
+            return None  # a class's tests are left to pytest: the ids never name them
         if (collector.nodeid, name) in self.wanted or (collector.nodeid, "") in self.wanted:
             return None
         return []

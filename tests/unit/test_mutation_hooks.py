@@ -176,6 +176,7 @@ def test_the_other_cases_of_a_killer_follow_it() -> None:
     (["t/a.py", "t/b.py::t_x"], {("t/a.py", ""), ("t/b.py", "t_x")}),
     (["t/a.py::TestC::test_m"], set()),   # a class: nothing narrowed
     (["-k", "x", "t/a.py::t_one"], set()),  # an option: nothing narrowed
+    (["t", "t/a.py::t_one"], set()),      # a directory: nothing narrowed
 ])
 def test_the_functions_asked_for(args: list[str], pairs: set[tuple[str, str]]) -> None:
     assert _hooks().wanted(args) == pairs
@@ -191,6 +192,9 @@ def test_q():
     pass
 def test_r():
     pass
+class TestC:
+    def test_m(self):
+        pass
 """
 
 
@@ -227,9 +231,11 @@ sys.exit(code)
         "test_n.py::test_r", "ran test_n.py::test_p[2]", "ran test_n.py::test_r"]
     assert seen("test_n.py") == [
         "test_n.py::test_p[1]", "test_n.py::test_p[2]", "test_n.py::test_p[3]",
-        "test_n.py::test_q", "test_n.py::test_r", "ran test_n.py::test_p[1]",
-        "ran test_n.py::test_p[2]", "ran test_n.py::test_p[3]", "ran test_n.py::test_q",
-        "ran test_n.py::test_r"]
+        "test_n.py::test_q", "test_n.py::test_r", "test_n.py::TestC::test_m",
+        "ran test_n.py::test_p[1]", "ran test_n.py::test_p[2]", "ran test_n.py::test_p[3]",
+        "ran test_n.py::test_q", "ran test_n.py::test_r", "ran test_n.py::TestC::test_m"]
+    assert seen("test_n.py::test_q", "test_n.py::TestC::test_m")[-2:] == [
+        "ran test_n.py::test_q", "ran test_n.py::TestC::test_m"]  # a class: not narrowed
 
 
 def test_the_record_keeps_the_tests_that_killed_most() -> None:
