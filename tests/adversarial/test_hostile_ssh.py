@@ -109,7 +109,8 @@ class FakeSsh:
         self.mode = mode
         self.key = asyncssh.generate_private_key("ssh-ed25519")
         self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
         self.sessions: list[list[bytes]] = []
         sftp = type("Sftp", (_Sftp,), {"mode": mode, "sessions": self.sessions})
 
@@ -134,8 +135,22 @@ class FakeSsh:
         return f"[127.0.0.1]:{self.port} {public}\n"
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        """Stop the server and end every task it still runs (a session the test left
+        stalled): a pending task left in a loop is destroyed whenever the garbage collector
+        gets to it, and asyncio then logs an error in the middle of some later test."""
+        async def shut() -> None:
+            self.server.close()
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(TimeoutError):
+            asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        if not self.loop.is_running():
+            self.loop.close()
 
 
 def _alias(lab: Lab, address: str, port: int, known: str = "") -> str:
