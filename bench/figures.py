@@ -8,7 +8,8 @@ Figures (``--only`` takes these names, or the issue's numbers 1-6):
 
   orders    1. `certfleet run` of 1, 50 and 500 new certificates with Pebble's default
                Retry-After (authz 3 s, order 5 s): the N-run's time over the 1-run's
-  issue     2. `certfleet issue NAME`, account registered, Retry-After 0: median wall time
+  issue     2. `certfleet issue NAME`, account registered, Retry-After 0: median wall time;
+               and, as the floor under it, the libraries it uses imported alone
   requests  3. HTTP requests to the CA in the 50-certificate run of figure 1, counted at
                Pebble: per certificate (all but the directory, newNonce and the account
                lookup, over 50) and once per run (those three)
@@ -61,11 +62,19 @@ from _lab import (
     machine,
     raise_fd_limit,
     requests_to_ca,
+    run_proc,
     write_domains,
 )
 from _report import HEADER, table, write_json, write_markdown
 
 SHM = "/dev/shm"  # tmpfs on Linux: figure 6's state directory without a disk's filesystem
+# What `certfleet issue` must load before any line of its own runs: the event loop, TLS,
+# HTTP/1.1, the X.509 and key code, the config and log parsers. Figure 2 times importing
+# them in a bare interpreter, the floor under any client built on them.
+ISSUE_LIBRARIES = ("asyncio", "ssl", "h11", "cryptography.x509",
+                   "cryptography.hazmat.primitives.asymmetric.ec",
+                   "cryptography.hazmat.primitives.serialization", "tomllib", "logging",
+                   "json", "argparse", "pathlib")
 
 # ---------------------------------------------------------------------------- figures
 
@@ -105,6 +114,17 @@ def issue(b: Bench) -> None:
         return median(times), spread(times) + " (after 1 unmeasured)"
 
     b.measure("2", "issue 1 certificate, registered (Retry-After 0)", "s", 0.3, "<=", fn)
+
+    def floor(budget: Budget) -> tuple[float, str]:
+        work = b.work("floor")
+        argv = [b.tree.python, "-c", "import " + ", ".join(ISSUE_LIBRARIES)]
+        run_proc(argv, env=b.tree.env, cwd=work, budget=b.setup_budget()).expect(0)
+        times = [run_proc(argv, env=b.tree.env, cwd=work, budget=budget).expect(0).wall
+                 for _ in range(b.sizes.issue_runs)]
+        return median(times), spread(times) + " (after 1 unmeasured): `python -c 'import " \
+            + ", ".join(ISSUE_LIBRARIES) + "'`, no certfleet code"
+
+    b.measure("2", "the libraries issue uses, imported alone", "s", None, "", floor)
 
 
 def requests(b: Bench) -> None:
