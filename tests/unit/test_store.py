@@ -165,6 +165,16 @@ def test_prune_never_removes_current(store: Store) -> None:
     assert (versions / "1" / "privkey.pem").exists()
 
 
+def test_prune_before_any_version_is_active_keeps_the_last(store: Store) -> None:
+    """Versions written but none switched to yet (a first issuance cut short)."""
+    versions = store.cert_dir(NAME) / "versions"
+    for version in range(1, 8):
+        (versions / str(version)).mkdir()
+    assert store.current(NAME) is None
+    store.prune(NAME)
+    assert store.versions(NAME) == [3, 4, 5, 6, 7]
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()

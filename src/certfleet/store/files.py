@@ -13,7 +13,8 @@ Touches the state directory only. Layout (every file written temp → fsync → 
     STATE/challenges/                                 http-01 tokens (responder mode)
 
 A version directory is complete before it is renamed into place, and ``current`` moves only
-after that, so a crash at any moment leaves the previous version active and whole. Opened
+after that, so a crash at any moment leaves the previous version active and whole (the
+steps are ``versions.py``'s; when they run is decided here). Opened
 read-only (``create=False``) the store creates and writes nothing, and a missing state
 directory is an error naming it.
 """
@@ -21,13 +22,11 @@ directory is an error naming it.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import logging
 import os
 import shutil
-import stat
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,18 +37,17 @@ from ..gcpause import paused
 from ..names import storage_name
 from ..ratelimits import Ledger
 from ..state import CertState, StateDamaged
-from . import ledger
+from . import ledger, versions
 from .index import Snapshot, snapshot
 from .locks import LOCK_WAIT, Locks
-from .meta import PEM_FILES, StoredCert, VersionMeta, ca_id
+from .meta import StoredCert, VersionMeta, ca_id
+from .versions import KEEP_VERSIONS
 
 if TYPE_CHECKING:
     from ..account_key import AccountKey
     from .pg_tokens import DbTokens
 
 log = logging.getLogger(__name__)
-KEEP_VERSIONS = 5
-MIN_FREE_BYTES = 1 << 20
 STATE_LIMIT = 1 << 20
 
 
@@ -245,7 +243,7 @@ class Store:
     def _version_meta(self, version_dir: str) -> VersionMeta | None:
         """The record of a version directory (checked to be certfleet's own); None if it
         has none."""
-        _check_version_dir(version_dir)
+        versions.check_dir(version_dir)
         meta_path = f"{version_dir}/meta.json"
         data = self._read_json(meta_path)
         return None if data is None else VersionMeta.from_json(data, meta_path)
@@ -290,47 +288,12 @@ class Store:
         return data
 
     def preflight(self, name: str) -> None:
-        """Fail before ordering if a new version could not be written (full or read-only)."""
-        path = self.cert_dir(name)
-        try:
-            free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot inspect: {exc.strerror}") from exc
-        if free < MIN_FREE_BYTES:
-            raise StoreError(f"{path}: only {free} bytes free; need {MIN_FREE_BYTES}")
-        probe = fsutil.temp_name(path / "probe")
-        try:  # not synced: a full or read-only disk refuses the write itself
-            fsutil.write_new(probe, b"\0" * 16384, 0o600, sync=False)
-        except OSError as exc:
-            raise StoreError(f"{path}: not writable: {exc.strerror or exc}") from exc
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(probe)
+        versions.preflight(self.cert_dir(name))
 
     def activate(self, name: str, files: dict[str, bytes], meta: VersionMeta) -> StoredCert:
         """Write a complete new version, then switch ``current`` to it in one rename."""
         base = self.cert_dir(name)
-        versions = base / "versions"
-        final = versions / str(meta.version)
-        tmp = fsutil.temp_name(final)
-        try:
-            tmp.mkdir(mode=0o700)
-            os.chmod(tmp, 0o700)  # whatever the umask
-            for pem in PEM_FILES:
-                if pem == "privkey.pem" and pem not in files:
-                    continue  # a certificate from the operator's own CSR: no key here
-                mode = 0o600 if pem == "privkey.pem" else 0o644
-                fsutil.write_new(tmp / pem, files[pem], mode)
-            fsutil.write_new(tmp / "meta.json", _dump(meta.to_json()), 0o644)
-            fsutil.fsync_dir(tmp)
-            os.rename(tmp, final)
-            fsutil.fsync_dir(versions)
-        except (OSError, KeyError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, KeyError):
-                raise StoreError(f"{final}: incomplete version: no {exc}") from None
-            reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-            raise StoreError(f"{final}: cannot write new version: {reason}") from exc
+        versions.write(base, meta.version, files, _dump(meta.to_json()))
         # The pending key lives in the new version now. It goes before the switch, so no
         # moment has it both pending and active; a crash between the two leaves a version
         # newer than ``current``, which ``finish_activation`` switches to.
@@ -357,41 +320,18 @@ class Store:
         return None
 
     def _switch(self, base: Path, version: int, has_key: bool) -> None:
-        """``current`` to ``versions/<version>`` in one rename. The stable links point
-        through ``current`` and are made before it moves (on a first issuance they dangle
-        until then), so no moment has a current version without them."""
-        made = False
-        for pem in PEM_FILES:
-            link = base / pem
-            if (pem != "privkey.pem" or has_key) and \
-                    (os.readlink(link) if link.is_symlink() else None) != f"current/{pem}":
-                fsutil.replace_symlink(link, f"current/{pem}", sync=False)
-                made = True
-        if made:
-            fsutil.fsync_dir(base)  # the links, durable before current moves
-        fsutil.replace_symlink(base / "current", f"versions/{version}")
-        if not has_key:  # the operator's own CSR: no key, and a key link would dangle
-            with contextlib.suppress(FileNotFoundError):
-                (base / "privkey.pem").unlink()
+        versions.switch(base, version, has_key)  # a method: tests cut a run short here
 
     def next_version(self, name: str) -> int:
         return max(self.versions(name), default=0) + 1
 
     def versions(self, name: str) -> list[int]:
-        return sorted(int(p.name) for p in (self.cert_dir(name) / "versions").iterdir()
-                      if p.name.isdigit())
+        return versions.numbers(self.cert_dir(name))
 
     def prune(self, name: str, keep: int = KEEP_VERSIONS) -> None:
-        """Keep the last ``keep`` versions (the seed's ``-b`` backups); sweep crash leftovers."""
-        versions = self.cert_dir(name) / "versions"
         current = self.current(name)
-        for entry in [*versions.iterdir(), *versions.parent.iterdir()]:
-            if fsutil.TMP_MARK in entry.name and fsutil.is_leftover(entry.name):
-                fsutil.remove_leftover(entry)
-        numbers = self.versions(name)
-        for number in numbers[:-keep] if keep > 0 else []:
-            if current is None or number != current.meta.version:
-                shutil.rmtree(versions / str(number), ignore_errors=True)
+        versions.prune(self.cert_dir(name), None if current is None else current.meta.version,
+                       keep)
 
     # -- the pending key of an order in flight ------------------------------------------------
 
@@ -453,24 +393,6 @@ class Store:
         if not isinstance(data, dict):
             raise StoreError(f"{path}: damaged: not a JSON object")
         return data
-
-
-def _check_version_dir(path: Path | str) -> None:
-    """A version directory must be certfleet's own: a real directory (not a link planted
-    by someone), owned by this user, that no one else can write to."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise StoreError(f"{path}: missing (the active version is gone)") from None
-    except OSError as exc:
-        raise StoreError(f"{path}: cannot inspect: {exc.strerror or exc}") from exc
-    if not stat.S_ISDIR(info.st_mode):
-        raise StoreError(f"{path}: not a directory (a link or a file was put there)")
-    if info.st_uid != os.geteuid():
-        raise StoreError(f"{path}: owned by uid {info.st_uid}, not by this user")
-    if info.st_mode & 0o022:
-        raise StoreError(f"{path}: writable by group or others (mode "
-                         f"{stat.S_IMODE(info.st_mode):o})")
 
 
 def _dump(data: dict[str, Any]) -> bytes:

@@ -31,7 +31,7 @@ from ..standing import from_json as standing_from_json
 from ..standing import of as standing_of
 from ..state import CertState, StateDamaged
 from . import pg_schema
-from .files import KEEP_VERSIONS, STATE_LIMIT, Store, account_dir
+from .files import STATE_LIMIT, Store, account_dir
 from .index import NO_STATE, Snapshot
 from .locks import LOCK_WAIT
 from .meta import StoredCert, VersionMeta, ca_id
@@ -39,6 +39,7 @@ from .pg_conn import Db, Tx
 from .pg_lease import Leases
 from .pg_tokens import DbTokens
 from .sealed import seal, unseal
+from .versions import KEEP_VERSIONS
 
 if TYPE_CHECKING:
     from ..account_key import AccountKey
