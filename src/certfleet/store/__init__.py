@@ -5,7 +5,8 @@ it: ``files.Store``, the state directory (``meta.py`` holds the values it return
 ``versions.py`` a certificate's versions, ``index.py`` the planning cache, ``locks.py``
 the per-certificate locks), and, with ``[store] backend = "postgresql"``,
 ``postgres.PgStore``: certificates, state, accounts and tokens shared in PostgreSQL, the
-state directory for what stays on each Work host (docs/shared-store.md). ``open_store`` picks one, and only then is the driver imported.
+state directory for what stays on each Work host (docs/shared-store.md). ``open_store``
+picks one, and only then is the driver imported.
 """
 
 from __future__ import annotations
