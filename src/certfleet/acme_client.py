@@ -132,7 +132,7 @@ class AcmeClient:
         self._timeout = timeout
         self._connections = connections
         self._budget = RateBudget(rate) if rate else None
-        self._flow = NonceFlow(connections)
+        self._flow = NonceFlow(connections, rate)
         self._directory_lock = asyncio.Lock()
         self._pool: Pool | None = None
         self._context: ssl.SSLContext | None = None
@@ -290,6 +290,7 @@ class AcmeClient:
             if self._budget is not None:
                 await self._budget.take()
             self.requests[method] += 1
+            sent = time.monotonic()
             reply = await self._pool.request(method, url, headers, data)
         except HttpError as exc:
             raise TransportError(f"{safe_text(url)}: {safe_text(str(exc))}") from None
@@ -298,8 +299,8 @@ class AcmeClient:
                 self._flow.answered(None)  # failed: no nonce comes back from this one
         found = _headers(reply)
         nonce = _plausible_nonce(found)
-        if brings:
-            self._flow.answered(nonce)  # first: whatever else fails, nobody waits on this
+        if brings:  # first: whatever else fails, nobody waits on this
+            self._flow.answered(nonce, time.monotonic() - sent)
         elif nonce is not None:
             self._flow.give(nonce)  # a GET's answer brought one: welcome
         response = Response(url=url, status=reply.status, headers=found,

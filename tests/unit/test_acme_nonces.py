@@ -201,6 +201,29 @@ def test_a_long_queue_behind_quick_answers_gets_more_nonces(ca: FakeCA) -> None:
     assert len(set(signer.nonces)) == 12
 
 
+def test_posts_paced_by_the_request_rate_share_one_nonce(ca: FakeCA) -> None:
+    """Twelve POSTs at 10 a second with quick answers: each waits its turn of the budget,
+    the nonce with it, far longer than a grace; yet one nonce carries ten a second at any
+    round trip under 100 ms, so newNonce is asked once, and the round trip measured is the
+    answer's, not the wait for the budget."""
+    async def quick(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.01)
+        return await ca.default(request)
+
+    ca.overrides["/account"] = quick
+    signer = Signer()
+
+    async def use(client: AcmeClient) -> float:
+        await asyncio.gather(*(client.post(ca.url("/account"), {"i": i}, signer)
+                               for i in range(12)))
+        return client._flow.round_trip
+
+    round_trip = run(use, ca, connections=4, rate=10.0)
+    assert ca.count("HEAD /nonce") == 1
+    assert len(set(signer.nonces)) == 12
+    assert 0.01 <= round_trip < 0.1
+
+
 def test_no_more_nonces_are_fetched_than_connections_while_answers_are_slow(
         ca: FakeCA) -> None:
     """Twelve POSTs on two connections, each answer held three graces: POSTs wait a grace

@@ -166,6 +166,48 @@ def test_the_stall_rule_at_its_bounds() -> None:
     assert not flow._stalled(0.0, 10.0)                       # one a connection already
 
 
+@pytest.mark.parametrize(("rate", "round_trip", "enough"), [
+    (None, 0.003, 4),       # no rate to carry: one a connection
+    (200.0, 0.0, 1),        # nothing answered yet: the one newNonce brings
+    (200.0, 0.003, 1),      # a near CA: one nonce carries 333 a second
+    (200.0, 0.005, 1),      # exactly the rate
+    (200.0, 0.0051, 2),     # just short of it
+    (200.0, 0.012, 3),
+    (200.0, 0.15, 4),       # a far CA: as many as connections
+])
+def test_enough_nonces_carry_the_rate_at_the_last_round_trip(
+        rate: float | None, round_trip: float, enough: int) -> None:
+    flow = NonceFlow(connections=4, rate=rate)
+    flow.round_trip = round_trip
+    assert flow._enough() == enough
+
+
+def test_a_fresh_flow_asks_for_one_nonce_until_a_round_trip_is_known() -> None:
+    assert NonceFlow(connections=4, rate=200.0)._enough() == 1
+
+
+def test_the_stall_rule_adds_no_nonce_the_rate_does_not_need() -> None:
+    flow = NonceFlow(connections=4, rate=200.0)
+    flow.in_flight, flow.asked, flow.round_trip = 1, 0.0, 0.003
+    assert not flow._stalled(0.0, 10.0)      # waited long, yet one nonce carries the rate
+    flow.round_trip = 0.015
+    assert flow._stalled(0.0, 10.0)          # three carry it: a second one joins
+    flow.in_flight = 3
+    assert not flow._stalled(0.0, 10.0)
+
+
+def test_the_round_trip_is_that_of_the_last_answer_with_a_nonce() -> None:
+    flow = NonceFlow(connections=4, rate=200.0)
+    for _ in range(3):
+        flow.sending()
+    flow.answered("n1", 0.02)
+    assert flow.round_trip == 0.02
+    flow.answered(None, 5.0)                 # failed or no nonce: tells nothing of the flow
+    assert flow.round_trip == 0.02
+    flow.answered("n2")                      # no time given: none measured
+    assert flow.round_trip == 0.0
+
+
 def test_a_timely_tick_on_a_stall_settles_first_then_asks_once() -> None:
     async def body() -> None:
         flow, asks = quiet_flow(1)          # one POST in flight, slow
