@@ -37,7 +37,8 @@ from ..gcpause import paused
 from ..names import storage_name
 from ..ratelimits import Ledger
 from ..state import CertState, StateDamaged
-from . import ledger, versions
+from . import ledger
+from . import versions as lifecycle  # `versions` is also a method here
 from .index import Snapshot, snapshot
 from .locks import LOCK_WAIT, Locks
 from .meta import StoredCert, VersionMeta, ca_id
@@ -243,7 +244,7 @@ class Store:
     def _version_meta(self, version_dir: str) -> VersionMeta | None:
         """The record of a version directory (checked to be certfleet's own); None if it
         has none."""
-        versions.check_dir(version_dir)
+        lifecycle.check_dir(version_dir)
         meta_path = f"{version_dir}/meta.json"
         data = self._read_json(meta_path)
         return None if data is None else VersionMeta.from_json(data, meta_path)
@@ -288,12 +289,12 @@ class Store:
         return data
 
     def preflight(self, name: str) -> None:
-        versions.preflight(self.cert_dir(name))
+        lifecycle.preflight(self.cert_dir(name))
 
     def activate(self, name: str, files: dict[str, bytes], meta: VersionMeta) -> StoredCert:
         """Write a complete new version, then switch ``current`` to it in one rename."""
         base = self.cert_dir(name)
-        versions.write(base, meta.version, files, _dump(meta.to_json()))
+        lifecycle.write(base, meta.version, files, _dump(meta.to_json()))
         # The pending key lives in the new version now. It goes before the switch, so no
         # moment has it both pending and active; a crash between the two leaves a version
         # newer than ``current``, which ``finish_activation`` switches to.
@@ -320,18 +321,18 @@ class Store:
         return None
 
     def _switch(self, base: Path, version: int, has_key: bool) -> None:
-        versions.switch(base, version, has_key)  # a method: tests cut a run short here
+        lifecycle.switch(base, version, has_key)  # a method: tests cut a run short here
 
     def next_version(self, name: str) -> int:
         return max(self.versions(name), default=0) + 1
 
     def versions(self, name: str) -> list[int]:
-        return versions.numbers(self.cert_dir(name))
+        return lifecycle.numbers(self.cert_dir(name))
 
     def prune(self, name: str, keep: int = KEEP_VERSIONS) -> None:
         current = self.current(name)
-        versions.prune(self.cert_dir(name), None if current is None else current.meta.version,
-                       keep)
+        active = None if current is None else current.meta.version
+        lifecycle.prune(self.cert_dir(name), active, keep)
 
     # -- the pending key of an order in flight ------------------------------------------------
 
