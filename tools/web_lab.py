@@ -803,6 +803,16 @@ http {{
                 return False
             time.sleep(0.05)
 
+    def wait_for_one_worker(self, timeout: float = 60.0) -> bool:
+        """Wait until a reload's old workers are gone (then every connection reaches the
+        new one); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while len(self.nginx_worker_pids) > 1:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     @property
     def nginx_worker_pids(self) -> list[int]:
         """PIDs of the nginx workers alive now (one normally; two for a moment after a

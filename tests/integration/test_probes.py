@@ -61,6 +61,9 @@ def test_each_key_type_is_probed_for_its_own_certificate(pebble: Any, web: Any,
     assert by_name(out)[SITE].endswith("deployed to 1/1 targets")
     assert by_name(out)[f"{SITE}+rsa2048"].endswith("deployed to 1/1 targets")
     state = tmp_path / "state" / "certs"
+    # The deploy's probe saw both new certificates served; nginx's old worker may still
+    # take a connection for a moment after the reload, and serve what it had.
+    assert web.wait_for_one_worker()
     rsa = asyncio.run(served_serial(web.address, web.tls_port, SITE, "rsa"))
     ec = asyncio.run(served_serial(web.address, web.tls_port, SITE, "ec"))
     assert rsa == _serial(state / f"{SITE}+rsa2048" / "cert.pem")
