@@ -12,7 +12,8 @@ counted while the event loop was free to read answers (``NONCE_SETTLE``: a loop 
 elsewhere, storing a certificate, is not taken for a slow CA). Never more nonces circulate
 than connections, nor than carry the CA's request rate: a nonce makes a round trip per POST,
 so one carries 1/round-trip POSTs a second, and ``rate * round trip`` of them carry the rate
-the session may spend (``acme_client.RateBudget``); more would only wait on that budget.
+the session may spend (``acme_client.RateBudget``); more would only wait on that budget. The
+round trip is smoothed as TCP smooths it, so that one slow answer adds no nonce for good.
 
 So against a near CA (answers in a few milliseconds: one nonce carries more than the 200
 requests a second allowed) one nonce circulates and ``newNonce`` is asked once a session,
@@ -35,6 +36,7 @@ from collections.abc import Awaitable, Callable
 NONCE_POOL = 64             # nonces kept when no POST waits (more are dropped, oldest first)
 NONCE_GRACE = 0.05          # seconds a POST waits before one more nonce is asked for
 NONCE_SETTLE = 0.005        # and a moment more for answers already read (see ``take``)
+ROUND_TRIP_GAIN = 1 / 8     # weight of a new round trip in the smoothed one (RFC 6298)
 
 
 class _Waiter:
@@ -56,7 +58,8 @@ class NonceFlow:
     def __init__(self, connections: int, rate: float | None = None) -> None:
         self.connections = connections
         self.rate = rate         # requests a second the session may spend; None: no bound
-        self.round_trip = 0.0    # of the last request answered with a nonce, in seconds
+        self.round_trip = 0.0    # smoothed, of the requests answered with a nonce; seconds
+        self._timed = False      # whether any answer was timed yet
         self.pool: collections.deque[str] = collections.deque(maxlen=NONCE_POOL)
         self.waiters: collections.deque[_Waiter] = collections.deque()
         self.in_flight = 0       # POSTs and newNonce requests sent: each should bring one back
@@ -147,7 +150,7 @@ class NonceFlow:
         sent, or none came (no header, or it failed)."""
         self.in_flight -= 1
         if nonce is not None:
-            self.round_trip = round_trip
+            self._time(round_trip)
             self.give(nonce)
         else:
             self._wake()
@@ -172,8 +175,16 @@ class NonceFlow:
         return now - since >= NONCE_GRACE and now - self.asked >= NONCE_GRACE \
             and self._circulating() < self._enough()
 
+    def _time(self, sample: float) -> None:
+        """The smoothed round trip, as TCP's (RFC 6298 §2): one slow answer, a pause of
+        the CA's, moves it an eighth of the way, and a nonce once added stays."""
+        if self._timed:
+            self.round_trip += (sample - self.round_trip) * ROUND_TRIP_GAIN
+        else:
+            self.round_trip, self._timed = sample, True
+
     def _enough(self) -> int:
-        """Nonces that carry the request rate at the last round trip, one a connection at
+        """Nonces that carry the request rate at the smoothed round trip, one a connection at
         most (all of them without a rate)."""
         if self.rate is None:
             return self.connections

@@ -196,16 +196,18 @@ def test_the_stall_rule_adds_no_nonce_the_rate_does_not_need() -> None:
     assert not flow._stalled(0.0, 10.0)
 
 
-def test_the_round_trip_is_that_of_the_last_answer_with_a_nonce() -> None:
+def test_the_round_trip_is_smoothed_over_the_answers_with_a_nonce() -> None:
     flow = NonceFlow(connections=4, rate=200.0)
-    for _ in range(3):
+    for _ in range(4):
         flow.sending()
-    flow.answered("n1", 0.02)
+    flow.answered("n1", 0.02)                # the first is taken as it is
     assert flow.round_trip == 0.02
     flow.answered(None, 5.0)                 # failed or no nonce: tells nothing of the flow
     assert flow.round_trip == 0.02
-    flow.answered("n2")                      # no time given: none measured
-    assert flow.round_trip == 0.0
+    flow.answered("n2", 0.1)                 # one slow answer moves it an eighth of the way
+    assert flow.round_trip == pytest.approx(0.03)
+    flow.answered("n3")                      # no time given: a sample of 0
+    assert flow.round_trip == pytest.approx(0.02625)
 
 
 def test_a_timely_tick_on_a_stall_settles_first_then_asks_once() -> None:
