@@ -175,7 +175,7 @@ def test_the_stall_rule_at_its_bounds() -> None:
     (200.0, 0.012, 3),
     (200.0, 0.15, 4),       # a far CA: as many as connections
 ])
-def test_enough_nonces_carry_the_rate_at_the_last_round_trip(
+def test_enough_nonces_carry_the_rate_at_the_round_trip(
         rate: float | None, round_trip: float, enough: int) -> None:
     flow = NonceFlow(connections=4, rate=rate)
     flow.round_trip = round_trip
