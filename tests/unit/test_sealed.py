@@ -51,7 +51,7 @@ def test_an_altered_row_does_not_open() -> None:
     b"", b"CF1", PEM,                                   # nothing, the magic alone, plain PEM
     MAGIC + os.urandom(NONCE + 15),                     # one byte short of a tag
     b"CF2" + os.urandom(NONCE + 40),                    # another format
-])
+], ids=["empty", "magic", "plain-pem", "short", "other-format"])  # no key text in test ids
 def test_what_is_not_a_sealed_key_is_named(blob: bytes) -> None:
     with pytest.raises(StoreError, match=r"^pending/a: not a sealed key$"):
         unseal(KEY, blob, "pending/a")
