@@ -13,10 +13,7 @@ elsewhere, storing a certificate, is not taken for a slow CA). Never more nonces
 than connections, nor than carry the CA's request rate: a nonce makes a round trip per POST,
 so one carries 1/round-trip POSTs a second, and ``rate * round trip`` of them carry the rate
 the session may spend (``acme_client.RateBudget``); more would only wait on that budget. The
-round trip that counts is the least of the last ten to twenty seconds, as BBR sizes what
-TCP keeps in flight by the bandwidth-delay product (Cardwell et al., ACM Queue 2016): an
-answer slower than that spent the difference queued, in the CA or in the client's own busy
-event loop, and more nonces in flight lengthen queues, not shorten them.
+round trip is smoothed as TCP smooths it, so that one slow answer adds no nonce for good.
 
 So against a near CA (answers in a few milliseconds: one nonce carries more than the 200
 requests a second allowed) one nonce circulates and ``newNonce`` is asked once a session,
@@ -39,7 +36,7 @@ from collections.abc import Awaitable, Callable
 NONCE_POOL = 64             # nonces kept when no POST waits (more are dropped, oldest first)
 NONCE_GRACE = 0.05          # seconds a POST waits before one more nonce is asked for
 NONCE_SETTLE = 0.005        # and a moment more for answers already read (see ``take``)
-ROUND_TRIP_WINDOW = 10.0    # seconds of answers whose least round trip counts (BBR's)
+ROUND_TRIP_GAIN = 1 / 8     # weight of a new round trip in the smoothed one (RFC 6298)
 
 
 class _Waiter:
@@ -61,10 +58,8 @@ class NonceFlow:
     def __init__(self, connections: int, rate: float | None = None) -> None:
         self.connections = connections
         self.rate = rate         # requests a second the session may spend; None: no bound
-        self.round_trip = 0.0    # the least lately, of requests answered with a nonce; seconds
-        self._least = math.inf   # the least of the window begun at ``_window``
-        self._earlier = math.inf  # and of the window before it
-        self._window = -math.inf
+        self.round_trip = 0.0    # smoothed, of the requests answered with a nonce; seconds
+        self._timed = False      # whether any answer was timed yet
         self.pool: collections.deque[str] = collections.deque(maxlen=NONCE_POOL)
         self.waiters: collections.deque[_Waiter] = collections.deque()
         self.in_flight = 0       # POSTs and newNonce requests sent: each should bring one back
@@ -181,17 +176,15 @@ class NonceFlow:
             and self._circulating() < self._enough()
 
     def _time(self, sample: float) -> None:
-        """The least round trip of this window and the last (a window is
-        ``ROUND_TRIP_WINDOW``): a CA that moved away is seen within two windows, and a
-        burst of answers queued behind one another does not count as distance."""
-        now = time.monotonic()
-        if now - self._window >= ROUND_TRIP_WINDOW:
-            self._earlier, self._least, self._window = self._least, math.inf, now
-        self._least = min(self._least, sample)
-        self.round_trip = min(self._least, self._earlier)
+        """The smoothed round trip, as TCP's (RFC 6298 §2): one slow answer, a pause of
+        the CA's, moves it an eighth of the way, and a nonce once added stays."""
+        if self._timed:
+            self.round_trip += (sample - self.round_trip) * ROUND_TRIP_GAIN
+        else:
+            self.round_trip, self._timed = sample, True
 
     def _enough(self) -> int:
-        """Nonces that carry the request rate at the least round trip, one a connection at
+        """Nonces that carry the request rate at the smoothed round trip, one a connection at
         most (all of them without a rate)."""
         if self.rate is None:
             return self.connections
