@@ -290,7 +290,6 @@ class AcmeClient:
             if self._budget is not None:
                 await self._budget.take()
             self.requests[method] += 1
-            sent = time.monotonic()
             reply = await self._pool.request(method, url, headers, data)
         except HttpError as exc:
             raise TransportError(f"{safe_text(url)}: {safe_text(str(exc))}") from None
@@ -300,7 +299,7 @@ class AcmeClient:
         found = _headers(reply)
         nonce = _plausible_nonce(found)
         if brings:  # first: whatever else fails, nobody waits on this
-            self._flow.answered(nonce, time.monotonic() - sent)
+            self._flow.answered(nonce, reply.round_trip)
         elif nonce is not None:
             self._flow.give(nonce)  # a GET's answer brought one: welcome
         response = Response(url=url, status=reply.status, headers=found,

@@ -21,6 +21,7 @@ import contextlib
 import os
 import socket
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -43,6 +44,9 @@ class Reply:
     status: int
     headers: tuple[tuple[str, str], ...]   # lower-case names, in order, repeats kept
     body: bytes
+    # Seconds from the request written on an open connection to the whole answer read:
+    # the wait for a connection, and connecting (TCP, TLS), are the pool's, not the peer's.
+    round_trip: float = 0.0
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (lower case), if any."""
@@ -90,11 +94,12 @@ class _Connection:
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())
         # send() gives None only for a ConnectionClosed, which is never sent here.
+        sent = time.monotonic()
         self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
         await self.writer.drain()
-        return await self._read(max_body)
+        return await self._read(max_body, sent)
 
-    async def _read(self, max_body: int) -> Reply:
+    async def _read(self, max_body: int, sent: float) -> Reply:
         conn, status = self.h11, 0
         headers: tuple[tuple[str, str], ...] = ()
         chunks: list[bytes] = []
@@ -127,7 +132,7 @@ class _Connection:
                     raise HttpError(f"response exceeds {max_body} bytes")
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                return Reply(status, headers, b"".join(chunks))
+                return Reply(status, headers, b"".join(chunks), time.monotonic() - sent)
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionResetError("the server closed the connection")
             # InformationalResponse (1xx): read on

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from certfleet import nonces
-from certfleet.acme_client import AcmeClient
+from certfleet.acme_client import AcmeClient, RateBudget
 from certfleet.errors import TransportError
 from certfleet.nonces import _Waiter
 
@@ -210,7 +210,7 @@ def test_posts_paced_by_the_request_rate_share_one_nonce(ca: FakeCA) -> None:
         await asyncio.sleep(0.01)
         return await ca.default(request)
 
-    ca.overrides["/account"] = quick
+    ca.overrides["/account"] = ca.overrides["/nonce"] = quick
     signer = Signer()
 
     async def use(client: AcmeClient) -> float:
@@ -222,6 +222,29 @@ def test_posts_paced_by_the_request_rate_share_one_nonce(ca: FakeCA) -> None:
     assert ca.count("HEAD /nonce") == 1
     assert len(set(signer.nonces)) == 12
     assert 0.01 <= round_trip < 0.1
+
+
+def test_the_round_trip_leaves_out_the_wait_for_the_rate_budget(
+        ca: FakeCA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request waits 100 ms for its turn of the budget and is answered in 10 ms: the
+    round trip that sizes the nonces in flight is the answer's."""
+    async def quick(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.01)
+        return await ca.default(request)
+
+    async def turn(budget: RateBudget) -> None:
+        await asyncio.sleep(0.1)
+
+    ca.overrides["/account"] = ca.overrides["/nonce"] = quick
+    monkeypatch.setattr(RateBudget, "take", turn)
+    signer = Signer()
+
+    async def use(client: AcmeClient) -> float:
+        for i in range(3):
+            await client.post(ca.url("/account"), {"i": i}, signer)
+        return client._flow.round_trip
+
+    assert 0.01 <= run(use, ca, connections=4, rate=10.0) < 0.1
 
 
 def test_no_more_nonces_are_fetched_than_connections_while_answers_are_slow(

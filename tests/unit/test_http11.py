@@ -92,6 +92,35 @@ def test_keep_alive_reuses_one_connection() -> None:
     assert all(b"user-agent: t/1" in h.lower() for h in heads)
 
 
+def test_the_round_trip_is_the_answer_s_not_the_wait_for_a_connection(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One connection, two requests at once, each answered 0.2 s after it is read, and
+    connecting takes 0.3 s: each reply's round trip is its own 0.2 s, not the second's wait
+    for the first, nor the connecting."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                await _read_head(reader)
+                await asyncio.sleep(0.2)
+                writer.write(_answer(b"ok"))
+                await writer.drain()
+        writer.close()
+
+    connect = Pool._connect
+
+    async def slow_connect(pool: Pool, origin: tuple[str, str, int]) -> object:
+        await asyncio.sleep(0.3)
+        return await connect(pool, origin)
+
+    monkeypatch.setattr(Pool, "_connect", slow_connect)
+
+    async def use(pool: Pool, base: str) -> list[float]:
+        replies = await asyncio.gather(*(pool.request("GET", f"{base}/{i}") for i in range(2)))
+        return [reply.round_trip for reply in replies]
+
+    assert all(0.2 <= trip < 0.3 for trip in _against(handler, use, limit=1))
+
+
 def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
     accepted: list[int] = []
 
