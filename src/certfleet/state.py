@@ -17,9 +17,10 @@ damaged or hostile record fails its own certificate with a clear reason, never t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from .protocol import backoff
@@ -111,7 +112,7 @@ class CertState:
     # -- transitions --------------------------------------------------------------------
 
     def with_order(self, url: str, names: Iterable[str]) -> CertState:
-        return replace(self, order=PendingOrder(url[:MAX_URL], tuple(names)[:MAX_NAMES]))
+        return replace(self, order=_pending(url, names))
 
     def without_order(self) -> CertState:
         return replace(self, order=None)
@@ -201,6 +202,10 @@ def _deploy_json(record: DeployRecord) -> dict[str, Any]:
     return data
 
 
+def _pending(url: str, names: Iterable[str]) -> PendingOrder:
+    return PendingOrder(url[:MAX_URL], tuple(names)[:MAX_NAMES])
+
+
 def _object(value: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise RecordError(f"{what} is not an object")
@@ -208,43 +213,56 @@ def _object(value: Any, what: str) -> Mapping[str, Any]:
 
 
 def _from_json(data: Any) -> CertState:
+    """The record, each field read by its own reader and the state made once (``status``
+    reads every certificate's)."""
     data = _object(data, "the record")
-    state = CertState()
-    if (last := data.get("last")) is not None:
-        last = _object(last, "last")
-        result = text(last.get("result"), "last.result", 20)
-        if result not in RESULTS:
-            raise RecordError("last.result is not a known result")
-        error = last.get("error")
-        state = replace(state, last=LastResult(
-            when(last.get("at"), "last.at"), result,
-            None if error is None else text(error, "last.error", MAX_ERROR)))
-    if (record := data.get("backoff")) is not None:
-        state = replace(state, backoff=Backoff.from_json(record))
-    if (record := data.get("ari")) is not None:
-        state = replace(state, ari=Schedule.from_json(record))
-    if (order := data.get("order")) is not None:
-        order = _object(order, "order")
-        names = order.get("names")
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise RecordError("order.names is not a list of names")
-        state = state.with_order(text(order.get("url"), "order.url", MAX_URL), names)
-    if (deploys := data.get("deploy")) is not None:
-        deploys = _object(deploys, "deploy")
-        if len(deploys) > MAX_TARGETS:
-            raise RecordError(f"deploy has more than {MAX_TARGETS} targets")
-        state = replace(state, deploys={text(key, "deploy key", MAX_TARGET_KEY):
-                                        _deploy_record(value, key)
-                                        for key, value in deploys.items()})
-    if data.get("alarm_at") is not None:
-        state = replace(state, alarm_at=when(data["alarm_at"], "alarm_at"))
-    if (revocation := data.get("revocation")) is not None:
-        revocation = _object(revocation, "revocation")
-        state = replace(state, revocation=Revocation(
-            serial_hex(revocation.get("serial"), "revocation.serial"),
-            when(revocation.get("at"), "revocation.at"),
-            revocation.get("confirmed") is True))
-    return state
+    fields: dict[str, Any] = {}
+    for name, read in _READERS:
+        if (value := data.get(name)) is not None:
+            fields[_FIELD.get(name, name)] = read(value)
+    return CertState(**fields)
+
+
+def _last(value: Any) -> LastResult:
+    last = _object(value, "last")
+    result = text(last.get("result"), "last.result", 20)
+    if result not in RESULTS:
+        raise RecordError("last.result is not a known result")
+    error = last.get("error")
+    return LastResult(when(last.get("at"), "last.at"), result,
+                      None if error is None else text(error, "last.error", MAX_ERROR))
+
+
+def _order(value: Any) -> PendingOrder:
+    order = _object(value, "order")
+    names = order.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise RecordError("order.names is not a list of names")
+    return _pending(text(order.get("url"), "order.url", MAX_URL), names)
+
+
+def _deploys(value: Any) -> dict[str, DeployRecord]:
+    deploys = _object(value, "deploy")
+    if len(deploys) > MAX_TARGETS:
+        raise RecordError(f"deploy has more than {MAX_TARGETS} targets")
+    return {text(key, "deploy key", MAX_TARGET_KEY): _deploy_record(record, key)
+            for key, record in deploys.items()}
+
+
+def _revocation(value: Any) -> Revocation:
+    revocation = _object(value, "revocation")
+    return Revocation(serial_hex(revocation.get("serial"), "revocation.serial"),
+                      when(revocation.get("at"), "revocation.at"),
+                      revocation.get("confirmed") is True)
+
+
+#: The record's keys, in the order they are read (the first damaged one is named), and
+#: each one's reader; ``_FIELD`` names the state's field where it differs from the key.
+_READERS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("last", _last), ("backoff", Backoff.from_json), ("ari", Schedule.from_json),
+    ("order", _order), ("deploy", _deploys), ("alarm_at", partial(when, what="alarm_at")),
+    ("revocation", _revocation))
+_FIELD = {"deploy": "deploys"}
 
 
 def _deploy_record(value: Any, key: str) -> DeployRecord:

@@ -46,6 +46,12 @@ def test_a_good_section(tmp_path: Path) -> None:
     assert KEY not in repr(job.store)
 
 
+def test_the_holder_is_the_host_name_unless_given(tmp_path: Path) -> None:
+    import socket
+
+    assert load_job(_config(tmp_path, GOOD)).store.holder == socket.gethostname()
+
+
 def test_the_default_is_the_file_store(tmp_path: Path) -> None:
     assert not load_job(_config(tmp_path, "")).store.shared
 

@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     closed = _open_streams()
     try:
-        args = parser().parse_args(argv)
+        args = parser(argv).parse_args(argv)
     except SystemExit as exc:
         # A monitoring plugin's own convention: anything that is not a verdict is UNKNOWN.
         # (Checked on the arguments first: `--version` exits here too, and loads nothing.)

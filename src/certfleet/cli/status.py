@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import standing
 from ..errors import StoreError, visible
+from ..gcpause import paused
 from ..layout import placement
 from ..plan import renewal
 from ..spec import CertSpec, JobConfig
@@ -22,6 +23,11 @@ from ..store import CertStore, VersionMeta
 
 
 def rows(store: CertStore, job: JobConfig | None) -> list[dict[str, Any]]:
+    with paused():  # a row per certificate, and no reference cycle (gcpause.py)
+        return _rows(store, job)
+
+
+def _rows(store: CertStore, job: JobConfig | None) -> list[dict[str, Any]]:
     configured = {spec.name: spec for spec in job.certs} if job else {}
     fraction = job.renew_fraction if job else 1 / 3
     now = datetime.now(UTC)

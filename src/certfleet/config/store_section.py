@@ -9,7 +9,6 @@ or ``CERTFLEET_DB_PASSWORD``) and ``key_file``, and ``ca_file`` for TCP.
 from __future__ import annotations
 
 import os
-import socket
 
 from ..spec import StoreSettings
 from ..store.dsn import parse_dsn
@@ -75,7 +74,7 @@ def store(table: Table) -> StoreSettings:
         table.problems.add(table.where("ca_file"), f"{ca_file}: no such file")
     return StoreSettings(backend=backend, dsn=dsn, password=password, ca_file=ca_file,
                          key=key, lease_seconds=float(lease or 120.0),
-                         holder=holder or socket.gethostname())
+                         holder=holder or os.uname().nodename)  # gethostname(), no socket
 
 
 def _key(table: Table, text: str | None) -> bytes | None:
