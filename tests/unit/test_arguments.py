@@ -1,0 +1,67 @@
+"""The parser a command line builds (its own command's options only) parses and explains
+that command line exactly as the whole parser does."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+
+import pytest
+
+from certfleet.cli.arguments import BUILD, HELP, parser
+
+LINES = [
+    ["status", "--json", "--config", "c.toml"],
+    ["run", "-q", "--dry-run", "a.example", "b.example"],
+    ["issue", "x.example", "--key-type", "rsa2048", "--contact", "a@b", "--contact", "c@d"],
+    ["revoke", "x.example", "--reason", "keyCompromise"],
+    ["account", "rollover", "--key-type", "ec384"],
+    ["import", "certbot", "--to-config", "c.toml", "--dry-run"],
+    ["monitor", "--critical-days", "7", "-vv"],
+]
+WRONG = [[], ["stauts"], ["status", "--jsn"], ["status", "--json", "--table"], ["revoke"],
+         ["import"], ["-v", "status"], ["--config", "x", "status"]]
+
+
+def _subparser(top: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    [sub] = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
+    found: argparse.ArgumentParser = sub.choices[name]
+    return found
+
+
+def _outcome(argv: list[str], top: argparse.ArgumentParser) -> tuple[object, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            result: object = vars(top.parse_args(argv))
+        except SystemExit as exc:
+            result = ("exit", exc.code)
+    return result, out.getvalue(), err.getvalue()
+
+
+def test_every_command_has_a_summary_and_its_options() -> None:
+    assert list(HELP) == list(BUILD)
+
+
+@pytest.mark.parametrize("argv", LINES + WRONG, ids=" ".join)
+def test_a_command_line_is_parsed_as_by_the_whole_parser(
+        argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _outcome(argv, parser(argv)) == _outcome(argv, parser())
+
+
+@pytest.mark.parametrize("name", list(HELP))
+def test_a_command_s_help_is_the_whole_parser_s(name: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _subparser(parser([name, "--help"]), name).format_help() == \
+        _subparser(parser(), name).format_help()
+    assert parser([name]).format_help() == parser().format_help()  # the list of commands
+
+
+def test_only_the_command_named_gets_its_options() -> None:
+    built = parser(["status"])
+    assert any("--json" in a.option_strings for a in _subparser(built, "status")._actions)
+    assert not any("--dry-run" in a.option_strings for a in _subparser(built, "run")._actions)
+    assert parser(["--version"]).format_help() == parser().format_help()
