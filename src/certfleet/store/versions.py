@@ -27,9 +27,10 @@ MIN_FREE_BYTES = 1 << 20
 def preflight(path: Path) -> None:
     """Fail before ordering if a new version could not be written (full or read-only)."""
     try:
-        free = os.statvfs(path).f_bavail * os.statvfs(path).f_frsize
+        disk = os.statvfs(path)
     except OSError as exc:
         raise StoreError(f"{path}: cannot inspect: {exc.strerror}") from exc
+    free = disk.f_bavail * disk.f_frsize
     if free < MIN_FREE_BYTES:
         raise StoreError(f"{path}: only {free} bytes free; need {MIN_FREE_BYTES}")
     probe = fsutil.temp_name(path / "probe")
