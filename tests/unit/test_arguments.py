@@ -1,5 +1,5 @@
-"""The parser a command line builds (its own command's options only) parses and explains
-that command line exactly as the whole parser does."""
+"""The parser a command line builds (its own command's alone, when it begins with one)
+parses and explains that command line exactly as the whole parser does."""
 
 from __future__ import annotations
 
@@ -57,11 +57,16 @@ def test_a_command_s_help_is_the_whole_parser_s(name: str,
     monkeypatch.setenv("COLUMNS", "100")
     assert _subparser(parser([name, "--help"]), name).format_help() == \
         _subparser(parser(), name).format_help()
-    assert parser([name]).format_help() == parser().format_help()  # the list of commands
+    # All a line that begins with a command can show of the top level is its usage, and
+    # a top-level -h before the command lists every command:
+    assert parser([name]).format_usage() == parser().format_usage()
+    assert parser(["-h", name]).format_help() == parser().format_help()
 
 
-def test_only_the_command_named_gets_its_options() -> None:
-    built = parser(["status"])
-    assert any("--json" in a.option_strings for a in _subparser(built, "status")._actions)
-    assert not any("--dry-run" in a.option_strings for a in _subparser(built, "run")._actions)
-    assert parser(["--version"]).format_help() == parser().format_help()
+def test_only_the_command_named_is_built() -> None:
+    [sub] = [a for a in parser(["status", "--json"])._actions
+             if isinstance(a, argparse._SubParsersAction)]
+    assert list(sub.choices) == ["status"]
+    assert any("--json" in a.option_strings for a in sub.choices["status"]._actions)
+    for line in (["--version"], ["stauts"], ["-v", "status"], []):
+        assert parser(line).format_help() == parser().format_help(), line
