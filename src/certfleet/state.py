@@ -217,9 +217,9 @@ def _from_json(data: Any) -> CertState:
     reads every certificate's)."""
     data = _object(data, "the record")
     fields: dict[str, Any] = {}
-    for name, read in _READERS:
-        if (value := data.get(name)) is not None:
-            fields[_FIELD.get(name, name)] = read(value)
+    for key, field_name, read in _READERS:
+        if (value := data.get(key)) is not None:
+            fields[field_name] = read(value)
     return CertState(**fields)
 
 
@@ -256,13 +256,13 @@ def _revocation(value: Any) -> Revocation:
                       revocation.get("confirmed") is True)
 
 
-#: The record's keys, in the order they are read (the first damaged one is named), and
-#: each one's reader; ``_FIELD`` names the state's field where it differs from the key.
-_READERS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
-    ("last", _last), ("backoff", Backoff.from_json), ("ari", Schedule.from_json),
-    ("order", _order), ("deploy", _deploys), ("alarm_at", partial(when, what="alarm_at")),
-    ("revocation", _revocation))
-_FIELD = {"deploy": "deploys"}
+#: The record's keys in the order they are read (the first damaged one is named), each
+#: with the state's field it fills and its reader.
+_READERS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("last", "last", _last), ("backoff", "backoff", Backoff.from_json),
+    ("ari", "ari", Schedule.from_json), ("order", "order", _order),
+    ("deploy", "deploys", _deploys), ("alarm_at", "alarm_at", partial(when, what="alarm_at")),
+    ("revocation", "revocation", _revocation))
 
 
 def _deploy_record(value: Any, key: str) -> DeployRecord:
