@@ -12,6 +12,8 @@ import contextlib
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from .errors import CertfleetError
+
 if TYPE_CHECKING:
     from .acme_client import AcmeClient
     from .session import Session
@@ -44,6 +46,8 @@ class CaSessions:
         self._clients: dict[str, AcmeClient] = {}
         self._sessions: dict[str, Session] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Per CA: how many openings of the account failed, and how the last one did.
+        self._failed: dict[str, tuple[int, CertfleetError]] = {}
 
     async def __aenter__(self) -> CaSessions:
         await self._stack.__aenter__()
@@ -66,16 +70,27 @@ class CaSessions:
         return self._clients[url]
 
     async def session(self, url: str) -> Session:
-        """The account at ``url``, looked up or registered once even when many wait."""
+        """The account at ``url``, looked up or registered once even when many wait. Those
+        that waited on an opening that failed share its failure: a CA that is down costs a
+        run one timeout, not one per certificate. A later caller tries again."""
         from .registration import eab_settings, open_account  # noqa: PLC0415 - cryptography
 
+        seen, _ = self._failed.get(url, (0, None))
         async with self._locks.setdefault(url, asyncio.Lock()):
             if url not in self._sessions:
+                failures, failure = self._failed.get(url, (0, None))
+                if failure is not None and failures > seen:
+                    # Its traceback is the first raiser's; each raise here would lengthen it.
+                    raise failure.with_traceback(None)
                 # External account binding belongs to the primary CA's account.
                 eab = eab_settings(self.job) if url == self.job.directory else None
-                self._sessions[url] = await open_account(
-                    await self.client(url), self.store, self.job.account_key_type,
-                    self.job.contact, eab=eab)
+                try:
+                    self._sessions[url] = await open_account(
+                        await self.client(url), self.store, self.job.account_key_type,
+                        self.job.contact, eab=eab)
+                except CertfleetError as exc:
+                    self._failed[url] = (failures + 1, exc)
+                    raise
         return self._sessions[url]
 
     def orders_placed(self) -> dict[str, int]:

@@ -22,8 +22,9 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import SupportsIndex
 from urllib.parse import urlsplit
 
 import h11
@@ -44,8 +45,9 @@ class Reply:
     status: int
     headers: tuple[tuple[str, str], ...]   # lower-case names, in order, repeats kept
     body: bytes
-    # Seconds from the request written on an open connection to the whole answer read:
-    # the wait for a connection, and connecting (TCP, TLS), are the pool's, not the peer's.
+    # Seconds from the request written on an open connection to the first of the answer
+    # arriving: neither the wait for a connection and connecting (TCP, TLS), which are the
+    # pool's, nor the event loop's delay in reading it, which is this process's.
     round_trip: float = 0.0
 
     def header(self, name: str) -> str | None:
@@ -75,10 +77,22 @@ def host_field(origin: Origin) -> str:
     return name if port == (443 if scheme == "https" else 80) else f"{name}:{port}"
 
 
+class _Reader(asyncio.StreamReader):
+    """A stream reader that notes when bytes first arrive after ``arrived`` is cleared:
+    when the transport handed them over, not when a busy event loop ran the task reading."""
+
+    arrived: float | None = None
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:  # bytes, from the protocol
+        if self.arrived is None and data:
+            self.arrived = time.monotonic()
+        super().feed_data(data)
+
+
 class _Connection:
     answered: bool   # a byte of the current answer has arrived (reset by each exchange)
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
 
@@ -94,6 +108,7 @@ class _Connection:
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())
         # send() gives None only for a ConnectionClosed, which is never sent here.
+        self.reader.arrived = None
         sent = time.monotonic()
         self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
         await self.writer.drain()
@@ -132,7 +147,8 @@ class _Connection:
                     raise HttpError(f"response exceeds {max_body} bytes")
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                return Reply(status, headers, b"".join(chunks), time.monotonic() - sent)
+                arrived = self.reader.arrived or time.monotonic()
+                return Reply(status, headers, b"".join(chunks), arrived - sent)
             elif isinstance(event, h11.ConnectionClosed):
                 raise ConnectionResetError("the server closed the connection")
             # InformationalResponse (1xx): read on
@@ -268,8 +284,7 @@ class Pool:
             async with self._attention.bounded(self.connect_timeout):
                 # With TLS, the certificate is checked against ``host`` (asyncio's default
                 # server_hostname).
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=context)
+                reader, writer = await _open(host, port, context)
         except TimeoutError:
             raise HttpError("timed out connecting") from None
         except ssl.SSLCertVerificationError as exc:
@@ -277,6 +292,16 @@ class Pool:
         except (OSError, ssl.SSLError) as exc:
             raise HttpError(f"cannot connect: {_connect_failure(exc)}") from None
         return _Connection(reader, writer)
+
+
+async def _open(host: str, port: int,
+                context: ssl.SSLContext | None) -> tuple[_Reader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` with a reader that notes when each answer arrives."""
+    loop = asyncio.get_running_loop()
+    reader = _Reader(loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port, ssl=context)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
 def _connect_failure(exc: OSError) -> str:

@@ -127,6 +127,22 @@ def test_server_errors_and_503_retry_after(ca: FlakyCA, tmp_path: Path) -> None:
     assert 6.9 * 86400 < wait.total_seconds() <= 7 * 86400  # absurd Retry-After: a week
 
 
+def test_a_ca_that_cannot_open_the_account_is_tried_twice_a_run_not_once_a_certificate(
+        ca: FlakyCA, tmp_path: Path) -> None:
+    """The account is opened before the certificates start; when that fails, the first
+    certificate tries once more and the others, which waited on that try, share its failure
+    (against a CA that times out, each try costs a timeout)."""
+    config = _config(tmp_path, f"{ca.base}/dir")
+    names = [f"flaky{i}.example.com" for i in range(4)]
+    (tmp_path / "domains.txt").write_text("".join(f"{name}\n" for name in names))
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 1
+    assert ca.requests.count("POST /newAccount") == 2
+    for name in names:
+        assert f"{name}: failed: " in out
+        assert f"{ca.base}/newAccount: HTTP 500" in out.split(f"{name}: failed: ")[1].split("\n")[0]
+
+
 def test_unreachable_ca(tmp_path: Path) -> None:
     rc, out = run_cli("run", "--config", str(_config(tmp_path, "http://127.0.0.1:9/dir")))
     assert rc == 1

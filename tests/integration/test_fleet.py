@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from certfleet.ca import CaSessions
+from certfleet.store.files import Store
+
 from .conftest import webroot_server
 from .fleet_helpers import by_name, orders_seen, run_cli, write_config
 
@@ -118,6 +121,33 @@ def test_one_failure_does_not_stop_the_others(lab: Any, tmp_path: Path) -> None:
         "broken.example.com: failed: broken.example.com: validation failed: connection")
     assert lines["ok2.example.com"].startswith("ok2.example.com: issued")
     assert lines[""] == "3 certificates: 1 failed, 2 issued"
+
+
+def test_the_account_is_open_before_any_certificate_starts(
+        lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answers that open the account are the first timings of the CA's round trip,
+    which sizes the nonces in flight: no certificate takes its lock (and holds the event
+    loop with its start-up) before the account is open."""
+    events: list[str] = []
+    session, locked = CaSessions.session, Store.locked
+
+    async def opened(cas: CaSessions, url: str) -> Any:
+        found = await session(cas, url)
+        events.append("account")
+        return found
+
+    def lock(store: Store, name: str, *args: Any, **kwargs: Any) -> Any:
+        events.append(name)
+        return locked(store, name, *args, **kwargs)
+
+    monkeypatch.setattr(CaSessions, "session", opened)
+    monkeypatch.setattr(Store, "locked", lock)
+    config = _setup(tmp_path, lab, "a.example.com\nb.example.com\nc.example.com\n")
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert events[0] == "account"  # and then each certificate's lock, and its account
+    assert sorted(e for e in events if e != "account") == [
+        "a.example.com", "b.example.com", "c.example.com"]
 
 
 def test_dry_run_and_name_filter(lab: Any, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import TypeVar
 import h11
 import pytest
 
+from certfleet import http11
 from certfleet.http11 import (
     MAX_HEAD,
     MAX_HEADERS,
@@ -119,6 +120,57 @@ def test_the_round_trip_is_the_answer_s_not_the_wait_for_a_connection(
         return [reply.round_trip for reply in replies]
 
     assert all(0.2 <= trip < 0.3 for trip in _against(handler, use, limit=1))
+
+
+def test_the_round_trip_ends_when_the_answer_arrives_not_when_a_busy_loop_reads_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer is sent at once, but the event loop is held 0.25 s between its bytes
+    arriving and the request's task reading them (other work queued first, as a run's other
+    certificates): the round trip is the CA's, the hold is this process's."""
+    feed = http11._Reader.feed_data
+
+    def held(reader: http11._Reader, data: bytes) -> None:
+        asyncio.get_running_loop().call_soon(time.sleep, 0.25)  # before the reader wakes
+        feed(reader, data)
+
+    monkeypatch.setattr(http11._Reader, "feed_data", held)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.write(_answer(b"ok"))
+        await writer.drain()
+
+    async def use(pool: Pool, base: str) -> tuple[float, float]:
+        start = time.monotonic()
+        reply = await pool.request("GET", f"{base}/")
+        return reply.round_trip, time.monotonic() - start
+
+    trip, took = _against(handler, use)
+    assert took >= 0.25
+    assert trip < 0.1
+
+
+def test_the_round_trip_ends_with_the_first_of_the_answer() -> None:
+    """The head (with the nonce a client waits for) comes at once, the body 0.3 s later:
+    the round trip is the head's."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        answer = _answer(b"ok")
+        writer.write(answer[:-2])
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.write(answer[-2:])
+        await writer.drain()
+
+    async def use(pool: Pool, base: str) -> tuple[float, bytes, float]:
+        start = time.monotonic()
+        reply = await pool.request("GET", f"{base}/")
+        return reply.round_trip, reply.body, time.monotonic() - start
+
+    trip, body, took = _against(handler, use)
+    assert body == b"ok"
+    assert took >= 0.3
+    assert trip < 0.2
 
 
 def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
