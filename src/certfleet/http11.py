@@ -298,8 +298,8 @@ async def _open(host: str, port: int,
                 context: ssl.SSLContext | None) -> tuple[_Reader, asyncio.StreamWriter]:
     """``asyncio.open_connection`` with a reader that notes when each answer arrives."""
     loop = asyncio.get_running_loop()
-    reader = _Reader(loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    reader = _Reader()
+    protocol = asyncio.StreamReaderProtocol(reader)
     transport, _ = await loop.create_connection(lambda: protocol, host, port, ssl=context)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
