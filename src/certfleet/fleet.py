@@ -301,15 +301,19 @@ async def _issue_one(cas: CaSessions, store: CertStore, job: JobConfig, plan: Ce
                 return
             log.info("%s: issuing (%s)", spec.name, plan.due)
             outcome.attempted = True
+            result = "renewed" if current is not None else "issued"
             try:
-                outcome.stored = await _issue_at_cas(cas, job, store, spec, solver, current)
-                outcome.result = "renewed" if current is not None else "issued"
+                # A success is recorded with the order's end, in the same write.
+                outcome.stored = await _issue_at_cas(cas, job, store, spec, solver, current,
+                                                     partial(_succeeded, result))
+                outcome.result = result
+                return
             except CertfleetError as exc:
                 outcome.error = str(exc)
                 cause = exc if isinstance(exc, AcmeProblem) else exc.__cause__
                 if isinstance(cause, AcmeProblem):
                     outcome.retry_after = cause.retry_after
-            # Record: the result and, after a failure, how long to leave it alone.
+            # Record the failure, and how long to leave the certificate alone.
             attempt = partial(CertState.after_attempt, now=datetime.now(UTC),
                               result=outcome.result, error=outcome.error, asked_ca=True,
                               retry_after=outcome.retry_after)
@@ -320,8 +324,13 @@ async def _issue_one(cas: CaSessions, store: CertStore, job: JobConfig, plan: Ce
         outcome.error = outcome.error or str(exc)
 
 
+def _succeeded(result: str, state: CertState) -> CertState:
+    return state.after_attempt(datetime.now(UTC), result, asked_ca=True)
+
+
 async def _issue_at_cas(cas: CaSessions, job: JobConfig, store: CertStore, spec: CertSpec,
-                        solver: Solver, current: StoredCert | None) -> StoredCert:
+                        solver: Solver, current: StoredCert | None,
+                        outcome: Callable[[CertState], CertState]) -> StoredCert:
     """Issue at the certificate's CA; when that fails for reasons of the CA, at the next."""
     from . import issuance, preflight
 
@@ -335,7 +344,8 @@ async def _issue_at_cas(cas: CaSessions, job: JobConfig, store: CertStore, spec:
             replaces = None
             if current is not None and current.meta.aki and current.meta.directory == url:
                 replaces = ari.cert_id(bytes.fromhex(current.meta.aki), current.meta.serial)
-            return await issuance.issue(session, store, spec, solver, replaces=replaces)
+            return await issuance.issue(session, store, spec, solver, replaces=replaces,
+                                        outcome=outcome)
         except CertfleetError as exc:
             if not is_ca_fault(exc) or i == len(cas_to_try) - 1:
                 if failures:

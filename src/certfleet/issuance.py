@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from . import keys, keytypes
 from .certs import Bundle
@@ -30,20 +31,27 @@ from .store import CertStore, StoredCert, VersionMeta
 
 log = logging.getLogger(__name__)
 MAX_ISSUER = 1024  # the issuer's name as kept in meta.json: enough for any real one
+Change = Callable[[CertState], CertState]
+
+
+def _same(state: CertState) -> CertState:
+    return state
 
 
 async def issue(session: Session, store: CertStore, spec: CertSpec, solver: Solver, *,
-                replaces: str | None = None) -> StoredCert:
-    """Obtain a certificate for ``spec`` and activate it as its next stored version."""
+                replaces: str | None = None, outcome: Change = _same) -> StoredCert:
+    """Obtain a certificate for ``spec`` and activate it as its next stored version.
+    ``outcome``: what else the record keeps of the success (the run's result), written with
+    the order's end in one write."""
     name, names = spec.name, list(spec.names)
     await asyncio.to_thread(store.preflight, name)
     if spec.csr is not None:
-        return await _issue_csr(session, store, spec, solver)
+        return await _issue_csr(session, store, spec, solver, outcome)
     record = store.load_state(name).order
     if record is not None and (done := store.finish_activation(name, record.url)):
         log.info("%s: version %d of order %s was stored by a run that stopped before "
                  "activating it; activated now", name, done.meta.version, record.url)
-        store.update_state(name, CertState.without_order)
+        store.update_state(name, partial(_ended, outcome))
         return done
     key_pem = await asyncio.to_thread(_domain_key_pem, store, name, spec.key_type,
                                       spec.reuse_key)
@@ -62,19 +70,23 @@ async def issue(session: Session, store: CertStore, spec: CertSpec, solver: Solv
     meta = _meta(store, session, name, bundle, order_url, spec.key_label)
     files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
              "fullchain.pem": bundle.fullchain_pem, "privkey.pem": key_pem}
-    stored = await asyncio.to_thread(_activate, store, name, files, meta)
-    return stored
+    return await asyncio.to_thread(_activate, store, name, files, meta, outcome)
 
 
-def _activate(store: CertStore, name: str, files: dict[str, bytes],
-              meta: VersionMeta) -> StoredCert:
+def _activate(store: CertStore, name: str, files: dict[str, bytes], meta: VersionMeta,
+              outcome: Change) -> StoredCert:
     stored = store.activate(name, files, meta)
-    store.update_state(name, CertState.without_order)
+    store.update_state(name, partial(_ended, outcome))
     return stored
 
 
-async def _issue_csr(session: Session, store: CertStore, spec: CertSpec,
-                     solver: Solver) -> StoredCert:
+def _ended(outcome: Change, state: CertState) -> CertState:
+    """The record once the new version is active: no order in flight, and the outcome."""
+    return outcome(state.without_order())
+
+
+async def _issue_csr(session: Session, store: CertStore, spec: CertSpec, solver: Solver,
+                     outcome: Change) -> StoredCert:
     """The operator's own CSR: no private key is made or written."""
     assert spec.csr is not None
     der, names, public_key = keys.load_csr(spec.csr, f"{spec.name}: CSR")
@@ -84,7 +96,7 @@ async def _issue_csr(session: Session, store: CertStore, spec: CertSpec,
     meta = _meta(store, session, spec.name, bundle, order_url, "csr")
     files = {"cert.pem": bundle.cert_pem, "chain.pem": bundle.chain_pem,
              "fullchain.pem": bundle.fullchain_pem}
-    return store.activate(spec.name, files, meta)
+    return await asyncio.to_thread(_activate, store, spec.name, files, meta, outcome)
 
 
 async def _resume_recorded(

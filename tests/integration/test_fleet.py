@@ -150,6 +150,29 @@ def test_the_account_is_open_before_any_certificate_starts(
         "a.example.com", "b.example.com", "c.example.com"]
 
 
+def test_an_issued_certificate_s_record_is_written_twice(
+        lab: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each write of the record is a file and two fsyncs: the order when the CA gives it
+    (so that a stopped run resumes it), then its end and the result, in one write."""
+    written: list[str] = []
+    update = Store.update_state
+
+    def counted(store: Store, name: str, change: Any) -> Any:
+        written.append(name)
+        return update(store, name, change)
+
+    monkeypatch.setattr(Store, "update_state", counted)
+    config = _setup(tmp_path, lab, "once.example.com\n")
+    rc, out = run_cli("run", "--config", str(config))
+    assert rc == 0, out
+    assert written == ["once.example.com"] * 2
+    record = json.loads((tmp_path / "state" / "certs" / "once.example.com" /
+                         "state.json").read_text())
+    assert record["last"]["result"] == "issued"
+    assert "order" not in record
+    assert "backoff" not in record
+
+
 def test_dry_run_and_name_filter(lab: Any, tmp_path: Path) -> None:
     config = _setup(tmp_path, lab, "a.example.com\nb.example.com\n")
     rc, out = run_cli("run", "--config", str(config), "--dry-run")
