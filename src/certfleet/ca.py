@@ -71,8 +71,8 @@ class CaSessions:
 
     async def session(self, url: str) -> Session:
         """The account at ``url``, looked up or registered once even when many wait. Those
-        that waited on an opening that failed share its failure: a CA that is down costs a
-        run one timeout, not one per certificate. A later caller tries again."""
+        that waited on an opening that failed share its failure, so that a CA that is down
+        costs them one timeout between them, not one each; a later caller tries again."""
         from .registration import eab_settings, open_account  # noqa: PLC0415 - cryptography
 
         seen, _ = self._failed.get(url, (0, None))

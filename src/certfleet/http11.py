@@ -107,9 +107,9 @@ class _Connection:
         if body is not None:
             events.append(h11.Data(data=body))
         events.append(h11.EndOfMessage())
-        # send() gives None only for a ConnectionClosed, which is never sent here.
         self.reader.arrived = None
         sent = time.monotonic()
+        # send() gives None only for a ConnectionClosed, which is never sent here.
         self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
         await self.writer.drain()
         return await self._read(max_body, sent)
