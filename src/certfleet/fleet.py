@@ -1,11 +1,13 @@
 """The batch job behind ``run``, ``issue`` and ``deploy``, in the order a run goes.
 
 Wires the roles and touches nothing itself. A run: sweeps what a killed run left, checks
-the clock against the CA's, refreshes renewal windows, plans every certificate, issues the
-due ones concurrently (each under its own lock, so overlapping runs never order the same
-certificate twice, and its result recorded under that lock), then deploys to every target
-that lacks the current version (``fleet_deploy``). A failure of one certificate never stops
-the others; each certificate's line is reported as soon as it is done.
+the clock against the CA's, refreshes renewal windows, plans every certificate, opens the
+account at each CA that several of them order from, issues the due ones concurrently (each
+under its own lock, so overlapping runs never order the same certificate twice, and its
+result recorded under that lock: a success in the write that ends its order), then deploys
+to every target that lacks the current version (``fleet_deploy``). A failure of one
+certificate never stops the others; each certificate's line is reported as soon as it is
+done.
 """
 
 from __future__ import annotations
