@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from . import account_key as account_file
 from .acme_client import AcmeClient
 from .errors import ConfigError, ProtocolError, TransportError, safe_text
+from .frozen import frozen
 from .keytypes import KeyType
 from .protocol.messages import AccountResource, AccountStatus, MalformedMessage
 from .registration import MAX_CONTACTS, Eab, find_or_register
@@ -46,7 +47,7 @@ def mailto(contact: Sequence[str]) -> list[str]:
 
 # -- §7.3: registration and the account object -------------------------------------------------
 
-@dataclass(frozen=True)
+@frozen
 class Registered:
     """What ``register`` did: the session, and whether the account is new."""
 
@@ -111,7 +112,7 @@ async def update_contact(session: Session, contact: Sequence[str],
 
 # -- §7.3.5: key change -----------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@frozen
 class RolledOver:
     """What ``rollover`` did: the session with the new key, and where the old key is kept."""
 

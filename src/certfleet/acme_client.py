@@ -19,7 +19,6 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 from . import __version__
 from .errors import AcmeProblem, BadNonce, ProtocolError, TransportError, acme_problem, safe_text
+from .frozen import frozen
 from .http11 import HttpError, Pool, Reply
 from .nonces import NonceFlow
 from .protocol.messages import Directory, MalformedMessage, Problem
@@ -44,7 +44,7 @@ MAX_REDIRECTS = 3
 USER_AGENT = f"certfleet/{__version__} Python/{sys.version_info.major}.{sys.version_info.minor}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Response:
     """One answer from the CA, read completely and within the size cap."""
 

@@ -11,7 +11,6 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from .errors import CertificateError, safe_text
+from .frozen import frozen
 
 if TYPE_CHECKING:
     from .keytypes import PublicKey
@@ -31,7 +31,7 @@ _PEM_BLOCK = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class Bundle:
     """A verified certificate and its chain, in the PEM files nginx wants."""
 

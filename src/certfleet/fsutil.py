@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import stat
 from pathlib import Path
 
@@ -61,10 +60,20 @@ def is_leftover(name: str) -> bool:
     return match is not None and process_gone(int(match.group(1)))
 
 
+def remove_tree(path: Path) -> None:
+    """Remove a directory and all it holds, whatever of it is already gone; a link inside is
+    removed, not followed."""
+    # Imported here: shutil brings the compression modules (bz2, lzma, zlib), ~4 ms of
+    # every start, for a clean-up most runs never do.
+    import shutil  # noqa: PLC0415
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def remove_leftover(path: Path) -> None:
     """Remove a crash leftover, file or directory, never following a link."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
     else:
         with contextlib.suppress(OSError):
             path.unlink()

@@ -23,11 +23,12 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import SupportsIndex
 from urllib.parse import urlsplit
 
 import h11
+
+from .frozen import frozen
 
 MAX_HEAD = 64 * 1024      # a response's status line and headers
 MAX_HEADERS = 256         # header lines in one response
@@ -40,7 +41,7 @@ class HttpError(Exception):
     """The exchange failed below HTTP's answer: connect, TLS, timeout, framing, size."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Reply:
     status: int
     headers: tuple[tuple[str, str], ...]   # lower-case names, in order, repeats kept

@@ -19,13 +19,12 @@ both write is a configuration error (``config/job.py`` checks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from .frozen import frozen
 from .names import storage_name
 from .spec import PEM_NAMES, HostSettings, Target
 
 
-@dataclass(frozen=True)
+@frozen
 class Placement:
     """A certificate's files at one target: the directory and each PEM's file name there."""
 

@@ -8,9 +8,10 @@ This is the one place the "is it due?" decision is made, for ``run``, ``issue`` 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
+from .frozen import frozen
 from .gcpause import paused
 from .layout import placement
 from .protocol.renewal import due_reason, renewal_time
@@ -19,7 +20,7 @@ from .standing import Standing
 from .store import Snapshot
 
 
-@dataclass(frozen=True)
+@frozen
 class CertPlan:
     """What a run will do for one certificate."""
 

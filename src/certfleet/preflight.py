@@ -14,9 +14,9 @@ import asyncio
 import secrets
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .errors import ChallengeError, safe_text
+from .frozen import frozen
 from .http11 import HttpError, Pool
 from .protocol.b64 import b64url
 from .protocol.challenges import HTTP_01, HTTP_01_PREFIX, key_authorization
@@ -27,7 +27,7 @@ TIMEOUT = 10.0
 MAX_BODY = 4096
 
 
-@dataclass(frozen=True)
+@frozen
 class ProbeResult:
     name: str
     lb: str               # the load balancer as configured (or the resolved address)

@@ -34,7 +34,6 @@ import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from . import __version__, fsutil
 from . import plan as planning
 from .clockcheck import next_check
 from .errors import CertfleetError
+from .frozen import frozen
 from .names import storage_name
 from .plan import CertPlan
 from .protocol import renewal
@@ -57,7 +57,7 @@ LIMIT = 1 << 30                 # ~100 bytes a certificate
 MAX_INPUT = 1 << 26             # the domains file's own limit is far below
 
 
-@dataclass(frozen=True)
+@frozen
 class Inputs:
     """What a run's job is made from: the options and environment as given, the files
     read, and the digest of all of them as read when the run began."""

@@ -20,11 +20,12 @@ no name fails more than three times in an hour.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .config.defaults import LETSENCRYPT, PRESETS
+from .frozen import frozen
 from .protocol.records import RecordError, when
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 MAX_LEDGER = 100_000   # entries kept in a ledger; far above any CA's window
 
 
-@dataclass(frozen=True)
+@frozen
 class CaLimits:
     """One CA's limits as certfleet keeps them."""
 
@@ -56,7 +57,7 @@ CA_LIMITS = {
 PRIVATE_CA_LIMITS = CaLimits(200.0)
 
 
-@dataclass(frozen=True)
+@frozen
 class Ledger:
     """The new orders an account placed (or a live run has reserved) recently."""
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .errors import visible
+from .frozen import frozen
 
 if TYPE_CHECKING:
     from .deploy.batch import DeployResult
@@ -74,7 +75,7 @@ def _day(when: datetime) -> str:
     return when.date().isoformat() if when.year >= 1000 else f"{when:%Y-%m-%d}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Progress:
     """Where a run stands: certificates done, being ordered, failed, in all."""
 
@@ -84,7 +85,7 @@ class Progress:
     total: int
 
 
-@dataclass(frozen=True)
+@frozen
 class Expiring:
     """A certificate near its end whose renewal keeps failing (the expiry alarm)."""
 

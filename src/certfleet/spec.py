@@ -7,17 +7,18 @@ Touches nothing. ``config.py`` builds these from ``certfleet.toml`` and the doma
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from pathlib import Path
 
+from .frozen import frozen
 from .keytypes import KeyType
 from .ratelimits import CaLimits
 
 PEM_NAMES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
 
-@dataclass(frozen=True)
+@frozen
 class Target:
     """Where a certificate's files go: ``[user@]host:/dir`` over SSH, or ``/dir`` locally."""
 
@@ -49,7 +50,7 @@ class Target:
         return self.host or ""
 
 
-@dataclass(frozen=True)
+@frozen
 class TlsProbe:
     """After reload, a TLS handshake must present the serial just deployed."""
 
@@ -57,7 +58,7 @@ class TlsProbe:
     address: str | None = None  # default: the target's host (local targets: 127.0.0.1)
 
 
-@dataclass(frozen=True)
+@frozen
 class HostSettings:
     """Per-host deploy settings (``[hosts."NAME"]`` in certfleet.toml, or ``[hosts.default]``)."""
 
@@ -76,7 +77,7 @@ class HostSettings:
     allow_group_writable: bool = False    # accept target dirs any group may write
 
 
-@dataclass(frozen=True)
+@frozen
 class CertSpec:
     """One certificate the operator wants: its names, key, challenge and targets."""
 
@@ -125,7 +126,7 @@ def _cert_name(names: tuple[str, ...], variant: str | None) -> str:
     return f"{names[0]}+{variant}" if variant else names[0]
 
 
-@dataclass(frozen=True)
+@frozen
 class CertDefaults:
     """How certificates are issued unless their own ``[certs."NAME"]`` section says otherwise."""
 
@@ -142,7 +143,7 @@ class CertDefaults:
 HTTP_MODES = ("webroot", "listen", "serve", "stateless")
 
 
-@dataclass(frozen=True)
+@frozen
 class Challenges:
     """How challenges are answered.
 
@@ -166,7 +167,7 @@ class Challenges:
         return "listen" if self.http_listen else None
 
 
-@dataclass(frozen=True)
+@frozen
 class DnsSettings:
     """dns-01: RFC 2136 updates signed with TSIG, or a hook program (``[dns]``)."""
 
@@ -183,7 +184,7 @@ class DnsSettings:
     hook_delay: float = 0.0
 
 
-@dataclass(frozen=True)
+@frozen
 class LoadBalancers:
     """The load balancers in front of the sites, for ``check`` and the run's preflight."""
 
@@ -207,7 +208,7 @@ NOTIFY_EVENTS = ("failure", "renewal", "deploy_failure", "expiring")
 QUIET_EVENTS = ("failure", "deploy_failure", "expiring")  # what needs a person
 
 
-@dataclass(frozen=True)
+@frozen
 class NotifySettings:
     """Who hears of a run, and of what (``[notify]``)."""
 
@@ -232,7 +233,7 @@ class NotifySettings:
         return bool(self.hook or self.mail)
 
 
-@dataclass(frozen=True)
+@frozen
 class StoreSettings:
     """``[store]``: where certificates, state and accounts are kept. ``files`` (the default)
     is the state directory alone; ``postgresql`` shares them between Work hosts
@@ -251,7 +252,7 @@ class StoreSettings:
         return self.backend == "postgresql"
 
 
-@dataclass(frozen=True)
+@frozen
 class JobConfig:
     """Everything one ``certfleet run`` needs, validated."""
 

@@ -18,11 +18,12 @@ damaged or hostile record fails its own certificate with a clear reason, never t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
+from .frozen import frozen
 from .protocol import backoff
 from .protocol.ari import Schedule
 from .protocol.backoff import Backoff
@@ -42,14 +43,14 @@ class StateDamaged(RecordError):
     """``state.json`` cannot be read back as a ``CertState``."""
 
 
-@dataclass(frozen=True)
+@frozen
 class LastResult:
     at: datetime
     result: str          # one of RESULTS
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class PendingOrder:
     """An order placed and not yet finished: resumed instead of placed again."""
 
@@ -57,7 +58,7 @@ class PendingOrder:
     names: tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class DeployRecord:
     """What one target was last given, or why it was not."""
 
@@ -71,7 +72,7 @@ class DeployRecord:
         return self.error is None and self.serial is not None
 
 
-@dataclass(frozen=True)
+@frozen
 class Revocation:
     """A revocation sent for ``serial``; ``confirmed`` once the CA said yes."""
 
@@ -80,7 +81,7 @@ class Revocation:
     confirmed: bool
 
 
-@dataclass(frozen=True)
+@frozen
 class CertState:
     last: LastResult | None = None
     backoff: Backoff | None = None

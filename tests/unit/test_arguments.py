@@ -70,3 +70,19 @@ def test_only_the_command_named_is_built() -> None:
     assert any("--json" in a.option_strings for a in sub.choices["status"]._actions)
     for line in (["--version"], ["stauts"], ["-v", "status"], []):
         assert parser(line).format_help() == parser().format_help(), line
+
+
+@pytest.mark.parametrize("columns", ["50", "120", "", "wide"])
+def test_the_help_is_as_wide_as_argparse_would_make_it(
+        columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The width is found without shutil (see ``_Formatter``), the same as argparse finds
+    it: $COLUMNS if it is a number, else the terminal, else 80."""
+    monkeypatch.setenv("COLUMNS", columns)
+    for argv in (["issue"], ["import", "certbot"], None):
+        ours = parser(argv)
+        theirs = parser(argv)
+        for p in (theirs, *(_subparser(theirs, n) for n in (argv or [])[:1])):
+            p.formatter_class = argparse.HelpFormatter
+        shown = ours if argv is None else _subparser(ours, argv[0])
+        same = theirs if argv is None else _subparser(theirs, argv[0])
+        assert shown.format_help() == same.format_help(), argv

@@ -76,6 +76,7 @@ def test_version_loads_no_command(tmp_path: Path) -> None:
     # exit codes (`--version` exits through argparse, as a usage error would).
     assert not {"certfleet.cli.fleet", "certfleet.config.job", "certfleet.store",
                 "certfleet.report"} & modules
+    assert "shutil" not in modules  # argparse's way to the terminal's width imports it
 
 
 def test_a_usage_error_loads_no_command(tmp_path: Path) -> None:
@@ -182,6 +183,7 @@ def test_a_run_with_nothing_due_loads_no_ca_client_or_crypto(state: Path,
     assert [m for m in heavy(modules) if m.split(".")[0] not in ("asyncio", "ssl")] == []
     assert not {"certfleet.acme_client", "certfleet.http11", "certfleet.registration",
                 "h11"} & modules
+    assert "shutil" not in modules  # and its compression modules: only a clean-up needs them
 
 
 def test_a_deploy_to_local_targets_loads_no_ssh(state: Path, tmp_path: Path) -> None:

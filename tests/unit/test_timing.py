@@ -81,7 +81,7 @@ def test_clamp_custom_bounds() -> None:
 
 def test_poll_intervals_grow_then_cap() -> None:
     values = list(itertools.islice(poll_intervals(), 20))
-    assert values[0] == FIRST_POLL == 0.02   # Pebble on loopback is done by then
+    assert values[0] == FIRST_POLL == 0.005  # Pebble on loopback is done by then
     assert values[1] == MIN_POLL == 0.05     # then as before: never below MIN_POLL
     assert values[2] == pytest.approx(0.1)
     assert sum(values[:7]) < 7.0     # seven polls within seconds, not minutes

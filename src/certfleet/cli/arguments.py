@@ -11,6 +11,7 @@ argparse imports for its first parser, ~7 ms, aside).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .. import __version__
@@ -29,13 +30,46 @@ REVOCATION_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "sup
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, with usage errors exiting 1 (argparse's 2 means "nothing to do" here)."""
+    """argparse, with usage errors exiting 1 (argparse's 2 means "nothing to do" here), and
+    a help formatter that finds the terminal's width without shutil."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)  # the subcommands' parsers too
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         from ..report import EXIT_FAILED
 
         self.print_usage(sys.stderr)
         self.exit(EXIT_FAILED, f"{self.prog}: error: {message}\n")
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's own, given the width: finding it, argparse imports shutil and with it bz2,
+    lzma and zlib, ~4 ms of every command (even ``--version``: each ``add_argument`` makes
+    a formatter) for a help text most runs never print."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)
+
+
+def _columns() -> int:
+    """The terminal's width as argparse finds it (``shutil.get_terminal_size``): $COLUMNS,
+    else the terminal on standard output, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        found = os.get_terminal_size(stdout.fileno()).columns if stdout else 0
+    except (ValueError, OSError):  # not a terminal, or closed
+        found = 0
+    return found or 80
 
 
 def common_options(p: argparse.ArgumentParser, *, config: bool = True) -> None:

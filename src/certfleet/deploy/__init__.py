@@ -21,11 +21,11 @@ import re
 import secrets
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
 from ..errors import DeployError
+from ..frozen import frozen
 from ..fsutil import process_gone
 from ..layout import Placement
 from ..spec import HostSettings
@@ -34,7 +34,7 @@ TMP_PREFIX = ".certfleet-tmp-"
 _ACCOUNT = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}|[0-9]{1,10}")
 
 
-@dataclass(frozen=True)
+@frozen
 class DeployFile:
     """One file to place at a target: its name there, content and mode."""
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DeployError, safe_text
+from ..frozen import frozen
 from ..layout import Placement
 from ..spec import HostSettings, Target
 from . import DeployFile, Transport
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 HOSTS_AT_ONCE = 8
 
 
-@dataclass(frozen=True)
+@frozen
 class DeployJob:
     """One certificate's files for one target."""
 
@@ -38,7 +38,7 @@ class DeployJob:
     key_type: str = ""    # ec256, rsa2048...: which certificate the probe asks for
 
 
-@dataclass(frozen=True)
+@frozen
 class DeployResult:
     cert: str
     target: Target

@@ -20,12 +20,13 @@ The transports still never follow a link where they write, whatever is accepted 
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
+
+from ..frozen import frozen
 
 SETTING_HINT = "trust_target_dir = true accepts it"
 
 
-@dataclass(frozen=True)
+@frozen
 class Trust:
     """Who may own or write the directories on the way to a target."""
 
@@ -34,7 +35,7 @@ class Trust:
     any_group: bool = False   # allow_group_writable
 
 
-@dataclass(frozen=True)
+@frozen
 class Seen:
     """What ``lstat`` said about one path."""
 

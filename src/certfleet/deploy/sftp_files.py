@@ -48,6 +48,7 @@ from typing import TypeVar
 import asyncssh
 
 from ..errors import DeployError
+from ..frozen import frozen
 from ..layout import Placement
 from ..spec import HostSettings
 from . import DeployFile, is_leftover, temp_name, verify_copy
@@ -57,7 +58,7 @@ OP_TIMEOUT = 30.0
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@frozen
 class Ids:
     """The numeric owner and group the files are given (None: left as created)."""
 

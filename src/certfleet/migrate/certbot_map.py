@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..frozen import frozen
 from ..keytypes import KeyType
 from ..names import is_ip
 from . import source
@@ -35,7 +35,7 @@ MAX_ARGV = 32
 ALL_ADDRESSES = "0.0.0.0"  # noqa: S104 - certbot standalone listens on all
 
 
-@dataclass(frozen=True)
+@frozen
 class Lineage:
     """One certbot lineage whose certificate was found good."""
 

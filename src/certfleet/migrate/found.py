@@ -21,6 +21,7 @@ from .. import certs, keytypes
 from ..account_key import AccountKey
 from ..certs import Bundle
 from ..errors import CertfleetError, ConfigError
+from ..frozen import frozen
 from ..issuance import MAX_ISSUER
 from ..keytypes import KeyType
 from ..names import normalize_identifier
@@ -30,7 +31,7 @@ from . import source
 Reader = Callable[[Path], bytes]
 
 
-@dataclass(frozen=True)
+@frozen
 class FoundCert:
     """One certificate to import, checked, with its files as certfleet writes them."""
 
@@ -58,7 +59,7 @@ class FoundCert:
                 f"{self.bundle.not_after:%Y-%m-%d}")
 
 
-@dataclass(frozen=True)
+@frozen
 class FoundAccount:
     """An account key brought from the other client, for one CA."""
 

@@ -9,10 +9,11 @@ try again. Everything in it that came from the CA is bounded before it is kept.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..frozen import frozen
 from .b64 import b64url
 from .records import RecordError, optional_when, serial_hex, text, when
 
@@ -78,7 +79,7 @@ def recheck_after(retry_after: float | None, now: datetime) -> datetime:
     return now + min(max(timedelta(seconds=retry_after), MIN_RECHECK), MAX_RECHECK)
 
 
-@dataclass(frozen=True)
+@frozen
 class Schedule:
     """The renewal schedule of one certificate (by its serial, in hex)."""
 

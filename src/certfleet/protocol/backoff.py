@@ -9,10 +9,10 @@ Retry-After (clamped to a week, so an absurd value cannot park a certificate for
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..frozen import frozen
 from .records import RecordError, text, when
 
 STEPS = (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),
@@ -21,7 +21,7 @@ MAX_RETRY_AFTER = timedelta(days=7)
 MAX_ERROR = 1000
 
 
-@dataclass(frozen=True)
+@frozen
 class Backoff:
     """After ``failures`` failed attempts in a row, the next one waits until ``until``."""
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, TypeVar
 
+from ..frozen import frozen
 from .b64 import is_b64url
 
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
@@ -95,7 +96,7 @@ class AccountStatus(enum.Enum):
     REVOKED = "revoked"
 
 
-@dataclass(frozen=True)
+@frozen
 class Identifier:
     """RFC 8555 §9.7.7: ``dns`` names, and ``ip`` addresses (RFC 8738)."""
 
@@ -111,7 +112,7 @@ class Identifier:
         return {"type": self.type, "value": self.value}
 
 
-@dataclass(frozen=True)
+@frozen
 class Problem:
     """RFC 8555 §6.7 / RFC 7807 problem document, with per-identifier subproblems."""
 
@@ -143,7 +144,7 @@ class Problem:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Directory:
     """RFC 8555 §7.1.1, plus ``renewalInfo`` (RFC 9773) and ``meta.profiles``."""
 
@@ -183,7 +184,7 @@ class Directory:
         return tuple(url for url in found if url)
 
 
-@dataclass(frozen=True)
+@frozen
 class Challenge:
     """RFC 8555 §8: one way to prove control of an identifier."""
 
@@ -206,7 +207,7 @@ class Challenge:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Authorization:
     """RFC 8555 §7.1.4."""
 
@@ -244,7 +245,7 @@ class Authorization:
         return next((c.error for c in self.challenges if c.error is not None), None)
 
 
-@dataclass(frozen=True)
+@frozen
 class Order:
     """RFC 8555 §7.1.3."""
 
@@ -281,7 +282,7 @@ class Order:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class AccountResource:
     """RFC 8555 §7.1.2 (the parts certfleet uses)."""
 

@@ -14,8 +14,10 @@ from email.utils import parsedate_to_datetime
 MIN_POLL = 0.05
 MAX_POLL = 60.0
 # The first poll without a Retry-After: a CA that validates or issues at once (Pebble on
-# loopback: a few milliseconds) is seen done by it; one that takes longer costs one poll more.
-FIRST_POLL = 0.02
+# loopback: a few milliseconds) is seen done by it; one that takes longer costs one poll more,
+# and the wait after it is MIN_POLL. At 20 ms the two polls of an order were a tenth of a
+# certificate's whole process (bench/FIGURES.md, figure 2).
+FIRST_POLL = 0.005
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
@@ -47,8 +49,8 @@ def clamp(seconds: float, low: float = MIN_POLL, high: float = MAX_POLL) -> floa
 
 def poll_intervals(first: float = FIRST_POLL, factor: float = 2.0,
                    cap: float = 5.0) -> Iterator[float]:
-    """Intervals for polling when the CA gives no Retry-After: the first after a couple of
-    tens of milliseconds, then growing by ``factor`` (never below ``MIN_POLL``) up to
+    """Intervals for polling when the CA gives no Retry-After: the first after a few
+    milliseconds, then growing by ``factor`` (never below ``MIN_POLL``) up to
     ``cap``.
 
     A CA that validates at once is seen done at the first poll (a fixed quarter second

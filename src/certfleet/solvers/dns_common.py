@@ -13,7 +13,6 @@ import errno
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import dns.asyncquery
@@ -27,6 +26,7 @@ import dns.rdatatype
 import dns.resolver
 
 from ..errors import ChallengeError, safe_text
+from ..frozen import frozen
 from ..protocol.challenges import dns01_record_name
 from .dns_server import Server, server_text
 
@@ -201,7 +201,7 @@ class PerTask(Generic[T]):
             items.remove(item)
 
 
-@dataclass(frozen=True)
+@frozen
 class TxtCheck:
     """``values`` must be in ``record``'s TXT RRset at every one of ``servers``."""
 

@@ -25,7 +25,6 @@ import base64
 import binascii
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import dns.asyncquery
 import dns.exception
@@ -38,6 +37,7 @@ import dns.tsig
 import dns.update
 
 from ..errors import ChallengeError, ConfigError, safe_text
+from ..frozen import frozen
 from ..protocol.challenges import DNS_01, dns01_txt_value
 from . import Solver
 from .dns_common import (
@@ -80,7 +80,7 @@ _RCODES = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class _Added:
     label: str
     record: dns.name.Name

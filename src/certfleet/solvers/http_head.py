@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+
+from ..frozen import frozen
 
 MAX_HEAD = 8192          # request line + header fields + the blank line, in bytes
 MAX_HEADERS = 100
@@ -63,7 +64,7 @@ class BadRequest(Exception):
         self.reason, self.status = reason, status
 
 
-@dataclass(frozen=True)
+@frozen
 class Head:
     method: str
     target: str

@@ -54,8 +54,8 @@ import ipaddress
 import logging
 import resource
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from ..frozen import frozen
 from .http_head import MAX_HEAD
 
 log = logging.getLogger("certfleet.solvers.http_responder")   # the responder's own log
@@ -66,7 +66,7 @@ log = logging.getLogger("certfleet.solvers.http_responder")   # the responder's 
 PER_TOKEN = 6
 
 
-@dataclass(frozen=True)
+@frozen
 class Limits:
     """Every bound of the responder; the defaults are the production values (module doc)."""
 

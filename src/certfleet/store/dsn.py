@@ -9,13 +9,14 @@ refused: it would end up in every place the configuration is copied to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ..frozen import frozen
 
 DEFAULT_PORT = 5432
 
 
-@dataclass(frozen=True)
+@frozen
 class Dsn:
     user: str
     database: str

@@ -26,7 +26,6 @@ import fcntl
 import json
 import logging
 import os
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -181,7 +180,7 @@ class Store:
                 current = self.current(name)
                 if current is not None and current.meta.key_type != "csr" and \
                         self.read_file(current, "privkey.pem") == pending.read_bytes():
-                    shutil.rmtree(pending.parent, ignore_errors=True)
+                    fsutil.remove_tree(pending.parent)
 
     def close(self) -> None:
         """Nothing to close here (the shared store closes its connections)."""
@@ -348,7 +347,7 @@ class Store:
             return None
 
     def clear_pending(self, name: str) -> None:
-        shutil.rmtree(self.cert_dir(name) / "pending", ignore_errors=True)
+        fsutil.remove_tree(self.cert_dir(name) / "pending")
 
     # -- state records ------------------------------------------------------------------------
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import StoreError
+from ..frozen import frozen
 
 PEM_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
 
-@dataclass(frozen=True)
+@frozen
 class VersionMeta:
     """What ``meta.json`` records about one issued version."""
 
@@ -60,7 +61,7 @@ class VersionMeta:
         return datetime.fromisoformat(self.not_before)
 
 
-@dataclass(frozen=True)
+@frozen
 class StoredCert:
     """The active version of one certificate."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import stat
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def write(base: Path, number: int, files: dict[str, bytes], meta_json: bytes) ->
         os.rename(tmp, final)
         fsutil.fsync_dir(versions)
     except (OSError, KeyError) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        fsutil.remove_tree(tmp)
         if isinstance(exc, KeyError):
             raise StoreError(f"{final}: incomplete version: no {exc}") from None
         reason = "disk full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
@@ -102,7 +101,7 @@ def prune(base: Path, active: int | None, keep: int) -> None:
             fsutil.remove_leftover(entry)
     for number in numbers(base)[:-keep] if keep > 0 else []:
         if number != active:
-            shutil.rmtree(versions / str(number), ignore_errors=True)
+            fsutil.remove_tree(versions / str(number))
 
 
 def check_dir(path: Path | str) -> None:
