@@ -1,19 +1,21 @@
 """``@frozen``: a frozen dataclass, made for less of the start-up's time.
 
-Touches nothing. ``dataclasses`` writes the source of six methods for each frozen class and
+Touches nothing. For each frozen class ``dataclasses`` writes the source of six methods and
 compiles each one (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``,
-``__delattr__``): for the forty-odd classes a certificate's process imports, about 40 ms,
-a tenth of ``certfleet issue``. Under ``@frozen``, ``dataclasses`` compiles only what must
-be compiled for each class (the ``__init__`` that sets its fields, and the two methods
-that keep it frozen); ``__eq__``, ``__hash__`` and ``__repr__`` are closures over the
-names of its fields, behaving as the generated ones do. Everything ``dataclasses`` offers
-(``fields``, ``replace``, ``asdict``, ``field(repr=False)``, ``FrozenInstanceError``)
-works on such a class as on any frozen dataclass.
+``__delattr__``): for the forty-odd classes a certificate's process imports, about 40 ms, a
+tenth of ``certfleet issue``. Under ``@frozen`` one is compiled: the ``__init__`` that sets
+the class's fields (as fast as the generated one, for the classes made by the thousand).
+``dataclasses`` still reads the fields; the other methods are closures over their names,
+behaving as the generated ones do (tests/unit/test_frozen.py compares them). What
+``dataclasses`` offers (``fields``, ``replace``, ``asdict``, ``field(repr=False)``,
+``field(default_factory=...)``, ``FrozenInstanceError``) works on such a class as on any
+frozen dataclass. Not supported, and refused when the class is made: ``InitVar``,
+``kw_only``, ``field(init=False)``, ``__post_init__``, subclassing a dataclass.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, Field, FrozenInstanceError, dataclass, field, fields
 from operator import attrgetter
 from typing import Any, TypeVar, dataclass_transform
 
@@ -22,10 +24,16 @@ T = TypeVar("T")
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def frozen(cls: type[T]) -> type[T]:
-    """``@dataclass(frozen=True)``, with equality, hash and repr as closures over the field
-    names: no source compiled for them. A method the class defines itself is kept."""
-    made: Any = dataclass(frozen=True, eq=False, repr=False)(cls)  # cls itself (no slots)
+    """``@dataclass(frozen=True)``; a method the class defines itself is kept."""
+    if hasattr(cls, "__post_init__") or any(
+            hasattr(base, "__dataclass_fields__") for base in cls.__mro__[1:]):
+        raise TypeError(f"{cls.__qualname__}: @frozen has no __post_init__ or dataclass base")
+    made: Any = dataclass(init=False, repr=False, eq=False)(cls)  # cls itself: no slots
     every = fields(made)
+    if any(not f.init or f.kw_only is True for f in every) \
+            or len(every) != len(made.__dataclass_fields__):  # an InitVar, a ClassVar
+        raise TypeError(f"{cls.__qualname__}: @frozen takes plain fields only (no InitVar, "
+                        "ClassVar, kw_only or init=False)")
     compared = _getter(tuple(f.name for f in every if f.compare))
     hashed = _getter(tuple(f.name for f in every if (f.compare if f.hash is None else f.hash)))
     shown = tuple(f.name for f in every if f.repr)
@@ -42,11 +50,49 @@ def frozen(cls: type[T]) -> type[T]:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
         return f"{self.__class__.__qualname__}({inner})"
 
-    for method in (__eq__, __hash__, __repr__):
-        if method.__name__ not in made.__dict__:
-            method.__qualname__ = f"{made.__qualname__}.{method.__name__}"
-            setattr(made, method.__name__, method)
+    for method in (_init(made.__qualname__, every), __eq__, __hash__, __repr__,
+                   _refuse_set, _refuse_delete):
+        name = method.__name__
+        if name not in made.__dict__:
+            method.__qualname__ = f"{made.__qualname__}.{name}"
+            setattr(made, name, method)
     return cls
+
+
+def _refuse_set(self: object, name: str, value: object) -> None:
+    raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+
+def _refuse_delete(self: object, name: str) -> None:
+    raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+
+_refuse_set.__name__, _refuse_delete.__name__ = "__setattr__", "__delattr__"
+
+_FACTORY = object()  # the default of a parameter whose field has a default_factory
+
+
+def _init(owner: str, every: tuple[Field[Any], ...]) -> Any:
+    """The ``__init__`` of fields ``every``, compiled, setting each field as a frozen
+    dataclass's does (``object.__setattr__``)."""
+    env: dict[str, Any] = {"_set": object.__setattr__, "_FACTORY": _FACTORY}
+    params, body = ["self"], []
+    for f in every:
+        if f.default is not MISSING:
+            env[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            value = f.name
+        elif f.default_factory is not MISSING:
+            env[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_FACTORY")
+            value = f"_factory_{f.name}() if {f.name} is _FACTORY else {f.name}"
+        else:
+            params.append(f.name)
+            value = f.name
+        body.append(f"    _set(self, {f.name!r}, {value})\n")
+    source = f"def __init__({', '.join(params)}):\n{''.join(body) or '    pass'}\n"
+    exec(compile(source, f"<{owner}.__init__>", "exec"), env)  # noqa: S102 - our own source
+    return env["__init__"]
 
 
 def _getter(names: tuple[str, ...]) -> Any:

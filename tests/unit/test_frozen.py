@@ -69,3 +69,50 @@ def test_frozen_fields_replace_and_a_method_of_its_own() -> None:
     assert hash(Shown("x")) == hash(Shown("x"))
     assert Empty() == Empty()
     assert hash(Empty()) == hash(())
+
+
+def test_the_init_is_the_dataclass_one() -> None:
+    """Positional and keyword arguments, defaults, a fresh default_factory value for each
+    instance, and the same TypeError for a missing or unknown argument."""
+    def body() -> dict[str, object]:
+        return {"__annotations__": {"name": "str", "tags": "list[str]", "port": "int"},
+                "tags": field(default_factory=list), "port": 443}
+    ours = frozen(type("Spec", (), body()))
+    theirs = dataclass(frozen=True)(type("Spec", (), body()))
+    for args, kwargs in (((), {"name": "a"}), (("a", ["x"], 80), {}), (("a",), {"port": 1}),
+                         (("a",), {"tags": ["y"]})):
+        assert repr(ours(*args, **kwargs)) == repr(theirs(*args, **kwargs))
+    assert ours("a").tags is not ours("a").tags  # not one shared list
+    assert ours.port == theirs.port == 443  # the default stays a class attribute
+    for args, kwargs in (((), {}), (("a",), {"bogus": 1}), (("a", [], 1, 2), {})):
+        with pytest.raises(TypeError):
+            theirs(*args, **kwargs)
+        with pytest.raises(TypeError):
+            ours(*args, **kwargs)
+
+
+def test_a_copy_and_a_pickle_are_equal() -> None:
+    import copy
+    import pickle
+
+    from certfleet.spec import Target
+
+    target = Target(host="web1", path="/srv/certs")
+    assert copy.copy(target) == target
+    assert copy.deepcopy(target) == target
+    assert pickle.loads(pickle.dumps(target)) == target
+
+
+def test_what_it_does_not_support_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match="__post_init__"):
+        @frozen
+        class Checked:
+            name: str
+
+            def __post_init__(self) -> None:
+                pass
+
+    with pytest.raises(TypeError, match="plain fields only"):
+        @frozen
+        class Derived:
+            name: str = field(default="", init=False)
