@@ -19,8 +19,8 @@ from typing import Any
 from . import account_key as account_file
 from .acme_client import AcmeClient
 from .errors import ConfigError, ProtocolError, TransportError, safe_text
-from .frozen import frozen
 from .keytypes import KeyType
+from .protocol.frozen import frozen
 from .protocol.messages import AccountResource, AccountStatus, MalformedMessage
 from .registration import MAX_CONTACTS, Eab, find_or_register
 from .session import Session, Sleep

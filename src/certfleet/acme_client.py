@@ -27,9 +27,9 @@ from urllib.parse import urljoin, urlsplit
 
 from . import __version__
 from .errors import AcmeProblem, BadNonce, ProtocolError, TransportError, acme_problem, safe_text
-from .frozen import frozen
 from .http11 import HttpError, Pool, Reply
 from .nonces import NonceFlow
+from .protocol.frozen import frozen
 from .protocol.messages import Directory, MalformedMessage, Problem
 from .protocol.timing import parse_retry_after
 

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 
 from .errors import CertificateError, safe_text
-from .frozen import frozen
+from .protocol.frozen import frozen
 
 if TYPE_CHECKING:
     from .keytypes import PublicKey

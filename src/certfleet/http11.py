@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import h11
 
-from .frozen import frozen
+from .protocol.frozen import frozen
 
 MAX_HEAD = 64 * 1024      # a response's status line and headers
 MAX_HEADERS = 256         # header lines in one response

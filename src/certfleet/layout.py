@@ -19,8 +19,8 @@ both write is a configuration error (``config/job.py`` checks).
 
 from __future__ import annotations
 
-from .frozen import frozen
 from .names import storage_name
+from .protocol.frozen import frozen
 from .spec import PEM_NAMES, HostSettings, Target
 
 

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from .frozen import frozen
 from .gcpause import paused
 from .layout import placement
+from .protocol.frozen import frozen
 from .protocol.renewal import due_reason, renewal_time
 from .spec import CertSpec, JobConfig, Target
 from .standing import Standing

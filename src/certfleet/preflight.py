@@ -16,10 +16,10 @@ import socket
 from collections.abc import Sequence
 
 from .errors import ChallengeError, safe_text
-from .frozen import frozen
 from .http11 import HttpError, Pool
 from .protocol.b64 import b64url
 from .protocol.challenges import HTTP_01, HTTP_01_PREFIX, key_authorization
+from .protocol.frozen import frozen
 from .solvers import Solver
 from .spec import CertSpec, JobConfig
 

@@ -42,10 +42,10 @@ from . import __version__, fsutil
 from . import plan as planning
 from .clockcheck import next_check
 from .errors import CertfleetError
-from .frozen import frozen
 from .names import storage_name
 from .plan import CertPlan
 from .protocol import renewal
+from .protocol.frozen import frozen
 from .report import Outcome, summary
 from .spec import JobConfig
 from .store import Snapshot

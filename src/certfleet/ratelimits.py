@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .config.defaults import LETSENCRYPT, PRESETS
-from .frozen import frozen
+from .protocol.frozen import frozen
 from .protocol.records import RecordError, when
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from .errors import visible
-from .frozen import frozen
+from .protocol.frozen import frozen
 
 if TYPE_CHECKING:
     from .deploy.batch import DeployResult

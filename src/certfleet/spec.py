@@ -11,8 +11,8 @@ from dataclasses import field
 from functools import cached_property
 from pathlib import Path
 
-from .frozen import frozen
 from .keytypes import KeyType
+from .protocol.frozen import frozen
 from .ratelimits import CaLimits
 
 PEM_NAMES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from .frozen import frozen
 from .protocol import backoff
 from .protocol.ari import Schedule
 from .protocol.backoff import Backoff
+from .protocol.frozen import frozen
 from .protocol.records import RecordError, serial_hex, text, when
 
 MAX_ERROR = 1000      # an error kept in the record (CA text included), in characters

@@ -1,12 +1,14 @@
 """The process's entry point: the ``certfleet`` script, ``python -m certfleet`` and the
-zipapp all start ``certfleet.cli.entry``, which ends the process without the collector's
-passes over everything the imports made (``cli.entry``)."""
+zipapp all start ``certfleet.cli.entry``, which ends the process without the interpreter's
+teardown once the command is done, and without the collector's passes over everything the
+imports made where the command line ends it (``cli.entry``)."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 # Registered before certfleet's own exit handlers, this one runs after them all (they run
 # last-in, first-out) and says how many objects the collector no longer looks at.
@@ -17,11 +19,13 @@ sys.argv = ["certfleet", "--version"]
 """
 
 
-def frozen_at_exit(start: str) -> int:
-    proc = subprocess.run([sys.executable, "-c", _START + start], capture_output=True,
+def frozen_at_exit(start: str, argv: str = '["certfleet", "--version"]',
+                   said: str = "certfleet ", code: int = 0) -> int:
+    start = _START.replace('["certfleet", "--version"]', argv) + start
+    proc = subprocess.run([sys.executable, "-c", start], capture_output=True,
                           text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("certfleet "), proc.stdout  # --version said its line
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout.startswith(said), proc.stdout  # the command said its lines first
     return int(proc.stdout.rsplit("frozen ", 1)[1])
 
 
@@ -42,3 +46,34 @@ def test_main_alone_leaves_the_collector_as_it_was() -> None:
 def test_the_installed_script_starts_the_entry_point() -> None:
     scripts = importlib.metadata.entry_points(group="console_scripts", name="certfleet")
     assert [script.value for script in scripts] == ["certfleet.cli:entry"]
+
+
+def test_a_command_that_is_done_runs_every_exit_handler_and_keeps_its_code(
+        tmp_path: Path) -> None:
+    """`status` returns from ``main``: the process ends at once, after the exit handlers
+    (the test's own, registered first, runs last and still speaks) and with the command's
+    exit code (1 where the state directory is missing: an error it reports itself)."""
+    state = tmp_path / "state"
+    argv = f'["certfleet", "status", "--state-dir", "{state}"]'
+    assert frozen_at_exit("from certfleet.cli import entry\nentry()", argv, said="",
+                          code=1) > 1000
+    state.mkdir(mode=0o700)
+    assert frozen_at_exit("from certfleet.cli import entry\nentry()", argv,
+                          said="no certificates\n") > 1000
+
+
+def test_the_process_waits_for_a_thread_that_still_works(tmp_path: Path) -> None:
+    """A thread that is no daemon and still runs when the command is done: the
+    interpreter's own exit, which waits for it, not the quick one."""
+    done = tmp_path / "done"
+    start = ("import threading, time\n"
+             "from certfleet.cli import _leave\n"
+             "def work():\n"
+             "    time.sleep(0.3)\n"
+             f"    open({str(done)!r}, 'w').write('written')\n"
+             "threading.Thread(target=work).start()\n"
+             "_leave(3)\n")
+    proc = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 3, proc.stderr
+    assert done.read_text() == "written"

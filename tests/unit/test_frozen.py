@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from certfleet.frozen import frozen
+from certfleet.protocol.frozen import frozen
 
 
 def _pair() -> tuple[type, type]:

@@ -912,3 +912,41 @@ def test_every_temporary_name_is_a_leftover_once_its_process_is_gone(tmp_path: P
         assert not fsutil.is_leftover(name)
         assert fsutil.is_leftover(name.replace(f"{fsutil.TMP_MARK}{os.getpid()}-",
                                                f"{fsutil.TMP_MARK}{dead}-"))
+
+
+def test_remove_tree_removes_a_directory_of_files_and_one_with_more_inside(
+        tmp_path: Path) -> None:
+    flat = tmp_path / "pending"
+    flat.mkdir()
+    (flat / "privkey.pem").write_bytes(b"k")
+    (flat / "link").symlink_to(tmp_path / "elsewhere")
+    nested = tmp_path / "version"
+    (nested / "deeper" / "deepest").mkdir(parents=True)
+    (nested / "deeper" / "deepest" / "cert.pem").write_bytes(b"c")
+    (nested / "meta.json").write_bytes(b"{}")
+    for path in (flat, nested):
+        fsutil.remove_tree(path)
+        assert not path.exists()
+    fsutil.remove_tree(tmp_path / "never-there")  # already gone: nothing to say
+
+
+def test_remove_tree_never_follows_a_link_or_removes_a_file(tmp_path: Path) -> None:
+    """A link planted where a directory was (to one with files, or with a directory in
+    it) is neither followed nor emptied; a file is left alone."""
+    target = tmp_path / "target"
+    (target / "inner").mkdir(parents=True)
+    (target / "privkey.pem").write_bytes(b"theirs")
+    flat_target = tmp_path / "flat-target"
+    flat_target.mkdir()
+    (flat_target / "privkey.pem").write_bytes(b"theirs")
+    for planted_to in (target, flat_target):
+        planted = tmp_path / "pending"
+        planted.symlink_to(planted_to)
+        fsutil.remove_tree(planted)
+        assert (planted_to / "privkey.pem").read_bytes() == b"theirs"
+        planted.unlink()
+    file = tmp_path / "file"
+    file.write_bytes(b"f")
+    fsutil.remove_tree(file)
+    assert file.read_bytes() == b"f"
+    assert (target / "inner").is_dir()

@@ -115,13 +115,16 @@ def test_a_quiet_run_is_replayed_word_for_word(lab: Path) -> None:
 
 def test_the_replay_loads_nothing_of_a_full_run(lab: Path) -> None:
     recorded(lab)
-    probe = ("import sys, runpy; sys.argv = ['certfleet', 'run', '--config', sys.argv[1]]\n"
-             "try:\n    runpy.run_module('certfleet', run_name='__main__')\n"
-             "except SystemExit as exc:\n    code = exc.code\n"
-             "print(code, 'asyncio' in sys.modules, 'certfleet.fleet' in sys.modules)")
+    # The process ends after its exit handlers (cli.entry): one of them reports.
+    probe = ("import atexit, sys, runpy\n"
+             "sys.argv = ['certfleet', 'run', '--config', sys.argv[1]]\n"
+             "atexit.register(lambda: print('asyncio' in sys.modules,"
+             " 'certfleet.fleet' in sys.modules, flush=True))\n"
+             "runpy.run_module('certfleet', run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", probe, str(lab)], capture_output=True,
-                          text=True, timeout=60, check=True)
-    assert proc.stdout.splitlines()[-1] == "2 False False"
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr  # nothing to do
+    assert proc.stdout.splitlines()[-1] == "False False"
 
 
 @pytest.mark.parametrize("change", [

@@ -108,16 +108,37 @@ def entry() -> None:
     command line for a caller that goes on after it, as the tests do)."""
     import atexit
     import gc
+
+    # Where the process ends otherwise (`--version`, `--help`, a usage error: SystemExit),
+    # the teardown collects garbage between its steps: passes over the objects the
+    # imports made, none of them garbage. The last exit handler takes them out of the
+    # collector's sight; registered first, it runs last.
+    atexit.register(gc.freeze)
+    _leave(main())
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code`` once the exit handlers have run (logging's flush among them),
+    without the interpreter's teardown: it takes apart every module and frees the hundreds
+    of thousands of objects the imports made, a tenth of a one-certificate ``issue``, for
+    nothing that outlives the process (every file is closed and fsynced where it is
+    written). While a thread other than a daemon still runs, the interpreter exits as it
+    would, waiting for it."""
+    import atexit
+    import contextlib
+    import os
     import sys
 
-    # At exit the interpreter tears down every module and collects garbage between the
-    # steps: passes over the tens of thousands of objects the imports made, none of them
-    # garbage, that took a sixth of a one-certificate `issue`. Nothing waits on a
-    # collection (every file is closed and fsynced where it is written; logging flushes in
-    # its own exit handler), so the last exit handler takes all objects out of the
-    # collector's sight. Registered first, it runs last.
-    atexit.register(gc.freeze)
-    sys.exit(main())
+    threading = sys.modules.get("threading")
+    if threading is not None and any(
+            t.is_alive() and not t.daemon and t is not threading.main_thread()
+            for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what the interpreter's exit runs before its teardown
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader that left: main said so
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,9 +25,9 @@ from types import TracebackType
 from typing import Protocol
 
 from ..errors import DeployError
-from ..frozen import frozen
 from ..fsutil import process_gone
 from ..layout import Placement
+from ..protocol.frozen import frozen
 from ..spec import HostSettings
 
 TMP_PREFIX = ".certfleet-tmp-"

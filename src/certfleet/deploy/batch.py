@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import DeployError, safe_text
-from ..frozen import frozen
 from ..layout import Placement
+from ..protocol.frozen import frozen
 from ..spec import HostSettings, Target
 from . import DeployFile, Transport
 from .local import LocalTransport

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import stat
 
-from ..frozen import frozen
+from ..protocol.frozen import frozen
 
 SETTING_HINT = "trust_target_dir = true accepts it"
 

@@ -48,8 +48,8 @@ from typing import TypeVar
 import asyncssh
 
 from ..errors import DeployError
-from ..frozen import frozen
 from ..layout import Placement
+from ..protocol.frozen import frozen
 from ..spec import HostSettings
 from . import DeployFile, is_leftover, temp_name, verify_copy
 from .dircheck import Seen, Trust, kind, prefixes, problem

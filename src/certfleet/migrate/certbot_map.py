@@ -14,9 +14,9 @@ import shlex
 from collections import Counter
 from pathlib import Path
 
-from ..frozen import frozen
 from ..keytypes import KeyType
 from ..names import is_ip
+from ..protocol.frozen import frozen
 from . import source
 from .found import FoundCert, Migration
 from .render import toml_value

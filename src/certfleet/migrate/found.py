@@ -21,10 +21,10 @@ from .. import certs, keytypes
 from ..account_key import AccountKey
 from ..certs import Bundle
 from ..errors import CertfleetError, ConfigError
-from ..frozen import frozen
 from ..issuance import MAX_ISSUER
 from ..keytypes import KeyType
 from ..names import normalize_identifier
+from ..protocol.frozen import frozen
 from ..store import PEM_FILES, VersionMeta
 from . import source
 

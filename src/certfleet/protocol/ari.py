@@ -13,8 +13,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..frozen import frozen
 from .b64 import b64url
+from .frozen import frozen
 from .records import RecordError, optional_when, serial_hex, text, when
 
 # RFC 9773 §4.3: honour Retry-After, within reason.

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..frozen import frozen
+from .frozen import frozen
 from .records import RecordError, text, when
 
 STEPS = (timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=2),

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import field
 from typing import Any, TypeVar
 
-from ..frozen import frozen
 from .b64 import is_b64url
+from .frozen import frozen
 
 ERROR_PREFIX = "urn:ietf:params:acme:error:"
 MAX_LIST = 1000  # identifiers, authorizations, challenges, subproblems per resource

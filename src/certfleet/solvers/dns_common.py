@@ -26,8 +26,8 @@ import dns.rdatatype
 import dns.resolver
 
 from ..errors import ChallengeError, safe_text
-from ..frozen import frozen
 from ..protocol.challenges import dns01_record_name
+from ..protocol.frozen import frozen
 from .dns_server import Server, server_text
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ import dns.tsig
 import dns.update
 
 from ..errors import ChallengeError, ConfigError, safe_text
-from ..frozen import frozen
 from ..protocol.challenges import DNS_01, dns01_txt_value
+from ..protocol.frozen import frozen
 from . import Solver
 from .dns_common import (
     Clock,

@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from ..frozen import frozen
+from ..protocol.frozen import frozen
 
 MAX_HEAD = 8192          # request line + header fields + the blank line, in bytes
 MAX_HEADERS = 100

@@ -55,7 +55,7 @@ import logging
 import resource
 from collections.abc import Callable
 
-from ..frozen import frozen
+from ..protocol.frozen import frozen
 from .http_head import MAX_HEAD
 
 log = logging.getLogger("certfleet.solvers.http_responder")   # the responder's own log

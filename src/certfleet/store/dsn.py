@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..frozen import frozen
+from ..protocol.frozen import frozen
 
 DEFAULT_PORT = 5432
 

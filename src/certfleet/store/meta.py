@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import StoreError
-from ..frozen import frozen
+from ..protocol.frozen import frozen
 
 PEM_FILES = ("cert.pem", "chain.pem", "fullchain.pem", "privkey.pem")
 
