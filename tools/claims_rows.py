@@ -73,8 +73,7 @@ ROWS: tuple[Row, ...] = (
           "unit/test_store.py::test_preflight_writes_a_probe_and_leaves_nothing",
           "unit/test_store.py::test_preflight_names_what_fails"),
         m("store/versions.py",
-          "    except (OSError, KeyError) as exc:\n        shutil.rmtree(tmp, "
-          "ignore_errors=True)\n",
+          "    except (OSError, KeyError) as exc:\n        fsutil.remove_tree(tmp)\n",
           "    except (OSError, KeyError) as exc:\n",
           "a version that failed to be written is left behind",
           "integration/test_disk_faults.py::test_disk_full_while_writing_the_new_version"),

@@ -930,9 +930,13 @@ def test_remove_tree_removes_a_directory_of_files_and_one_with_more_inside(
     fsutil.remove_tree(tmp_path / "never-there")  # already gone: nothing to say
 
 
-def test_remove_tree_never_follows_a_link_or_removes_a_file(tmp_path: Path) -> None:
+def test_remove_tree_never_follows_a_link_or_removes_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A link planted where a directory was (to one with files, or with a directory in
-    it) is neither followed nor emptied; a file is left alone."""
+    it) is neither followed nor emptied; a file is left alone; neither is handed to
+    shutil's walk."""
+    walked: list[Path] = []
+    monkeypatch.setattr(shutil, "rmtree", lambda path, **_: walked.append(Path(path)))
     target = tmp_path / "target"
     (target / "inner").mkdir(parents=True)
     (target / "privkey.pem").write_bytes(b"theirs")
@@ -950,3 +954,28 @@ def test_remove_tree_never_follows_a_link_or_removes_a_file(tmp_path: Path) -> N
     fsutil.remove_tree(file)
     assert file.read_bytes() == b"f"
     assert (target / "inner").is_dir()
+    assert walked == []
+
+
+def test_remove_tree_empties_a_directory_of_files_itself(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directories certfleet removes hold files only (pending/, a version): they go
+    without shutil's walk (which an issuing process then never imports); a directory
+    inside one is left to that walk."""
+    walked: list[Path] = []
+    monkeypatch.setattr(shutil, "rmtree", lambda path, **_: walked.append(Path(path)))
+    flat = tmp_path / "pending"
+    flat.mkdir()
+    for name in ("privkey.pem", ".privkey.pem.tmp-1-a"):
+        (flat / name).write_bytes(b"k")
+    (flat / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "theirs").mkdir()
+    (flat / "to-a-directory").symlink_to(tmp_path / "theirs")  # a file here, not a dir
+    fsutil.remove_tree(flat)
+    assert walked == []
+    assert not flat.exists()
+    assert (tmp_path / "theirs").is_dir()
+    nested = tmp_path / "version"
+    (nested / "inner").mkdir(parents=True)
+    fsutil.remove_tree(nested)
+    assert walked == [nested]
