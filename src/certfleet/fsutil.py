@@ -65,9 +65,7 @@ def remove_tree(path: Path) -> None:
     removed, not followed, and ``path`` itself is removed only if it is a directory."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        return
-    except OSError:  # a link, or not a directory: left as it is
+    except OSError:  # gone already; or a link, or not a directory: left as it is
         return
     try:  # the directories removed here (pending/, a version) hold files only
         if _unlink_files(fd):
