@@ -15,8 +15,8 @@ MIN_POLL = 0.05
 MAX_POLL = 60.0
 # The first poll without a Retry-After: a CA that validates or issues at once (Pebble on
 # loopback: a few milliseconds) is seen done by it; one that takes longer costs one poll more,
-# and the wait after it is MIN_POLL. At 20 ms the two polls of an order were a tenth of a
-# certificate's whole process (bench/FIGURES.md, figure 2).
+# and the wait after it is MIN_POLL. Each wait is on a certificate's critical path: issues
+# alternated on one Pebble took 0.392 s with a first poll at 20 ms, 0.331 s at 5 ms.
 FIRST_POLL = 0.005
 
 
