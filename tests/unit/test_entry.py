@@ -6,6 +6,7 @@ imports made where the command line ends it (``cli.entry``)."""
 from __future__ import annotations
 
 import importlib.metadata
+import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,34 @@ def test_the_process_waits_for_a_thread_that_still_works(tmp_path: Path) -> None
                           timeout=60, check=False)
     assert proc.returncode == 3, proc.stderr
     assert done.read_text() == "written"
+
+
+def test_the_process_ends_without_the_teardown(tmp_path: Path) -> None:
+    """An object of ``__main__`` that speaks when the interpreter takes the module apart:
+    silent after ``_leave``, heard after the interpreter's own exit (the test's check)."""
+    start = ("import sys\n"
+             "class Speaker:\n"
+             "    def __del__(self):\n"
+             "        sys.__stdout__.write('torn down\\n')\n"
+             "speaker = Speaker()\n"
+             "from certfleet.cli import _leave\n"
+             "_leave(4)\n")
+    quick = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert (quick.returncode, quick.stdout) == (4, ""), quick.stderr
+    full = subprocess.run([sys.executable, "-c", start.replace("_leave(4)", "sys.exit(4)")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (full.returncode, full.stdout) == (4, "torn down\n"), full.stderr
+
+
+def test_a_profiler_gets_its_results(tmp_path: Path) -> None:
+    """``python -m cProfile -o FILE -m certfleet ...`` (the bench's ``--profile``) writes
+    FILE after the program returns: the quick exit would leave none."""
+    out = tmp_path / "run.prof"
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m",
+                           "certfleet", "status", "--state-dir", str(state)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (0, "no certificates\n"), proc.stderr
+    assert pstats.Stats(str(out)).total_calls > 1000

@@ -121,18 +121,20 @@ def _leave(code: int) -> None:
     """Exit with ``code`` once the exit handlers have run (logging's flush among them),
     without the interpreter's teardown: it takes apart every module and frees every object
     the imports made, ~10 ms of a one-certificate ``issue`` here, for nothing that
-    outlives the process (every file is closed and fsynced where it is written). While a
-    thread other than a daemon still runs, the interpreter exits as it would, waiting for
-    it."""
+    outlives the process (every file is closed and fsynced where it is written). The
+    interpreter exits as it would while a thread other than a daemon still runs (its exit
+    waits for it), and under a profiler (``python -m cProfile``), which writes its results
+    when the program returns (a tracer such as coverage's saves in an exit handler)."""
     import atexit
     import contextlib
     import os
     import sys
 
     threading = sys.modules.get("threading")
-    if threading is not None and any(
-            t.is_alive() and not t.daemon and t is not threading.main_thread()
-            for t in threading.enumerate()):
+    if sys.getprofile() is not None or (
+            threading is not None and any(
+                t.is_alive() and not t.daemon and t is not threading.main_thread()
+                for t in threading.enumerate())):
         sys.exit(code)
     atexit._run_exitfuncs()  # what the interpreter's exit runs before its teardown
     for stream in (sys.stdout, sys.stderr):

@@ -28,8 +28,13 @@ def frozen(cls: type[T]) -> type[T]:
     if hasattr(cls, "__post_init__") or any(
             hasattr(base, "__dataclass_fields__") for base in cls.__mro__[1:]):
         raise TypeError(f"{cls.__qualname__}: @frozen has no __post_init__ or dataclass base")
+    undocumented = not cls.__doc__
+    if undocumented:  # else dataclasses writes one with inspect.signature: 3 ms at start
+        cls.__doc__ = cls.__name__
     made: Any = dataclass(init=False, repr=False, eq=False)(cls)  # cls itself: no slots
     every = fields(made)
+    if undocumented:
+        made.__doc__ = f"{cls.__name__}({', '.join(f'{f.name}: {f.type}' for f in every)})"
     if any(not f.init or f.kw_only is True for f in every) \
             or len(every) != len(made.__dataclass_fields__):  # an InitVar, a ClassVar
         raise TypeError(f"{cls.__qualname__}: @frozen takes plain fields only (no InitVar, "
