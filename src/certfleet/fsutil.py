@@ -148,15 +148,21 @@ def write_exclusive(path: Path, data: bytes, mode: int) -> None:
 
 
 def replace_symlink(link: Path, target: str, *, sync: bool = True) -> None:
-    """Point ``link`` at ``target`` in one atomic step (create temp link, rename over);
-    ``sync=False`` leaves the directory's fsync to the caller (one for several links)."""
-    tmp = temp_name(link)
+    """Point ``link`` at ``target`` in one atomic step: made in place where there is
+    nothing yet, else a temporary link renamed over what is there. ``sync=False`` leaves
+    the directory's fsync to the caller (one for several links)."""
+    tmp = None
     try:
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
+        try:
+            os.symlink(target, link)  # appears whole, as a rename would make it
+        except FileExistsError:
+            tmp = temp_name(link)
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise StoreError(f"{link}: cannot switch link: {exc.strerror or exc}") from exc
     if sync:
         fsync_dir(link.parent)

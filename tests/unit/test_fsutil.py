@@ -225,7 +225,7 @@ class Crash(BaseException):
 DIRECTORY_CHANGES = ("symlink", "replace", "rename", "unlink", "remove", "rmdir")
 
 
-@pytest.mark.parametrize("survives", [0, 1])
+@pytest.mark.parametrize("survives", [0, 1, 2])
 def test_replace_symlink_crashing_at_any_step_leaves_a_whole_link(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, survives: int) -> None:
     """A crash after any number of the switch's steps leaves ``current`` pointing at the old
@@ -252,11 +252,7 @@ def test_replace_symlink_crashing_at_any_step_leaves_a_whole_link(
     assert os.readlink(link) == "versions/1", steps
 
 
-def test_replace_symlink_steps_then_the_new_link(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """The switch is a temporary link renamed over the old one, and nothing else."""
-    link = tmp_path / "current"
-    fsutil.replace_symlink(link, "versions/1")
+def _record_steps(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     steps: list[tuple[str, str]] = []
     for name in DIRECTORY_CHANGES:
         real = getattr(os, name)
@@ -265,13 +261,40 @@ def test_replace_symlink_steps_then_the_new_link(tmp_path: Path,
             steps.append((_name, Path(str(args[-1])).name))
             return _real(*args, **kw)  # type: ignore[operator]
         monkeypatch.setattr(os, name, step)
+    return steps
+
+
+def test_replace_symlink_steps_then_the_new_link(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over a link that is there, the switch is a temporary link renamed over it, and
+    nothing else (the link made in place is refused: one is there)."""
+    link = tmp_path / "current"
+    fsutil.replace_symlink(link, "versions/1")
+    steps = _record_steps(monkeypatch)
     fsutil.replace_symlink(link, "versions/2")
     monkeypatch.undo()
-    assert [name for name, _ in steps] == ["symlink", "replace"]
-    assert steps[1][1] == "current"
-    assert steps[0][1].startswith(".current" + fsutil.TMP_MARK)
+    assert [name for name, _ in steps] == ["symlink", "symlink", "replace"]
+    assert steps[0][1] == steps[2][1] == "current"
+    assert steps[1][1].startswith(".current" + fsutil.TMP_MARK)
     assert os.readlink(link) == "versions/2"
     assert os.listdir(tmp_path) == ["current"]
+
+
+def test_a_link_where_there_is_none_is_made_in_place(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first link (the stable links and ``current`` of a new certificate) needs no
+    temporary name and no rename: ``symlink`` makes it whole."""
+    link = tmp_path / "cert.pem"
+    steps = _record_steps(monkeypatch)
+    fsutil.replace_symlink(link, "current/cert.pem")
+    monkeypatch.undo()
+    assert steps == [("symlink", "cert.pem")]
+    assert os.readlink(link) == "current/cert.pem"
+    link.unlink()
+    link.symlink_to("current/other.pem")  # a dangling link is there too: replaced
+    fsutil.replace_symlink(link, "current/cert.pem")
+    assert os.readlink(link) == "current/cert.pem"
+    assert os.listdir(tmp_path) == ["cert.pem"]
 
 
 READER = """
@@ -422,10 +445,12 @@ def test_data_is_synced_before_the_rename_that_publishes_it(
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", replace)
     fsutil.write_atomic(tmp_path / "f", b"data", 0o644)
-    fsutil.replace_symlink(tmp_path / "link", "f")
+    fsutil.replace_symlink(tmp_path / "link", "f")  # a new link: made in place
+    fsutil.replace_symlink(tmp_path / "link", "f")  # over one that is there: renamed
     assert calls[0][0] == "fsync"
     assert calls[0][1].startswith(f"{tmp_path}/.f{fsutil.TMP_MARK}")
     assert calls[1:] == [("replace", f"{tmp_path}/f"), ("fsync", str(tmp_path)),
+                         ("fsync", str(tmp_path)),
                          ("replace", f"{tmp_path}/link"), ("fsync", str(tmp_path))]
 
 

@@ -574,6 +574,7 @@ def test_what_reaches_the_disk_before_current_moves(
     and a certificate from the operator's CSR gets no key link."""
     calls: list[tuple[str, str]] = []
     real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+    real_symlink = os.symlink
     root = str(store.root)
 
     def seen(what: str, path: str) -> None:
@@ -591,6 +592,11 @@ def test_what_reaches_the_disk_before_current_moves(
         seen("rename", str(dst))
         real_rename(src, dst)
 
+    def linked(target: Any, dst: Any) -> None:
+        real_symlink(target, dst)
+        seen("symlink", str(dst))  # made (a link that is there already refuses one)
+
+    monkeypatch.setattr(os, "symlink", linked)
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "replace", renamed_over)
     monkeypatch.setattr(os, "rename", renamed)
@@ -604,19 +610,19 @@ def test_what_reaches_the_disk_before_current_moves(
     base = f"/certs/{NAME}"
     activate(store, 1)
     assert calls == [*version(NAME, 1, PEM_FILES),
-                     *(("replace", f"{base}/{pem}") for pem in PEM_FILES), ("fsync", base),
-                     ("replace", f"{base}/current"), ("fsync", base)]
+                     *(("symlink", f"{base}/{pem}") for pem in PEM_FILES), ("fsync", base),
+                     ("symlink", f"{base}/current"), ("fsync", base)]
     calls.clear()
     activate(store, 2)
-    assert calls == [*version(NAME, 2, PEM_FILES), ("replace", f"{base}/current"),
-                     ("fsync", base)]
+    assert calls == [*version(NAME, 2, PEM_FILES), ("symlink", f"{base}/.current.tmp"),
+                     ("replace", f"{base}/current"), ("fsync", base)]
     calls.clear()
     csr, no_key = "csr.example", PEM_FILES[:3]
     store.activate(csr, {pem: files(1)[pem] for pem in no_key},
                    replace(meta(1, csr), key_type="csr"))
     assert calls == [*version(csr, 1, no_key),
-                     *(("replace", f"/certs/{csr}/{pem}") for pem in no_key),
-                     ("fsync", f"/certs/{csr}"), ("replace", f"/certs/{csr}/current"),
+                     *(("symlink", f"/certs/{csr}/{pem}") for pem in no_key),
+                     ("fsync", f"/certs/{csr}"), ("symlink", f"/certs/{csr}/current"),
                      ("fsync", f"/certs/{csr}")]
 
 
@@ -681,16 +687,16 @@ def test_finishing_takes_the_newest_version_written_for_the_order(
 def test_the_stable_links_exist_before_the_first_current(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed right after ``current`` first appears: the paths nginx reads are there."""
-    real = os.replace
+    real = os.symlink
     base = store.root / "certs" / NAME
 
-    def replace(src: str | Path, dst: str | Path) -> None:
-        real(src, dst)
-        if Path(dst) == base / "current":
+    def symlink(target: str, dst: str | Path) -> None:
+        real(target, dst)
+        if Path(dst) == base / "current":  # a first one is made in place, not renamed
             assert all(os.readlink(base / pem) == f"current/{pem}" for pem in PEM_FILES)
             raise _Killed
 
-    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(os, "symlink", symlink)
     with pytest.raises(_Killed):
         activate(store, 1)
     assert all((base / pem).read_bytes() == files(1)[pem] for pem in PEM_FILES)
