@@ -109,3 +109,29 @@ def test_a_profiler_gets_its_results(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert (proc.returncode, proc.stdout) == (0, "no certificates\n"), proc.stderr
     assert pstats.Stats(str(out)).total_calls > 1000
+
+
+def test_the_collector_waits_for_the_commands_code_then_runs(tmp_path: Path) -> None:
+    """No collection while the process imports the command's code (every object made then
+    lives as long as the process); the collector is on, and blind to those objects, when
+    the command is done."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    start = ("import atexit, gc, os, sys\n"
+             "early, started = [], []\n"
+             "def seen(phase, info):\n"
+             "    if phase == 'start' and started and 'certfleet.cli.fleet' not in sys.modules:\n"
+             "        early.append(info['generation'])\n"
+             "def said():\n"
+             "    os.write(1, f'early {early} on {gc.isenabled()} '\n"
+             "                f'{gc.get_freeze_count() > 1000}\\n'.encode())\n"
+             "atexit.register(said)\n"
+             f"sys.argv = ['certfleet', 'status', '--state-dir', {str(state)!r}]\n"
+             "gc.callbacks.append(seen)\n"
+             "from certfleet.cli import entry\n"
+             "started.append(True)\n"
+             "entry()\n")
+    proc = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (0, "no certificates\nearly [] on True True\n"), \
+        proc.stderr
