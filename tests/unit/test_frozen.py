@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
+from certfleet.protocol import frozen as frozen_module
 from certfleet.protocol.frozen import frozen
 
 
@@ -110,6 +112,39 @@ def test_the_init_is_the_dataclass_one() -> None:
             theirs(*args, **kwargs)
         with pytest.raises(TypeError):
             ours(*args, **kwargs)
+
+
+def test_the_init_is_compiled_on_the_first_instance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A class never instantiated costs no compile; the first instance compiles the
+    ``__init__`` and puts it in the class, for every later one (and a subclass's)."""
+    compiled: list[str] = []
+    real = frozen_module._init
+
+    def counting(owner: str, every: Any) -> Any:
+        compiled.append(owner)
+        return real(owner, every)
+
+    monkeypatch.setattr(frozen_module, "_init", counting)
+    ours, theirs = _pair()
+    assert compiled == []
+    placeholder = ours.__init__
+    first = ours("a.example", 80)
+    assert compiled == ["Target"]
+    assert ours.__init__ is not placeholder
+    assert ours.__init__.__qualname__ == "Target.__init__"
+    assert repr(ours("b.example", port=8443)) == repr(theirs("b.example", port=8443))
+    assert repr(first) == repr(theirs("a.example", 80))
+    assert compiled == ["Target"]
+
+    class Sub(ours):  # type: ignore[valid-type, misc]
+        pass
+
+    assert Sub("c.example").name == "c.example"
+    assert compiled == ["Target"]
+    fresh, _ = _pair()
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'name'"):
+        fresh()  # a first call with wrong arguments says what the compiled one says
+    assert fresh("d.example").port == 443
 
 
 def test_a_copy_and_a_pickle_are_equal() -> None:

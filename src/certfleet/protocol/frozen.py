@@ -3,8 +3,9 @@
 Touches nothing. For each frozen class ``dataclasses`` writes the source of six methods and
 compiles each one (``__init__``, ``__repr__``, ``__eq__``, ``__hash__``, ``__setattr__``,
 ``__delattr__``): for the forty-odd classes a certificate's process imports, about 40 ms, a
-tenth of ``certfleet issue``. Under ``@frozen`` one is compiled: the ``__init__`` that sets
-the class's fields (as fast as the generated one, for the classes made by the thousand).
+tenth of ``certfleet issue``. Under ``@frozen`` one is compiled, on the class's first
+instance: the ``__init__`` that sets the class's fields (as fast as the generated one, for
+the classes made by the thousand; a command makes instances of a few of those it imports).
 ``dataclasses`` still reads the fields; the other methods are closures over their names,
 behaving as the generated ones do (tests/unit/test_frozen.py compares them). What
 ``dataclasses`` offers (``fields``, ``replace``, ``asdict``, ``field(repr=False)``,
@@ -55,7 +56,7 @@ def frozen(cls: type[T]) -> type[T]:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in shown)
         return f"{self.__class__.__qualname__}({inner})"
 
-    for method in (_init(made.__qualname__, every), __eq__, __hash__, __repr__,
+    for method in (_first_init(made, every), __eq__, __hash__, __repr__,
                    _refuse_set, _refuse_delete):
         name = method.__name__
         if name not in made.__dict__:
@@ -75,6 +76,17 @@ def _refuse_delete(self: object, name: str) -> None:
 _refuse_set.__name__, _refuse_delete.__name__ = "__setattr__", "__delattr__"
 
 _FACTORY = object()  # the default of a parameter whose field has a default_factory
+
+
+def _first_init(made: Any, every: tuple[Field[Any], ...]) -> Any:
+    """The class's ``__init__`` until its first call, which compiles the real one and puts
+    it in its place: a command makes instances of a few of the classes it imports."""
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init = _init(made.__qualname__, every)
+        init.__qualname__ = f"{made.__qualname__}.__init__"
+        made.__init__ = init
+        init(self, *args, **kwargs)
+    return __init__
 
 
 def _init(owner: str, every: tuple[Field[Any], ...]) -> Any:
