@@ -23,11 +23,16 @@ sys.argv = ["certfleet", "--version"]
 def frozen_at_exit(start: str, argv: str = '["certfleet", "--version"]',
                    said: str = "certfleet ", code: int = 0) -> int:
     start = _START.replace('["certfleet", "--version"]', argv) + start
-    proc = subprocess.run([sys.executable, "-c", start], capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = python("-c", start)
     assert proc.returncode == code, proc.stderr
     assert proc.stdout.startswith(said), proc.stdout  # the command said its lines first
     return int(proc.stdout.rsplit("frozen ", 1)[1])
+
+
+def python(*args: str) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args``, its output caught."""
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60,
+                          check=False)
 
 
 def test_the_process_ends_with_every_object_out_of_the_collectors_sight() -> None:
@@ -74,8 +79,7 @@ def test_the_process_waits_for_a_thread_that_still_works(tmp_path: Path) -> None
              f"    open({str(done)!r}, 'w').write('written')\n"
              "threading.Thread(target=work).start()\n"
              "_leave(3)\n")
-    proc = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = python("-c", start)
     assert proc.returncode == 3, proc.stderr
     assert done.read_text() == "written"
 
@@ -90,11 +94,9 @@ def test_the_process_ends_without_the_teardown(tmp_path: Path) -> None:
              "speaker = Speaker()\n"
              "from certfleet.cli import _leave\n"
              "_leave(4)\n")
-    quick = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True,
-                           timeout=60, check=False)
+    quick = python("-c", start)
     assert (quick.returncode, quick.stdout) == (4, ""), quick.stderr
-    full = subprocess.run([sys.executable, "-c", start.replace("_leave(4)", "sys.exit(4)")],
-                          capture_output=True, text=True, timeout=60, check=False)
+    full = python("-c", start.replace("_leave(4)", "sys.exit(4)"))
     assert (full.returncode, full.stdout) == (4, "torn down\n"), full.stderr
 
 
@@ -104,9 +106,8 @@ def test_a_profiler_gets_its_results(tmp_path: Path) -> None:
     out = tmp_path / "run.prof"
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
-    proc = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), "-m",
-                           "certfleet", "status", "--state-dir", str(state)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = python("-m", "cProfile", "-o", str(out), "-m", "certfleet", "status",
+                  "--state-dir", str(state))
     assert (proc.returncode, proc.stdout) == (0, "no certificates\n"), proc.stderr
     assert pstats.Stats(str(out)).total_calls > 1000
 
@@ -131,7 +132,6 @@ def test_the_collector_waits_for_the_commands_code_then_runs(tmp_path: Path) -> 
              "from certfleet.cli import entry\n"
              "started.append(True)\n"
              "entry()\n")
-    proc = subprocess.run([sys.executable, "-c", start], capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = python("-c", start)
     assert (proc.returncode, proc.stdout) == (0, "no certificates\nearly [] on True True\n"), \
         proc.stderr
