@@ -35,9 +35,9 @@ def m(path: str, old: str, new: str, what: str, *tests: str,
 ROWS: tuple[Row, ...] = (
     Row(1, "working certificate never lost: versions", (
         m("fsutil.py",
-          "            os.symlink(target, tmp)\n            os.replace(tmp, link)\n",
-          "            with contextlib.suppress(FileNotFoundError):\n"
-          "                os.unlink(link)\n            os.symlink(target, link)\n",
+          "        os.symlink(target, tmp)\n        os.replace(tmp, link)\n",
+          "        with contextlib.suppress(FileNotFoundError):\n"
+          "            os.unlink(link)\n        os.symlink(target, link)\n",
           "links switched by unlink then symlink, not one rename",
           "unit/test_fsutil.py::test_replace_symlink_never_shows_a_reader_a_missing_link",
           "unit/test_fsutil.py::test_replace_symlink_crashing_at_any_step_leaves_a_whole_link"),

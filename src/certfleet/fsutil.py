@@ -151,21 +151,27 @@ def replace_symlink(link: Path, target: str, *, sync: bool = True) -> None:
     """Point ``link`` at ``target`` in one atomic step: made in place where there is
     nothing yet, else a temporary link renamed over what is there. ``sync=False`` leaves
     the directory's fsync to the caller (one for several links)."""
-    tmp = None
     try:
         try:
             os.symlink(target, link)  # appears whole, as a rename would make it
         except FileExistsError:
-            tmp = temp_name(link)
-            os.symlink(target, tmp)
-            os.replace(tmp, link)
+            _link_over(link, target)
     except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         raise StoreError(f"{link}: cannot switch link: {exc.strerror or exc}") from exc
     if sync:
         fsync_dir(link.parent)
+
+
+def _link_over(link: Path, target: str) -> None:
+    """A temporary link to ``target`` renamed over ``link``; gone again if that fails."""
+    tmp = temp_name(link)
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def secure_dir(path: Path, mode: int = 0o700) -> Path:

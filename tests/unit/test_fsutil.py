@@ -858,6 +858,17 @@ def test_read_trusted_names_a_directory_it_cannot_inspect(
     assert str(caught.value) == f"{tmp_path}: cannot inspect: Permission denied"
 
 
+def test_a_first_link_refused_is_a_store_error(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "symlink", refuse)
+    with pytest.raises(StoreError, match=r"/cert.pem: cannot switch link: Permission denied$"):
+        fsutil.replace_symlink(tmp_path / "cert.pem", "current/cert.pem")
+    assert os.listdir(tmp_path) == []
+
+
 def test_replace_symlink_failing_twice_is_still_a_store_error(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     link = tmp_path / "current"
