@@ -69,12 +69,15 @@ from _report import HEADER, table, write_json, write_markdown
 
 SHM = "/dev/shm"  # tmpfs on Linux: figure 6's state directory without a disk's filesystem
 # What `certfleet issue` must load before any line of its own runs: the event loop, TLS,
-# HTTP/1.1, the X.509 and key code, the config and log parsers. Figure 2 times importing
-# them in a bare interpreter, the floor under any client built on them.
+# HTTP/1.1, the X.509 and key code, the config and log parsers, and what they load
+# themselves on first use (`ec.ECDSA()` the OpenSSL backend, the TLS handshake the IDNA
+# codec). Figure 2 times importing them in a bare interpreter, the floor under any client
+# built on them.
 ISSUE_LIBRARIES = ("asyncio", "ssl", "h11", "cryptography.x509",
                    "cryptography.hazmat.primitives.asymmetric.ec",
                    "cryptography.hazmat.primitives.serialization", "tomllib", "logging",
-                   "json", "argparse", "pathlib")
+                   "json", "argparse", "pathlib",
+                   "cryptography.hazmat.backends.openssl.backend", "encodings.idna")
 
 # ---------------------------------------------------------------------------- figures
 
