@@ -73,7 +73,7 @@ SHM = "/dev/shm"  # tmpfs on Linux: figure 6's state directory without a disk's 
 # themselves on first use (`ec.ECDSA()` the OpenSSL backend, the TLS handshake the IDNA
 # codec). Figure 2 times importing them in a bare interpreter, the floor under any client
 # built on them.
-ISSUE_LIBRARIES = ("asyncio", "ssl", "h11", "cryptography.x509",
+ISSUE_LIBRARIES = ("asyncio", "ssl", "cryptography.x509",
                    "cryptography.hazmat.primitives.asymmetric.ec",
                    "cryptography.hazmat.primitives.serialization", "tomllib", "logging",
                    "json", "argparse", "pathlib",

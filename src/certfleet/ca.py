@@ -30,7 +30,7 @@ def client(job: JobConfig, url: str | None = None, *, connections: int = 4) -> A
     """A client for ``url`` (the job's CA if not given), with the job's trust settings and
     the request rate that CA allows."""
     with paused():  # importing: long-lived objects, nothing to collect (gcpause.py)
-        from .acme_client import AcmeClient  # noqa: PLC0415 - ssl, h11: only a run asking a CA
+        from .acme_client import AcmeClient  # noqa: PLC0415 - ssl, framing: only a run asking a CA
 
     url = url or job.directory
     limits = job.limits(url)

@@ -75,7 +75,7 @@ async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
     certificate. ``quiet``: what the job was made from; a whole run that turns out to have
     nothing to do is recorded for the next one to replay (``quietrun``).
     """
-    from .ca import CaSessions  # the CA client (ssl, h11): not for `run --dry-run`
+    from .ca import CaSessions  # the CA client (ssl, framing): not for `run --dry-run`
 
     if store is None:
         with contextlib.closing(open_store(job)) as opened:

@@ -1,13 +1,12 @@
-"""HTTP/1.1 over asyncio streams, with h11 doing the framing: certfleet's one HTTP client.
+"""HTTP/1.1 over asyncio streams: certfleet's one HTTP client.
 
 Touches the network only. Connections are kept alive and reused per origin (scheme, host,
 port), at most ``limit`` open at once; every exchange is bounded by ``timeout`` seconds of
 the event loop's attention (``_Attention``), connecting by ``connect_timeout``; a body is
 read completely but never beyond ``max_body`` (its declared length is refused at once);
 TLS is always verified against the context the pool is given a way to make (asked for at
-each https connection; a pool without one speaks plain http only). h11 parses and frames
-the messages (chunked bodies, keep-alive, header limits), so nothing here parses HTTP by
-hand.
+each https connection; a pool without one speaks plain http only). The messages' bytes
+(heads, chunked bodies, keep-alive, header limits) are ``http_framing``'s.
 
 A request on a kept-alive connection that the server had closed meanwhile is sent once
 more on a new one, when not a byte of an answer had come back (as urllib3 does): the
@@ -22,17 +21,14 @@ import os
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import SupportsIndex
 from urllib.parse import urlsplit
 
-import h11
-
+from . import http_framing
+from .http_framing import MAX_HEAD, FramingError
 from .protocol.frozen import frozen
 
-MAX_HEAD = 64 * 1024      # a response's status line and headers
-MAX_HEADERS = 256         # header lines in one response
-READ_CHUNK = 65536
 TICK = 0.25               # seconds: how often the attention clock of a pool advances
 Origin = tuple[str, str, int]
 
@@ -91,76 +87,27 @@ class _Reader(asyncio.StreamReader):
 
 
 class _Connection:
-    answered: bool   # a byte of the current answer has arrived (reset by each exchange)
+    reusable = False   # the last answer left the connection fit for another exchange
 
     def __init__(self, reader: _Reader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-
-    async def exchange(self, method: str, target: str, headers: Sequence[tuple[str, str]],
-                       body: bytes | None, max_body: int) -> Reply:
-        self.answered = False
-        lines = [(k.encode(), v.encode()) for k, v in headers]
-        if body is not None:
-            lines.append((b"content-length", str(len(body)).encode()))
-        events: list[h11.Event] = [
-            h11.Request(method=method.encode(), target=target.encode(), headers=lines)]
-        if body is not None:
-            events.append(h11.Data(data=body))
-        events.append(h11.EndOfMessage())
-        self.reader.arrived = None
-        sent = time.monotonic()
-        # send() gives None only for a ConnectionClosed, which is never sent here.
-        self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
-        await self.writer.drain()
-        return await self._read(max_body, sent)
-
-    async def _read(self, max_body: int, sent: float) -> Reply:
-        conn, status = self.h11, 0
-        headers: tuple[tuple[str, str], ...] = ()
-        chunks: list[bytes] = []
-        size = received = 0
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                # h11 refuses an incomplete head only once more than MAX_HEAD bytes wait
-                # unparsed, and a read can complete a longer one: until the head is in,
-                # read no further than MAX_HEAD, so that a longer head is always refused.
-                if not status and received >= MAX_HEAD:
-                    raise HttpError(f"response headers exceed {MAX_HEAD} bytes")
-                data = await self.reader.read(READ_CHUNK if status else MAX_HEAD - received)
-                received += len(data)
-                self.answered = self.answered or bool(data)
-                conn.receive_data(data)
-                continue
-            if isinstance(event, h11.Response):
-                status = event.status_code
-                if len(event.headers) > MAX_HEADERS:
-                    raise HttpError(f"too many headers (more than {MAX_HEADERS})")
-                headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1"))
-                                for k, v in event.headers)
-                declared = next((v for k, v in headers if k == "content-length"), None)
-                if declared is not None and declared.isdigit() and int(declared) > max_body:
-                    raise HttpError(f"response of {declared} bytes exceeds {max_body}")
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > max_body:
-                    raise HttpError(f"response exceeds {max_body} bytes")
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                arrived = self.reader.arrived or time.monotonic()
-                return Reply(status, headers, b"".join(chunks), arrived - sent)
-            elif isinstance(event, h11.ConnectionClosed):
-                raise ConnectionResetError("the server closed the connection")
-            # InformationalResponse (1xx): read on
 
     @property
-    def reusable(self) -> bool:
-        conn = self.h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            return True
-        return False
+    def answered(self) -> bool:
+        """A byte of the current answer has arrived."""
+        return self.reader.arrived is not None
+
+    async def exchange(self, method: str, message: bytes, max_body: int) -> Reply:
+        """Sends ``message``, a request of ``method``, and reads its answer."""
+        self.reusable = False
+        self.reader.arrived = None
+        sent = time.monotonic()
+        self.writer.write(message)
+        await self.writer.drain()
+        answer = await http_framing.read_response(self.reader, method, max_body)
+        self.reusable = answer.keep_alive
+        arrived = self.reader.arrived or time.monotonic()
+        return Reply(answer.head.status, answer.head.headers, answer.body, arrived - sent)
 
     def close(self) -> None:
         self.writer.transport.abort()
@@ -236,24 +183,26 @@ class Pool:
         given = {k.lower(): v for k, v in (headers or {}).items()}
         lines = [("host", given.pop("host", "") or host_field(origin)),
                  ("user-agent", self.user_agent), *given.items()]
+        try:
+            message = http_framing.request(method, target, lines, body)
+        except FramingError as exc:
+            raise HttpError(str(exc)) from None
         async with self._slots:
             try:
                 async with self._attention.bounded(self.timeout):
-                    return await self._exchange(origin, method, target, lines, body)
+                    return await self._exchange(origin, method, message)
             except TimeoutError:
                 raise HttpError("timed out") from None
 
-    async def _exchange(self, origin: Origin, method: str, target: str,
-                        lines: list[tuple[str, str]], body: bytes | None) -> Reply:
+    async def _exchange(self, origin: Origin, method: str, message: bytes) -> Reply:
         for fresh in (False, True):   # a kept-alive connection if there is one, then a new one
             conn = None if fresh else self._take(origin)
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(origin)
             try:
-                reply = await conn.exchange(method, target, lines, body, self.max_body)
-            except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError) \
-                    as exc:
+                reply = await conn.exchange(method, message, self.max_body)
+            except (ConnectionError, FramingError) as exc:
                 conn.close()
                 if reused and not conn.answered:
                     continue  # a kept-alive connection the server had dropped: not seen
@@ -299,7 +248,7 @@ async def _open(host: str, port: int,
                 context: ssl.SSLContext | None) -> tuple[_Reader, asyncio.StreamWriter]:
     """``asyncio.open_connection`` with a reader that notes when each answer arrives."""
     loop = asyncio.get_running_loop()
-    reader = _Reader()
+    reader = _Reader(limit=MAX_HEAD)   # the longest line a response's head may have
     protocol = asyncio.StreamReaderProtocol(reader)
     transport, _ = await loop.create_connection(lambda: protocol, host, port, ssl=context)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
@@ -317,10 +266,6 @@ def _connect_failure(exc: OSError) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, h11.RemoteProtocolError):
-        if exc.error_status_hint == 431:
-            return f"response headers exceed {MAX_HEAD} bytes"
-        return f"not a valid HTTP/1.1 answer: {exc}"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__

@@ -27,9 +27,9 @@ CLEAN_PATH = "/usr/bin:/bin"
 
 _WHERE = """
 import json, sys
-import asyncssh, certfleet, cryptography, dns, h11, idna
+import asyncssh, certfleet, cryptography, dns, idna
 print(json.dumps({"path": sys.path, "version": list(sys.version_info[:2]), "files": {
-    m.__name__: m.__file__ for m in (asyncssh, certfleet, cryptography, dns, h11, idna)}}))
+    m.__name__: m.__file__ for m in (asyncssh, certfleet, cryptography, dns, idna)}}))
 """
 
 

@@ -695,7 +695,8 @@ def test_a_connection_cut_mid_answer_is_a_transport_error(ca: FakeCA) -> None:
 
 def test_a_transport_failure_is_named_with_control_characters_escaped() -> None:
     """The pool's message reaches the operator through safe_text: a hostile Location cannot
-    move the cursor when the request to it fails."""
+    move the cursor when the request to it fails (here refused before connecting: no control
+    character is ever sent in a request line)."""
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
@@ -705,7 +706,7 @@ def test_a_transport_failure_is_named_with_control_characters_escaped() -> None:
         async with AcmeClient(url, allow_http=True) as client:
             await client.get(url)
 
-    with pytest.raises(TransportError, match="cannot connect") as caught:
+    with pytest.raises(TransportError, match="not a request target") as caught:
         asyncio.run(use())
     assert "\x1b" not in str(caught.value)
     assert "\\x1b[31mred" in str(caught.value)

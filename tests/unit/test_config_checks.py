@@ -22,6 +22,8 @@ from certfleet.config import ConfigErrors, load_job, sources
 from certfleet.config.domains import MAX_FILE, parse_target
 from certfleet.errors import ConfigError
 
+from . import test_structure
+
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "src" / "certfleet" / "config"
 DOMAINS = "www.example.com\nwww.example.net www2.example.net\n"
 PRESETS = ("letsencrypt, letsencrypt-staging, google, google-staging, zerossl, sslcom-rsa, "
@@ -329,7 +331,7 @@ def _refusals() -> Counter[str]:
     """How many places each function of the config modules refuses a value at."""
     found: Counter[str] = Counter()
     for module in sorted(CONFIG_DIR.glob("*.py")):
-        tree = ast.parse(module.read_text())
+        tree = test_structure.tree(module)
         for function in ast.walk(tree):
             if not isinstance(function, ast.FunctionDef):
                 continue

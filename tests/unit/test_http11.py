@@ -14,13 +14,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-import h11
 import pytest
 
 from certfleet import http11
 from certfleet.http11 import (
-    MAX_HEAD,
-    MAX_HEADERS,
     TICK,
     HttpError,
     Pool,
@@ -31,6 +28,7 @@ from certfleet.http11 import (
     host_field,
     origin_of,
 )
+from certfleet.http_framing import MAX_HEAD, MAX_HEADERS
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 T = TypeVar("T")
@@ -243,7 +241,7 @@ def test_a_kept_alive_connection_that_dies_mid_answer_is_not_retried() -> None:
         await pool.request("GET", f"{base}/a")
         await pool.request("POST", f"{base}/b", body=b"{}")
 
-    with pytest.raises(HttpError, match="without sending complete message body"):
+    with pytest.raises(HttpError, match=r"closed 7 bytes short of the body$"):
         _against(handler, use)
     assert len(accepted) == 1
 
@@ -444,16 +442,11 @@ def test_at_most_256_header_fields() -> None:
 
 
 @pytest.mark.parametrize(("exc", "said"), [
-    (h11.RemoteProtocolError("Receive buffer too long", 431),
-     f"response headers exceed {MAX_HEAD} bytes"),
-    (h11.RemoteProtocolError("illegal status line", 400),
-     "not a valid HTTP/1.1 answer: illegal status line"),
     (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
      "Connection reset by peer"),
     (ConnectionResetError("the server closed the connection"),
      "the server closed the connection"),
     (ConnectionResetError(), "ConnectionResetError"),
-    (asyncio.IncompleteReadError(b"ab", 5), "2 bytes read on a total of 5 expected bytes"),
 ])
 def test_how_a_failed_exchange_is_named(exc: BaseException, said: str) -> None:
     assert _describe(exc) == said

@@ -175,14 +175,14 @@ def test_a_run_with_nothing_due_loads_no_ca_client_or_crypto(state: Path,
                                                             tmp_path: Path) -> None:
     """Nothing due, the clock compared today, no renewal window to ask for (the stored
     certificates carry no AKI): the run decides from the store alone, so it builds no CA
-    client (ssl context, h11) and loads no account key (cryptography)."""
+    client (ssl context, HTTP framing) and loads no account key (cryptography)."""
     Store(state).write_clock({"checked_at": datetime.now(UTC).isoformat()})
     path = _config(tmp_path, state, "www.example.com\nwww.example.net\n")
     code, modules = imported(["run", "--config", str(path)], tmp_path)
     assert code == 2   # nothing to do
     assert [m for m in heavy(modules) if m.split(".")[0] not in ("asyncio", "ssl")] == []
-    assert not {"certfleet.acme_client", "certfleet.http11", "certfleet.registration",
-                "h11"} & modules
+    assert not {"certfleet.acme_client", "certfleet.http11", "certfleet.http_framing",
+                "certfleet.registration", "h11"} & modules
     assert "shutil" not in modules  # and its compression modules: only a clean-up needs them
 
 
