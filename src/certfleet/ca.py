@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from .errors import CertfleetError
-from .gcpause import paused
+from .gcpause import importing
 
 if TYPE_CHECKING:
     from .acme_client import AcmeClient
@@ -29,7 +29,7 @@ MAX_CONNECTIONS = 32
 def client(job: JobConfig, url: str | None = None, *, connections: int = 4) -> AcmeClient:
     """A client for ``url`` (the job's CA if not given), with the job's trust settings and
     the request rate that CA allows."""
-    with paused():  # importing: long-lived objects, nothing to collect (gcpause.py)
+    with importing():  # long-lived objects (gcpause.py)
         from .acme_client import AcmeClient  # noqa: PLC0415 - ssl, framing: only a run asking a CA
 
     url = url or job.directory

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import alerts, clockcheck, fleet_deploy, quietrun, ratelimits
 from .errors import AcmeProblem, CertfleetError, ClaimedElsewhere, ConfigError, is_ca_fault
-from .gcpause import paused
+from .gcpause import importing
 from .plan import CertPlan, make_plans
 from .protocol import ari
 from .quietrun import Inputs
@@ -335,7 +335,7 @@ async def _issue_at_cas(cas: CaSessions, job: JobConfig, store: CertStore, spec:
                         solver: Solver, current: StoredCert | None,
                         outcome: Callable[[CertState], CertState]) -> StoredCert:
     """Issue at the certificate's CA; when that fails for reasons of the CA, at the next."""
-    with paused():  # importing (the first time): long-lived objects, nothing to collect
+    with importing():  # the first time: long-lived objects (gcpause.py)
         from . import issuance, preflight
 
     cas_to_try = job.cas(spec)

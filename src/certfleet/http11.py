@@ -99,7 +99,6 @@ class _Connection:
 
     async def exchange(self, method: str, message: bytes, max_body: int) -> Reply:
         """Sends ``message``, a request of ``method``, and reads its answer."""
-        self.reusable = False
         self.reader.arrived = None
         sent = time.monotonic()
         self.writer.write(message)

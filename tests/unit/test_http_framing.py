@@ -178,7 +178,7 @@ def test_no_body_is_read_beyond_the_limit(answer: bytes) -> None:
 
 
 def test_a_closed_connection_before_any_answer_is_a_reset() -> None:
-    with pytest.raises(ConnectionResetError, match="the server closed the connection"):
+    with pytest.raises(ConnectionResetError, match=r"^the server closed the connection$"):
         read(b"")
     assert "closed within the head" in refused(b"HTTP/1.1 200 OK\r\n")
 
@@ -295,3 +295,73 @@ def _fields(headers: tuple[tuple[str, str], ...], folded: bool) -> tuple[object,
     rest = tuple((k, " ".join(v.split()) if folded else v) for k, v in headers
                  if k != "content-length")
     return lengths, rest
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize(("answer", "said"), [
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+     "transfer coding 'gzip, chunked' is not supported"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + LONG.encode() + b", chunked\r\n\r\n",
+     f"transfer coding {LONG[:80]!r} is not supported"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n"
+     b"0\r\n\r\n", "both Transfer-Encoding and Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+     "Content-Length '3, 4'"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: " + LONG.encode() + b"\r\n\r\n",
+     f"Content-Length {LONG[:80]!r}"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1" * (MAX_HEAD + 1),
+     "a chunk size line too long"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+     "the connection closed within a chunked body"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;" + b"x" * 1100 + b"\r\n",
+     f"illegal chunk size line {(b'3;' + b'x' * 1100)[:80]!r}"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY",
+     "a chunk not followed by CRLF"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n",
+     "the connection closed within the head"),
+    (b"HTTP/1.1 200 OK\r\nX-", "the connection closed within the head"),
+    (b"HTTP/1.1 200 OK\r\nX: " + LONG.encode() + b"\r" + LONG.encode() + b"\r\n\r\n",
+     f"a lone CR in {(b'X: ' + LONG.encode())[:80]!r}"),
+    (LONG.encode() + b"\r\n\r\n", f"illegal status line {LONG.encode()[:80]!r}"),
+    (b"\r\nHTTP/1.1 200 OK\r\n\r\n", "no status line"),
+    (b"HTTP/1.1 200 OK\r\n" + LONG.encode() + b"\r\n\r\n",
+     f"illegal header line {LONG.encode()[:80]!r}"),
+    (b"HTTP/1.1 200 OK\r\n " + LONG.encode() + b"\r\n\r\n",
+     f"illegal header line {(b' ' + LONG.encode())[:80]!r}"),
+    (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", "101 Switching Protocols was not asked for"),
+])
+def test_what_a_refused_answer_is_called(answer: bytes, said: str) -> None:
+    assert refused(answer) == f"not a valid HTTP/1.1 answer: {said}"
+
+
+def test_a_chunk_size_line_of_the_bound_is_read() -> None:
+    line = b"3;" + b"e" * (1024 - 4) + b"\r\n"
+    assert len(line) == 1024
+    assert read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + line
+                + b"abc\r\n0\r\n\r\n").body == b"abc"
+
+
+def test_a_body_to_the_end_read_in_several_parts_is_bounded_as_a_whole() -> None:
+    body = bytes(range(256)) * 400        # 102,400 bytes: more than one read of 65,536
+    answer = b"HTTP/1.1 200 OK\r\n\r\n" + body
+    assert read(answer, max_body=len(body)).body == body
+    with pytest.raises(FramingError, match=f"^response exceeds {len(body) - 1} bytes$"):
+        read(answer, max_body=len(body) - 1)
+
+
+@pytest.mark.parametrize(("method", "target", "field", "said"), [
+    ("G\xc9T", "/", ("a", "b"), "not an HTTP method: 'G\xc9T'"),
+    ("M" * 50 + " ", "/", ("a", "b"), f"not an HTTP method: {'M' * 40!r}"),
+    ("GET", "/" + LONG + " ", ("a", "b"),
+     f"not a request target (printable ASCII, no spaces): {('/' + LONG)[:200]!r}"),
+    ("GET", "/", ("n\xe9" + LONG, "v"),
+     f"not a header field: {('n' + chr(0xe9) + LONG)[:40]!r}: 'v'"),
+    ("GET", "/", ("n", "\n" + LONG), f"not a header field: 'n': {chr(10) + LONG[:79]!r}"),
+])
+def test_what_a_refused_request_is_called(method: str, target: str, field: tuple[str, str],
+                                          said: str) -> None:
+    with pytest.raises(FramingError) as caught:
+        request(method, target, [field], None)
+    assert str(caught.value) == said

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..config.sources import job_from
 from ..errors import CertfleetError, ConfigError, visible
-from ..gcpause import paused
+from ..gcpause import importing
 from ..keytypes import KeyType
 from ..names import normalize_identifier
 from ..report import EXIT_CHANGED, EXIT_FAILED, exit_code
@@ -67,7 +67,7 @@ def _read_csr(path: Path) -> bytes:
 
 
 def issue(args: argparse.Namespace) -> int:
-    with paused():  # importing: long-lived objects, nothing to collect (gcpause.py)
+    with importing():  # long-lived objects (gcpause.py)
         from .. import fleet
 
     job = job_from(vars(args), need_domains=False)

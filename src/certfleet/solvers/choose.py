@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..gcpause import paused
+from ..gcpause import importing
 from ..protocol.challenges import DNS_01, HTTP_01, TLS_ALPN_01
 from ..spec import JobConfig
 from . import Solver
@@ -56,7 +56,7 @@ def make_solver(job: JobConfig, challenge: str, challenge_dir: Path,
         raise ConfigError(why)
     how = job.challenges
     if challenge == HTTP_01:
-        with paused():  # importing: long-lived objects, nothing to collect (gcpause.py)
+        with importing():  # long-lived objects (gcpause.py)
             from .http_server import HttpServerSolver, parse_listen
             from .token_dir import StatelessSolver, TokenDirSolver
             from .webroot import WebrootSolver
