@@ -281,7 +281,7 @@ ROWS: tuple[Row, ...] = (
           "            raise _bad(\"both Transfer-Encoding and Content-Length\")\n",
           "            pass\n",
           "Content-Length beside Transfer-Encoding let through",
-          "unit/test_http_framing.py::test_framing_fields_that_do_not_agree_are_refused"),
+          "unit/test_http_framing.py::test_what_a_refused_answer_is_called"),
     )),
     Row(5, "… nor SSH servers' text, at any verbosity", (
         m("deploy/ssh.py",
