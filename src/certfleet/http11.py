@@ -22,7 +22,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import SupportsIndex
+from typing import Any, SupportsIndex
 from urllib.parse import urlsplit
 
 from . import http_framing
@@ -58,10 +58,16 @@ class Reply:
 
 def origin_of(url: str) -> tuple[Origin, str]:
     """(scheme, host, port) and the request target (path and query) of ``url``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        port = parts.port        # ValueError beyond 65535, as urlsplit's for a bad IPv6 host
+    except ValueError:
+        port = None
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
+            or port == 0:
         raise HttpError(f"not an http(s) URL: {url[:200]!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    port = port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return (parts.scheme, parts.hostname, port), target
 
@@ -75,15 +81,36 @@ def host_field(origin: Origin) -> str:
 
 
 class _Reader(asyncio.StreamReader):
-    """A stream reader that notes when bytes first arrive after ``arrived`` is cleared:
-    when the transport handed them over, not when a busy event loop ran the task reading."""
+    """A stream reader that notes when bytes first arrive after ``arrived`` is cleared
+    (when the transport handed them over, not when a busy event loop ran the task reading),
+    and how many it holds unread: bytes beyond an answer, or sent by the server between
+    exchanges, are no answer to the next request."""
 
     arrived: float | None = None
+    fed = taken = 0
 
     def feed_data(self, data: Iterable[SupportsIndex]) -> None:  # bytes, from the protocol
         if self.arrived is None and data:
             self.arrived = time.monotonic()
+        self.fed += len(data)  # type: ignore[arg-type]  # bytes
         super().feed_data(data)
+
+    async def readuntil(self, separator: Any = b"\n") -> bytes:  # typeshed: a buffer protocol
+        return self._took(await super().readuntil(separator))
+
+    async def readexactly(self, n: int) -> bytes:
+        return self._took(await super().readexactly(n))
+
+    async def read(self, n: int = -1) -> bytes:
+        return self._took(await super().read(n))
+
+    def _took(self, data: bytes) -> bytes:
+        self.taken += len(data)
+        return data
+
+    @property
+    def unread(self) -> int:
+        return self.fed - self.taken
 
 
 class _Connection:
@@ -104,7 +131,7 @@ class _Connection:
         self.writer.write(message)
         await self.writer.drain()
         answer = await http_framing.read_response(self.reader, method, max_body)
-        self.reusable = answer.keep_alive
+        self.reusable = answer.keep_alive and not self.reader.unread
         arrived = self.reader.arrived or time.monotonic()
         return Reply(answer.head.status, answer.head.headers, answer.body, arrived - sent)
 
@@ -201,7 +228,9 @@ class Pool:
                 conn = await self._connect(origin)
             try:
                 reply = await conn.exchange(method, message, self.max_body)
-            except (ConnectionError, FramingError) as exc:
+            # Any OSError: a reset, a TLS record that fails to decrypt (ssl.SSLError), a
+            # route lost mid-read. The bound's expiry arrives here as a cancellation.
+            except (OSError, FramingError) as exc:
                 conn.close()
                 if reused and not conn.answered:
                     continue  # a kept-alive connection the server had dropped: not seen
@@ -220,8 +249,12 @@ class Pool:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
-            if not conn.writer.transport.is_closing():
+            # Closed by the server meanwhile, or holding bytes it sent while idle (a 408
+            # before it hung up): such bytes would be read as the next request's answer.
+            if not conn.writer.transport.is_closing() and not conn.reader.at_eof() \
+                    and not conn.reader.unread:
                 return conn
+            conn.close()
         return None
 
     async def _connect(self, origin: Origin) -> _Connection:

@@ -8,7 +8,8 @@ Touches only the ``asyncio.StreamReader`` it is given. The peer is a CA or a sit
   ``MAX_HEADERS`` fields; a longer head is refused as soon as its size shows, nothing past
   it is parsed. Lines end in CRLF or a bare LF (RFC 9112 §2.2); a lone CR or any other
   control character in a line is refused.
-* The status line is ``HTTP/1.0`` or ``HTTP/1.1``, three digits, an optional reason. A
+* The status line is ``HTTP/1.0`` or ``HTTP/1.1``, a status from 100 to 999, an optional
+  reason. A
   folded field line (obs-fold) is joined to the one before with a space, as §5.2 asks of a
   user agent; a field name that is not a token, or white space before the colon, is refused.
 * Framing (§6.3): no body for a HEAD, a 1xx, 204 or 304; else ``Transfer-Encoding:
@@ -16,7 +17,8 @@ Touches only the ``asyncio.StreamReader`` it is given. The peer is a CA or a sit
   ``Content-Length`` (digits only; repeats must agree); else the body ends with the
   connection. Up to ``MAX_INFORMATIONAL`` 1xx answers before the final one are skipped;
   101 is refused.
-* A chunk's size line and the end of its data are CRLF, never a bare LF (as h11 has it).
+* A chunk's size line and the end of its data are CRLF, never a bare LF (as h11 has it); a
+  body comes in at most ``MAX_CHUNKS`` chunks.
 * A body is never read beyond ``max_body``: a declared length above it is refused before
   a byte of the body is read; chunk sizes and chunk lines are bounded; trailers are read
   under the head's bounds and dropped.
@@ -40,12 +42,15 @@ MAX_HEAD = 64 * 1024      # a response's status line and header fields, the blan
 MAX_HEADERS = 256         # header fields in one response
 MAX_CHUNK_LINE = 1024     # a chunk's size line, extensions included
 MAX_INFORMATIONAL = 16    # 1xx answers before the final one
+MAX_CHUNKS = 4096         # chunks in one body: a 1 MiB body in 1-byte chunks is 6 MiB to parse
 READ_CHUNK = 65536
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [\t\x20-\x7e\x80-\xff]*)?")
-_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
-_FOLDED = re.compile(rb"[ \t]+([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
+# Values are taken whole and stripped after: a lazy value between two runs of white space
+# backtracks in the cube of the spaces before a bad byte (minutes for one line of the head).
+_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)")
+_FOLDED = re.compile(rb"[ \t][\t\x20-\x7e\x80-\xff]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?")
 _TARGET = re.compile(r"[\x21-\x7e]+")
 _VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -92,9 +97,13 @@ def request(method: str, target: str, headers: Sequence[tuple[str, str]],
                            f"{target[:200]!r}")
     lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
     for name, value in headers:
-        if not _TOKEN.fullmatch(name.encode("ascii", "replace")) or not _VALUE.fullmatch(value):
-            raise FramingError(f"not a header field: {name[:40]!r}: {value[:80]!r}")
-        lines.append(f"{name}: {value}".encode())
+        try:
+            if not _TOKEN.fullmatch(name.encode("ascii", "replace")) \
+                    or not _VALUE.fullmatch(value):
+                raise UnicodeError
+            lines.append(f"{name}: {value}".encode())
+        except UnicodeError:   # a control character, or a lone surrogate that has no bytes
+            raise FramingError(f"not a header field: {name[:40]!r}: {value[:80]!r}") from None
     if body is not None:
         lines.append(b"content-length: %d" % len(body))
     return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
@@ -104,21 +113,22 @@ def parse_head(lines: Sequence[bytes]) -> Head:
     """The head from its lines, line ends removed, the blank line not among them."""
     if not lines or not (status := _STATUS_LINE.fullmatch(lines[0])):
         raise _bad(f"illegal status line {lines[0][:80]!r}" if lines else "no status line")
-    fields: list[tuple[str, str]] = []
+    fields: list[tuple[bytes, list[bytes]]] = []     # a name, its value's lines
     for line in lines[1:]:
         if line[:1] in (b" ", b"\t"):
-            folded = _FOLDED.fullmatch(line)
-            if not fields or not folded:
+            if not fields or not _FOLDED.fullmatch(line):
                 raise _bad(f"illegal header line {line[:80]!r}")
-            name, value = fields.pop()
-            fields.append((name, f"{value} {folded[1].decode('latin-1')}".strip()))
+            fields[-1][1].append(line)
             continue
         if not (field := _FIELD.fullmatch(line)):
             raise _bad(f"illegal header line {line[:80]!r}")
         if len(fields) == MAX_HEADERS:
             raise FramingError(f"too many headers (more than {MAX_HEADERS})")
-        fields.append((field[1].decode("ascii").lower(), field[2].decode("latin-1")))
-    return Head(int(status[1]), int(status[2]), tuple(fields))
+        fields.append((field[1], [field[2]]))
+    return Head(int(status[1]), int(status[2]), tuple(
+        (name.decode("ascii").lower(),
+         b" ".join(part.strip(b" \t") for part in parts).strip(b" \t").decode("latin-1"))
+        for name, parts in fields))
 
 
 def body_length(method: str, head: Head) -> int:
@@ -208,9 +218,8 @@ async def _read_lines(reader: asyncio.StreamReader, budget: int, *,
 
 
 async def _read_chunks(reader: asyncio.StreamReader, max_body: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
+    body = bytearray()
+    for _ in range(MAX_CHUNKS + 1):
         try:
             line = await reader.readuntil(b"\n")
         except asyncio.LimitOverrunError:
@@ -224,13 +233,13 @@ async def _read_chunks(reader: asyncio.StreamReader, max_body: int) -> bytes:
         if step == 0:
             trailers = await _read_lines(reader, MAX_HEAD)   # bounded, checked, dropped
             parse_head([b"HTTP/1.1 200", *trailers])
-            return b"".join(chunks)
-        size += step
-        if size > max_body:
+            return bytes(body)
+        if len(body) + step > max_body:
             raise FramingError(f"response exceeds {max_body} bytes")
-        chunks.append(await _exactly(reader, step))
+        body += await _exactly(reader, step)
         if await _exactly(reader, 2) != b"\r\n":
             raise _bad("a chunk not followed by CRLF")
+    raise _bad(f"more than {MAX_CHUNKS} chunks")
 
 
 async def _read_to_end(reader: asyncio.StreamReader, max_body: int) -> bytes:

@@ -193,6 +193,82 @@ def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
     assert len(accepted) == 2
 
 
+@pytest.mark.parametrize("extra", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nINJECTED",    # sent with the answer
+    b"",                                                            # nothing extra
+])
+def test_bytes_beyond_an_answer_are_never_the_next_answer(extra: bytes) -> None:
+    """A server that sends more than the answer (a second answer, ahead of the request it
+    would answer) leaves the connection unfit: the next request goes on a new one and gets
+    its own answer."""
+    accepted: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while True:
+                head = await _read_head(reader)
+                writer.write(_answer(head.split(b" ")[1]) + extra)
+                await writer.drain()
+        writer.close()
+
+    async def use(pool: Pool, base: str) -> list[bytes]:
+        return [(await pool.request("GET", f"{base}/r{i}")).body for i in range(3)]
+
+    assert _against(handler, use) == [b"/r0", b"/r1", b"/r2"]
+    assert len(accepted) == (3 if extra else 1)
+
+
+def test_what_an_idle_connection_received_is_not_the_next_answer() -> None:
+    """A server that times out an idle connection with a 408 and hangs up: the next request
+    goes on a new connection, and its answer is its own."""
+    accepted: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        head = await _read_head(reader)
+        writer.write(_answer(head.split(b" ")[1]))
+        await writer.drain()
+        if len(accepted) == 1:
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+                         b"Content-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    async def use(pool: Pool, base: str) -> list[tuple[int, bytes]]:
+        first = await pool.request("GET", f"{base}/a")
+        await asyncio.sleep(0.2)
+        second = await pool.request("GET", f"{base}/b")
+        return [(first.status, first.body), (second.status, second.body)]
+
+    assert _against(handler, use) == [(200, b"/a"), (200, b"/b")]
+    assert len(accepted) == 2
+
+
+@pytest.mark.parametrize("error", [
+    ssl.SSLError(1, "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed"),
+    OSError(errno.EHOSTUNREACH, os.strerror(errno.EHOSTUNREACH)),
+])
+def test_any_system_error_in_an_exchange_is_an_http_error(
+        error: OSError, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not only a reset: a TLS record that does not decrypt, a route lost mid-answer."""
+    async def failing(*args: object) -> object:
+        raise error
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_head(reader)
+        writer.close()
+
+    async def use(pool: Pool, base: str) -> None:
+        await pool.request("GET", f"{base}/")
+
+    monkeypatch.setattr(http11.http_framing, "read_response", failing)
+    with pytest.raises(HttpError) as caught:
+        _against(handler, use)
+    assert str(caught.value) == _describe(error)
+
+
 def test_the_retry_goes_on_a_new_connection_when_every_kept_one_was_dropped() -> None:
     """Two connections kept alive, both closed by the server meanwhile (as it does after
     an idle timeout): the request is sent again on a new connection, not on the other
@@ -568,7 +644,8 @@ def test_nothing_listening_is_named() -> None:
         asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("url", ["ftp://x/", "http:///nohost", "file:///etc/passwd"])
+@pytest.mark.parametrize("url", ["ftp://x/", "http:///nohost", "file:///etc/passwd",
+                                 "http://ca.test:99999/", "http://[::1/", "http://ca.test:0/"])
 def test_only_http_urls_are_accepted(url: str) -> None:
     with pytest.raises(HttpError, match="not an http"):
         origin_of(url)

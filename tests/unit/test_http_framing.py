@@ -6,6 +6,8 @@ refuses."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import h11
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from certfleet.http_framing import (
+    MAX_CHUNKS,
     MAX_HEAD,
     MAX_HEADERS,
     MAX_INFORMATIONAL,
@@ -365,3 +368,58 @@ def test_what_a_refused_request_is_called(method: str, target: str, field: tuple
     with pytest.raises(FramingError) as caught:
         request(method, target, [field], None)
     assert str(caught.value) == said
+
+
+def test_white_space_before_a_bad_byte_is_refused_in_time_linear_in_its_length() -> None:
+    """A lazy value between two runs of white space backtracks in the cube of their length:
+    2,000 spaces then a NUL took 19 s, and a head may hold 64 KiB of them, all that time on
+    the event loop, where no timeout can fire. Refused in a child given 30 s for a whole
+    head of them (in a line, in a folded line, in a trailer), which takes milliseconds."""
+    code = (
+        "import asyncio\n"
+        "from certfleet.http_framing import FramingError, MAX_HEAD, read_response\n"
+        "spaces = b' ' * (MAX_HEAD - 100)\n"
+        "for answer in (b'HTTP/1.1 200 OK\\r\\nX:' + spaces + b'\\x00\\r\\n\\r\\n',\n"
+        "               b'HTTP/1.1 200 OK\\r\\nX: a\\r\\n' + spaces + b'\\x00\\r\\n\\r\\n',\n"
+        "               b'HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n'\n"
+        "               b'T:' + spaces + b'\\x00\\r\\n\\r\\n'):\n"
+        "    async def go():\n"
+        "        reader = asyncio.StreamReader(limit=MAX_HEAD)\n"
+        "        reader.feed_data(answer)\n"
+        "        reader.feed_eof()\n"
+        "        try:\n"
+        "            await read_response(reader, 'GET', 1000)\n"
+        "        except FramingError as exc:\n"
+        "            print(str(exc)[:53])\n"
+        "    asyncio.run(go())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, check=True)
+    said = "not a valid HTTP/1.1 answer: illegal header line b'"
+    assert done.stdout.splitlines() == [said + "X:", said + "  ", said + "T:"]
+
+
+def test_folded_lines_are_joined_once() -> None:
+    """Joined at the end, not line by line (which is quadratic in the folds)."""
+    answer = read(b"HTTP/1.1 204 No Content\r\nX: a\r\n" + b" b\r\n" * 10000 + b"\r\n")
+    assert answer.head.headers == (("x", "a" + " b" * 10000),)
+
+
+def test_a_status_below_100_is_refused() -> None:
+    for status in (b"000", b"099"):
+        assert "illegal status line" in refused(b"HTTP/1.1 " + status + b" X\r\n\r\n"
+                                                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_at_most_so_many_chunks() -> None:
+    def chunked(count: int) -> bytes:
+        return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + b"1\r\nx\r\n" * count + b"0\r\n\r\n")
+    assert read(chunked(MAX_CHUNKS), max_body=MAX_CHUNKS).body == b"x" * MAX_CHUNKS
+    with pytest.raises(FramingError, match=f"^not a valid HTTP/1.1 answer: more than "
+                                           f"{MAX_CHUNKS} chunks$"):
+        read(chunked(MAX_CHUNKS + 1), max_body=2 * MAX_CHUNKS)
+
+
+def test_a_value_without_bytes_is_refused() -> None:
+    with pytest.raises(FramingError, match=r"^not a header field: 'x': "):
+        request("GET", "/", [("x", "\udcff")], None)

@@ -416,6 +416,22 @@ def test_parse_head_only_ever_raises_bad_request(raw: bytes) -> None:
     assert status in (0, 400, 431)
 
 
+def test_white_space_before_a_bad_byte_is_refused_in_time_linear_in_its_length() -> None:
+    """A lazy field value between two runs of white space backtracks in the cube of their
+    length: a request whose head was one header of 8,000 spaces and a NUL held the
+    responder's event loop for minutes. Refused in a child given 30 s (it takes
+    milliseconds)."""
+    code = ("from certfleet.solvers.http_head import BadRequest, MAX_HEAD, parse_head\n"
+            "head = b'GET / HTTP/1.1\\r\\nX:' + b' ' * (MAX_HEAD - 30) + b'\\x00\\r\\n\\r\\n'\n"
+            "try:\n"
+            "    parse_head(head)\n"
+            "except BadRequest as bad:\n"
+            "    print(bad.status, bad.reason[:20])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30, check=True)
+    assert done.stdout == "400 bad header line X:  \n"
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
 def test_host_matches_is_exact(header: str) -> None:
