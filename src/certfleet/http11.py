@@ -23,7 +23,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, SupportsIndex
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from . import http_framing
 from .http_framing import MAX_HEAD, FramingError
@@ -58,18 +58,24 @@ class Reply:
 
 def origin_of(url: str) -> tuple[Origin, str]:
     """(scheme, host, port) and the request target (path and query) of ``url``."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port        # ValueError beyond 65535, as urlsplit's for a bad IPv6 host
-    except ValueError:
-        port = None
-        parts = None
+    parts = _split(url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
-            or port == 0:
+            or parts.port == 0:
         raise HttpError(f"not an http(s) URL: {url[:200]!r}")
-    port = port or (443 if parts.scheme == "https" else 80)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return (parts.scheme, parts.hostname, port), target
+
+
+def _split(url: str) -> SplitResult | None:
+    """``url`` split, or None when it cannot be: a port beyond 65535 or a broken IPv6 host
+    (``urlsplit`` and ``port`` raise ValueError)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - checked here, read again by the caller
+    except ValueError:
+        return None
+    return parts
 
 
 def host_field(origin: Origin) -> str:

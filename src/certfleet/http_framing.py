@@ -98,11 +98,11 @@ def request(method: str, target: str, headers: Sequence[tuple[str, str]],
     lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
     for name, value in headers:
         try:
-            if not _TOKEN.fullmatch(name.encode("ascii", "replace")) \
-                    or not _VALUE.fullmatch(value):
+            if not _TOKEN.fullmatch(name.encode("ascii")) or not _VALUE.fullmatch(value):
                 raise UnicodeError
             lines.append(f"{name}: {value}".encode())
-        except UnicodeError:   # a control character, or a lone surrogate that has no bytes
+        except UnicodeError:   # a name not ASCII, a value with a control character or a
+            # lone surrogate (which has no bytes)
             raise FramingError(f"not a header field: {name[:40]!r}: {value[:80]!r}") from None
     if body is not None:
         lines.append(b"content-length: %d" % len(body))

@@ -171,7 +171,11 @@ def test_the_round_trip_ends_with_the_first_of_the_answer() -> None:
     assert trip < 0.2
 
 
-def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
+@pytest.mark.parametrize("dropped", ["idle", "asked"])
+def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one(dropped: str) -> None:
+    """Closed after one answer without saying so, as a server timing out an idle connection
+    does: while idle (the pool sees the end of the stream and connects anew), or as the next
+    request arrives (the request is sent again on a new connection)."""
     accepted: list[int] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -179,8 +183,9 @@ def test_a_dropped_kept_alive_connection_is_retried_once_on_a_new_one() -> None:
         await _read_head(reader)
         writer.write(_answer(b"one"))
         await writer.drain()
-        # Close after one answer without saying so, as a server timing out an idle
-        # connection does: the client's next request on it finds a dead socket.
+        if dropped == "asked":
+            with contextlib.suppress(asyncio.IncompleteReadError):
+                await _read_head(reader)
         writer.close()
 
     async def use(pool: Pool, base: str) -> list[bytes]:
@@ -217,6 +222,24 @@ def test_bytes_beyond_an_answer_are_never_the_next_answer(extra: bytes) -> None:
 
     assert _against(handler, use) == [b"/r0", b"/r1", b"/r2"]
     assert len(accepted) == (3 if extra else 1)
+
+
+def test_an_answer_that_closes_the_connection_ends_it() -> None:
+    """``Connection: close``: the next request goes on a new connection, even when the
+    server leaves this one open (and would never read from it again)."""
+    accepted: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await _read_head(reader)
+        writer.write(_answer(b"%d" % len(accepted), b"Connection: close\r\n"))
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    async def use(pool: Pool, base: str) -> list[bytes]:
+        return [(await pool.request("GET", f"{base}/{i}")).body for i in range(2)]
+
+    assert _against(handler, use, timeout=2.0) == [b"1", b"2"]
 
 
 def test_what_an_idle_connection_received_is_not_the_next_answer() -> None:
@@ -269,10 +292,12 @@ def test_any_system_error_in_an_exchange_is_an_http_error(
     assert str(caught.value) == _describe(error)
 
 
-def test_the_retry_goes_on_a_new_connection_when_every_kept_one_was_dropped() -> None:
-    """Two connections kept alive, both closed by the server meanwhile (as it does after
-    an idle timeout): the request is sent again on a new connection, not on the other
-    dead one."""
+@pytest.mark.parametrize("dropped", ["idle", "asked"])
+def test_the_retry_goes_on_a_new_connection_when_every_kept_one_was_dropped(
+        dropped: str) -> None:
+    """Two connections kept alive, both closed by the server (after an idle timeout, or as
+    the next request arrives): the request is sent again on a new connection, not on the
+    other dead one."""
     accepted: list[int] = []
     both = asyncio.Event()
 
@@ -286,6 +311,9 @@ def test_the_retry_goes_on_a_new_connection_when_every_kept_one_was_dropped() ->
         writer.write(_answer(b"%d" % len(accepted)))
         await writer.drain()
         if len(accepted) <= 2:
+            if dropped == "asked":
+                with contextlib.suppress(asyncio.IncompleteReadError):
+                    await _read_head(reader)
             writer.close()              # then dropped, unannounced
 
     async def use(pool: Pool, base: str) -> bytes:
