@@ -1,11 +1,13 @@
-"""Actions in a forked child, for what a test must not do to pytest's own process: take
-another user's identity, change its root directory."""
+"""Actions in a child process, for what a test must not do to pytest's own process: take
+another user's identity, change its root directory, run work that cannot be interrupted."""
 
 from __future__ import annotations
 
 import grp
 import os
 import pwd
+import subprocess
+import sys
 from collections.abc import Callable
 
 
@@ -39,3 +41,12 @@ def as_nobody(action: Callable[[], None]) -> str:
         action()
 
     return in_child(dropped)
+
+
+def python_within(code: str, seconds: float = 30.0) -> str:
+    """The standard output of ``code`` run by a new Python process given ``seconds``
+    (``subprocess.TimeoutExpired`` after them): for work that, gone wrong, would hold
+    pytest's own process where nothing can interrupt it (a regular expression that
+    backtracks runs in C, between two of the interpreter's checks for signals)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=seconds, check=True).stdout
