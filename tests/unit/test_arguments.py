@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+from pathlib import Path
 
 import pytest
 
-from certfleet.cli.arguments import BUILD, HELP, parser
+from certfleet.cli.arguments import BUILD, HELP, command_first, parser
 
 LINES = [
     ["status", "--json", "--config", "c.toml"],
@@ -86,3 +88,51 @@ def test_the_help_is_as_wide_as_argparse_would_make_it(
         shown = ours if argv is None else _subparser(ours, argv[0])
         same = theirs if argv is None else _subparser(theirs, argv[0])
         assert shown.format_help() == same.format_help(), argv
+
+
+@pytest.mark.parametrize(("line", "moved"), [
+    (["-v", "status"], ["status", "-v"]),
+    (["-vv", "issue", "x.example", "--config", "c.toml"],
+     ["issue", "-vv", "x.example", "--config", "c.toml"]),
+    (["--config", "c.toml", "-q", "run", "a.example"],
+     ["run", "--config", "c.toml", "-q", "a.example"]),
+    (["--config=c.toml", "status", "--json"], ["status", "--config=c.toml", "--json"]),
+    # the value of an option is never taken for the command
+    (["--config", "run", "status"], ["status", "--config", "run"]),
+    (["--state-dir", "issue", "--webroot", "deploy", "run"],
+     ["run", "--state-dir", "issue", "--webroot", "deploy"]),
+])
+def test_options_before_the_command_go_after_it(line: list[str], moved: list[str]) -> None:
+    assert command_first(line) == moved
+    result, _, err = _outcome(moved, parser(moved))
+    assert isinstance(result, dict), err
+    assert result["command"] == moved[0]
+
+
+@pytest.mark.parametrize("line", [
+    [], ["status", "-v"], ["-h", "run"], ["--help", "run"], ["--version", "run"],
+    ["stauts", "-v"], ["-v", "stauts"], ["-v", "x.example", "run"], ["-v"],
+    ["--config", "run"],  # "run" is the file: no command at all
+])
+def test_a_line_that_is_not_options_then_a_command_is_left_as_it_is(
+        line: list[str]) -> None:
+    assert command_first(line) == line
+
+
+def test_an_option_before_the_command_is_the_command_s(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Through ``main``: ``certfleet -v status`` as ``certfleet status -v``, and an unknown
+    option before a command named as the one at fault (not the command's own words)."""
+    from certfleet.cli import main
+
+    monkeypatch.delenv("CERTFLEET_CONFIG", raising=False)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    assert main(["--state-dir", str(state), "--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    with pytest.raises(SystemExit) as exc:
+        main(["--bogus", "issue", "x.example", "--state-dir", str(state)])
+    assert exc.value.code == 1
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "certfleet: error: unrecognized arguments: --bogus"

@@ -160,9 +160,9 @@ def main(argv: Sequence[str] | None = None, *, collect_after_imports: bool = Fal
     frozen) once the command's code is imported."""
     import sys
 
-    from .arguments import parser  # after ``entry`` turned the collector off
+    from .arguments import command_first, parser  # after ``entry`` turned the collector off
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = command_first(sys.argv[1:] if argv is None else argv)
     closed = _open_streams()
     try:
         args = parser(argv).parse_args(argv)

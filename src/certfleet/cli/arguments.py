@@ -146,6 +146,32 @@ def parser(argv: Sequence[str] | None = None) -> Parser:
     return top
 
 
+def command_first(argv: Sequence[str]) -> list[str]:
+    """``argv`` with the options written before the command moved after it, where they
+    belong (``certfleet -v run`` as ``certfleet run -v``): every option is a command's own,
+    the top level has only ``--help`` and ``--version``. A line that begins otherwise, or
+    whose leading words are not all options, is left for argparse to explain."""
+    line = list(argv)
+    if not line or not line[0].startswith("-") or line[0] in ("-h", "--help", "--version"):
+        return line
+    valued = _valued_options()
+    at = 0
+    while at < len(line) and line[at].startswith("-"):
+        at += 2 if line[at] in valued else 1  # ``--config FILE``: FILE is no command
+    if at < len(line) and line[at] in HELP:
+        return [line[at], *line[:at], *line[at + 1:]]
+    return line
+
+
+def _valued_options() -> set[str]:
+    """The options of ``common_options`` and ``challenge_options`` that take a value."""
+    scratch = argparse.ArgumentParser(add_help=False)
+    common_options(scratch)
+    challenge_options(scratch)
+    return {name for action in scratch._actions if action.nargs != 0
+            for name in action.option_strings}
+
+
 # -- each command's own options: ``cli.fleet`` ------------------------------------------
 
 
