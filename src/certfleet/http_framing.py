@@ -36,6 +36,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 
+from .http_grammar import FIELD_LINE, TOKEN
 from .protocol.frozen import frozen
 
 MAX_HEAD = 64 * 1024      # a response's status line and header fields, the blank line too
@@ -45,11 +46,8 @@ MAX_INFORMATIONAL = 16    # 1xx answers before the final one
 MAX_CHUNKS = 4096         # chunks in one body: a 1 MiB body in 1-byte chunks is 6 MiB to parse
 READ_CHUNK = 65536
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = re.compile(TOKEN)
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [\t\x20-\x7e\x80-\xff]*)?")
-# Values are taken whole and stripped after: a lazy value between two runs of white space
-# backtracks in the cube of the spaces before a bad byte (minutes for one line of the head).
-_FIELD = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([\t\x20-\x7e\x80-\xff]*)")
 _FOLDED = re.compile(rb"[ \t][\t\x20-\x7e\x80-\xff]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?")
 _TARGET = re.compile(r"[\x21-\x7e]+")
@@ -120,7 +118,7 @@ def parse_head(lines: Sequence[bytes]) -> Head:
                 raise _bad(f"illegal header line {line[:80]!r}")
             fields[-1][1].append(line)
             continue
-        if not (field := _FIELD.fullmatch(line)):
+        if not (field := FIELD_LINE.fullmatch(line)):
             raise _bad(f"illegal header line {line[:80]!r}")
         if len(fields) == MAX_HEADERS:
             raise FramingError(f"too many headers (more than {MAX_HEADERS})")
