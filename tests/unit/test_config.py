@@ -862,3 +862,26 @@ def test_the_default_configuration_file_is_read_when_nothing_names_one(
     assert sources.job_from({}, {}).directory == "https://default-file.example/dir"
     assert sources.config_path({}, {"CERTFLEET_CONFIG": "/elsewhere.toml"}) \
         == Path("/elsewhere.toml")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# every site moved\n  \n# gone too\n"])
+def test_a_domains_file_that_lists_nothing_is_refused_where_certificates_are_worked_on(
+        tmp_path: Path, text: str) -> None:
+    """An emptied domains file would stop every renewal in silence (`run --quiet` prints
+    nothing when nothing is due): run, deploy, check and monitor refuse it, naming it;
+    commands that do not work on its certificates (status, account) still read the job."""
+    from certfleet.config import sources
+
+    domains = tmp_path / "domains.txt"
+    domains.write_text(text)
+    domains.chmod(0o600)
+    options = {"domains": str(domains), "state_dir": str(tmp_path / "state")}
+    with pytest.raises(ConfigError) as exc:
+        sources.job_from(options, {}, need_domains=True)
+    assert str(exc.value) == f"{domains}: lists no certificate (every line blank or a " \
+        "comment): nothing would ever be renewed"
+    assert sources.job_from(options, {}, need_domains=False).certs == ()
+    assert sources.job_from(options, {}, need_domains=True, with_certs=False).certs == ()
+    domains.write_text(text + "a.example\n")
+    assert [s.name for s in sources.job_from(options, {}, need_domains=True).certs] == \
+        ["a.example"]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, safe_text
 from ..spec import JobConfig
 from .defaults import (
     DEFAULT_CONFIG,
@@ -71,5 +71,13 @@ def job_from(options: Mapping[str, Any], environ: Mapping[str, str] | None = Non
         raise ConfigError(f"no configuration: pass --config FILE or --domains FILE "
                           f"(or create {DEFAULT_CONFIG})")
     origins["domains"] = "command line (--domains)"
-    return load_job(config, domains_path=Path(domains) if domains else None,
-                    overrides=overrides, origins=origins, with_certs=with_certs)
+    job = load_job(config, domains_path=Path(domains) if domains else None,
+                   overrides=overrides, origins=origins, with_certs=with_certs)
+    if need_domains and with_certs and not job.certs:
+        # A domains file emptied by mistake (a truncated copy, a failed templating) would
+        # stop every renewal without a word: `run --quiet` prints nothing when nothing is
+        # due. A fleet of no certificates is not a job worth running from cron.
+        where = safe_text(str(job.domains_file)) if job.domains_file else "the domains file"
+        raise ConfigError(f"{where}: lists no certificate (every line blank or a comment): "
+                          "nothing would ever be renewed")
+    return job
