@@ -136,3 +136,36 @@ def test_an_option_before_the_command_is_the_command_s(
     assert exc.value.code == 1
     assert capsys.readouterr().err.splitlines()[-1] == \
         "certfleet: error: unrecognized arguments: --bogus"
+
+
+@pytest.mark.parametrize(("option", "value", "why"), [
+    ("--critical", "nan", "not a number"), ("--critical", "inf", "not a number"),
+    ("--critical", "abc", "not a number"),
+    ("--critical", "0", "a share above 0 and below 1, e.g. 0.1"),
+    ("--critical", "1", "a share above 0 and below 1, e.g. 0.1"),
+    ("--critical", "-1", "a share above 0 and below 1, e.g. 0.1"),
+    ("--critical-days", "nan", "not a number"),
+    ("--critical-days", "0", "days above 0 and at most 3650"),
+    ("--critical-days", "3650.5", "days above 0 and at most 3650"),
+    ("--critical-days", "1e10", "days above 0 and at most 3650"),
+])
+def test_a_monitor_threshold_that_could_never_or_always_alert_is_refused(
+        option: str, value: str, why: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A usage error, which ``monitor`` reports as UNKNOWN (cli.main); never a traceback
+    from the arithmetic later, never a threshold that silences the alert."""
+    from certfleet.cli import main
+    from certfleet.monitor import UNKNOWN
+
+    with pytest.raises(SystemExit) as exc:
+        main(["monitor", option, value])
+    assert exc.value.code == UNKNOWN
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"certfleet monitor: error: argument {option}: {value!r}: {why}"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--critical", "0.999"), ("--critical", "1e-3"),
+                                               ("--critical-days", "3650"),
+                                               ("--critical-days", "0.5")])
+def test_a_monitor_threshold_within_its_range_is_taken(option: str, value: str) -> None:
+    args = parser(["monitor"]).parse_args(["monitor", option, value])
+    assert getattr(args, option[2:].replace("-", "_")) == float(value)

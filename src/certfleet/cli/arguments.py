@@ -286,13 +286,42 @@ def _account(sub: Any) -> None:
 
 def _monitor(sub: Any) -> None:
     p = _command(sub, "monitor", job=True)
-    p.add_argument("--critical", type=float, metavar="SHARE", default=0.1,
-                   help="CRITICAL below this share of a certificate's lifetime left "
-                        "(default 0.1)")
-    p.add_argument("--critical-days", type=float, metavar="DAYS",
-                   help="CRITICAL below this many days left (instead of --critical)")
+    p.add_argument("--critical", type=_share, metavar="SHARE", default=0.1,
+                   help="CRITICAL below this share of a certificate's lifetime left, "
+                        "above 0 and below 1 (default 0.1)")
+    p.add_argument("--critical-days", type=_days, metavar="DAYS",
+                   help="CRITICAL below this many days left, above 0 and at most 3650 "
+                        "(instead of --critical)")
     p.add_argument("--probe", action="store_true",
                    help="also check over TLS that every target serves the active version")
+
+
+def _share(text: str) -> float:
+    """A share of a lifetime: above 0 (else never CRITICAL) and below 1 (else always)."""
+    share = _number(text)
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a share above 0 and below 1, e.g. 0.1")
+    return share
+
+
+def _days(text: str) -> float:
+    """Days left: above 0, and at most ten years (no certificate lives longer)."""
+    days = _number(text)
+    if not 0 < days <= 3650:
+        raise argparse.ArgumentTypeError(f"{text!r}: days above 0 and at most 3650")
+    return days
+
+
+def _number(text: str) -> float:
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r}: not a number")
+    return value
 
 
 def _store(sub: Any) -> None:
