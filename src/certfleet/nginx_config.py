@@ -20,14 +20,15 @@ from .errors import ConfigError, safe_text
 from .protocol.challenges import HTTP_01_PREFIX
 
 _WORK = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))"
-                   r"(?::[0-9]{1,5})?")
+                   r":([0-9]{1,5})")
 _PATH = re.compile(r"/[A-Za-z0-9._/+@%=,-]*")
 _THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def checked_work(work: str) -> str:
     """The Work host's ``HOST:PORT`` as the load balancers reach it."""
-    if not _WORK.fullmatch(work):
+    found = _WORK.fullmatch(work)
+    if not found or not 0 < int(found[1]) < 65536:  # `serve --listen` takes no other
         raise ConfigError(f"nginx-config: Work host {safe_text(work, 80)!r} is not HOST:PORT "
                           "(a name, an IPv4 address or [an IPv6 address], and a port)")
     return work

@@ -14,7 +14,7 @@ THUMBPRINT = "A" * 43
 
 
 @pytest.mark.parametrize("work", ["192.0.2.101:80", "[2001:db8::1]:8080", "work.example:81",
-                                  "localhost"])
+                                  "localhost:1", "h:65535"])
 def test_good_work_addresses_are_pasted(work: str) -> None:
     assert f"proxy_pass http://{work};" in nginx_config.lb_proxy(work)
 
@@ -22,6 +22,8 @@ def test_good_work_addresses_are_pasted(work: str) -> None:
 @pytest.mark.parametrize("work", [
     "192.0.2.1:80;", "x y:80", "a{b}:1", "h:80\n}", "h:80\"", "h:80'", "$host:80", "h:80#",
     "", "[::1]:80; return 200 x", "h:999999",
+    # what `certfleet serve --listen` would refuse: no port, port 0, past 65535
+    "localhost", "work.example", "127.0.0.1:0", "h:00", "h:65536",
 ])
 def test_work_addresses_that_change_the_meaning_are_refused(work: str) -> None:
     with pytest.raises(ConfigError, match="is not HOST:PORT"):
