@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ..errors import ConfigError, safe_text
 from ..protocol.b64 import b64url_decode
@@ -184,11 +184,23 @@ def challenge(value: str) -> str:
 
 def directory(value: str) -> str:
     url = PRESETS.get(value, value)
-    parts = urlsplit(url) if url.isprintable() and " " not in url else None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(url) if url.isprintable() and " " not in url else None
+    except ValueError:  # a bracket left open
+        parts = None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname \
+            or not _port_ok(parts):
         raise ConfigError(f"directory {safe_text(value)!r} is not an https:// URL or one of "
                           + ", ".join(PRESETS))
     return url
+
+
+def _port_ok(parts: SplitResult) -> bool:
+    """No port, or one from 1 to 65535 (``urlsplit`` raises on others only when asked)."""
+    try:
+        return parts.port != 0
+    except ValueError:
+        return False
 
 
 def dns_method(value: str) -> str:
