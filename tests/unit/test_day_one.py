@@ -412,3 +412,51 @@ def test_progress_is_shown_on_a_terminal_only(tmp_path: Path) -> None:
     assert b"\x1b" not in proc.stdout  # the report itself stays plain
     piped = subprocess.run(argv, capture_output=True, check=False, timeout=60)
     assert b"being ordered" not in piped.stderr
+
+
+def test_a_locale_that_cannot_spell_a_file_name_is_one_line(tmp_path: Path) -> None:
+    """cron's environment on an old host: LANG=C without UTF-8, where file names are ASCII
+    bytes. A non-ASCII path read from a UTF-8 file would be other bytes on disk, or a
+    traceback where it is opened: refused where it is written, with what to do."""
+    (tmp_path / "domains.txt").write_text("a.example|/srv/証明書\n", encoding="utf-8")
+    config = tmp_path / "certfleet.toml"
+    config.write_text(f'state_dir = "{tmp_path}/状態"\ndomains = "domains.txt"\n'
+                      '[challenge]\nhttp_listen = "127.0.0.1:5002"\n', encoding="utf-8")
+    for path in (config, tmp_path / "domains.txt"):
+        path.chmod(0o600)
+    env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0",
+           "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-X", "utf8=0", "-m", "certfleet", "run",
+                           "--dry-run", "--config", str(config)], capture_output=True,
+                          env=env, check=False, timeout=120)
+    assert proc.returncode == 1
+    spelled = "is not ASCII, and the locale here spells file names in ascii: run certfleet " \
+        "with LANG=C.UTF-8 (or PYTHONUTF8=1)"
+    assert proc.stderr.decode("ascii").splitlines() == [
+        f"{config}:1: '{tmp_path}/\\u72b6\\u614b' {spelled}",
+        f"{tmp_path}/domains.txt:1: /srv/\\u8a3c\\u660e\\u66f8: '/srv/\\u8a3c\\u660e\\u66f8' "
+        f"{spelled}"]
+    assert proc.stdout == b""
+    # The same files under a UTF-8 locale: no complaint about the names.
+    env["LC_ALL"] = "C.UTF-8"
+    proc = subprocess.run([sys.executable, "-m", "certfleet", "run", "--dry-run", "--config",
+                           str(config)], capture_output=True, env=env, check=False, timeout=120)
+    assert b"is not ASCII" not in proc.stderr, proc.stderr
+
+
+def test_a_line_the_locale_cannot_spell_is_printed_escaped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdout in ASCII with strict errors (LANG=C without UTF-8): a character it cannot
+    carry is escaped, as on stderr, never a UnicodeEncodeError."""
+    import io
+
+    from certfleet.cli import _open_streams, output
+
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii", errors="strict")
+    monkeypatch.setattr(sys, "stdout", stream)
+    assert _open_streams() is False
+    output.say("b\u00fccher.example: \u8a3c")
+    output.flush()
+    stream.flush()
+    assert raw.getvalue() == b"b\\xfccher.example: \\u8a3c\n"

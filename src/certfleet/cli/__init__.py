@@ -98,6 +98,11 @@ def _open_streams() -> bool:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - held until the process exits
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - nowhere else to say anything
+    # Under a locale that cannot spell a character (LANG=C without UTF-8, Latin-1), a line
+    # is printed with an escape for it, as stderr's are, never a traceback instead.
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None and getattr(sys.stdout, "errors", None) == "strict":
+        reconfigure(errors="backslashreplace")
     return closed
 
 

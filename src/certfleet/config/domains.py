@@ -26,6 +26,7 @@ from ..gcpause import paused
 from ..names import MAX_NAME, normalize_identifier
 from ..spec import CertDefaults, CertSpec, Target
 from .problems import Problems
+from .tomlfile import local_name
 from .values import check_host, check_ipv6, check_path, check_user
 
 MAX_FILE = 16 * 1024 * 1024
@@ -49,7 +50,7 @@ def parse_target(token: str) -> Target:
     if token.startswith("-"):
         raise ConfigError("a target must not start with '-'")
     if token.startswith("/"):
-        return Target(path=check_path(token))
+        return Target(path=local_name(check_path(token)))  # a remote one goes as UTF-8
     at, colon = token.find("@"), token.find(":")
     user, rest = None, token
     if at >= 0 and (colon < 0 or at < colon):

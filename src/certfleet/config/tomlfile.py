@@ -8,7 +8,9 @@ per-certificate table as ``hosts.NAME``), so a test can hold the parser to the r
 
 from __future__ import annotations
 
+import codecs
 import re
+import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +128,8 @@ class Table:
         return None if value is None else checked(self.problems, self.where(key), convert, value)
 
     def path_of(self, key: str) -> Path | None:
-        return self.check(key, str, "a path", lambda text: resolve_path(text, self.base))
+        return self.check(key, str, "a path",
+                          lambda text: resolve_path(local_name(text), self.base))
 
     def table(self, key: str, generic: str | None = None) -> Table:
         """The sub-table ``key``; ``generic`` stands for a name the operator chose
@@ -156,6 +159,21 @@ class Table:
                 reason = f"unknown option {safe_text(key)!r}"
                 reason += f" in [{name(self.path)}]" if self.path else ""
             self.problems.add(self.where(key), reason)
+
+
+def local_name(text: str) -> str:
+    """A file name read from a UTF-8 file (certfleet.toml, the domains file), for this
+    host's file system; refused where the locale spells file names in another encoding and
+    the name is not ASCII: the same characters would be other bytes on disk (another
+    directory), or none at all (a traceback where the file is opened)."""
+    if text.isascii():
+        return text
+    encoding = sys.getfilesystemencoding()
+    if codecs.lookup(encoding).name != "utf-8":
+        raise ConfigError(f"{safe_text(text)!r} is not ASCII, and the locale here spells file "
+                          f"names in {encoding}: run certfleet with LANG=C.UTF-8 (or "
+                          "PYTHONUTF8=1)")
+    return text
 
 
 def resolve_path(text: str, base: Path | None) -> Path:

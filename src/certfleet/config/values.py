@@ -22,7 +22,7 @@ from ..protocol.b64 import b64url_decode
 from ..protocol.challenges import CHALLENGE_TYPES
 from ..spec import HTTP_MODES, PEM_NAMES, TlsProbe
 from .defaults import PRESETS
-from .tomlfile import resolve_path
+from .tomlfile import local_name, resolve_path
 
 MAX_PATH = 1024
 MAX_USER = 32
@@ -131,7 +131,7 @@ def paths(value: str | list[Any], base: Path) -> tuple[Path, ...]:
     items = [value] if isinstance(value, str) else value
     if not all(isinstance(item, str) for item in items):
         raise ConfigError("config must be a list of paths")
-    return tuple(resolve_path(item, base) for item in items)
+    return tuple(resolve_path(local_name(item), base) for item in items)
 
 
 def int_range(key: str, low: int, high: int) -> Callable[[Any], int]:
