@@ -92,8 +92,10 @@ def _planned(spec: CertSpec, due: str | None, renew_at: datetime,
 
 def renewal(held: Standing, fraction: float) -> tuple[datetime, str]:
     """When the active version becomes due, and by which rule: RFC 9773's time chosen in
-    the CA's window wins ("ARI"); the lifetime rule is the fallback ("lifetime")."""
-    if held.ari_chosen is not None:
+    the CA's window wins ("ARI"); the lifetime rule is the fallback ("lifetime"), and rules
+    too when the CA's time is not before the certificate expires: a window after notAfter
+    would leave it to be served expired."""
+    if held.ari_chosen is not None and held.ari_chosen < held.not_after:
         return held.time(held.ari_chosen), "ARI"
     return renewal_time(held.time(held.not_before), held.time(held.not_after),
                         fraction), "lifetime"

@@ -116,17 +116,20 @@ def from_json(data: Any) -> Standing | None:
 
 
 _NUMBER = (float, int)
+# POSIX seconds that ``Standing.time`` can turn back into a datetime: years 1 to 9999.
+_EARLIEST, _LATEST = -62135596800, 253402300799
 
 
 def _times(*values: Any) -> bool:
     for value in values:
-        if type(value) not in _NUMBER or not -1e11 < value < 1e11:
+        if type(value) not in _NUMBER or not _EARLIEST <= value <= _LATEST:
             return False
     return True
 
 
 def _times_or_none(*values: Any) -> bool:
     for value in values:
-        if value is not None and (type(value) not in _NUMBER or not -1e11 < value < 1e11):
+        if value is not None and (type(value) not in _NUMBER
+                                  or not _EARLIEST <= value <= _LATEST):
             return False
     return True

@@ -234,6 +234,16 @@ def _last(value: Any) -> LastResult:
                       None if error is None else text(error, "last.error", MAX_ERROR))
 
 
+def _schedule(value: Any) -> Schedule | None:
+    """The ARI schedule; one that cannot be read is dropped, not the record damaged: it is
+    the CA's advice, asked again on the next run, and a window a hostile CA made once must
+    not stop the certificate's runs until someone edits the file."""
+    try:
+        return Schedule.from_json(value)
+    except RecordError:
+        return None
+
+
 def _order(value: Any) -> PendingOrder:
     order = _object(value, "order")
     names = order.get("names")
@@ -261,7 +271,7 @@ def _revocation(value: Any) -> Revocation:
 #: with the state's field it fills and its reader.
 _READERS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
     ("last", "last", _last), ("backoff", "backoff", Backoff.from_json),
-    ("ari", "ari", Schedule.from_json), ("order", "order", _order),
+    ("ari", "ari", _schedule), ("order", "order", _order),
     ("deploy", "deploys", _deploys), ("alarm_at", "alarm_at", partial(when, what="alarm_at")),
     ("revocation", "revocation", _revocation))
 

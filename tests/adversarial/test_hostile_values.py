@@ -120,3 +120,38 @@ def test_one_oversized_record_fails_only_its_certificate(ca: FakeCA, tmp_path: P
     assert rc == 1
     assert f"b.example: DAMAGED: {big}: larger than " in out
     assert "a.example: a.example; expires " in out
+
+
+def test_a_window_that_is_no_time_in_utc_never_stops_the_fleet(
+        ca: FakeCA, tmp_path: Path) -> None:
+    """Year 1 at +14:00 is valid RFC 3339 and the year 0 in UTC. Kept, it made every later
+    run, status and monitor of the whole fleet end in a traceback, after the CA had long
+    answered normally again."""
+    names = ["a.example", "b.example"]
+    common = _fleet(ca, tmp_path, names)
+    assert _run(common)[0] == 0
+    _with_ari(ca, {"suggestedWindow": {"start": "0001-01-01T00:00:00+14:00",
+                                       "end": "0001-01-01T00:00:01+14:00"}})
+    rc, out, err = _run(common, "-v")
+    assert rc == 2, out + err
+    assert "renewal information unavailable, using the lifetime rule: renewalInfo: start " \
+        "is out of range" in err
+    assert all("0001-" not in _record(tmp_path, n).decode() for n in names)
+    # A record that a release before this one kept: the schedule is dropped, asked again.
+    record = tmp_path / "state" / "certs" / "a.example" / "state.json"
+    data = json.loads(record.read_bytes())
+    data["ari"] = {"serial": "ab", "next_fetch": "0001-01-01T00:00:00+14:00",
+                   "start": "0001-01-01T00:00:00+14:00", "end": "0001-01-01T00:00:01+14:00",
+                   "chosen": "0001-01-01T00:00:00+14:00"}
+    record.write_text(json.dumps(data))
+    (tmp_path / "state" / "index.json").unlink(missing_ok=True)
+    now = datetime.now(UTC)
+    _with_ari(ca, {"suggestedWindow": {"start": (now + timedelta(days=20)).isoformat(),
+                                       "end": (now + timedelta(days=21)).isoformat()}})
+    for argv in (["run", "--concurrency", "1", *common], ["status", *common[:4]],
+                 ["monitor", *common]):
+        rc, out, err = run_main(argv)
+        assert "Traceback" not in err
+        assert rc in (0, 2), (argv[0], out, err)
+    assert json.loads(record.read_bytes())["ari"]["chosen"].startswith(
+        str((now + timedelta(days=20)).year))

@@ -186,3 +186,21 @@ def test_a_damaged_schedule_names_the_field(data: object, message: str) -> None:
     with pytest.raises(RecordError) as caught:
         ari.Schedule.from_json(data)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:01+14:00"),   # the year 0 in UTC
+    ("2026-12-01T00:00:00Z", "9999-12-31T23:59:59-14:00"),         # the year 10000
+])
+def test_a_window_that_is_no_time_in_utc_is_refused(start: str, end: str) -> None:
+    """Valid RFC 3339, but no datetime in UTC: kept, it made every later comparison raise,
+    for the whole fleet, on every run."""
+    with pytest.raises(MalformedMessage, match=r"renewalInfo: (start|end) is out of range"):
+        ari.parse_window(window(start, end))
+
+
+def test_a_stored_schedule_that_is_no_time_in_utc_is_refused() -> None:
+    good = ari.Schedule("abc", NOW, START, END, START).to_json()
+    for key in ("next_fetch", "start", "end", "chosen"):
+        with pytest.raises(RecordError, match=f"ari.{key} is out of range"):
+            ari.Schedule.from_json({**good, key: "0001-01-01T00:00:00+14:00"})

@@ -120,6 +120,21 @@ def test_the_cas_renewal_window_replaces_the_lifetime_rule() -> None:
     assert renewal(of(meta(), state), 1 / 3) == (day(15), "ARI")
 
 
+@pytest.mark.parametrize(("start", "end"), [(90, 91), (95, 3000), (89.9, 90.1)])
+def test_a_window_that_reaches_past_expiry_yields_to_the_lifetime_rule(
+        start: float, end: float) -> None:
+    """A time chosen at or after notAfter would leave the certificate to be served expired
+    until the next run: the lifetime rule decides."""
+    state = CertState().with_ari(_window(SERIAL, start, end, draw=0.5))
+    expires = meta(not_after=day(90))
+    renew_at, source = renewal(of(expires, state), 1 / 3)
+    assert source == "lifetime"
+    assert renew_at < day(90)
+    # ... and a window that ends before it still wins, however late in the lifetime
+    state = CertState().with_ari(_window(SERIAL, 89, 89.5))
+    assert renewal(of(expires, state), 1 / 3) == (day(89.25), "ARI")
+
+
 def test_a_window_for_another_serial_is_ignored() -> None:
     state = CertState().with_ari(_window(SERIAL + 1, 10, 20))
     assert renewal(of(meta(), state), 1 / 3) == (day(60), "lifetime")

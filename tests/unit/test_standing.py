@@ -13,6 +13,8 @@ from certfleet.state import CertState
 from certfleet.store import VersionMeta
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()       # the first second of year 1
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def _meta(serial: int = 0xABC) -> VersionMeta:
@@ -84,21 +86,31 @@ def _with(index: int, value: object) -> list[object]:
     _with(2, "zz top"), _with(3, "2026-01-01"), _with(3, float("inf")), _with(11, True),
     _with(11, -1), _with(10, ["x" * 2000]), _with(0, "a.example"), _with(13, 5),
     _with(1, 5), _with(2, 2748), _with(6, 1), _with(9, 0), _with(10, "lb1:/etc/ssl"),
-    _with(4, "2026-01-01"), _with(5, None), _with(12, "soon"), _with(3, -1e11),
-    _with(3, 1e11), _with(13, "e" * 1001), _with(10, ["x" * 1401]), _with(0, [5]),
+    _with(4, "2026-01-01"), _with(5, None), _with(12, "soon"), _with(3, EARLIEST - 1),
+    _with(3, LATEST + 1), _with(13, "e" * 1001), _with(10, ["x" * 1401]), _with(0, [5]),
     _with(10, [5]),
     # the times that may be missing (ARI's chosen time and next fetch, the back-off's end,
     # the alarm): each checked, at each bound
     _with(7, "soon"), _with(8, "soon"), _with(14, "soon"),
-    _with(12, 1e11), _with(12, -1e11), _with(12, 1e11 + 0.5), _with(12, -1e11 - 0.5),
+    _with(7, LATEST + 1), _with(7, EARLIEST - 1), _with(12, LATEST + 0.5),
+    _with(12, EARLIEST - 0.5), _with(12, -1e11), _with(12, 1e12),
 ])
 def test_an_entry_that_is_not_a_standing_is_refused(bad: object) -> None:
     assert from_json(bad) is None
 
 
 @pytest.mark.parametrize("good", [
-    _with(13, "e" * 1000), _with(10, ["x" * 1400]), _with(3, -1e11 + 1), _with(3, 1e11 - 1),
-    _with(12, -1e11 + 1), _with(12, 1e11 - 1), _with(7, None), _with(14, None),
+    _with(13, "e" * 1000), _with(10, ["x" * 1400]), _with(3, EARLIEST), _with(3, LATEST),
+    _with(12, EARLIEST), _with(12, LATEST), _with(7, LATEST), _with(7, EARLIEST),
+    _with(7, None), _with(14, None),
 ])
 def test_an_entry_at_the_bounds_is_read(good: list[object]) -> None:
-    assert from_json(good) is not None
+    """... and each of its times is a datetime again (years 1 to 9999): a time that is not
+    would raise in planning, for every run of the fleet."""
+    standing = from_json(good)
+    assert standing is not None
+    for value in (standing.not_before, standing.not_after, standing.issued_at,
+                  standing.ari_chosen, standing.ari_fetch_at, standing.waiting_until,
+                  standing.alarm_at):
+        if value is not None:
+            assert standing.time(value).tzinfo is UTC

@@ -101,7 +101,6 @@ def test_values_from_the_ca_are_bounded() -> None:
                                                                    "serial": "zz"}}},
     {"deploy": {"k": {"at": NOW.isoformat(), "serial": "ab", "version": -1}}},
     {"revocation": {"serial": "ab", "at": "yesterday"}},
-    {"ari": {"serial": "ab"}},
 ])
 def test_damaged_records_name_the_field(data: object) -> None:
     with pytest.raises(StateDamaged):
@@ -216,7 +215,6 @@ LONG = "k" * 100
     ({"last": {"at": "yesterday", "result": "issued"}}, "last.at is not a time"),
     ({"last": {"at": AT, "result": "failed", "error": 5}}, "last.error is not a string"),
     ({"backoff": {"failures": 0}}, "backoff.failures is not a positive integer"),
-    ({"ari": {"serial": "ab"}}, "ari.next_fetch is not a time"),
     ({"order": "u"}, "order is not an object"),
     ({"order": {"url": "u", "names": "a.example"}}, "order.names is not a list of names"),
     ({"order": {"url": "u", "names": ["a.example", 5]}}, "order.names is not a list of names"),
@@ -238,6 +236,9 @@ LONG = "k" * 100
      f"deploy[{LONG[:80]!r}].version is not a version number"),
     ({"revocation": 5}, "revocation is not an object"),
     ({"alarm_at": "yesterday"}, "alarm_at is not a time"),
+    ({"alarm_at": "0001-01-01T00:00:00+14:00"}, "alarm_at is out of range"),
+    ({"last": {"at": "9999-12-31T23:59:59-14:00", "result": "issued"}},
+     "last.at is out of range"),
     ({"revocation": {"serial": "AB", "at": AT}}, "revocation.serial is not a serial number"),
     ({"revocation": {"serial": "ab", "at": "yesterday"}}, "revocation.at is not a time"),
 ])
@@ -251,3 +252,18 @@ def test_a_deploy_record_of_version_zero_is_read() -> None:
     """The rule is "a non-negative integer": only what is below it is damage."""
     data = {"deploy": {"k": {"at": AT, "serial": "ab", "version": 0}}}
     assert CertState.from_json(data).deploys["k"] == DeployRecord(NOW, "ab", 0)
+
+
+@pytest.mark.parametrize("schedule", [
+    5, {"serial": "ab"}, {"serial": "ab", "next_fetch": "0001-01-01T00:00:00+14:00"},
+    {"serial": "ab", "next_fetch": AT, "start": "0001-01-01T00:00:00+14:00",
+     "end": "0001-01-01T00:00:01+14:00", "chosen": "0001-01-01T00:00:00+14:00"},
+])
+def test_an_ari_schedule_that_cannot_be_read_is_dropped_not_the_record(
+        schedule: object) -> None:
+    """The CA's advice, asked again on the next run: a window a hostile CA made once must
+    not make the certificate's record damaged until someone edits it."""
+    data = {"ari": schedule, "alarm_at": AT}
+    state = CertState.from_json(data)
+    assert state.ari is None
+    assert state.alarm_at == NOW

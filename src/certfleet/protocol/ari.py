@@ -15,7 +15,7 @@ from typing import Any
 
 from .b64 import b64url
 from .frozen import frozen
-from .records import RecordError, optional_when, serial_hex, text, when
+from .records import RecordError, in_range, optional_when, serial_hex, text, when
 
 # RFC 9773 §4.3: honour Retry-After, within reason.
 MIN_RECHECK = timedelta(minutes=1)
@@ -48,6 +48,8 @@ def _time(value: Any, what: str) -> datetime:
         raise MalformedMessage(f"renewalInfo: {what} is not an RFC 3339 time") from None
     if when.tzinfo is None:
         raise MalformedMessage(f"renewalInfo: {what} has no time zone")
+    if not in_range(when):
+        raise MalformedMessage(f"renewalInfo: {what} is out of range")
     return when
 
 

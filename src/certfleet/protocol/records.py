@@ -7,7 +7,7 @@ the way in, and a field that is not what it should be raises ``RecordError`` nam
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -34,7 +34,19 @@ def when(value: Any, what: str) -> datetime:
         raise RecordError(f"{what} is not a time") from None
     if moment.tzinfo is None:
         raise RecordError(f"{what} has no time zone")
+    if not in_range(moment):
+        raise RecordError(f"{what} is out of range")
     return moment
+
+
+def in_range(moment: datetime) -> bool:
+    """Whether a time with its zone is a time in UTC too: 0001-01-01T00:00+14:00 is in the
+    year 0 there, and every comparison or timestamp of it later would raise."""
+    try:
+        moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def optional_when(value: Any, what: str) -> datetime | None:
