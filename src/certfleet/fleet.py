@@ -212,6 +212,7 @@ async def issue_due(cas: CaSessions, store: CertStore, job: JobConfig,
             except CertfleetError as exc:
                 for plan in (p for p in due if p.spec.challenge == challenge):
                     report[plan.name].error = str(exc)
+                    await _failed_unasked(store, plan.name, str(exc))
                     report.done(plan.name)
 
         async def one(plan: CertPlan) -> None:
@@ -229,6 +230,20 @@ async def issue_due(cas: CaSessions, store: CertStore, job: JobConfig,
         with _orders_counted(cas, store, job, ordering):
             await asyncio.gather(*(one(p) for p in ordering))
     log.info("%d requests to the CA", cas.requests)
+
+
+async def _failed_unasked(store: CertStore, name: str, error: str) -> None:
+    """A due certificate that could not be ordered for a reason of this host (its challenge
+    could not be set up: the port taken, the webroot gone) is recorded as failed, so that
+    ``status`` and ``monitor`` do not go on showing the last success; the CA was not
+    asked, so no back-off."""
+    attempt = partial(CertState.after_attempt, now=datetime.now(UTC), result="failed",
+                      error=error)
+    try:
+        async with store.locked(name, skip_if_claimed=True):
+            await asyncio.to_thread(store.update_state, name, attempt)
+    except CertfleetError as exc:  # the lock or the record itself: the report says it
+        log.warning("%s: cannot record the failure: %s", name, exc)
 
 
 async def _open_accounts(cas: CaSessions, job: JobConfig, plans: Sequence[CertPlan]) -> None:

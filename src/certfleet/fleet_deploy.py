@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from .errors import CertfleetError
+from .errors import CertfleetError, CertificateError
 from .layout import placement
 from .plan import CertPlan
 from .report import Report
@@ -26,6 +26,7 @@ from .store import CertStore, StoredCert
 if TYPE_CHECKING:
     from .deploy import DeployFile
     from .deploy.batch import DeployJob, DeployResult, TransportFactory
+    from .keytypes import PublicKey
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,16 @@ async def deploy(store: CertStore, job: JobConfig, plans: Sequence[CertPlan], re
         for job_ in jobs:
             waiting[job_.cert] = waiting.get(job_.cert, 0) + 1
         for plan in wanted:
-            if plan.name in waiting:
+            if plan.name not in waiting:
+                continue
+            try:
                 _mark(store, plan, [j.target.key for j in jobs if j.cert == plan.name], now)
+            except CertfleetError as exc:  # its record cannot be written: it alone is left
+                report[plan.name].error = report[plan.name].error or str(exc)
+                jobs = [j for j in jobs if j.cert != plan.name]
+                del waiting[plan.name]
+        if not jobs:
+            return
 
         def record(result: DeployResult) -> None:
             _record(store, result)
@@ -95,10 +104,46 @@ def _jobs(store: CertStore, job: JobConfig, plan: CertPlan, everything: bool) ->
     serial = f"{stored.meta.serial:x}"
     targets = [t for t in plan.spec.targets
                if everything or state.deployed_serial(t.key) != serial]
-    return [_job(store, job, stored, plan.name, t) for t in targets]
+    if not targets:
+        return []
+    pems = _checked_files(store, stored)
+    return [_job(job, stored, pems, plan.name, t) for t in targets]
 
 
-def _job(store: CertStore, job: JobConfig, stored: StoredCert, name: str,
+def _checked_files(store: CertStore, stored: StoredCert) -> dict[str, bytes]:
+    """The active version's files as they read now, checked together before any is sent:
+    the key is the certificate's, each certificate signed by the next, ``fullchain.pem``
+    is ``cert.pem`` then ``chain.pem``, and the serial is the version's. A file damaged
+    on disk since it was written (emptied, cut short, replaced) must never overwrite the
+    good copy a target holds."""
+    from . import certs, keytypes
+
+    csr = stored.meta.key_type == "csr"  # the operator's own CSR: certfleet has no key
+    pems = {pem: store.read_file(stored, pem) for pem in PEM_NAMES
+            if not (csr and pem == "privkey.pem")}
+    where = str(stored.file("cert.pem").parent)  # the version's directory
+    public = _leaf_key(pems["cert.pem"], f"{where}/cert.pem") if csr \
+        else keytypes.load_pem(pems["privkey.pem"], f"{where}/privkey.pem").public_key()
+    bundle = certs.verify_kept(pems["cert.pem"], pems["chain.pem"], pems["fullchain.pem"],
+                               public, where)
+    if bundle.serial != stored.meta.serial:
+        raise CertificateError(f"{where}/cert.pem: serial {bundle.serial:x}, not the "
+                               f"version's {stored.meta.serial:x}")
+    return pems
+
+
+def _leaf_key(pem: bytes, where: str) -> PublicKey:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from . import certs
+
+    key = certs.load_leaf(pem, where).public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise CertificateError(f"{where}: neither an RSA nor an EC key")
+    return key
+
+
+def _job(job: JobConfig, stored: StoredCert, pems: dict[str, bytes], name: str,
          target: Target) -> DeployJob:
     from .deploy import DeployFile
     from .deploy.batch import DeployJob
@@ -107,10 +152,10 @@ def _job(store: CertStore, job: JobConfig, stored: StoredCert, name: str,
     where = placement(target, settings, name)
     files: list[DeployFile] = []
     for pem, file_name in where.files:
-        if pem == "privkey.pem" and stored.meta.key_type == "csr":
-            continue  # the operator's own CSR: certfleet has no key to send
+        if pem not in pems:
+            continue  # the key of a version made from the operator's CSR
         mode = settings.key_mode if pem == "privkey.pem" else settings.mode
-        files.append(DeployFile(file_name, store.read_file(stored, pem), mode))
+        files.append(DeployFile(file_name, pems[pem], mode))
     assert set(dict(where.files)) <= set(PEM_NAMES)
     return DeployJob(name, target, tuple(files), stored.meta.serial, settings,
                      stored.meta.version, where, stored.meta.key_type)

@@ -88,6 +88,8 @@ def judge(specs: Sequence[CertSpec], snaps: Mapping[str, Snapshot], now: datetim
         elif state.backoff is not None:
             verdict.add(WARNING, f"{name} renewal failing ({state.backoff.failures} in a "
                         f"row): {state.backoff.error}")
+        elif state.last is not None and state.last.error is not None:  # before the CA
+            verdict.add(WARNING, f"{name} last run failed: {state.last.error}")
         elif now - renewal(standing.of(meta, state), fraction)[0] > LATE:
             verdict.add(WARNING, f"{name} past its renewal time and not renewed")
         for target in spec.targets:

@@ -89,3 +89,19 @@ class CA:
                 x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False
             )
         return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+@functools.cache
+def _versions_ca() -> CA:
+    return CA("Stored Versions Test CA")
+
+
+def version_files(name: str, serial: int = 0x1234) -> dict[str, bytes]:
+    """The four files of a stored version of ``name``, as a deploy checks them: a key, its
+    certificate (``serial``) from a test CA, the chain, and the two as ``fullchain.pem``."""
+    from certfleet.keytypes import to_pem
+
+    ca, key = _versions_ca(), new_key()
+    cert = ca.issue(key.public_key(), [name], serial=serial)
+    return {"cert.pem": cert, "chain.pem": ca.pem, "fullchain.pem": cert + ca.pem,
+            "privkey.pem": to_pem(key)}

@@ -238,6 +238,8 @@ CASES: list[tuple[str, str, list[str]]] = [
 
 # Checks whose cases are elsewhere (the domains file's lines, reading the file itself).
 ELSEWHERE = {
+    "tomlfile.local_name": "test_day_one.py::test_a_locale_that_cannot_spell_a_file_name_is_"
+                           "one_line (a locale without UTF-8, in a child process)",
     "domains.parse_target": "test_config.py::test_malformed_line_names_file_line_and_fault",
     "domains.run": "test_config.py::test_file_size_cap",
     "domains._lines": "test_config.py::test_non_utf8_bytes_name_the_line",

@@ -18,9 +18,12 @@ import pytest
 from certfleet.config import ConfigErrors, load_job
 from certfleet.config.defaults import PRESETS
 from certfleet.config.sources import job_from
+from certfleet.keytypes import to_pem
 from certfleet.state import CertState
-from certfleet.store import PEM_FILES, Store, VersionMeta
+from certfleet.store import Store, VersionMeta
 from tests.cli import run_main
+
+from .pki import new_key, version_files
 
 NOW = datetime.now(UTC)
 
@@ -35,7 +38,8 @@ def _ca_url(ca: socket.socket) -> str:
 
 
 def _store_with(root: Path, names: list[str], *, days_left: int = 60) -> Store:
-    """A state directory holding a version of each name (synthetic PEM: not parsed here)."""
+    """A state directory holding a version of each name: its files from a test CA (the
+    record's dates are the ones planning reads; the certificate's are the test CA's)."""
     store = Store(root)
     for name in names:
         meta = VersionMeta(
@@ -43,7 +47,7 @@ def _store_with(root: Path, names: list[str], *, days_left: int = 60) -> Store:
             not_before=(NOW - timedelta(days=90 - days_left)).isoformat(),
             not_after=(NOW + timedelta(days=days_left)).isoformat(), aki="",
             issued_at=NOW.isoformat(), directory="https://ca.invalid/dir", order_url="")
-        store.activate(name, dict.fromkeys(PEM_FILES, b"x\n"), meta)
+        store.activate(name, version_files(name), meta)
     return store
 
 
@@ -241,6 +245,11 @@ def test_back_off_is_visible_in_status_and_dry_run(tmp_path: Path) -> None:
                            str(tmp_path), *state])
     assert out.startswith("flaky.example.com: waiting: next attempt after ")
     assert out.rstrip().endswith("; last failure: https://ca/order: rateLimited: too many")
+    # ... and it exits as the run would: that certificate is reported failed, exit 1
+    assert rc == 1
+    rc, out, _ = run_main(["run", "--domains", str(domains), "--webroot", str(tmp_path),
+                           *state])
+    assert (rc, out.splitlines()[0].split(": ")[1]) == (1, "failed")
 
 
 def test_no_usable_challenge_is_caught_before_any_network(tmp_path: Path,
@@ -303,12 +312,13 @@ def test_one_damaged_certificate_fails_alone(tmp_path: Path, damage: str) -> Non
         assert lines["b.example.com"] == f"b.example.com: DAMAGED: {folder}/{reason}"
     assert lines["a.example.com"].startswith("a.example.com: a.example.com; expires ")
     assert lines["c.example.com"].startswith("c.example.com: c.example.com; expires ")
-    # deploy carries on with the others (their files are synthetic, deployed as bytes)
+    # deploy carries on with the others
     rc, out, _ = run_main(["deploy", *common])
     assert rc == 1
     assert f"b.example.com: failed: {folder}/{reason or ''}" in out
-    assert (tmp_path / "t" / "a.example.com" / "cert.pem").read_bytes() == b"x\n"
-    assert (tmp_path / "t" / "c.example.com" / "cert.pem").read_bytes() == b"x\n"
+    for name in ("a.example.com", "c.example.com"):
+        assert (tmp_path / "t" / name / "cert.pem").read_bytes() == \
+            (store.root / "certs" / name / "versions" / "1" / "cert.pem").read_bytes()
     assert not (tmp_path / "t" / "b.example.com").exists()
     assert os.path.lexists(folder)  # nothing of the damaged one was removed
 
@@ -460,3 +470,104 @@ def test_a_line_the_locale_cannot_spell_is_printed_escaped(
     output.flush()
     stream.flush()
     assert raw.getvalue() == b"b\\xfccher.example: \\u8a3c\n"
+
+
+@pytest.mark.parametrize("damage", ["emptied", "cut short", "another key", "another serial"])
+def test_a_store_file_damaged_since_it_was_written_is_never_deployed(
+        tmp_path: Path, damage: str) -> None:
+    """The good copy on a target is never overwritten by a damaged one: the active
+    version's files are checked together as they read now, before anything is sent."""
+    store = _store_with(tmp_path / "state", ["a.example.com", "b.example.com"])
+    domains = tmp_path / "domains.txt"
+    domains.write_text(f"a.example.com|{tmp_path / 't'}\nb.example.com|{tmp_path / 't'}\n")
+    (tmp_path / "t").mkdir()
+    common = ["--domains", str(domains), "--state-dir", str(store.root), "--webroot",
+              str(tmp_path)]
+    assert run_main(["deploy", *common])[0] == 0
+    version = store.root / "certs" / "b.example.com" / "versions" / "1"
+    deployed = {p.name: p.read_bytes() for p in (tmp_path / "t" / "b.example.com").iterdir()}
+    if damage == "emptied":
+        (version / "fullchain.pem").write_bytes(b"")
+        reason = "fullchain.pem: not a PEM certificate chain"
+    elif damage == "cut short":
+        (version / "cert.pem").write_bytes((version / "cert.pem").read_bytes()[:300])
+        reason = "cert.pem: not a PEM certificate chain"
+    elif damage == "another key":
+        (version / "privkey.pem").write_bytes(to_pem(new_key()))
+        reason = ": privkey.pem does not belong to cert.pem"
+    else:
+        for pem, data in version_files("b.example.com", serial=0x99).items():
+            (version / pem).write_bytes(data)
+        reason = "cert.pem: serial 99, not the version's 1234"
+    rc, out, _ = run_main(["deploy", *common])
+    assert rc == 1
+    [line] = [line for line in out.splitlines() if line.startswith("b.example.com")]
+    assert line == f"b.example.com: failed: {version}{'' if reason[0] == ':' else '/'}{reason}"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "t" / "b.example.com").iterdir()} \
+        == deployed
+    assert "a.example.com: not due until" in out  # the other goes on
+    assert "deployed 1/1 targets" in out.splitlines()[-1]
+
+
+def test_a_record_that_cannot_be_written_leaves_only_its_certificate_undeployed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mark written before anything is sent (``fleet_deploy._mark``) fails for one
+    certificate (its directory not writable, a full disk): the others are deployed and
+    reported, and that one says why."""
+    from certfleet import fleet_deploy
+    from certfleet.errors import StoreError
+
+    store = _store_with(tmp_path / "state", ["a.example.com", "b.example.com"])
+    domains = tmp_path / "domains.txt"
+    domains.write_text(f"a.example.com|{tmp_path / 't'}\nb.example.com|{tmp_path / 't'}\n")
+    (tmp_path / "t").mkdir()
+    marked = fleet_deploy._mark
+
+    def mark(store: Store, plan: fleet_deploy.CertPlan, keys: list[str], now: datetime) -> None:
+        if plan.name == "b.example.com":
+            raise StoreError(f"{store.root}/certs/b.example.com/state.json: cannot write: "
+                             "Permission denied")
+        marked(store, plan, keys, now)
+
+    monkeypatch.setattr(fleet_deploy, "_mark", mark)
+    rc, out, _ = run_main(["deploy", "--domains", str(domains), "--state-dir",
+                           str(store.root), "--webroot", str(tmp_path)])
+    assert rc == 1
+    lines = out.splitlines()
+    assert lines[0].startswith("a.example.com: not due until ")
+    assert lines[0].endswith(", deployed to 1/1 targets")
+    assert lines[1] == f"b.example.com: failed: {store.root}/certs/b.example.com/state.json: " \
+        "cannot write: Permission denied"
+    assert (tmp_path / "t" / "a.example.com" / "cert.pem").exists()
+    assert not (tmp_path / "t" / "b.example.com").exists()
+
+
+def test_a_challenge_that_cannot_be_set_up_is_recorded(tmp_path: Path,
+                                                       silent_ca: socket.socket) -> None:
+    """The responder's port is taken (nginx on :80 of the Work host): every due certificate
+    fails, and its record says so, so that ``status`` and ``monitor`` no longer show the
+    last success. The CA was not asked: no back-off."""
+    store = _store_with(tmp_path / "state", ["a.example.com"])
+    domains = tmp_path / "domains.txt"
+    domains.write_text("a.example.com\n")
+    taken = f"127.0.0.1:{silent_ca.getsockname()[1]}"
+    config = tmp_path / "certfleet.toml"
+    config.write_text("[ca]\nmax_clock_skew = 0\n")  # else the clock is compared first
+    config.chmod(0o600)
+    common = ["--config", str(config), "--domains", str(domains), "--state-dir",
+              str(store.root), "--directory", _ca_url(silent_ca), "--insecure-http",
+              "--http-listen", taken]
+    rc, out, _ = run_main(["run", "--force", *common])
+    assert rc == 1
+    why = f"cannot listen on {taken}: Address already in use"
+    assert out.splitlines()[0] == f"a.example.com: failed: {why}"
+    state = store.load_state("a.example.com")
+    assert state.last is not None
+    assert (state.last.result, state.last.error) == ("failed", why)
+    assert state.backoff is None
+    rc, out, _ = run_main(["status", "--state-dir", str(store.root)])
+    assert f"  last run {state.last.at.isoformat()[:16]}: failed: {why}" in out.splitlines()
+    rc, out, _ = run_main(["monitor", *common])
+    assert (rc, out.split(" | ")[0]) == (1, "CERTFLEET WARNING - 0 critical, 1 warning of "
+                                           f"1 certificate: a.example.com last run failed: {why}")
+    _never_contacted(silent_ca)

@@ -28,7 +28,9 @@ from certfleet.report import Outcome
 from certfleet.spec import CertSpec
 from certfleet.standing import NOTHING
 from certfleet.state import CertState
-from certfleet.store import PEM_FILES, Snapshot, Store, VersionMeta
+from certfleet.store import Snapshot, Store, VersionMeta
+
+from .pki import version_files
 
 NAMES = ("www.example.com", "www.example.net", "mail.example.org")
 HOUR_NS = 3600 * 10**9
@@ -51,7 +53,7 @@ def _store(state: Path, names: tuple[str, ...] = NAMES, days_left: int = 60) -> 
             not_before=(now - timedelta(days=90 - days_left)).isoformat(),
             not_after=(now + timedelta(days=days_left)).isoformat(), aki="",
             issued_at=now.isoformat(), directory="https://127.0.0.1:9/dir", order_url="")
-        store.activate(name, dict.fromkeys(PEM_FILES, b"x\n"), meta)
+        store.activate(name, version_files(name), meta)
     store.write_clock({"checked_at": now.isoformat()})
     _age(state)
     return store

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from certfleet.store import PEM_FILES, Store, VersionMeta
+from certfleet.store import Store, VersionMeta
+
+from .pki import version_files
 
 # The packages a command that talks to no CA, target or DNS server must not load.
 HEAVY = ("cryptography", "aiohttp", "asyncssh", "dns", "ssl", "asyncio")
@@ -55,7 +57,7 @@ def heavy(modules: set[str]) -> list[str]:
 
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
-    """A state directory with two issued certificates (synthetic PEM: never parsed)."""
+    """A state directory with two issued certificates."""
     store = Store(tmp_path / "state")
     now = datetime.now(UTC)
     for name in ("www.example.com", "www.example.net"):
@@ -64,7 +66,7 @@ def state(tmp_path: Path) -> Path:
             not_before=(now - timedelta(days=30)).isoformat(),
             not_after=(now + timedelta(days=60)).isoformat(), aki="",
             issued_at=now.isoformat(), directory="https://ca.invalid/dir", order_url="")
-        store.activate(name, dict.fromkeys(PEM_FILES, b"x\n"), meta)
+        store.activate(name, version_files(name), meta)
     return store.root
 
 
@@ -193,6 +195,7 @@ def test_a_deploy_to_local_targets_loads_no_ssh(state: Path, tmp_path: Path) -> 
     path = _config(tmp_path, state, f"www.example.com|{site}\n")
     code, modules = imported(["deploy", "--config", str(path)], tmp_path)
     assert code == 0
-    assert (site / "www.example.com" / "fullchain.pem").read_bytes() == b"x\n"
+    assert (site / "www.example.com" / "fullchain.pem").read_bytes() == \
+        (state / "certs" / "www.example.com" / "versions" / "1" / "fullchain.pem").read_bytes()
     assert not {m for m in modules if m.split(".")[0] == "asyncssh"}
     assert "certfleet.deploy.local" in modules

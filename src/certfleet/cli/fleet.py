@@ -76,9 +76,10 @@ def run(args: argparse.Namespace) -> int:
         plans = _dry_plans(job, specs, store, args.force)
         for line in plan.describe(plans, job):
             output.say(line)
-        # The exit code the run would have: 1 something would fail, 0 something would be
-        # done, 2 nothing to do.
-        if any(p.blocked for p in plans):
+        # The exit code the run would have: 1 something would fail (a certificate still
+        # backing off counts as failed in the run too), 0 something would be done, 2
+        # nothing to do.
+        if any(p.blocked or p.backoff for p in plans):
             return EXIT_FAILED
         return EXIT_CHANGED if any(p.due or p.stale_targets for p in plans) else EXIT_NOTHING
     lines = _Lines(args.quiet)
