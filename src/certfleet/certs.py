@@ -1,8 +1,10 @@
 """Parse and verify what the CA issued before anything is stored. Touches nothing.
 
 Checks (RFC 8555 §7.4.2 leaves them to the client): the chain is PEM certificates only,
-the leaf's public key is the CSR key, its names are exactly the names requested, and each
-certificate is signed by the next one the CA sent.
+the leaf's public key is the CSR key, its names are exactly the names requested, each
+certificate is signed by the next one the CA sent, the leaf is no CA and every certificate
+after it is one (RFC 5280 §4.2.1.9, §4.2.1.3), and each is valid now, the leaf for long
+enough to be worth activating (RFC 5280 §4.1.2.5). Reads the clock unless given the time.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import ipaddress
 import itertools
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -25,6 +27,15 @@ if TYPE_CHECKING:
     from .keytypes import PublicKey
 
 MAX_CHAIN = 10
+# A CA may backdate notBefore (Let's Encrypt does, by an hour), and its clock may also run a
+# little ahead of this host's (clockcheck allows max_clock_skew, 5 minutes by default): a
+# notBefore up to an hour in our future is put down to that. Further out, the certificate
+# or a clock is wrong, and activating it would serve a certificate no client accepts yet.
+CLOCK_ALLOWANCE = timedelta(hours=1)
+# The shortest validity worth replacing a working certificate with. Let's Encrypt's
+# short-lived certificates last about 6 days; a leaf valid for less than an hour (from its
+# notBefore, or from now) would expire before a renewal could follow it.
+MIN_LIFETIME = timedelta(hours=1)
 _SHA256 = hashes.SHA256()
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\r\n]+-----END \1-----\r?\n?"
@@ -106,11 +117,18 @@ def _aki(cert: x509.Certificate) -> bytes | None:
 
 
 def verify_issued(
-    pem: bytes, public_key: PublicKey, names: Sequence[str], where: str
+    pem: bytes, public_key: PublicKey, names: Sequence[str], where: str,
+    now: datetime | None = None,
 ) -> Bundle:
-    """Check the chain the CA returned against the request; return the ``Bundle`` to store."""
+    """Check the chain the CA returned against the request and the time (``now``, the
+    clock's unless given); return the ``Bundle`` to store."""
+    return _checked(pem, public_key, names, where, now or datetime.now(UTC))
+
+
+def _checked(pem: bytes, public_key: PublicKey, names: Sequence[str], where: str,
+             now: datetime | None) -> Bundle:
     try:
-        return _verify(pem, public_key, names, where)
+        return _verify(pem, public_key, names, where, now)
     except CertificateError:
         raise
     except Exception as exc:
@@ -121,7 +139,8 @@ def verify_issued(
                                f"{safe_text(str(exc) or type(exc).__name__)}") from None
 
 
-def _verify(pem: bytes, public_key: PublicKey, names: Sequence[str], where: str) -> Bundle:
+def _verify(pem: bytes, public_key: PublicKey, names: Sequence[str], where: str,
+            now: datetime | None) -> Bundle:
     certs = split_pem_chain(pem, where)
     leaf = certs[0]
     if not _same_key(public_key, leaf.public_key()):
@@ -140,6 +159,11 @@ def _verify(pem: bytes, public_key: PublicKey, names: Sequence[str], where: str)
             ) from None
     if len(certs) == 1:
         raise CertificateError(f"{where}: the CA sent no issuer certificate")
+    _check_roles(certs, where)
+    if now is not None:
+        _check_leaf_dates(leaf, where, now)
+        for index, cert in enumerate(certs[1:], 1):
+            _check_dates(cert, f"{where}: {_nth(index, cert)}", now)
     pem_of = [c.public_bytes(serialization.Encoding.PEM) for c in certs]
     return Bundle(
         cert_pem=pem_of[0],
@@ -153,13 +177,80 @@ def _verify(pem: bytes, public_key: PublicKey, names: Sequence[str], where: str)
     )
 
 
+def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _nth(index: int, cert: x509.Certificate) -> str:
+    return f"the chain's certificate {index} ({safe_text(cert.subject.rfc4514_string())})"
+
+
+def _check_roles(certs: Sequence[x509.Certificate], where: str) -> None:
+    """RFC 5280 §4.2.1.9: a certificate signs others only if it says it is a CA, so the
+    leaf must not (a server holding a CA's key could issue for any name) and each issuer
+    must, with keyCertSign if it limits its key's use (§4.2.1.3), and no more CAs below it
+    than its pathLenConstraint allows (self-issued ones do not count)."""
+    leaf = _basic_constraints(certs[0])
+    if leaf is not None and leaf.ca:
+        raise CertificateError(f"{where}: the certificate is itself a CA certificate "
+                               "(basicConstraints CA=true)")
+    below = 0  # CA certificates between this one and the leaf
+    for index, cert in enumerate(certs[1:], 1):
+        constraints = _basic_constraints(cert)
+        if constraints is None or not constraints.ca:
+            raise CertificateError(f"{where}: {_nth(index, cert)} is not a CA "
+                                   "(no basicConstraints CA=true)")
+        try:
+            usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        except x509.ExtensionNotFound:
+            usage = None
+        if usage is not None and not usage.key_cert_sign:
+            raise CertificateError(f"{where}: {_nth(index, cert)} may not sign "
+                                   "certificates (keyUsage without keyCertSign)")
+        limit = constraints.path_length
+        if limit is not None and below > limit:
+            raise CertificateError(f"{where}: {_nth(index, cert)} allows {limit} CA "
+                                   f"certificates below it (pathLenConstraint), not {below}")
+        if cert.subject != cert.issuer:
+            below += 1
+
+
+def _utc(when: datetime) -> str:
+    return f"{when:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _check_dates(cert: x509.Certificate, what: str, now: datetime) -> None:
+    """Valid now, with ``CLOCK_ALLOWANCE`` for a notBefore ahead of our clock."""
+    if cert.not_valid_before_utc > now + CLOCK_ALLOWANCE:
+        raise CertificateError(f"{what} not valid until {_utc(cert.not_valid_before_utc)}: "
+                               "the CA's clock or the certificate is wrong")
+    if cert.not_valid_after_utc <= now:
+        raise CertificateError(f"{what} expired at {_utc(cert.not_valid_after_utc)}")
+
+
+def _check_leaf_dates(leaf: x509.Certificate, where: str, now: datetime) -> None:
+    """Valid now, for at least ``MIN_LIFETIME`` in all and from now on."""
+    _check_dates(leaf, f"{where}: certificate", now)
+    start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
+    if end - start < MIN_LIFETIME:
+        raise CertificateError(f"{where}: certificate valid for only {end - start} "
+                               f"({_utc(start)} to {_utc(end)}), less than {MIN_LIFETIME}")
+    if end - now < MIN_LIFETIME:
+        raise CertificateError(f"{where}: certificate expires at {_utc(end)}, in less "
+                               f"than {MIN_LIFETIME}")
+
+
 def verify_kept(cert_pem: bytes, chain_pem: bytes, fullchain_pem: bytes,
                 public_key: PublicKey, where: str) -> Bundle:
     """Check the four files another client kept for one certificate (its ``cert.pem``,
     ``chain.pem``, ``fullchain.pem`` and the private key's public half) as ``verify_issued``
     checks what a CA sent: the key is the certificate's, each certificate is signed by the
-    next, and ``fullchain.pem`` is ``cert.pem`` then ``chain.pem``. The names are the
-    certificate's own (the caller compares them with what it wants)."""
+    next and the CA flags are right, and ``fullchain.pem`` is ``cert.pem`` then
+    ``chain.pem``. The names are the certificate's own (the caller compares them with what
+    it wants); the dates are not checked."""
     try:
         leaf = split_pem_chain(cert_pem, f"{where}/cert.pem")
         chain = split_pem_chain(chain_pem, f"{where}/chain.pem")
@@ -180,7 +271,8 @@ def verify_kept(cert_pem: bytes, chain_pem: bytes, fullchain_pem: bytes,
     except Exception as exc:  # lazily parsed fields: as in verify_issued
         raise CertificateError(f"{where}: malformed certificate: "
                                f"{safe_text(str(exc) or type(exc).__name__)}") from None
-    return verify_issued(fullchain_pem, public_key, names, where)
+    # Not the dates: an expired certificate another client kept is imported, then renewed.
+    return _checked(fullchain_pem, public_key, names, where, None)
 
 
 def load_leaf(pem: bytes, where: str) -> x509.Certificate:

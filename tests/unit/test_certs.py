@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 
 import pytest
 from cryptography import x509
@@ -15,9 +16,10 @@ from certfleet.errors import CertificateError
 from certfleet.keys import make_csr, new_domain_key
 from certfleet.keytypes import KeyType, to_pem
 
-from .pki import CA, NOT_AFTER, new_key
+from .pki import CA, NOT_AFTER, NOT_BEFORE, new_key
 
 NAMES = ["www.example.com", "example.com"]
+VALID = NOT_BEFORE + timedelta(days=1)  # within the test leaves' validity
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,7 @@ def test_csr_to_verified_bundle(ca: CA) -> None:
     public_key = csr.public_key()
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     leaf = ca.issue(public_key, san.get_values_for_type(x509.DNSName))
-    bundle = verify_issued(leaf + ca.pem, key.public_key(), NAMES, "test")
+    bundle = verify_issued(leaf + ca.pem, key.public_key(), NAMES, "test", VALID)
     assert bundle.names == tuple(NAMES)
 
 
@@ -73,7 +75,7 @@ def test_csr_to_verified_bundle(ca: CA) -> None:
 
 def test_good_chain(ca: CA, key: ec.EllipticCurvePrivateKey) -> None:
     leaf = ca.issue(key.public_key(), NAMES, serial=0x1234)
-    bundle = verify_issued(leaf + ca.pem, key.public_key(), NAMES, "test")
+    bundle = verify_issued(leaf + ca.pem, key.public_key(), NAMES, "test", VALID)
     assert bundle.cert_pem == leaf
     assert bundle.chain_pem == ca.pem
     assert bundle.fullchain_pem == leaf + ca.pem
@@ -88,18 +90,20 @@ def test_good_chain(ca: CA, key: ec.EllipticCurvePrivateKey) -> None:
 def test_good_chain_with_intermediate(ca: CA, key: ec.EllipticCurvePrivateKey) -> None:
     inter = CA("Test Intermediate", parent=ca)
     leaf = inter.issue(key.public_key(), NAMES)
-    bundle = verify_issued(leaf + inter.pem + ca.pem, key.public_key(), NAMES, "t")
+    bundle = verify_issued(leaf + inter.pem + ca.pem, key.public_key(), NAMES, "t", VALID)
     assert bundle.chain_pem == inter.pem + ca.pem
 
 
 def test_names_compared_as_sets_case_insensitive(ca: CA, key: ec.EllipticCurvePrivateKey) -> None:
     leaf = ca.issue(key.public_key(), NAMES)
-    verify_issued(leaf + ca.pem, key.public_key(), ["EXAMPLE.com", "www.example.com"], "t")
+    verify_issued(leaf + ca.pem, key.public_key(), ["EXAMPLE.com", "www.example.com"], "t",
+                  VALID)
 
 
 def test_ip_names_compared_as_addresses(ca: CA, key: ec.EllipticCurvePrivateKey) -> None:
     leaf = ca.issue(key.public_key(), ["example.com", "2001:db8::1"])
-    bundle = verify_issued(leaf + ca.pem, key.public_key(), ["example.com", "2001:0db8:0::1"], "t")
+    bundle = verify_issued(leaf + ca.pem, key.public_key(), ["example.com", "2001:0db8:0::1"],
+                           "t", VALID)
     assert bundle.names == ("example.com", "2001:db8::1")
 
 
@@ -108,7 +112,7 @@ def test_crlf_chain(ca: CA, key: ec.EllipticCurvePrivateKey) -> None:
     data = (leaf + ca.pem).replace(b"\n", b"\r\n")
     certs = split_pem_chain(data, "t")
     assert [c.public_bytes(serialization.Encoding.PEM) for c in certs] == [leaf, ca.pem]
-    verify_issued(data, key.public_key(), NAMES, "t")
+    verify_issued(data, key.public_key(), NAMES, "t", VALID)
 
 
 def test_cert_names_and_load_leaf(ca: CA, key: ec.EllipticCurvePrivateKey) -> None:

@@ -298,7 +298,8 @@ CHAIN_BYTES = st.one_of(
 def test_split_pem_chain_and_verify_issued(data: bytes) -> None:
     certs = survives(split_pem_chain, data, "where")
     assert certs is None or 1 <= len(certs) <= 10
-    bundle = survives(verify_issued, data, _KEY.public_key(), ["x.example"], "where")
+    bundle = survives(verify_issued, data, _KEY.public_key(), ["x.example"], "where",
+                      NOT_BEFORE + timedelta(days=1))  # while the leaf is valid
     if bundle is not None:
         assert bundle.names == ("x.example",)
         assert bundle.cert_pem.startswith(b"-----BEGIN CERTIFICATE-----")
