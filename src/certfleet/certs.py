@@ -1,10 +1,11 @@
-"""Parse and verify what the CA issued before anything is stored. Touches nothing.
+"""Parse and verify what the CA issued before anything is stored. Touches nothing but the
+clock (read unless the time is given).
 
 Checks (RFC 8555 §7.4.2 leaves them to the client): the chain is PEM certificates only,
 the leaf's public key is the CSR key, its names are exactly the names requested, each
 certificate is signed by the next one the CA sent, the leaf is no CA and every certificate
 after it is one (RFC 5280 §4.2.1.9, §4.2.1.3), and each is valid now, the leaf for long
-enough to be worth activating (RFC 5280 §4.1.2.5). Reads the clock unless given the time.
+enough to be worth activating (RFC 5280 §4.1.2.5).
 """
 
 from __future__ import annotations
