@@ -34,6 +34,12 @@ def m(path: str, old: str, new: str, what: str, *tests: str,
 
 ROWS: tuple[Row, ...] = (
     Row(1, "working certificate never lost: versions", (
+        m("certs.py",
+          "    _check_roles(certs, where)\n    if now is not None:\n",
+          "    if False:\n",
+          "the leaf's and the issuers' roles and dates unchecked",
+          "unit/test_certificate_validity.py",
+          "adversarial/test_hostile_validity.py"),
         m("fsutil.py",
           "        os.symlink(target, tmp)\n        os.replace(tmp, link)\n",
           "        with contextlib.suppress(FileNotFoundError):\n"
@@ -103,6 +109,15 @@ ROWS: tuple[Row, ...] = (
           "no flock on a certificate's lock",
           "faults/test_concurrent_runs.py::"
           "test_run_killed_holding_a_lock_does_not_block_the_next"),
+    )),
+    Row(1, "… a store file damaged since it was written", (
+        m("fleet_deploy.py",
+          "    pems = _checked_files(store, stored)\n",
+          "    pems = {pem: store.read_file(stored, pem) for pem in PEM_NAMES\n"
+          "            if not (stored.meta.key_type == \"csr\" and pem == \"privkey.pem\")}\n",
+          "the active version's files sent as they read, unchecked",
+          "unit/test_day_one.py::"
+          "test_a_store_file_damaged_since_it_was_written_is_never_deployed"),
     )),
     Row(1, "… a failed deploy", (
         m("deploy/local.py",
@@ -535,6 +550,18 @@ ROWS: tuple[Row, ...] = (
           "an explanation URL of any size or content kept",
           "adversarial/test_hostile_values.py::"
           "test_renewal_explanations_are_bounded_and_never_printed_raw"),
+        m("protocol/records.py",
+          "        moment.astimezone(UTC)\n",
+          "        pass\n",
+          "a time kept that is no time in UTC",
+          "adversarial/test_hostile_values.py::"
+          "test_a_window_that_is_no_time_in_utc_never_stops_the_fleet",
+          "unit/test_ari.py::test_a_window_that_is_no_time_in_utc_is_refused"),
+        m("plan.py",
+          "    if held.ari_chosen is not None and held.ari_chosen < held.not_after:\n",
+          "    if held.ari_chosen is not None:\n",
+          "a renewal time chosen after expiry followed",
+          "unit/test_plan.py::test_a_window_that_reaches_past_expiry_yields_to_the_lifetime_rule"),
         m("solvers/dns_hook.py",
           '    return [*command, action, "--", name,',
           "    return [*command, action, name,",
