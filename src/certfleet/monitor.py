@@ -65,10 +65,10 @@ def judge(specs: Sequence[CertSpec], snaps: Mapping[str, Snapshot], now: datetim
     for spec in specs:
         snap = snaps[spec.name]
         name = spec.name
+        meta, state = snap.meta, snap.state  # first: from the index, reading them finds damage
         if snap.damage is not None:
             verdict.add(CRITICAL, f"{name} damaged: {snap.damage}")
             continue
-        meta, state = snap.meta, snap.state
         if meta is None:
             verdict.add(WARNING, f"{name} not issued yet")
             continue

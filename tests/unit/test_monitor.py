@@ -3,6 +3,7 @@ with perfdata), over synthetic stored certificates."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,3 +96,24 @@ def test_a_bad_configuration_is_unknown(tmp_path: Path) -> None:
     assert rc == 3
     assert out.startswith("CERTFLEET UNKNOWN - command line (--domains): cannot read domains "
                           "file ")
+
+
+def test_a_record_damaged_in_place_is_critical_even_behind_a_fresh_index(
+        tmp_path: Path) -> None:
+    """The index stands in for the records while the certificate's directory is unchanged;
+    a ``state.json`` damaged in place leaves it unchanged. Reading the records is what
+    finds the damage, so it is read before the damage is asked for."""
+    store = Store(tmp_path / "state")
+    _keep(store, "a.example", 60)
+    _keep(store, "b.example", 60)
+    folder = tmp_path / "state" / "certs" / "b.example"
+    mtime = folder.stat().st_mtime_ns - 10_000_000_000   # older than the racy window
+    os.utime(folder, ns=(mtime, mtime))
+    assert _monitor(tmp_path, ["a.example", "b.example"])[0] == 0   # the index is made
+    with open(folder / "state.json", "w") as record:   # in place: the folder stays as it is
+        record.write("{garbage")
+    os.utime(folder, ns=(mtime, mtime))
+    rc, line = _monitor(tmp_path, ["a.example", "b.example"])
+    assert rc == 2
+    assert line.startswith(f"CERTFLEET CRITICAL - 1 critical, 0 warning of 2 certificates: "
+                           f"b.example damaged: {folder}/state.json: damaged JSON")
