@@ -106,10 +106,15 @@ def test_a_record_damaged_in_place_is_critical_even_behind_a_fresh_index(
     store = Store(tmp_path / "state")
     _keep(store, "a.example", 60)
     _keep(store, "b.example", 60)
+    (tmp_path / "domains.txt").write_text("a.example\nb.example\n")
     folder = tmp_path / "state" / "certs" / "b.example"
     mtime = folder.stat().st_mtime_ns - 10_000_000_000   # older than the racy window
     os.utime(folder, ns=(mtime, mtime))
-    assert _monitor(tmp_path, ["a.example", "b.example"])[0] == 0   # the index is made
+    store.write_clock({"checked_at": NOW.isoformat()})
+    rc, out, err = run_main(["run", "--domains", str(tmp_path / "domains.txt"), "--state-dir",
+                             str(tmp_path / "state"), "--webroot", str(tmp_path)])
+    assert rc == 2, out + err    # nothing due: the run made the index
+    assert (tmp_path / "state" / "index.json").exists()
     with open(folder / "state.json", "w") as record:   # in place: the folder stays as it is
         record.write("{garbage")
     os.utime(folder, ns=(mtime, mtime))
