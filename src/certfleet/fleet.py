@@ -128,7 +128,7 @@ async def _plan(cas: CaSessions, store: CertStore, job: JobConfig, specs: Sequen
     and the renewal windows, and the plan again."""
     now = datetime.now(UTC)
     snaps = store.snapshot([spec.name for spec in specs])
-    plans = _planned(job, specs, snaps, force and not deploy_only)
+    plans = _planned(job, specs, snaps, force and not deploy_only, orders=not deploy_only)
     if not deploy_only:
         stored = any(s.standing.names and s.damage is None for s in snaps.values())
         ordering = any(p.due and not p.blocked for p in plans)
@@ -147,10 +147,13 @@ async def _plan(cas: CaSessions, store: CertStore, job: JobConfig, specs: Sequen
     for plan in plans:
         outcome = report[plan.name]
         outcome.renew_at, outcome.targets = plan.renew_at, len(plan.spec.targets)
-        outcome.error = plan.blocked or plan.backoff
-        outcome.waiting = plan.backoff is not None
+        # `deploy` orders nothing: a renewal's back-off is not its failure.
+        outcome.error = plan.blocked or (None if deploy_only else plan.backoff)
+        outcome.waiting = plan.backoff is not None and not deploy_only
         if plan.deferred:
             outcome.result, outcome.note = "deferred", plan.deferred
+        elif deploy_only and plan.serial is None and outcome.error is None:
+            outcome.note = "not issued yet: nothing to deploy"
         issues_later = not deploy_only and plan.due and not plan.blocked
         deploys_later = bool(plan.stale_targets) or (deploy_only and bool(plan.spec.targets))
         if not issues_later and not deploys_later:
@@ -159,8 +162,11 @@ async def _plan(cas: CaSessions, store: CertStore, job: JobConfig, specs: Sequen
 
 
 def _planned(job: JobConfig, specs: Sequence[CertSpec], snaps: dict[str, Snapshot],
-             force: bool) -> list[CertPlan]:
-    return make_plans(specs, snaps, job, datetime.now(UTC), lambda c: unusable(job, c),
+             force: bool, *, orders: bool = True) -> list[CertPlan]:
+    """The plans; ``orders=False`` (``deploy``): how a challenge would be answered is not
+    asked, since nothing is ordered."""
+    return make_plans(specs, snaps, job, datetime.now(UTC),
+                      (lambda c: unusable(job, c)) if orders else (lambda c: None),
                       force=force)
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from certfleet.solvers.token_dir import read_token
-from certfleet.store import PEM_FILES, Store, VersionMeta
+from certfleet.store import Store, VersionMeta
 from tests.cli import run_main
 from tests.conftest import need_root
+from tests.unit.pki import version_files
 
 NOW = datetime.now(UTC)
 
@@ -136,7 +137,7 @@ def _stored(root: Path, name: str) -> Store:
         not_before=(NOW - timedelta(days=10)).isoformat(),
         not_after=(NOW + timedelta(days=80)).isoformat(), aki="",
         issued_at=NOW.isoformat(), directory="https://ca.invalid/dir", order_url="")
-    store.activate(name, dict.fromkeys(PEM_FILES, b"x\n"), meta)
+    store.activate(name, version_files(name, serial=0xABC), meta)
     return store
 
 

@@ -571,3 +571,25 @@ def test_a_challenge_that_cannot_be_set_up_is_recorded(tmp_path: Path,
     assert (rc, out.split(" | ")[0]) == (1, "CERTFLEET WARNING - 0 critical, 1 warning of "
                                            f"1 certificate: a.example.com last run failed: {why}")
     _never_contacted(silent_ca)
+
+
+def test_deploy_orders_nothing_and_says_what_is_not_issued_yet(tmp_path: Path) -> None:
+    """``deploy`` before the first ``run``: no word about answering challenges (it orders
+    nothing), and the certificate is named as not issued, not as "not due"; a renewal
+    backing off is no deploy failure either."""
+    store = _store_with(tmp_path / "state", ["b.example.com"])
+    assert store.try_lock("b.example.com")
+    store.update_state("b.example.com", lambda s: s.after_attempt(
+        datetime.now(UTC), "renewed", "https://ca/order: rateLimited: too many", asked_ca=True,
+        retry_after=3600))
+    store.unlock("b.example.com")
+    domains = tmp_path / "domains.txt"
+    domains.write_text(f"a.example.com|{tmp_path / 't'}\nb.example.com|{tmp_path / 't'}\n")
+    (tmp_path / "t").mkdir()
+    rc, out, _ = run_main(["deploy", "--domains", str(domains), "--state-dir",
+                           str(store.root)])
+    lines = {line.split(":")[0]: line for line in out.splitlines()}
+    assert lines["a.example.com"] == "a.example.com: not issued yet: nothing to deploy"
+    assert lines["b.example.com"].endswith(", deployed to 1/1 targets")
+    assert "failed" not in out
+    assert rc == 0
