@@ -272,15 +272,7 @@ def read_trusted(path: Path, limit: int, *, secret: bool = False) -> bytes:
 
     Raises ``ConfigError`` with the reason, ``FileNotFoundError`` if there is no file.
     """
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):  # before opening: a FIFO or device is never opened
-        raise ConfigError(f"{path}: not a regular file")
-    _check_trusted(path, info, secret)
+    info = check_trusted(path, secret=secret)
     try:
         fd = os.open(path, _READ)
     except OSError as exc:
@@ -292,6 +284,22 @@ def read_trusted(path: Path, limit: int, *, secret: bool = False) -> bytes:
         return _read_fd(fd, path, limit)
     except StoreError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def check_trusted(path: Path, *, secret: bool = False) -> os.stat_result:
+    """``read_trusted``'s rule, for a file another reader opens by its name (asyncssh's
+    ssh_config, known_hosts and identity; a TLS context's trust anchors): the file's
+    ``stat`` (the symlink followed) if it may be used. Raises as ``read_trusted``."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(info.st_mode):  # before opening: a FIFO or device is never opened
+        raise ConfigError(f"{path}: not a regular file")
+    _check_trusted(path, info, secret)
+    return info
 
 
 def _check_trusted(path: Path, info: os.stat_result, secret: bool) -> None:

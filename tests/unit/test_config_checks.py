@@ -104,6 +104,9 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("sections.read_secret", "[dns]\nserver = '192.0.2.53'\ntsig_key_name = 'k'\n"
      "tsig_secret_file = 'binary-secret'\n",
      ["certfleet.toml:4: {conf}/binary-secret: not text", RFC2136]),
+    ("sections.refused", "[hosts.default]\nidentity = 'open-secret'\n",
+     ["certfleet.toml:2: {conf}/open-secret: a secret readable by group or others (mode "
+      "644); chmod 600 it"]),
     ("sections.dns", "[dns]\nserver = '192.0.2.53'\n", [RFC2136]),
     ("sections.dns", "[dns]\nmethod = 'hook'\n",
      ["certfleet.toml:1: [dns] method = \"hook\" needs hook = [argv]"]),
@@ -254,6 +257,8 @@ ELSEWHERE = {
     "job._load_toml": "here: CASES, test_an_oversized_or_untrusted_configuration_file",
     "job._apply_overrides": "test_config.py::test_bad_overrides_are_reported",
     "sources.job_from": "here: test_no_configuration_at_all",
+    "job._default_ssh_config": "test_trusted_ssh_files.py::test_the_default_ssh_config_is_"
+                               "checked_too",
     "problems.raise_if_any": "every case (it raises what the others collect)",
     "__init__.__getattr__": "not a value check (an unknown attribute of the package)",
     "store_section._backend": "test_store_config.py::test_bad_values_name_their_line",

@@ -66,7 +66,7 @@ def test_the_user_comes_from_the_target_or_the_host_settings(tmp_path: Path) -> 
     options = ssh.SshTransport(Target("/", host="h"), settings)._options()
     assert options["username"] == "fallback"
     bare = ssh.SshTransport(Target("/", host="h"), HostSettings())._options()
-    assert bare == {"connect_timeout": ssh.CONNECT_TIMEOUT, "config": ()}
+    assert bare == {"connect_timeout": ssh.CONNECT_TIMEOUT, "config": []}
     full = ssh.SshTransport(
         Target("/", host="h"), HostSettings(port=2222, identity=Path("/k")),
         ssh_config=[Path("/c1")], known_hosts=Path("/kh"))._options()

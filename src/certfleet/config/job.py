@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import fsutil
+from .. import fsutil, named_files
 from ..errors import ConfigError, safe_text
 from ..keytypes import KeyType
 from ..layout import placement
@@ -129,7 +129,8 @@ def load_job(config_path: Path | None, *, domains_path: Path | None = None,
     job["domains_file"] = job.pop("domains", None)
     specs = _domains(job["domains_file"], where, default, certs, problems) if with_certs else []
     problems.raise_if_any()
-    job.setdefault("ssh_config", _default_ssh_config())
+    if "ssh_config" not in job:
+        job["ssh_config"] = _default_ssh_config(problems)
     challenges = Challenges(job.pop("webroot", None), job.pop("http_listen", None),
                             job.pop("mode", None), job.pop("serve_listen", None),
                             job.pop("tls_alpn_listen", None))
@@ -212,8 +213,10 @@ def _cross_check(job: dict[str, Any], where: dict[str, str], problems: Problems)
         if urlsplit(url).scheme == "http" and not job.get("allow_http"):
             problems.add(where.get("fallback", CMDLINE), f"fallback {safe_text(url)}: a plain "
                          "http:// directory needs allow_http = true (for test servers only)")
-    if (bundle := job.get("ca_bundle")) is not None and not bundle.is_file():
-        problems.add(where["ca_bundle"], f"ca_bundle {safe_text(str(bundle))}: no such file")
+    # Whoever can write the trust anchors decides which TLS server is "the CA".
+    if (bundle := job.get("ca_bundle")) is not None and (
+            why := named_files.refusals(bundle, named_files.TLS_ROOTS, missing_ok=False)):
+        problems.add(where["ca_bundle"], f"ca_bundle {safe_text(why[0])}")
 
 
 def _plain_http_cas(default: CertDefaults, certs: Mapping[str, tuple[CertDefaults, str]],
@@ -293,12 +296,18 @@ def file_clashes(job: JobConfig) -> list[tuple[str, str]]:
     return clashes
 
 
-def _default_ssh_config() -> tuple[Path, ...]:
+def _default_ssh_config(problems: Problems) -> tuple[Path, ...]:
+    """``~/.ssh/config`` if there is one, checked as a configured one (``named_files``)."""
     try:
         path = Path("~/.ssh/config").expanduser()
     except RuntimeError:
         return ()
     try:
-        return (path,) if path.is_file() else ()
+        if not path.is_file():
+            return ()
     except OSError:  # a home this user may not look into (a sandbox's ProtectHome=): none
         return ()
+    for reason in named_files.refusals(path, named_files.SSH_CONFIG, missing_ok=True):
+        problems.add(f"{path} (the ssh_config used when [ssh] config is not set)",
+                     reason.removeprefix(f"{path}: "))
+    return (path,)

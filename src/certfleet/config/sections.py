@@ -1,6 +1,8 @@
 """The sections of ``certfleet.toml``, each read from its ``Table`` into values.
 
-Touches the files a section names (a TSIG secret, an EAB key file) and nothing else. Each
+Touches the files a section names (a TSIG secret, an EAB key file; the ssh_config files,
+known_hosts, identities and TLS trust anchors, checked by ``named_files``) and nothing
+else. Each
 reader reports every fault at its key's line and returns what ``spec`` wants; ``job.py``
 puts the sections together.
 """
@@ -13,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .. import fsutil
+from .. import fsutil, named_files
 from ..errors import ConfigError
 from ..keytypes import KeyType
 from ..names import normalize_identifier
@@ -109,7 +111,7 @@ def host(table: Table) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "user": table.check("user", str, "a string", values.check_user),
         "port": table.check("port", int, "an integer", values.int_range("port", 1, 65535)),
-        "identity": table.path_of("identity"),
+        "identity": named(table, "identity", named_files.IDENTITY),
         "reload": table.check("reload", (list, str), "a list (argv)", values.check_reload),
         "owner": table.check("owner", (str, int), "a name or a number",
                              lambda v: values.check_account(v, "owner")),
@@ -247,7 +249,8 @@ def notify(table: Table) -> NotifySettings:
                               partial(values.printable, key="smtp_user")),
         smtp_password=secret(table, "smtp_password_file", "smtp_password",
                              "CERTFLEET_SMTP_PASSWORD"),
-        smtp_ca_bundle=table.path_of("smtp_ca_bundle"),
+        smtp_ca_bundle=named(table, "smtp_ca_bundle", named_files.TLS_ROOTS,
+                             missing_ok=False),
         expiry_alarm=table.check("expiry_alarm", (int, float), "a share of the lifetime",
                                  partial(values.fraction, key="expiry_alarm")) or 0.1,
     )
@@ -274,6 +277,24 @@ def lb(table: Table) -> LoadBalancers:
 
 def ssh_paths(table: Table, base: Path, put: Callable[..., None]) -> None:
     """``[ssh]``: the ssh_config files and the known_hosts file deploys trust."""
-    put(table, "config", table.check("config", (list, str), "a list of paths",
-                                     lambda value: values.paths(value, base)), "ssh_config")
-    put(table, "known_hosts", table.path_of("known_hosts"))
+    configs = table.check("config", (list, str), "a list of paths",
+                          lambda value: values.paths(value, base))
+    for path in configs or ():
+        refused(table, "config", path, named_files.SSH_CONFIG)
+    put(table, "config", configs, "ssh_config")
+    put(table, "known_hosts", named(table, "known_hosts", named_files.KNOWN_HOSTS))
+
+
+def named(table: Table, key: str, kind: str, *, missing_ok: bool = True) -> Path | None:
+    """The path ``key`` names, for another reader to open as ``kind`` (``named_files``)."""
+    path = table.path_of(key)
+    if path is not None:
+        refused(table, key, path, kind, missing_ok=missing_ok)
+    return path
+
+
+def refused(table: Table, key: str, path: Path, kind: str, *, missing_ok: bool = True) -> None:
+    """Report, at ``key``'s line, why ``path`` must not be read as ``kind``. ``missing_ok``:
+    a file not there (yet) is the SSH deploy's to refuse, which checks again before use."""
+    for reason in named_files.refusals(path, kind, missing_ok=missing_ok):
+        table.problems.add(table.where(key), reason)

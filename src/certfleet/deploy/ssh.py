@@ -1,12 +1,15 @@
 """SSH targets: ``[user@]host:/dir`` reached with asyncssh, honouring ssh_config and known_hosts.
 
-Touches remote hosts only. Files go over SFTP (``sftp_files``: created exclusively, mode
-and owner set through the open handle, never by path). Commands (the reload, and the
-``id``/``getent`` look-ups that turn the host's ``owner`` and ``group`` into numbers) run
-as argv joined with ``shlex.join``, so no domain name, path or server reply is ever
-interpreted by a shell. A host key that known_hosts does not vouch for is refused, with its
-fingerprint in the error; it is never accepted or learned. The account key never leaves
-the Work host: only a certificate's own four files are sent.
+Touches remote hosts; here, it only looks at the ssh_config files, known_hosts and identity
+asyncssh is given, each refused unless trusted (``named_files``: checked when the
+configuration is read, and again just before asyncssh opens them). Files go over SFTP
+(``sftp_files``: created exclusively, mode and owner set through the open handle, never by
+path). Commands (the reload, and the ``id``/``getent`` look-ups that turn the host's
+``owner`` and ``group`` into numbers) run as argv joined with ``shlex.join``, so no domain
+name, path or server reply is ever interpreted by a shell. A host key that known_hosts
+does not vouch for is refused, with its fingerprint in the error; it is never accepted or
+learned. The account key never leaves the Work host: only a certificate's own four files
+are sent.
 
 Everything the server says (disconnect reasons, SFTP error texts, command output) reaches
 a message only through ``safe_text``; the authentication banner is never shown (asyncssh's
@@ -28,6 +31,7 @@ from types import TracebackType
 
 import asyncssh
 
+from .. import named_files
 from ..errors import DeployError, safe_tail, safe_text
 from ..layout import Placement
 from ..spec import HostSettings, Target
@@ -63,8 +67,10 @@ class SshTransport:
         self._ids: dict[tuple[str, str], int] = {}
 
     def _options(self) -> dict[str, object]:
+        # A list, even empty: given (), asyncssh would read ~/.ssh/config itself, unchecked
+        # (the configuration put it here if it was there: config/job.py).
         options: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT,
-                                      "config": self.ssh_config or ()}
+                                      "config": list(self.ssh_config)}
         if self.user:
             options["username"] = self.user
         if self.settings.port:
@@ -85,6 +91,9 @@ class SshTransport:
 
     async def _open(self) -> None:
         """Connect and start the SFTP session; every failure is one line naming the host."""
+        for path, kind in self._local_files():
+            if why := named_files.refusals(path, kind, missing_ok=False):
+                raise DeployError(f"{self.label}: {safe_text(why[0])}")
         try:
             self._conn = await asyncssh.connect(self.host, **self._options())
             await self._session()
@@ -95,6 +104,15 @@ class SshTransport:
             raise DeployError(f"{self.label}: SSH authentication refused") from None
         except (OSError, asyncssh.Error) as exc:
             raise DeployError(f"{self.label}: cannot connect: {_describe(exc)}") from None
+
+    def _local_files(self) -> list[tuple[Path, str]]:
+        """The files of this machine asyncssh is told to read, and as what."""
+        files = [(Path(path), named_files.SSH_CONFIG) for path in self.ssh_config]
+        if self.known_hosts is not None:
+            files.append((Path(self.known_hosts), named_files.KNOWN_HOSTS))
+        if self.settings.identity:
+            files.append((Path(self.settings.identity), named_files.IDENTITY))
+        return files
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
