@@ -101,10 +101,12 @@ def remove_leftover(path: Path) -> None:
             path.unlink()
 
 
-def write_new(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
-    """Create ``path`` (which must not exist) with ``mode`` from creation, write, fsync
-    (unless ``sync=False``: a probe whose content does not matter)."""
-    fd = os.open(path, _CREATE, mode)
+def write_new(path: Path | str, data: bytes, mode: int, *, sync: bool = True,
+              dir_fd: int | None = None) -> None:
+    """Create ``path`` (which must not exist; relative to ``dir_fd`` if given) with ``mode``
+    from creation, write, fsync (unless ``sync=False``: a probe whose content does not
+    matter)."""
+    fd = os.open(path, _CREATE, mode, dir_fd=dir_fd)
     try:
         os.fchmod(fd, mode)  # the umask may have narrowed it; the file is still empty here
         view = memoryview(data)

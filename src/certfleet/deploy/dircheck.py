@@ -1,10 +1,12 @@
 """Whether a target directory is safe to write into: its owner, its mode, links on the way.
 
-Touches nothing: the transports look at each directory from ``/`` down to the target
-(``lstat``, never following a link) and ask here. A user who can write a directory on the
-way can swap what comes after it (a directory for a symlink to ``/etc``), and a user who
-can write the target directory itself can plant links and FIFOs at the names certfleet
-writes; so, unless the host's settings say otherwise:
+Touches nothing but the directories ``open_dir`` opens (read only). The transports look at
+each directory from ``/`` down to the target (``lstat``, never following a link) and ask
+here; locally, and for the http-01 webroot (``solvers/webroot.py``), ``open_dir`` walks
+itself, opening each component relative to the last. A user who can write a directory on
+the way can swap what comes after it (a directory for a symlink to ``/etc``), and a user
+who can write the target directory itself can plant links and FIFOs at the names
+certfleet writes; so, unless the host's settings say otherwise (the webroot has none):
 
 * no directory on the way is a symlink (``trust_target_dir = true`` accepts one);
 * each is owned by root, the login user or the host's ``owner``;
@@ -19,20 +21,40 @@ The transports still never follow a link where they write, whatever is accepted 
 
 from __future__ import annotations
 
+import os
 import stat
 
 from ..protocol.frozen import frozen
 
 SETTING_HINT = "trust_target_dir = true accepts it"
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_WALK = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @frozen
 class Trust:
-    """Who may own or write the directories on the way to a target."""
+    """Who may own or write the directories on the way to a target, and how the refusals
+    name them and what relaxes them (a deploy target's settings by default)."""
 
     uids: frozenset[int]      # root, the login user, the configured owner
     gid: int | None = None    # the configured group, whose members may write
     any_group: bool = False   # allow_group_writable
+    owners: str = "root, the login user or the host's owner"
+    reached: str = "target directories are"
+    hint: str = f" ({SETTING_HINT})"
+    group_hint: str = ", not the host's group (allow_group_writable = true accepts it)"
+
+
+class Refused(Exception):
+    """``open_dir`` met a directory ``problem`` refuses, or one swapped while opened."""
+
+
+class Missing(Exception):
+    """``open_dir`` found no directory at ``path`` (the directory, or one on the way)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 @frozen
@@ -67,18 +89,62 @@ def problem(seen: Seen, trust: Trust, *, last: bool) -> str | None:
     must not be written through; None if it may."""
     mode, path = seen.mode, seen.path
     if stat.S_ISLNK(mode):
-        return f"{path} is a symlink: target directories are not reached through links " \
-               f"({SETTING_HINT})"
+        return f"{path} is a symlink: {trust.reached} not reached through links{trust.hint}"
     if not stat.S_ISDIR(mode):
         return f"{path} is {kind(mode)}, not a directory"
     bits = stat.S_IMODE(mode)
     if seen.uid not in trust.uids:
-        return f"{path} is owned by uid {seen.uid}, not by root, the login user or the " \
-               f"host's owner, who could swap the files ({SETTING_HINT})"
+        return f"{path} is owned by uid {seen.uid}, not by {trust.owners}, who could swap " \
+               f"the files{trust.hint}"
     sticky = bool(bits & stat.S_ISVTX) and not last
     if bits & stat.S_IWOTH and not sticky:
-        return f"{path} is writable by others (mode {bits:04o}) ({SETTING_HINT})"
+        return f"{path} is writable by others (mode {bits:04o}){trust.hint}"
     if bits & stat.S_IWGRP and not sticky and not trust.any_group and seen.gid != trust.gid:
-        return f"{path} is writable by its group {seen.gid} (mode {bits:04o}), not the " \
-               "host's group (allow_group_writable = true accepts it)"
+        return f"{path} is writable by its group {seen.gid} (mode {bits:04o}){trust.group_hint}"
     return None
+
+
+def open_dir(directory: str, trust: Trust | None) -> int:
+    """A read-only descriptor of the absolute ``directory``, opened from ``/`` one
+    component at a time relative to the last, never following a link, each one first
+    refused if ``problem`` says so (``trust`` None: opened as the path says, links
+    followed). Raises ``Missing`` or ``Refused``; other ``OSError`` pass through."""
+    try:
+        if trust is None:
+            return os.open(directory, _DIR)
+        fd = os.open("/", _WALK)
+    except (FileNotFoundError, NotADirectoryError):
+        raise Missing(directory) from None
+    try:
+        for path in prefixes(directory):
+            last = path == directory
+            if path == "/":
+                if (why := problem(_seen(path, os.fstat(fd)), trust, last=last)) is not None:
+                    raise Refused(why)
+                continue
+            name = path.rpartition("/")[2]
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise Missing(path) from None
+            if (why := problem(_seen(path, info), trust, last=last)) is not None:
+                raise Refused(why)
+            # Opened without following a link, and must be the very directory just judged:
+            # a swap in between (by whoever may write the parent) is refused, not followed.
+            new = os.open(name, (_DIR | os.O_NOFOLLOW) if last else _WALK, dir_fd=fd)
+            os.close(fd)
+            fd = new
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+                raise Refused(f"{path} was swapped while opened")
+        if directory == "/":
+            os.close(fd)
+            fd = os.open("/", _DIR)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _seen(path: str, info: os.stat_result) -> Seen:
+    return Seen(path, info.st_mode, info.st_uid, info.st_gid)

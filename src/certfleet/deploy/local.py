@@ -29,11 +29,10 @@ from ..errors import DeployError, safe_tail, safe_text
 from ..layout import Placement
 from ..spec import HostSettings
 from . import TMP_PREFIX, DeployFile, check_owner, is_leftover, temp_name, verify_copy
-from .dircheck import Seen, Trust, kind, prefixes, problem
+from .dircheck import Missing, Refused, Seen, Trust, kind, open_dir, problem
 
 RELOAD_TIMEOUT = 120.0
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_WALK = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -81,41 +80,14 @@ def _seen(path: str, info: os.stat_result) -> Seen:
 
 def _open_target(directory: str, trust: Trust | None, where: str) -> int:
     """A descriptor of ``directory``, every component on the way checked and opened without
-    following a link (``trust`` None: opened as the path says)."""
+    following a link (``trust`` None: opened as the path says): ``dircheck.open_dir``."""
     try:
-        if trust is None:
-            return os.open(directory, _DIR)
-        fd = os.open("/", _WALK)
-    except (FileNotFoundError, NotADirectoryError):
-        raise DeployError(f"{where}: target directory missing") from None
-    try:
-        for path in prefixes(directory):
-            last = path == directory
-            if path != "/":
-                name = path.rpartition("/")[2]
-                try:
-                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                except FileNotFoundError:
-                    on_the_way = "" if last else f" ({path})"
-                    raise DeployError(f"{where}: target directory missing{on_the_way}") \
-                        from None
-                if (why := problem(_seen(path, info), trust, last=last)) is not None:
-                    raise DeployError(f"{where}: refused: {why}")
-                new = os.open(name, (_DIR | os.O_NOFOLLOW) if last else _WALK, dir_fd=fd)
-                os.close(fd)
-                fd = new
-                opened = os.fstat(fd)
-                if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
-                    raise DeployError(f"{where}: refused: {path} was swapped while opened")
-            elif (why := problem(_seen(path, os.fstat(fd)), trust, last=last)) is not None:
-                raise DeployError(f"{where}: refused: {why}")
-        if directory == "/":
-            os.close(fd)
-            fd = os.open("/", _DIR)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        return open_dir(directory, trust)
+    except Missing as exc:
+        on_the_way = "" if exc.path == directory else f" ({exc.path})"
+        raise DeployError(f"{where}: target directory missing{on_the_way}") from None
+    except Refused as exc:
+        raise DeployError(f"{where}: refused: {exc}") from None
 
 
 def _own_dir(parent: int, name: str, where: str, settings: HostSettings,

@@ -1,7 +1,12 @@
 """http-01 by files in a challenge directory served by some web server (the seed's ``-C dir``).
 
 Touches only ``<dir>/<token>`` files it creates itself: tokens are checked as base64url
-first, files are created exclusively without following symlinks, and removed afterwards.
+first. The directory is reached as a local deploy target is (``deploy.dircheck.open_dir``):
+from ``/`` one component at a time, never through a symlink, each refused if someone
+other than root or this user owns it or could write it (a sticky directory on the way
+aside); a site's owner could otherwise point the webroot at a directory of root's. Files
+are created exclusively without following symlinks, and removed, relative to that
+directory's descriptor, never by path.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 from pathlib import Path
 
 from .. import fsutil
+from ..deploy.dircheck import Missing, Refused, Trust, open_dir
 from ..errors import ChallengeError, safe_text
 from ..protocol.challenges import HTTP_01
 from ..protocol.messages import token_is_safe
@@ -24,24 +30,41 @@ class WebrootSolver(Solver):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # A deploy target's rule, without its settings (the webroot has none to relax it).
+        self.trust = Trust(frozenset({0, os.geteuid()}), owners="root or this user",
+                           reached="the webroot is", hint="", group_hint="")
 
-    def _path(self, token: str) -> Path:
-        if not token_is_safe(token):
-            raise ChallengeError(f"refusing unsafe token {safe_text(token)!r}")
-        return self.directory / token
+    def _open(self) -> int | None:
+        """The webroot's descriptor; None if it does not exist."""
+        try:
+            return open_dir(os.path.abspath(self.directory), self.trust)
+        except Missing:
+            return None
+        except Refused as exc:
+            raise ChallengeError(f"{self.directory}: webroot refused: {exc}") from None
+        except OSError as exc:  # e.g. a directory this user may not look into
+            raise ChallengeError(f"{self.directory}: {exc.strerror or exc}") from None
 
     async def present(self, name: str, token: str, key_auth: str) -> None:
-        path = self._path(token)
-        if not self.directory.is_dir():
+        if not token_is_safe(token):
+            raise ChallengeError(f"refusing unsafe token {safe_text(token)!r}")
+        if (fd := self._open()) is None:
             raise ChallengeError(f"{self.directory}: challenge directory does not exist")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # a leftover of an interrupted run with the same token
         try:
-            fsutil.write_new(path, key_auth.encode("ascii"), 0o644)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(token, dir_fd=fd)  # a leftover of an interrupted run, same token
+            fsutil.write_new(token, key_auth.encode("ascii"), 0o644, dir_fd=fd)
         except OSError as exc:
-            raise ChallengeError(f"{path}: cannot write challenge file: {exc.strerror}") from exc
+            raise ChallengeError(f"{self.directory / token}: cannot write challenge file: "
+                                 f"{exc.strerror}") from exc
+        finally:
+            os.close(fd)
 
     async def cleanup(self, name: str, token: str, key_auth: str) -> None:
-        if token_is_safe(token):
+        if not token_is_safe(token) or (fd := self._open()) is None:
+            return
+        try:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.directory / token)
+                os.unlink(token, dir_fd=fd)
+        finally:
+            os.close(fd)
