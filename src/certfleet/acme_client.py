@@ -2,8 +2,9 @@
 
 Touches the network and nothing else. It never holds a key: callers pass a ``Signer`` that
 turns (url, nonce, payload) into a finished JWS. It refuses plain http unless allowed,
-refuses redirects to another origin, caps every body, verifies TLS (optionally against a
-given CA bundle, never switched off) and retries ``badNonce`` a bounded number of times.
+follows no URL outside the directory URL's origin (``ca_origin``), caps every body,
+verifies TLS (optionally against a given CA bundle, never switched off) and retries
+``badNonce`` a bounded number of times.
 Its nonces are handed on as ``nonces`` says: a nonce that comes back goes to the next
 waiting POST, and ``newNonce`` is asked only when none will come back or a POST has waited
 longer than a short grace.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from . import __version__
+from . import __version__, ca_origin
 from .errors import AcmeProblem, BadNonce, ProtocolError, TransportError, acme_problem, safe_text
 from .http11 import HttpError, Pool, Reply
 from .nonces import NonceFlow
@@ -178,6 +179,8 @@ class AcmeClient:
         return sum(self.requests.values())
 
     def _check_url(self, url: str) -> None:
+        """``ProtocolError`` unless ``url`` may be followed: https (http if allowed), at the
+        directory URL's origin. Said before any connection to it."""
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises on a malformed host or port
@@ -187,6 +190,7 @@ class AcmeClient:
         if parts.scheme not in allowed or not parts.hostname:
             raise ProtocolError(f"{safe_text(url)}: refusing non-https URL from the CA "
                                 "(plain http only with --insecure-http)")
+        ca_origin.require(url, self.directory_url)
 
     # -- RFC 8555 §7.1.1: the directory -------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from cryptography.x509.oid import NameOID
 
-from . import keys, keytypes
+from . import ca_origin, keys, keytypes
 from .acme_client import PEM_CHAIN, Response
 from .certs import Bundle, split_pem_chain, verify_issued
 from .errors import (
@@ -244,6 +244,8 @@ async def obtain(
     order_url = response.location
     if not order_url or len(order_url) > MAX_URL:  # it is recorded, to resume the order
         raise ProtocolError(f"{safe_text(directory.new_order)}: no usable order URL in answer")
+    # Before it is recorded: a later run would resume it (``resume``) by polling it.
+    ca_origin.require(order_url, session.client.directory_url)
     log.info("%s: order %s is %s", names[0], order_url, order.status.value)
     if on_order is not None:
         await on_order(order_url)

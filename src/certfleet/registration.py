@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import ca_origin
 from .account_key import AccountKey, Rollover
 from .acme_client import AcmeClient, Response
 from .errors import (
@@ -146,22 +147,20 @@ async def find_or_register(
     else:
         registered = False
     assert key is not None  # the account was found by its key, or the key was made above
-    if not found.location or len(found.location) > MAX_URL:
-        raise ProtocolError(f"{safe_text(directory.new_account)}: no usable account URL in "
-                            "answer")
+    account_url = _account_url(client, directory.new_account, found)
     account = parse_response(AccountResource.from_json, found)
     if account.status is AccountStatus.DEACTIVATED:
         _note_deactivated(store, directory_url, record, key)
-        raise _deactivated(directory_url, found.location, key)
+        raise _deactivated(directory_url, account_url, key)
     if account.status is not AccountStatus.VALID:
-        raise ProtocolError(f"{safe_text(found.location)}: account is {account.status.value}")
+        raise ProtocolError(f"{safe_text(account_url)}: account is {account.status.value}")
     if account.contact:  # the CA's view (bounded: it is kept); some CAs show none at all
         known_contact = [c.removeprefix("mailto:") for c in account.contact
                          if len(c) <= MAX_CONTACT and c.isprintable()][:MAX_CONTACTS]
     else:
         known_contact = list(contact) if registered else record.get("contact", [])
     fresh: dict[str, Any] = {
-        "url": found.location, "thumbprint": key.thumbprint, "contact": known_contact,
+        "url": account_url, "thumbprint": key.thumbprint, "contact": known_contact,
         "status": AccountStatus.VALID.value,
     }
     if registered and eab is not None:
@@ -169,7 +168,7 @@ async def find_or_register(
     if registered or any(record.get(k) != v for k, v in fresh.items()):
         kept = {} if registered else record  # a new account starts a new record
         store.save_account(directory_url, {**kept, **fresh})
-    return Session(client, key, found.location, sleep), registered
+    return Session(client, key, account_url, sleep), registered
 
 
 async def existing_account(client: AcmeClient,
@@ -190,10 +189,17 @@ async def existing_account(client: AcmeClient,
     if account.status is not AccountStatus.VALID:
         raise ConfigError(f"{safe_text(client.directory_url)}: the account of key "
                           f"{key.thumbprint} is {account.status.value}; it cannot be used")
+    return _account_url(client, directory.new_account, found), account
+
+
+def _account_url(client: AcmeClient, new_account: str, found: Response) -> str:
+    """The account URL the CA gave (``Location``), refused unless usable and at the CA's
+    origin: it is kept, signed into every request as ``kid`` and POSTed to (``account
+    update``, ``deactivate``), so it is checked before any of that."""
     if not found.location or len(found.location) > MAX_URL:
-        raise ProtocolError(f"{safe_text(directory.new_account)}: no usable account URL in "
-                            "answer")
-    return found.location, account
+        raise ProtocolError(f"{safe_text(new_account)}: no usable account URL in answer")
+    ca_origin.require(found.location, client.directory_url)
+    return found.location
 
 
 def external_account_binding(eab: Eab, jwk: Mapping[str, Any], url: str) -> dict[str, Any]:
