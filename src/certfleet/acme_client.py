@@ -4,7 +4,7 @@ Touches the network and nothing else. It never holds a key: callers pass a ``Sig
 turns (url, nonce, payload) into a finished JWS. It refuses plain http unless allowed,
 follows no URL outside the directory URL's origin (``ca_origin``), caps every body,
 verifies TLS (optionally against a given CA bundle, never switched off) and retries
-``badNonce`` a bounded number of times.
+``badNonce`` a bounded number of times, within a bounded time.
 Its nonces are handed on as ``nonces`` says: a nonce that comes back goes to the next
 waiting POST, and ``newNonce`` is asked only when none will come back or a POST has waited
 longer than a short grace.
@@ -42,6 +42,10 @@ JOSE_JSON = "application/jose+json"
 PEM_CHAIN = "application/pem-certificate-chain"
 MAX_BODY = 1 << 20          # no ACME object or certificate chain comes near 1 MiB
 MAX_REDIRECTS = 3
+# badNonce is retried at once, up to max_bad_nonce times, but none starts after this many
+# seconds since the first try: 101 slow answers (each just under the 30 s timeout) held one
+# POST ~50 minutes. Twice the timeout: a POST ends within 90 s (lego: 20 s, no count).
+BAD_NONCE_BUDGET = 60.0
 USER_AGENT = f"certfleet/{__version__} Python/{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -121,11 +125,12 @@ class AcmeClient:
     def __init__(
         self, directory_url: str, *, ca_bundle: Path | None = None, allow_http: bool = False,
         timeout: float = 30.0, max_bad_nonce: int = 100, connections: int = 4,
-        rate: float | None = None,
+        rate: float | None = None, bad_nonce_budget: float = BAD_NONCE_BUDGET,
     ) -> None:
         self.directory_url = directory_url
         self.allow_http = allow_http
         self.max_bad_nonce = max_bad_nonce
+        self.bad_nonce_budget = bad_nonce_budget
         self.requests: collections.Counter[str] = collections.Counter()
         self.server_date: datetime | None = None
         self._check_url(directory_url)
@@ -235,13 +240,17 @@ class AcmeClient:
         """A signed POST (``payload=None`` is POST-as-GET); error answers raise ``AcmeProblem``.
 
         ``badNonce`` is retried with the fresh nonce from the error (RFC 8555 §6.5), at most
-        ``max_bad_nonce`` times.
+        ``max_bad_nonce`` times, and none starts after ``bad_nonce_budget`` seconds.
         """
         self._check_url(url)
         headers = {"Content-Type": JOSE_JSON}
         if accept:
             headers["Accept"] = accept
-        for _ in range(self.max_bad_nonce + 1):
+        started = time.monotonic()
+        for tries in range(self.max_bad_nonce + 1):
+            if tries and time.monotonic() - started > self.bad_nonce_budget:
+                raise ProtocolError(f"{safe_text(url)}: badNonce {tries} times in a row, "
+                                    f"retried for {self.bad_nonce_budget:g} s; giving up")
             body = json.dumps(signer(url, await self._nonce(), payload)).encode()
             response = await self._request("POST", url, data=body, headers=headers)
             if response.status < 400:

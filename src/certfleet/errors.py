@@ -27,6 +27,11 @@ from __future__ import annotations
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
 MAX_SHOWN = 300
+# A problem document may list up to 1,000 subproblems (``messages.MAX_LIST``), each field
+# cut to MAX_SHOWN: all of them made one 589 KB line. The first few name what is wrong;
+# the count says how much more there is; the whole stays one readable line.
+MAX_SUBPROBLEMS = 5
+MAX_PROBLEM = 2000
 
 
 def safe_text(text: str, limit: int = MAX_SHOWN) -> str:
@@ -124,9 +129,16 @@ class AcmeProblem(ProtocolError):
 
     def _message(self) -> str:
         text = f"{safe_text(self.url)}: {safe_text(self.short_type)}: {safe_text(self.detail)}"
-        for ident, sub_type, sub_detail in self.subproblems:
+        shown = 0
+        for ident, sub_type, sub_detail in self.subproblems[:MAX_SUBPROBLEMS]:
             short = sub_type.rsplit(":", 1)[-1]
-            text += f"; {safe_text(ident)}: {safe_text(short)}: {safe_text(sub_detail)}"
+            part = f"; {safe_text(ident)}: {safe_text(short)}: {safe_text(sub_detail)}"
+            if len(text) + len(part) > MAX_PROBLEM:
+                break  # whole subproblems or none: an escape is never cut in two
+            text += part
+            shown += 1
+        if shown < len(self.subproblems):
+            text += f"; and {len(self.subproblems) - shown} more"
         return text
 
 

@@ -41,7 +41,7 @@ from .protocol.messages import (
     OrderStatus,
     token_is_safe,
 )
-from .protocol.timing import clamp, poll_intervals
+from .protocol.timing import poll_intervals, poll_wait
 from .session import Session, parse_response
 from .solvers import Solver
 
@@ -69,7 +69,7 @@ async def _poll(
     while True:
         if response is not None:
             asked = response.retry_after(session.client.now())
-            delay = clamp(asked) if asked is not None else next(intervals)
+            delay = poll_wait(asked, intervals)
             if session.clock() + delay > deadline:
                 raise ChallengeError(f"{what}: still not done after the deadline "
                                      f"(CA asks to wait {delay:.0f}s more)")

@@ -225,7 +225,9 @@ async def _new_account(
     if contact:
         payload["contact"] = [c if c.startswith("mailto:") else f"mailto:{c}" for c in contact]
     if directory.terms_of_service:
-        log.info("agreeing to the terms of service at %s", directory.terms_of_service)
+        # The CA's text, as any: escaped and cut (a 900 KB URL made one 900 KB log line).
+        log.info("agreeing to the terms of service at %s",
+                 safe_text(directory.terms_of_service))
     if eab is not None:
         log.info("binding the new account to external account %s", safe_text(eab[0]))
         payload["externalAccountBinding"] = external_account_binding(

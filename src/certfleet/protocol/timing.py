@@ -47,6 +47,21 @@ def clamp(seconds: float, low: float = MIN_POLL, high: float = MAX_POLL) -> floa
     return min(max(seconds, low), high)
 
 
+def poll_wait(asked: float | None, intervals: Iterator[float]) -> float:
+    """The wait before the next poll: the CA's Retry-After (``asked``), but never less than
+    certfleet's own next interval from ``intervals``, and at most ``MAX_POLL``.
+
+    The floor is certfleet's own schedule, not a fixed minimum: Retry-After 0 on an object
+    that stays "processing" had certfleet ask ~18 times a second for the whole 300 s
+    deadline; now the waits grow as without a Retry-After (5 ms, 50 ms, 0.1 s ... 5 s), about
+    70 polls in 300 s. The first waits stay a few tens of milliseconds, so a CA that is done
+    at once (Pebble, Retry-After 0, ~3 polls an issue) is seen done as soon as before
+    (bench/issue_pair.py, 9 pairs against the 50 ms floor: the same time within 2 %).
+    """
+    own = next(intervals)  # drawn at every poll: the floor grows while the CA is not done
+    return own if asked is None else clamp(asked, own, MAX_POLL)
+
+
 def poll_intervals(first: float = FIRST_POLL, factor: float = 2.0,
                    cap: float = 5.0) -> Iterator[float]:
     """Intervals for polling when the CA gives no Retry-After: the first after a few
