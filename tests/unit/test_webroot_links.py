@@ -1,7 +1,8 @@
 """The http-01 webroot is reached as a local deploy target is (``deploy.dircheck.open_dir``):
-never through a symlink, never through a directory someone other than root or this user
-owns or may write (a sticky one on the way aside), and token files are created and removed
-relative to the directory's descriptor.
+never through a symlink, never through a directory others may write (a sticky one on the
+way aside), and token files are created and removed relative to the directory's
+descriptor. A directory another user owns (the seed's site in its owner's home) is walked
+through like any other.
 
 The attack (/tmp/rev-local/e5): another local user who owns the site makes the challenge
 directory a symlink to a directory of root's, and certfleet (root) writes there. Real
@@ -56,8 +57,8 @@ def test_a_site_owner_linking_the_webroot_to_roots_directory(tmp_path: Path,
     os.chown(site, OTHER, OTHER)
     os.chown(site / "acme", OTHER, OTHER, follow_symlinks=False)
     assert _present(site / "acme") == (
-        f"{site}/acme: webroot refused: {site} is owned by uid {OTHER}, not by root or this "
-        "user, who could swap the files")
+        f"{site}/acme: webroot refused: {site}/acme is a symlink: the webroot is not reached "
+        "through links")
     _untouched(victim)
 
 
@@ -89,14 +90,19 @@ def test_cleanup_through_a_link_removes_nothing(tmp_path: Path, victim: Path) ->
     _untouched(victim)
 
 
-def test_a_directory_another_user_owns_on_the_way(tmp_path: Path) -> None:
+def test_a_site_in_its_owner_s_home_is_a_webroot(tmp_path: Path) -> None:
+    """The seed's layout: /home/seirios/htdocs/.well-known/acme-challenge, the site's own,
+    group-writable for the web server's group."""
     need_root("a directory owned by another user")
-    webroot = tmp_path / "www" / "acme"
+    webroot = tmp_path / "home" / "seirios" / "htdocs" / ".well-known" / "acme-challenge"
     webroot.mkdir(parents=True)
-    os.chown(webroot, OTHER, -1)
-    assert _present(webroot) == (
-        f"{webroot}: webroot refused: {webroot} is owned by uid {OTHER}, not by root or this "
-        "user, who could swap the files")
+    for folder in (webroot, *list(webroot.parents)[:4]):
+        os.chown(folder, OTHER, OTHER)
+        folder.chmod(0o775)
+    solver = WebrootSolver(webroot)
+    asyncio.run(solver.present("example.com", TOKEN, KEY_AUTH))
+    assert (webroot / TOKEN).read_text() == KEY_AUTH
+    asyncio.run(solver.cleanup("example.com", TOKEN, KEY_AUTH))
     assert os.listdir(webroot) == []
 
 
@@ -104,7 +110,6 @@ def test_a_directory_another_user_owns_on_the_way(tmp_path: Path) -> None:
     (0o777, "www", "writable by others (mode 0777)"),
     (0o777, "www/acme", "writable by others (mode 0777)"),
     (0o1777, "www/acme", "writable by others (mode 1777)"),   # the webroot itself: sticky or not
-    (0o775, "www", "writable by its group 0 (mode 0775)"),
 ])
 def test_a_directory_others_may_write_is_refused(tmp_path: Path, mode: int, at: str,
                                                  refused: str) -> None:

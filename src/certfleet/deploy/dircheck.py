@@ -43,6 +43,7 @@ class Trust:
     reached: str = "target directories are"
     hint: str = f" ({SETTING_HINT})"
     group_hint: str = ", not the host's group (allow_group_writable = true accepts it)"
+    any_owner: bool = False   # the http-01 webroot: see solvers/webroot.py
 
 
 class Refused(Exception):
@@ -93,7 +94,7 @@ def problem(seen: Seen, trust: Trust, *, last: bool) -> str | None:
     if not stat.S_ISDIR(mode):
         return f"{path} is {kind(mode)}, not a directory"
     bits = stat.S_IMODE(mode)
-    if seen.uid not in trust.uids:
+    if seen.uid not in trust.uids and not trust.any_owner:
         return f"{path} is owned by uid {seen.uid}, not by {trust.owners}, who could swap " \
                f"the files{trust.hint}"
     sticky = bool(bits & stat.S_ISVTX) and not last

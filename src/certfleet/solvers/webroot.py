@@ -2,11 +2,17 @@
 
 Touches only ``<dir>/<token>`` files it creates itself: tokens are checked as base64url
 first. The directory is reached as a local deploy target is (``deploy.dircheck.open_dir``):
-from ``/`` one component at a time, never through a symlink, each refused if someone
-other than root or this user owns it or could write it (a sticky directory on the way
-aside); a site's owner could otherwise point the webroot at a directory of root's. Files
-are created exclusively without following symlinks, and removed, relative to that
-directory's descriptor, never by path.
+from ``/`` one component at a time, never through a symlink (a site's owner could
+otherwise point the webroot at a directory of root's), each refused if others may write
+it (a sticky directory on the way aside). Files are created exclusively without following
+symlinks, and removed, relative to that directory's descriptor, never by path.
+
+Unlike a deploy target's, the webroot's directories may belong to another user or be
+written by a group: the seed's webroot lies in the site owner's home
+(``/home/USER/htdocs``). What goes there is a token anyone may fetch; with every step
+taken through a descriptor and no link followed, that owner can make the challenge fail
+(as they could anyway, by serving something else), but not move the write elsewhere: a
+directory of root's cannot be moved into their tree without write access to it.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ class WebrootSolver(Solver):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        # A deploy target's rule, without its settings (the webroot has none to relax it).
-        self.trust = Trust(frozenset({0, os.geteuid()}), owners="root or this user",
-                           reached="the webroot is", hint="", group_hint="")
+        # A deploy target's walk; any owner or group may hold the way (module docstring).
+        self.trust = Trust(frozenset({0, os.geteuid()}), any_owner=True, any_group=True,
+                           owners="anyone", reached="the webroot is", hint="", group_hint="")
 
     def _open(self) -> int | None:
         """The webroot's descriptor; None if it does not exist."""
