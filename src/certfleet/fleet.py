@@ -52,14 +52,26 @@ def select(job: JobConfig, names: Sequence[str]) -> list[CertSpec]:
     selects every key type of its certificate)."""
     if not names:
         return list(job.certs)
-    wanted = set(names)
+    # As the domains file has them: WWW.Example.COM, bücher.example and a trailing dot
+    # name the certificate the file lists as www.example.com, xn--bcher-kva.example.
+    spelled = {raw: _as_listed(raw) for raw in names}
+    wanted = set(spelled.values())
     chosen = [spec for spec in job.certs
               if spec.name in wanted or wanted.intersection(spec.names)]
     found = {n for spec in chosen for n in (*spec.names, spec.name)}
-    unknown = [n for n in names if n not in found]
+    unknown = [raw for raw, name in spelled.items() if name not in found]
     if unknown:
         raise ConfigError(f"not in the domains file: {', '.join(unknown)}")
     return chosen
+
+
+def _as_listed(raw: str) -> str:
+    from .names import normalize_identifier
+
+    try:
+        return normalize_identifier(raw)
+    except ConfigError:
+        return raw  # no name at all: "not in the domains file" says so, as written
 
 
 async def run(job: JobConfig, specs: Sequence[CertSpec], *, force: bool = False,
