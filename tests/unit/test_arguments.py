@@ -134,8 +134,8 @@ def test_an_option_before_the_command_is_the_command_s(
     with pytest.raises(SystemExit) as exc:
         main(["--bogus", "issue", "x.example", "--state-dir", str(state)])
     assert exc.value.code == 1
-    assert capsys.readouterr().err.splitlines()[-1] == \
-        "certfleet: error: unrecognized arguments: --bogus"
+    assert capsys.readouterr().err == \
+        "certfleet: error: unrecognized arguments: --bogus (see certfleet issue --help)\n"
 
 
 @pytest.mark.parametrize(("option", "value", "why"), [
@@ -159,8 +159,8 @@ def test_a_monitor_threshold_that_could_never_or_always_alert_is_refused(
     with pytest.raises(SystemExit) as exc:
         main(["monitor", option, value])
     assert exc.value.code == UNKNOWN
-    assert capsys.readouterr().err.splitlines()[-1] == \
-        f"certfleet monitor: error: argument {option}: {value!r}: {why}"
+    assert capsys.readouterr().err == f"certfleet monitor: error: argument {option}: " \
+        f"{value!r}: {why} (see certfleet monitor --help)\n"
 
 
 @pytest.mark.parametrize(("option", "value"), [("--critical", "0.999"), ("--critical", "1e-3"),
@@ -169,3 +169,37 @@ def test_a_monitor_threshold_that_could_never_or_always_alert_is_refused(
 def test_a_monitor_threshold_within_its_range_is_taken(option: str, value: str) -> None:
     args = parser(["monitor"]).parse_args(["monitor", option, value])
     assert getattr(args, option[2:].replace("-", "_")) == float(value)
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["status", "--jsn"],
+     "certfleet: error: unrecognized arguments: --jsn (see certfleet status --help)"),
+    (["run", "--concurrency", "many"], "certfleet run: error: argument --concurrency: "
+     "invalid int value: 'many' (see certfleet run --help)"),
+    (["frobnicate"], "certfleet: error: argument COMMAND: invalid choice: 'frobnicate' "
+     "(choose from 'run', 'deploy', 'status', 'issue', 'revoke', 'serve', 'check', "
+     "'nginx-config', 'account', 'monitor', 'store', 'import') (see certfleet --help)"),
+    ([], "certfleet: error: the following arguments are required: COMMAND "
+     "(see certfleet --help)"),
+])
+def test_a_usage_error_is_one_line_naming_where_the_options_are(
+        argv: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from certfleet.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 1
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", line + "\n")
+
+
+def test_with_json_a_usage_error_is_json_on_stdout_too(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from certfleet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["status", "--json", "--bogus"])
+    captured = capsys.readouterr()
+    line = "certfleet: error: unrecognized arguments: --bogus (see certfleet status --help)"
+    assert json.loads(captured.out) == {"error": line}
+    assert captured.err == line + "\n"

@@ -165,13 +165,20 @@ def main(argv: Sequence[str] | None = None, *, collect_after_imports: bool = Fal
     frozen) once the command's code is imported."""
     import sys
 
-    from .arguments import command_first, parser  # after ``entry`` turned the collector off
+    # after ``entry`` turned the collector off:
+    from .arguments import HELP, UsageError, command_first, parser
 
     argv = command_first(sys.argv[1:] if argv is None else argv)
     closed = _open_streams()
+    line = parser(argv)
+    line.help_of = f"certfleet {argv[0]}" if argv and argv[0] in HELP else None
     try:
-        args = parser(argv).parse_args(argv)
+        args = line.parse_args(argv)
     except SystemExit as exc:
+        if isinstance(exc, UsageError) and "--json" in argv:  # stdout stays JSON
+            import json
+
+            sys.stdout.write(json.dumps({"error": exc.text}) + "\n")
         # A monitoring plugin's own convention: anything that is not a verdict is UNKNOWN.
         # (Checked on the arguments first: `--version` exits here too, and loads nothing.)
         if argv[:1] == ["monitor"]:

@@ -36,12 +36,26 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Formatter)  # the subcommands' parsers too
         super().__init__(*args, **kwargs)
+        # The command whose options the top level refuses as unrecognized (``cli.main``).
+        self.help_of: str | None = None
 
     def error(self, message: str) -> NoReturn:
+        """One line, as every other error: what is wrong, and where the options are listed
+        (argparse prints its usage block first; ``--help`` shows it on demand)."""
+        text = f"{self.prog}: error: {message} (see {self.help_of or self.prog} --help)"
+        sys.stderr.write(text + "\n")
+        raise UsageError(text)
+
+
+class UsageError(SystemExit):
+    """A command line argparse refused: exit 1, the line said on stderr, kept in ``text``
+    (with ``--json`` it is stdout's JSON too)."""
+
+    def __init__(self, text: str) -> None:
         from ..report import EXIT_FAILED
 
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_FAILED, f"{self.prog}: error: {message}\n")
+        super().__init__(EXIT_FAILED)
+        self.text = text
 
 
 class _Formatter(argparse.HelpFormatter):
