@@ -89,6 +89,12 @@ async def _authorize(
     signer = session.signer()
     ordered = {_identifier(n).value.lower() for n in names} | {
         n.lower() for n in names}
+    # One authorization per identifier ordered (§7.1.3): a list longer than that, or one
+    # naming a URL twice, would have certfleet fetch, present and poll for the CA's asking.
+    if len(authz_urls) > len(names) or len(set(authz_urls)) != len(authz_urls):
+        raise ProtocolError(f"{names[0]}: the order lists {len(authz_urls)} "
+                            f"authorizations ({len(set(authz_urls))} different) for "
+                            f"{len(names)} identifiers")
     responses = await asyncio.gather(
         *(session.client.post_as_get(url, signer) for url in authz_urls)
     )
@@ -315,7 +321,11 @@ async def _download(session: Session, url: str, preferred: str | None, what: str
     if preferred is None or top_issuer(response.body) == preferred:
         return response.body
     for alternate in response.link("alternate")[:MAX_ALTERNATES]:
-        candidate = await _fetch_chain(session, alternate)
+        try:
+            candidate = await _fetch_chain(session, alternate)
+        except CertfleetError as exc:  # the default chain is good: one alternate is optional
+            log.warning("%s: alternate chain %s: %s", what, safe_text(alternate), exc)
+            continue
         if top_issuer(candidate.body) == preferred:
             log.info("%s: using the alternate chain to %s", what, safe_text(preferred))
             return candidate.body
