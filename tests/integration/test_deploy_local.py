@@ -91,6 +91,9 @@ def test_reload_failure_and_success(tmp_path: Path) -> None:
     asyncio.run(go(["/bin/true"]))
     with pytest.raises(DeployError, match="exited 3: boom"):
         asyncio.run(go(["/bin/sh", "-c", "echo boom; exit 3"]))
+    with pytest.raises(DeployError) as silent:
+        asyncio.run(go(["/bin/false"]))
+    assert str(silent.value) == "reload /bin/false exited 1 (and said nothing)"
     with pytest.raises(DeployError, match="No such file"):
         asyncio.run(go([str(tmp_path / "missing-binary")]))
 

@@ -187,7 +187,8 @@ class LocalTransport:
             raise DeployError(f"reload {safe_text(argv[0])}: timed out") from None
         if proc.returncode != 0:
             tail = safe_tail(output.decode("utf-8", "replace").strip())
-            raise DeployError(f"reload {safe_text(argv[0])} exited {proc.returncode}: {tail}")
+            said = f": {tail}" if tail else " (and said nothing)"
+            raise DeployError(f"reload {safe_text(argv[0])} exited {proc.returncode}{said}")
 
 
 def _write_all(dir_fd: int, where: str, files: Sequence[DeployFile],
