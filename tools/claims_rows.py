@@ -144,13 +144,13 @@ ROWS: tuple[Row, ...] = (
           "locally, the temporary files of a failed deploy are left behind",
           "faults/test_deploy_faults.py::test_local_disk_full"),
         m("deploy/batch.py",
-          "            installed = await _install_all(jobs, transport, errors)\n"
+          "            installed = await _install_all(jobs, transport, errors, placed)\n"
           "            settings = jobs[0].settings\n"
           "            if installed and settings.reload:\n",
           "            settings = jobs[0].settings\n"
           "            if settings.reload:  # before the files are in place\n"
           "                await transport.run(settings.reload)\n"
-          "            installed = await _install_all(jobs, transport, errors)\n"
+          "            installed = await _install_all(jobs, transport, errors, placed)\n"
           "            if False:\n",
           "the reload runs before the host's files are in place",
           "integration/test_deploy_ssh.py::test_known_hosts_setting_alone_vouches_for_the_host"),
@@ -443,14 +443,14 @@ ROWS: tuple[Row, ...] = (
     Row(9, "no mode or owner change through a link", (
         m("deploy/sftp_files.py",
           "    await sftp.fsetstat(handle, asyncssh.SFTPAttrs(permissions=item.mode), what)\n",
-          "    await sftp._bounded(what, sftp.client.setstat(\n"
+          "    await sftp.bounded(what, sftp.client.setstat(\n"
           "        path, asyncssh.SFTPAttrs(permissions=item.mode)))\n",
           "over SSH, a file's mode set by path",
           "faults/test_hostile_targets.py::"
           "test_ssh_symlink_at_a_temporary_name_changes_no_other_file"),
         m("deploy/sftp_files.py",
           "        await sftp.fsetstat(handle, asyncssh.SFTPAttrs(\n",
-          "        await sftp._bounded(what, sftp.client.setstat(path, asyncssh.SFTPAttrs(\n",
+          "        await sftp.bounded(what, sftp.client.setstat(path, asyncssh.SFTPAttrs(\n",
           "over SSH, a file's owner set by path",
           "faults/test_hostile_targets.py::"
           "test_ssh_symlink_at_a_temporary_name_changes_no_other_file",

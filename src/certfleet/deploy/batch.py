@@ -3,6 +3,12 @@
 Touches remote hosts and local target directories through the transports. Takes plain
 values (file contents already read from the store) and returns one result per
 (certificate, target), so the caller records them; nothing here touches the state.
+
+Each remote host's deploy, from the connection to the last probe, ends by
+``host_deadline``: each exchange with a host is bounded on its own, but a host answering
+every request just in time (or listing thousands of leftovers to remove) would otherwise
+hold the run, and the fleet lock with it, as long as it liked. Past the deadline, that
+host's targets fail.
 """
 
 from __future__ import annotations
@@ -22,6 +28,20 @@ from .probe import expect_serial, key_kind
 
 log = logging.getLogger(__name__)
 HOSTS_AT_ONCE = 8
+# A host's deploy may last HOST_TIME, plus CERT_TIME for each of its targets. Over a slow
+# WAN (300 ms round trips) a legitimate host needs, for a target, some 20 s for its 60-odd
+# SFTP requests (the checks; four files created, written, read back, renamed) and 30 s more
+# if its directory lists sftp_sweep.MAX_LISTED names, then its probe (at most 21 s); once,
+# seconds for the connection and the ID look-ups, and the reload (at most
+# ssh.COMMAND_TIMEOUT, 120 s). A host answering every request just inside OP_TIMEOUT (30 s)
+# would otherwise hold the run half an hour a target.
+HOST_TIME = 180.0
+CERT_TIME = 90.0
+
+
+def host_deadline(targets: int) -> float:
+    """How long the deploy to one host, with ``targets`` (certificate, target) pairs, may last."""
+    return HOST_TIME + CERT_TIME * targets
 
 
 @frozen
@@ -92,9 +112,14 @@ async def deploy_all(jobs: Sequence[DeployJob], transport: TransportFactory,
 
 async def _deploy_host(jobs: list[DeployJob], transport: Transport) -> list[DeployResult]:
     errors: dict[int, str] = {}
+    placed: list[int] = []  # as each target's files are in place, for the deadline's message
+    # Local targets are written by a thread that a deadline could not stop: only a remote
+    # host can be slow on purpose, and the local reload is bounded on its own.
+    limit = None if jobs[0].target.is_local else host_deadline(len(jobs))
+    deadline = asyncio.timeout(limit)
     try:
-        async with transport:
-            installed = await _install_all(jobs, transport, errors)
+        async with deadline, transport:
+            installed = await _install_all(jobs, transport, errors, placed)
             settings = jobs[0].settings
             if installed and settings.reload:
                 try:
@@ -104,26 +129,40 @@ async def _deploy_host(jobs: list[DeployJob], transport: Transport) -> list[Depl
                         errors[i] = f"files in place, reload failed: {exc}"
                     installed = []
             await _probe_all(jobs, installed, transport, errors)
-    except DeployError as exc:
-        for i in range(len(jobs)):
-            errors.setdefault(i, str(exc))
     except Exception as exc:  # a fault of certfleet's own must not stop the other hosts
-        log.debug("deploy to %s", jobs[0].target.host_label or "local", exc_info=True)
-        for i in range(len(jobs)):
-            errors.setdefault(i, f"unexpected error: {type(exc).__name__}: "
-                                 f"{safe_text(str(exc))}")
+        late = None if limit is None or not deadline.expired() else \
+            f"{transport.label}: the deploy to this host did not end within {limit:g} s; stopped"
+        _host_failed(jobs, errors, exc, late, placed)
     return [DeployResult(job.cert, job.target, errors.get(i), job.serial, job.version)
             for i, job in enumerate(jobs)]
 
 
+def _host_failed(jobs: list[DeployJob], errors: dict[int, str], exc: Exception,
+                 late: str | None, placed: list[int]) -> None:
+    """Every target of the host not failed already fails: with ``late`` if the host's
+    deadline ended its deploy (saying so of the targets ``placed``), else with ``exc``."""
+    if late is not None:
+        for i in range(len(jobs)):
+            errors.setdefault(i, f"files in place, then {late}" if i in placed else late)
+    elif isinstance(exc, DeployError):
+        for i in range(len(jobs)):
+            errors.setdefault(i, str(exc))
+    else:
+        log.debug("deploy to %s", jobs[0].target.host_label or "local", exc_info=True)
+        for i in range(len(jobs)):
+            errors.setdefault(i, f"unexpected error: {type(exc).__name__}: "
+                                 f"{safe_text(str(exc))}")
+
+
 async def _install_all(
-    jobs: list[DeployJob], transport: Transport, errors: dict[int, str]
+    jobs: list[DeployJob], transport: Transport, errors: dict[int, str], placed: list[int]
 ) -> list[int]:
     installed = []
     for i, job in enumerate(jobs):
         try:
             await transport.install(job.placement, job.files, job.settings)
             installed.append(i)
+            placed.append(i)
             log.info("%s: files in place at %s", job.cert, job.target.key)
         except DeployError as exc:
             errors[i] = str(exc)

@@ -4,8 +4,8 @@ own directory, temporary files, verification, renames.
 Touches, on the remote host only: the directories on the way to the target (``lstat``
 only), the certificate's own directory (made if missing), the temporary files it creates
 there, the final file names (by ``rename`` only), and leftovers of killed deploys
-(``remove``, which never follows a link). It never changes the mode or owner of anything
-by path except a directory it has just made, and that without following a link.
+(``sftp_sweep``: ``remove``, which never follows a link). It never changes the mode or
+owner of anything by path except a directory it has just made, without following a link.
 
 What SFTP (version 3, as OpenSSH's sftp-server speaks it) can and cannot guarantee, and
 what is done with it:
@@ -32,7 +32,8 @@ what is done with it:
   is why the directories on the way are checked (``dircheck``) unless the host is told to
   trust them.
 * Every request is bounded (``OP_TIMEOUT``), its clean-up included; after a timeout the
-  session is marked broken and the transport opens a fresh one for the next target.
+  session is marked broken and the transport opens a fresh one for the next target. A
+  host's whole deploy is bounded too (``batch``): past that, a later run sweeps the rest.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import stat
-import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -51,8 +51,9 @@ from ..errors import DeployError
 from ..layout import Placement
 from ..protocol.frozen import frozen
 from ..spec import HostSettings
-from . import DeployFile, is_leftover, temp_name, verify_copy
+from . import DeployFile, temp_name, verify_copy
 from .dircheck import Seen, Trust, kind, prefixes, problem
+from .sftp_sweep import stopping, sweep
 
 OP_TIMEOUT = 30.0
 T = TypeVar("T")
@@ -74,7 +75,7 @@ class Sftp:
         self.label = label
         self.broken = False
 
-    async def _bounded(self, what: str, call: Awaitable[T]) -> T:
+    async def bounded(self, what: str, call: Awaitable[T]) -> T:
         # Not wait_for: it waits for the cancelled request to end, and a request's clean-up
         # may itself wait on the server (readdir closes its handle), so a server that stops
         # answering would hold it for ever. The request left behind ends with the session.
@@ -92,56 +93,53 @@ class Sftp:
 
     async def lstat(self, path: str) -> asyncssh.SFTPAttrs | None:
         try:
-            return await self._bounded(path, self.client.lstat(path))
+            return await self.bounded(path, self.client.lstat(path))
         except asyncssh.SFTPNoSuchFile:
             return None
 
     async def isdir(self, path: str) -> bool:
-        return await self._bounded(path, self.client.isdir(path))
+        return await self.bounded(path, self.client.isdir(path))
 
     async def create(self, path: str, mode: int) -> asyncssh.SFTPClientFile:
         attrs = asyncssh.SFTPAttrs(permissions=mode)
-        return await self._bounded(path, self.client.open(path, "x+b", attrs))
+        return await self.bounded(path, self.client.open(path, "x+b", attrs))
 
     async def mkdir(self, path: str, mode: int) -> None:
-        await self._bounded(path, self.client.mkdir(path, asyncssh.SFTPAttrs(permissions=mode)))
+        await self.bounded(path, self.client.mkdir(path, asyncssh.SFTPAttrs(permissions=mode)))
 
     async def lsetstat(self, path: str, attrs: asyncssh.SFTPAttrs) -> None:
-        await self._bounded(path, self.client.setstat(path, attrs, follow_symlinks=False))
+        await self.bounded(path, self.client.setstat(path, attrs, follow_symlinks=False))
 
     async def rename(self, old: str, new: str) -> None:
-        await self._bounded(new, self.client.posix_rename(old, new))
+        await self.bounded(new, self.client.posix_rename(old, new))
 
     async def remove(self, path: str) -> None:
-        await self._bounded(path, self.client.remove(path))
-
-    async def readdir(self, path: str) -> Sequence[asyncssh.SFTPName]:
-        return await self._bounded(path, self.client.readdir(path))
+        await self.bounded(path, self.client.remove(path))
 
     async def fsetstat(self, handle: asyncssh.SFTPClientFile, attrs: asyncssh.SFTPAttrs,
                        what: str) -> None:
-        await self._bounded(what, handle.setstat(attrs))
+        await self.bounded(what, handle.setstat(attrs))
 
     async def fstat(self, handle: asyncssh.SFTPClientFile, what: str) -> asyncssh.SFTPAttrs:
-        return await self._bounded(what, handle.stat())
+        return await self.bounded(what, handle.stat())
 
     async def write(self, handle: asyncssh.SFTPClientFile, data: bytes, what: str) -> None:
-        await self._bounded(what, handle.write(data, 0))
+        await self.bounded(what, handle.write(data, 0))
         with contextlib.suppress(asyncssh.SFTPOpUnsupported):
-            await self._bounded(what, handle.fsync())
+            await self.bounded(what, handle.fsync())
 
     async def read(self, handle: asyncssh.SFTPClientFile, size: int, what: str) -> bytes:
-        data: bytes = await self._bounded(what, handle.read(size, 0))  # opened in binary
+        data: bytes = await self.bounded(what, handle.read(size, 0))  # opened in binary
         return data
 
     async def close(self, handle: asyncssh.SFTPClientFile, what: str) -> None:
-        await self._bounded(what, handle.close())
+        await self.bounded(what, handle.close())
 
     async def room(self, path: str) -> tuple[int, int, int] | None:
         """Blocks, their size, and inodes free to an unprivileged user on the file system
         that holds ``path`` (``statvfs@openssh.com``); None if the server cannot tell."""
         try:
-            vfs = await self._bounded(path, self.client.statvfs(path))
+            vfs = await self.bounded(path, self.client.statvfs(path))
         except (asyncssh.Error, DeployError):
             return None
         return vfs.bavail, vfs.frsize, vfs.favail
@@ -280,16 +278,6 @@ def _dir_fix(attrs: asyncssh.SFTPAttrs | None, mode: int, ids: Ids) -> asyncssh.
     return None if fix.permissions is None and fix.uid is None else fix
 
 
-async def sweep(sftp: Sftp, directory: str) -> None:
-    """Remove what killed deploys left in the target directory (``remove`` never follows)."""
-    now = time.time()
-    for entry in await sftp.readdir(directory):
-        name = str(entry.filename)  # a file name: the server lists no path
-        if is_leftover(name, now - float(entry.attrs.mtime or now)):
-            with contextlib.suppress(asyncssh.SFTPError):
-                await sftp.remove(f"{directory}/{name}")
-
-
 async def _write(target: Target, item: DeployFile) -> None:
     """Create the temporary file (never following, never opening what is there), then set
     owner and mode, write, read back and ``fstat``, all through the one handle."""
@@ -366,9 +354,10 @@ def _differs(one: asyncssh.SFTPAttrs, two: asyncssh.SFTPAttrs, *, dirs: bool) ->
 
 async def _clean_up(target: Target) -> None:
     """Close the handles and remove the temporary names not renamed (``remove`` removes a
-    link, never its target). Skipped on a session that stopped answering."""
+    link, never its target). Skipped on a session that stopped answering, and past the
+    host's deadline (its requests could outlast it): a later run's sweep removes them."""
     for temp in target.temps:
-        if target.sftp.broken:
+        if target.sftp.broken or stopping():
             return
         with contextlib.suppress(asyncssh.Error, OSError, DeployError):
             await target.sftp.close(temp.handle, temp.path)

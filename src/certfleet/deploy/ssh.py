@@ -15,7 +15,8 @@ Everything the server says (disconnect reasons, SFTP error texts, command output
 a message only through ``safe_text``; the authentication banner is never shown (asyncssh's
 ``SSHClient.auth_banner_received`` ignores it). Every exchange is bounded in time: the
 connection (``CONNECT_TIMEOUT``), each SFTP request (``sftp_files.OP_TIMEOUT``; a session
-that stopped answering is replaced for the next target), each command.
+that stopped answering is replaced for the next target), each command, and the host's
+whole deploy (``batch.host_deadline``).
 """
 
 from __future__ import annotations
