@@ -1,10 +1,17 @@
 """A hostile local user on a target host: links, FIFOs, devices and directories planted
 where certfleet writes, before the deploy and at exactly the wrong moment.
 
-The user owns the target directory and is the host's ``owner`` (``hostile_lab``), so the
-directory checks accept the directory and only the per-file care stands between it and
-root. The races are made deterministic: a planting "before" happens before the deploy;
-one "at the wrong moment" happens from inside the deploy, by wrapping the SFTP session's
+The user is the host's ``owner`` (``hostile_lab``) and owns the directory the files are
+written in, so the directory checks accept it and only the per-file care stands between
+the user and root: locally the target directory (``a`` gets its own directory inside);
+over SSH ``a``'s own directory, in a target directory of root's, since over SFTP a
+directory on the way that the user could change is refused
+(``test_hostile_sftp_paths.py``). The tests of a link where the own directory goes need
+the user to write the target directory: over SSH they set ``trust_target_dir``, which
+leaves that refusal in place.
+
+The races are made deterministic: a planting "before" happens before the deploy; one "at
+the wrong moment" happens from inside the deploy, by wrapping the SFTP session's
 ``create``/``mkdir`` (the session talks to the real sshd) or, locally, the read-back check
 between a temporary file's creation and its rename.
 
@@ -52,17 +59,30 @@ def _hostile(lab: Lab, top: Path) -> Path:
 
 
 def _ssh(lab: Lab, tmp_path: Path) -> tuple[Path, Path, Layout]:
-    """``a``'s hostile target on web1b: a directory the hostile user owns; ``a`` gets its
-    own directory inside."""
+    """``a``'s hostile target on web1b: a directory of root's, holding ``a``'s own
+    directory, which the hostile user owns."""
+    top = lab.base / f"h-{tmp_path.name}"
+    top.mkdir(mode=0o755)
+    target = top / "certs"
+    target.mkdir(mode=0o755)
+    own = lab.hostile_dir(target / lab.names[0])
+    return target, own, lab.layout(tmp_path, str(target))
+
+
+def _ssh_writable(lab: Lab, tmp_path: Path) -> tuple[Path, Path, Layout]:
+    """``a``'s hostile target on web1b: a directory the hostile user owns, trusted
+    (``trust_target_dir``); ``a`` gets its own directory inside."""
     top = lab.base / f"h-{tmp_path.name}"
     top.mkdir(mode=0o755)
     hostile = _hostile(lab, top)
-    layout = lab.layout(tmp_path, str(hostile))
+    layout = lab.layout(tmp_path, str(hostile), settings={"trust_target_dir": True})
     return hostile, hostile / lab.names[0], layout
 
 
 def _own(lab: Lab, own: Path) -> Path:
-    lab.as_hostile("mkdir", "--", str(own))
+    """``a``'s own directory, the hostile user's (made by that user if missing)."""
+    if not own.is_dir():
+        lab.as_hostile("mkdir", "--", str(own))
     return own
 
 
@@ -220,7 +240,7 @@ def test_ssh_file_swapped_in_at_a_final_name_after_the_rename_is_noticed(
 
 
 def test_ssh_own_directory_planted_as_a_symlink_is_refused(lab: Lab, tmp_path: Path) -> None:
-    _, own, layout = _ssh(lab, tmp_path)
+    _, own, layout = _ssh_writable(lab, tmp_path)
     lab.plant_symlink(own, lab.victim_dir)
     layout.deploy_and_check("the certificate's own directory is a symlink, not a "
                             "directory; certfleet never follows it")
@@ -234,7 +254,7 @@ def test_ssh_own_directory_swapped_right_after_mkdir(
     owner (``lsetstat``): the new directory is moved away and a link to the victim
     directory put in its place. ``lsetstat`` does not follow it (it changes the link's own
     owner at most), so the victim directory stays root's, 0700, and empty of certificates."""
-    _, own, layout = _ssh(lab, tmp_path)
+    _, own, layout = _ssh_writable(lab, tmp_path)
 
     def swap(path: str, *_: object) -> None:
         if path == str(own) and not own.is_symlink():

@@ -9,8 +9,9 @@ would accept it), nothing is written there, the victims are unchanged, the other
 ``allow_group_writable`` and ``trust_target_dir`` accept what they name, and only that.
 
 Cases, over SSH (real sshd on web1b, root login): owned by the hostile user; writable by
-others; writable by a group that is not the host's (refused; accepted with that ``group``
-or ``allow_group_writable``); reached through a symlink (refused; accepted with
+others; writable by a group (refused; refused with that ``group`` too, as its members could
+swap the certificate's own directory in it between two SFTP requests; accepted with
+``allow_group_writable``); reached through a symlink (refused; accepted with
 ``trust_target_dir``); a directory on the way owned by the hostile user; a directory on
 the way writable by others without the sticky bit; a hostile-owned directory accepted with
 ``trust_target_dir``. Locally: writable by others, reached through a symlink, owned by the
@@ -111,6 +112,9 @@ def test_ssh_directory_writable_by_a_group(lab: Lab, tmp_path: Path, setting: st
     if setting == "none":
         _refused(layout, target, f"{target} is writable by its group {lab.gid} (mode 0775), "
                                  "not the host's group")
+    elif setting == "group":  # the directory the files go into may be (test_hostile_sftp_paths)
+        _refused(layout, target, f"{target} is writable by its group {lab.gid} (mode 0775), "
+                                 f"whose members could swap {lab.names[0]} in it for a link")
     else:
         _accepted(lab, layout, target)
 

@@ -16,6 +16,17 @@ certfleet writes; so, unless the host's settings say otherwise (the webroot has 
 * none is writable by its group, unless that group is the host's ``group`` or
   ``allow_group_writable = true``.
 
+Over SFTP more is needed (``swappable``): there is no ``openat``, each request resolves its
+path anew, so whoever may change an entry of a directory on the way to where the files go
+could swap it for a link between two requests and send root's files into a directory of
+their choosing. So each directory on the way (the one holding the directory the files go
+into included) must be owned by root or the login user, not writable by its group (unless
+``allow_group_writable = true``), and an entry of a sticky directory that others (or a
+group) may write must be owned by root or the login user too (its owner may rename it).
+The host's ``owner`` and ``group`` may still own and write the directory the files go into:
+what they plant in it meets the care each file gets. Locally every step goes through a
+descriptor, so none of this is needed there.
+
 The transports still never follow a link where they write, whatever is accepted here.
 """
 
@@ -44,6 +55,9 @@ class Trust:
     hint: str = f" ({SETTING_HINT})"
     group_hint: str = ", not the host's group (allow_group_writable = true accepts it)"
     any_owner: bool = False   # the http-01 webroot: see solvers/webroot.py
+    # root and the login user: over SFTP, the only owners of a directory on the way (and of
+    # an entry of a sticky one) that nobody else could change between two requests
+    steady: frozenset[int] = frozenset()
 
 
 class Refused(Exception):
@@ -149,3 +163,30 @@ def open_dir(directory: str, trust: Trust | None) -> int:
 
 def _seen(path: str, info: os.stat_result) -> Seen:
     return Seen(path, info.st_mode, info.st_uid, info.st_gid)
+
+
+def swappable(parent: Seen, child: str, child_uid: int | None, trust: Trust) -> str | None:
+    """Over SFTP: why someone other than root or the login user could replace ``child``, an
+    entry of ``parent`` on the way to where the files go (or that directory itself), with a
+    link between two requests; None if nobody could. ``child_uid`` is the entry's owner,
+    None while it is not yet known (or not yet made)."""
+    bits = stat.S_IMODE(parent.mode)
+    sticky = bool(bits & stat.S_ISVTX)
+    name = child.rpartition("/")[2]
+    if parent.uid not in trust.steady:
+        # the host's owner is the usual case; anyone else was refused by ``problem`` first
+        who = " (the host's owner)" if parent.uid in trust.uids else ""
+        return f"{parent.path} is owned by uid {parent.uid}{who}, not by root or the login " \
+               f"user, who could swap {name} in it for a link between two SFTP requests " \
+               f"({SETTING_HINT})"
+    if bits & stat.S_IWGRP and not sticky and not trust.any_group:
+        # the host's group only: any other group was refused by ``problem`` first
+        return f"{parent.path} is writable by its group {parent.gid} (mode {bits:04o}), " \
+               f"whose members could swap {name} in it for a link between two SFTP " \
+               "requests (allow_group_writable = true accepts it)"
+    if sticky and bits & (stat.S_IWGRP | stat.S_IWOTH) and child_uid is not None \
+            and child_uid not in trust.steady:
+        return f"{child} is owned by uid {child_uid}, not by root or the login user, who " \
+               f"could swap it for a link in {parent.path} (mode {bits:04o}) between two " \
+               f"SFTP requests ({SETTING_HINT})"
+    return None

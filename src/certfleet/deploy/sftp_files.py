@@ -29,8 +29,9 @@ what is done with it:
   with ``lsetstat@openssh.com`` (OpenSSH 8.0+), which does not follow links. There is no
   ``openat``: each operation resolves its path anew, so a user who may write a directory
   on the way could redirect the files into another directory between two operations. That
-  is why the directories on the way are checked (``dircheck``) unless the host is told to
-  trust them.
+  is why the directories on the way are checked (``dircheck``; here, each entry on the way
+  to the directory written in must be left to root and the login user, ``swappable``)
+  unless the host is told to trust them. That rests on ownership, not on timing.
 * Every request is bounded (``OP_TIMEOUT``), its clean-up included; after a timeout the
   session is marked broken and the transport opens a fresh one for the next target. A
   host's whole deploy is bounded too (``batch``): past that, a later run sweeps the rest.
@@ -52,7 +53,7 @@ from ..layout import Placement
 from ..protocol.frozen import frozen
 from ..spec import HostSettings
 from . import DeployFile, temp_name, verify_copy
-from .dircheck import Seen, Trust, kind, prefixes, problem
+from .dircheck import Seen, Trust, kind, prefixes, problem, swappable
 from .sftp_sweep import stopping, sweep
 
 OP_TIMEOUT = 30.0
@@ -174,8 +175,8 @@ async def install(target: Target, files: Sequence[DeployFile]) -> None:
     directory = target.placement.directory
     before: asyncssh.SFTPAttrs | None
     if target.placement.own_directory:
-        await check_dirs(target, directory.rpartition("/")[0] or "/")
-        before = await own_dir(target)
+        parent = await check_dirs(target, directory.rpartition("/")[0] or "/")
+        before = await own_dir(target, parent)
     else:
         before = await check_dirs(target, directory)
     await sweep(target.sftp, directory)
@@ -206,7 +207,12 @@ async def check_dirs(target: Target, directory: str) -> asyncssh.SFTPAttrs | Non
         if not await target.sftp.isdir(directory):
             raise DeployError(f"{target.sftp.label}:{directory}: target directory missing")
         return None
-    return [await _checked(target, path, directory) for path in prefixes(directory)][-1]
+    parent: asyncssh.SFTPAttrs | None = None
+    for path in prefixes(directory):
+        attrs = await _checked(target, path, directory)  # and its entry in the one before
+        _steady(target, f"{target.sftp.label}:{directory}", parent, path, attrs)
+        parent = attrs
+    return parent
 
 
 async def _checked(target: Target, path: str, directory: str) -> asyncssh.SFTPAttrs:
@@ -223,10 +229,24 @@ async def _checked(target: Target, path: str, directory: str) -> asyncssh.SFTPAt
     return attrs
 
 
-async def own_dir(target: Target) -> asyncssh.SFTPAttrs:
-    """The certificate's own directory: made if missing (mode and owner set without
-    following a link), and never a symlink, whatever the settings."""
+def _steady(target: Target, where: str, parent: asyncssh.SFTPAttrs | None, path: str,
+            attrs: asyncssh.SFTPAttrs | None) -> None:
+    """``path`` (``attrs`` None: not yet made), an entry of a directory on the way (seen as
+    ``parent``), must be left to root and the login user (``dircheck.swappable``)."""
+    if target.trust is None or parent is None:  # trusted, or ``/`` itself
+        return
+    above = path.rpartition("/")[0] or "/"
+    uid = None if attrs is None else _seen(path, attrs).uid
+    why = swappable(_seen(above, parent), path, uid, target.trust)
+    if why is not None:
+        raise DeployError(f"{where}: refused: {why}")
+
+
+async def own_dir(target: Target, parent: asyncssh.SFTPAttrs | None) -> asyncssh.SFTPAttrs:
+    """The certificate's own directory (in ``parent``'s): made if missing (mode and owner
+    set without following a link), and never a symlink, whatever the settings."""
     sftp, directory, settings = target.sftp, target.placement.directory, target.settings
+    _steady(target, target.where, parent, directory, None)  # before anything is made there
     attrs = await sftp.lstat(directory)
     if attrs is None:
         await sftp.mkdir(directory, settings.dir_mode)
@@ -250,6 +270,7 @@ async def own_dir(target: Target) -> asyncssh.SFTPAttrs:
         why = problem(_seen(directory, attrs), target.trust, last=True)
         if why is not None:
             raise DeployError(f"{target.where}: refused: {why}")
+        _steady(target, target.where, parent, directory, attrs)  # its owner, now known
     return attrs
 
 

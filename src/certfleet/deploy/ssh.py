@@ -168,10 +168,10 @@ class SshTransport:
         try:
             ids = files_.Ids(await self._lookup("user", settings.owner),
                              await self._lookup("group", settings.group))
-            trust = None if settings.trust_target_dir else Trust(
-                frozenset(uid for uid in (0, await self._lookup_login(), ids.uid)
-                          if uid is not None),
-                ids.gid, settings.allow_group_writable)
+            login = None if settings.trust_target_dir else await self._lookup_login()
+            trust = None if login is None else Trust(
+                frozenset(uid for uid in (0, login, ids.uid) if uid is not None),
+                ids.gid, settings.allow_group_writable, steady=frozenset((0, login)))
             target = files_.Target(await self._session(), where, placement, settings, ids,
                                    trust)
             await files_.install(target, files)
