@@ -1,6 +1,7 @@
 """What a target that answers, but slowly or without end, may cost: the sweep of leftovers
-reads and removes a bounded number of names (``sftp_sweep``), and a host's whole deploy
-ends by its deadline (``batch.host_deadline``) as that host's targets' one-line failure.
+reads and removes a bounded number of names (``sftp_sweep``), a host's whole deploy ends
+by its deadline (``batch.host_deadline``) as that host's targets' one-line failure, and an
+ID too large for 32 bits is refused where the host says it (``ssh._number``).
 
 Against the in-process SSH server (``sshlab``), scripted here to list more names than the
 directory holds, or to answer some requests late (each well inside ``OP_TIMEOUT``).
@@ -148,3 +149,23 @@ def test_past_the_deadline_nothing_more_is_asked(
     left = os.listdir(tmp_path / "root" / "srv")
     assert left, "the temporary file being written is left"
     assert all(name.startswith(TMP_PREFIX) for name in left), left
+
+
+@pytest.mark.parametrize(("owner", "said"), [
+    ("www", "cannot resolve user www: got 9999999999, not an ID (at most 4294967294)"),
+    (None, "cannot resolve id -u: got 9999999999, not an ID (at most 4294967294)"),
+    ("9999999999", "user 9999999999 is not a user ID (at most 4294967294)"),
+    ("4294967295", "user 4294967295 is not a user ID (at most 4294967294)"),
+])
+def test_an_id_too_large_for_32_bits_is_refused(
+        tmp_path: Path, owner: str | None, said: str) -> None:
+    """The host answers ``id -u`` with 9999999999 (or the settings give it): a one-line
+    failure of that host's targets, not an error SFTP meets when it encodes the number.
+    2**32 - 1 is (uid_t) -1, "leave the owner as it is" to chown."""
+    async def body(remote: Remote) -> list[DeployResult]:
+        (remote.bin / "id").write_text("#!/bin/sh\necho 9999999999\n")
+        (remote.bin / "id").chmod(0o755)
+        remote.at("/srv").mkdir()
+        return await _deploy(remote, [_job(remote, "/srv", owner=owner)], 8)
+    results = lab(tmp_path, body)
+    assert results[0].error == f"deployer@127.0.0.1: {said}"

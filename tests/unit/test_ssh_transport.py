@@ -233,7 +233,7 @@ def test_a_lookup_answered_with_something_else(tmp_path: Path,
 
 def test_numbers_from_a_host() -> None:
     assert ssh._number(" 1000\n", "id -u", "h") == 1000
-    assert ssh._number("4294967295", "id -u", "h") == 4294967295
+    assert ssh._number("4294967294", "id -u", "h") == 4294967294  # 2**32 - 1 is (uid_t) -1
     for bad in ("", "-1", "12345678901", "\u0661", "1 2", "0x10"):
         with pytest.raises(DeployError, match=r"^h: cannot resolve id -u: got '"):
             ssh._number(bad, "id -u", "h")

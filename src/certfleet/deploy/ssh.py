@@ -45,6 +45,10 @@ CLOSE_TIMEOUT = 5.0          # a peer that stops reading cannot hold the run at 
 COMMAND_TIMEOUT = 120.0
 LOOKUP_TIMEOUT = 30.0
 OUTPUT_KEPT = 4096           # the tail of a command's output kept for the message
+# The largest user or group ID: IDs are 32 bits, and 2**32 - 1 is (uid_t) -1, which chown
+# takes as "leave it as it is". A larger number from a host (or the settings) is refused
+# as it comes, before SFTP has to encode it.
+MAX_ID = 2**32 - 2
 
 
 class SshTransport:
@@ -213,6 +217,9 @@ class SshTransport:
         if name is None:
             return None
         if name.isascii() and name.isdigit():
+            if int(name) > MAX_ID:
+                raise DeployError(f"{self.label}: {what} {name} is not a {what} ID (at most "
+                                  f"{MAX_ID})")
             return int(name)
         if (what, name) not in self._ids:
             argv = ["id", "-u", "--", name] if what == "user" else ["getent", "group", "--", name]
@@ -280,10 +287,14 @@ async def _tail(stream: asyncssh.SSHReader[bytes]) -> str:
 
 
 def _number(text: str, what: str, label: str) -> int:
+    """A user or group ID as the host printed it."""
     value = text.strip()
     if not (value.isascii() and value.isdigit() and len(value) <= 10):
         raise DeployError(f"{label}: cannot resolve {safe_text(what)}: got "
                           f"'{safe_text(value, 60)}'")
+    if int(value) > MAX_ID:
+        raise DeployError(f"{label}: cannot resolve {safe_text(what)}: got {value}, not an "
+                          f"ID (at most {MAX_ID})")
     return int(value)
 
 
