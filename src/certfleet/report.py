@@ -66,10 +66,7 @@ class Outcome:
             ok = sum(d.ok for d in self.deployed)
             text += f", deployed to {ok}/{len(self.deployed)} targets"
             for bad in (d for d in self.deployed if not d.ok):
-                why = visible(bad.error or "")
-                # An error that names its target already (a local directory) says it once.
-                text += f"; {why}" if why.startswith(f"{bad.target.key}") else \
-                    f"; {bad.target.key}: {why}"
+                text += f"; {bad.target.key}: {visible(bad.error or '')}"
         return text
 
 
