@@ -78,6 +78,12 @@ class Lab:
     def plant_symlink(self, path: Path, to: Path) -> None:
         self.as_hostile("ln", "-sfn", "--", str(to), str(path))
 
+    def fresh_dir(self, prefix: str) -> Path:
+        """A new directory of root's (0755) under the lab, for one test's tree."""
+        top = self.base / f"{prefix}-{uuid.uuid4().hex[:8]}"
+        top.mkdir(mode=0o755)
+        return top
+
     def plant_fifo(self, path: Path) -> None:
         self.as_hostile("rm", "-f", "--", str(path))
         self.as_hostile("mkfifo", "--", str(path))
@@ -150,8 +156,7 @@ class Lab:
         """``a`` to ``hostile_host:<hostile>`` (a path, or a local path if the host is
         "") and to web1a; ``b`` to web1b. The hostile host's ``owner`` is the hostile
         user unless ``settings`` says otherwise."""
-        top = self.base / f"t-{uuid.uuid4().hex[:8]}"
-        top.mkdir(mode=0o755)
+        top = self.fresh_dir("t")
         good_a = top / "good-a"
         good_b = top / "good-b"
         good_a.mkdir()

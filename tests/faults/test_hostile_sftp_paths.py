@@ -21,7 +21,6 @@ or group, the victims are unchanged, and the other targets get their files.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,9 +40,7 @@ def lab() -> Iterator[Lab]:
 
 
 def _top(lab: Lab) -> Path:
-    top = lab.base / f"p-{uuid.uuid4().hex[:8]}"
-    top.mkdir(mode=0o755)
-    return top
+    return lab.fresh_dir("p")
 
 
 def _swap_before_the_first_file(lab: Lab, monkeypatch: pytest.MonkeyPatch,

@@ -21,7 +21,6 @@ hostile user.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,7 @@ def lab() -> Iterator[Lab]:
 
 
 def _top(lab: Lab) -> Path:
-    top = lab.base / f"d-{uuid.uuid4().hex[:8]}"
-    top.mkdir(mode=0o755)
-    return top
+    return lab.fresh_dir("d")
 
 
 def _root_dir(path: Path, mode: int) -> Path:
