@@ -508,7 +508,7 @@ ROWS: tuple[Row, ...] = (
           "faults/test_target_dirs.py::test_ssh_directory_writable_by_others",
           "faults/test_target_dirs.py::test_local_directory_writable_by_others"),
         m("deploy/dircheck.py",
-          "    if seen.uid not in trust.uids:\n", "    if False:\n",
+          "    if seen.uid not in trust.uids and not trust.any_owner:\n", "    if False:\n",
           "target directories of other users are used",
           "faults/test_target_dirs.py::test_ssh_directory_owned_by_another_user",
           "faults/test_target_dirs.py::test_local_directory_owned_by_another_user"),
