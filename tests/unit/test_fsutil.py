@@ -1015,3 +1015,15 @@ def test_remove_tree_empties_a_directory_of_files_itself(
     (nested / "inner").mkdir(parents=True)
     fsutil.remove_tree(nested)
     assert walked == [nested]
+
+
+def test_a_file_named_for_another_reader_need_not_be_private_unless_a_secret(
+        tmp_path: Path) -> None:
+    """``check_trusted``: a known_hosts or ssh_config of 0644 is fine; an identity is a
+    secret, so it is not."""
+    path = tmp_path / "known_hosts"
+    path.write_text("host key\n")
+    path.chmod(0o644)
+    assert fsutil.check_trusted(path).st_size == 9
+    with pytest.raises(ConfigError, match="a secret readable by group or others"):
+        fsutil.check_trusted(path, secret=True)

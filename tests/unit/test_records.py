@@ -67,3 +67,21 @@ def test_serial_hex_refuses(value: object) -> None:
     with pytest.raises(RecordError) as caught:
         serial_hex(value, "revocation.serial")
     assert str(caught.value) == "revocation.serial is not a serial number"
+
+
+def test_a_time_is_judged_in_utc_whatever_the_local_zone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last hour of 9999 in UTC is a time; at +14:00 it is in the year 10000. The
+    check is the UTC one, wherever certfleet runs."""
+    import time as clock
+    from datetime import UTC, datetime
+
+    from certfleet.protocol.records import in_range
+
+    monkeypatch.setenv("TZ", "Etc/GMT-14")
+    clock.tzset()
+    try:
+        assert in_range(datetime(9999, 12, 31, 23, tzinfo=UTC))
+    finally:
+        monkeypatch.undo()
+        clock.tzset()

@@ -169,3 +169,8 @@ def test_an_id_too_large_for_32_bits_is_refused(
         return await _deploy(remote, [_job(remote, "/srv", owner=owner)], 8)
     results = lab(tmp_path, body)
     assert results[0].error == f"deployer@127.0.0.1: {said}"
+
+
+def test_a_host_s_deadline_grows_with_its_targets() -> None:
+    assert batch.host_deadline(1) == batch.HOST_TIME + batch.CERT_TIME
+    assert batch.host_deadline(4) == batch.HOST_TIME + 4 * batch.CERT_TIME

@@ -515,3 +515,14 @@ def test_a_full_disk_on_a_server_that_reports_no_block_size(tmp_path: Path) -> N
 def test_error_numbers_one_and_up_are_the_systems_words() -> None:
     assert ssh._describe(PermissionError(1, "Connect call failed")) == \
         "Operation not permitted"
+
+
+def test_an_id_in_the_settings_is_taken_up_to_the_largest_one() -> None:
+    """A numeric owner or group is used as it is, up to 2**32 - 2 ((uid_t) -1 aside)."""
+    transport = object.__new__(ssh.SshTransport)
+    transport.label = "h"  # type: ignore[misc]
+    assert asyncio.run(transport._lookup("user", str(ssh.MAX_ID))) == ssh.MAX_ID
+    with pytest.raises(DeployError) as caught:
+        asyncio.run(transport._lookup("user", str(ssh.MAX_ID + 1)))
+    assert str(caught.value) == f"h: user {ssh.MAX_ID + 1} is not a user ID (at most " \
+        f"{ssh.MAX_ID})"
