@@ -257,8 +257,6 @@ ELSEWHERE = {
     "job._load_toml": "here: CASES, test_an_oversized_or_untrusted_configuration_file",
     "job._apply_overrides": "test_config.py::test_bad_overrides_are_reported",
     "sources.job_from": "here: test_no_configuration_at_all",
-    "job._default_ssh_config": "test_trusted_ssh_files.py::test_the_default_ssh_config_is_"
-                               "checked_too",
     "problems.raise_if_any": "every case (it raises what the others collect)",
     "__init__.__getattr__": "not a value check (an unknown attribute of the package)",
     "store_section._backend": "test_store_config.py::test_bad_values_name_their_line",

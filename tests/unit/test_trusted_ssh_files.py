@@ -135,15 +135,30 @@ def test_every_spelling_asyncssh_takes_as_include_is_refused(conf: Path, line: s
         f"certfleet.toml:2: ssh_config:5: {named_files.INCLUDE_REFUSED}"]
 
 
-def test_the_default_ssh_config_is_checked_too(conf: Path) -> None:
+def test_the_default_ssh_config_is_checked_where_a_deploy_uses_it(
+        conf: Path, tmp_path: Path) -> None:
+    """``~/.ssh/config`` is the operator's own, often with an ``Include``: the configuration
+    loads (``status`` and local deploys never read it), and an SSH deploy refuses it, one
+    line naming it, before connecting."""
     home = Path(os.environ["HOME"])
     (home / ".ssh").mkdir(mode=0o700)
-    config = _file(home / ".ssh" / "config", "Host *\n  Port 22\n", 0o644)
-    _loads(conf, "")
-    config.chmod(0o666)
-    assert _problems(conf, "") == [
-        f"{config} (the ssh_config used when [ssh] config is not set): writable by group or "
-        "others (mode 666); chmod go-w it"]
+    config = _file(home / ".ssh" / "config", "Include ~/.ssh/config.d/*\nHost *\n", 0o666)
+    job = load_job(conf / "certfleet.toml" if (conf / "certfleet.toml").exists() else None,
+                   domains_path=conf / "domains.txt")
+    assert job.ssh_config == (config,)
+
+    async def body(remote: Remote) -> tuple[str, int]:
+        transport = ssh.SshTransport(Target("/", host="127.0.0.1", user="deployer"),
+                                     HostSettings(port=remote.port, identity=remote.identity),
+                                     ssh_config=job.ssh_config, known_hosts=remote.known_hosts)
+        with pytest.raises(DeployError) as caught:
+            async with transport:
+                pass
+        return str(caught.value), len(remote.connections)
+    said, connections = lab(tmp_path, body)
+    assert said == f"deployer@127.0.0.1: {config}: writable by group or others (mode 666); " \
+        "chmod go-w it"
+    assert connections == 0
 
 
 def test_a_ca_bundle_another_user_can_write_is_refused(conf: Path) -> None:
